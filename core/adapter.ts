@@ -1,0 +1,65 @@
+import type { Balancer, Capabilities, Logger, Registrar, Resolver } from './model';
+import type { OptionsSchema, ParsedUrl } from './options';
+
+/** What an adapter's create() gets besides its options. */
+export interface AdapterContext {
+  logger: Logger;
+  /** ms, monotonic; injectable for tests. */
+  now(): number;
+  random(): number;
+}
+
+/** What an adapter instance provides. */
+export interface AdapterInstance {
+  resolver: Resolver;
+  registrar?: Registrar;
+  /** Service names, where the registry can enumerate them (capabilities.listServices). */
+  listServices?(): Promise<string[]>;
+  /** Releases clients shared by resolver and registrar (called after both are closed). */
+  close?(): Promise<void>;
+}
+
+export interface AdapterDefinition<O = any> {
+  /** Lowercase URL scheme, e.g. "etcd". */
+  scheme: string;
+  /** Other schemes accepted for the same adapter (e.g. "zookeeper" for "zk"). */
+  aliases?: string[];
+  /** One line for docs and `--help`. */
+  description: string;
+  capabilities: Capabilities;
+  /** Every option, with type, default and doc: the one place options are validated. */
+  options: OptionsSchema;
+  /**
+   * Maps a parsed URL to raw options (validated afterwards against `options`).
+   * Default: `{ hosts: "h1:p1,h2:p2" (when the schema has "hosts"), path (when it has "path"), ...params }`.
+   */
+  fromUrl?(url: ParsedUrl): Record<string, unknown>;
+  /** Cross-field checks on validated options; throw ConfigError naming the field. */
+  validate?(options: O): void;
+  create(options: O, ctx: AdapterContext): AdapterInstance | Promise<AdapterInstance>;
+}
+
+/** A balancer factory gets the validated config given in service config or Discovery config. */
+export interface BalancerDefinition<C = any> {
+  name: string;
+  aliases?: string[];
+  description: string;
+  options: OptionsSchema;
+  create(config: C): Balancer;
+}
+
+/** Identity function that type-checks and freezes an adapter definition. */
+export function defineAdapter<O>(def: AdapterDefinition<O>): AdapterDefinition<O> {
+  if (!def || typeof def !== 'object') throw new TypeError('defineAdapter(): definition must be an object');
+  if (typeof def.scheme !== 'string' || !/^[a-z][a-z0-9+.-]*$/.test(def.scheme)) throw new TypeError(`defineAdapter(): "scheme" must be a lowercase URL scheme, got ${JSON.stringify(def.scheme)}`);
+  if (typeof def.create !== 'function') throw new TypeError(`defineAdapter(${def.scheme}): "create" must be a function`);
+  if (!def.capabilities || typeof def.capabilities !== 'object') throw new TypeError(`defineAdapter(${def.scheme}): "capabilities" is required`);
+  if (!def.options || typeof def.options !== 'object') throw new TypeError(`defineAdapter(${def.scheme}): "options" schema is required (use {} for none)`);
+  return Object.freeze({ ...def });
+}
+
+export function defineBalancer<C>(def: BalancerDefinition<C>): BalancerDefinition<C> {
+  if (!def || typeof def.name !== 'string' || !/^[a-z][a-z0-9_]*$/.test(def.name)) throw new TypeError(`defineBalancer(): "name" must be lowercase snake_case, got ${JSON.stringify(def?.name)}`);
+  if (typeof def.create !== 'function') throw new TypeError(`defineBalancer(${def.name}): "create" must be a function`);
+  return Object.freeze({ ...def });
+}

@@ -1,0 +1,185 @@
+import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { AdapterDefinition, AdapterInstance } from './adapter';
+import { ConfigError, NotSupportedError } from './errors';
+import type { Balancer, Capabilities, InstanceSpec, Logger, Registrar, Registration, Resolver } from './model';
+import { parseRegistryUrl, redactOptions, validateOptions, type ParsedUrl } from './options';
+import { getAdapter, getBalancer } from './registry';
+import { monotonicNow, silentLogger } from './util';
+import type { ServiceStatus } from './watch-resolver';
+
+/** Where the zero-setup file registry lives when nothing is configured. */
+export const DEFAULT_FILE_REGISTRY = path.join(os.tmpdir(), 'wayfinder', 'registry.json');
+export const DEFAULT_REGISTRY_URL = `file://${DEFAULT_FILE_REGISTRY}`;
+
+export interface DiscoveryConfig {
+  /** A registry URL, or `{ scheme, ...options }`. */
+  registry?: string | ({ scheme: string } & Record<string, unknown>);
+  /** A balancer name (default "round_robin"), or `{ name, ...options }`. */
+  balancer?: string | ({ name: string } & Record<string, unknown>);
+}
+/** A registry URL, a path to a .json/.yaml/.yml config file, or a config object. */
+export type ConfigSource = string | DiscoveryConfig;
+
+export interface DiscoveryOptions {
+  logger?: Logger;
+  /** Environment to read WAYFINDER_REGISTRY from (default process.env). */
+  env?: Record<string, string | undefined>;
+}
+
+const TOP_LEVEL = ['registry', 'balancer'];
+
+function isUrl(s: string): boolean {
+  return /^[a-zA-Z][a-zA-Z0-9+.-]+:/.test(s) && !/^[a-zA-Z]:[\\/]/.test(s);
+}
+
+function loadConfigFile(file: string): DiscoveryConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`, { field: 'config', cause: e });
+  }
+  let data: unknown;
+  try {
+    data = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`, { field: 'config', cause: e });
+  }
+  if (!data || typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`config file ${file} must hold an object with "registry" (and optionally "balancer")`, { field: 'config' });
+  return data as DiscoveryConfig;
+}
+
+/** Turns any accepted source into a config object (without touching the registry). */
+export function normalizeConfig(source: ConfigSource | undefined, env: Record<string, string | undefined> = process.env): DiscoveryConfig {
+  if (source === undefined || source === null) {
+    const fromEnv = env.WAYFINDER_REGISTRY?.trim();
+    source = fromEnv ? fromEnv : DEFAULT_REGISTRY_URL;
+  }
+  if (typeof source === 'string') {
+    if (isUrl(source)) return { registry: source };
+    if (/\.(json|ya?ml)$/i.test(source)) return normalizeConfig(loadConfigFile(source), env);
+    throw new ConfigError(`config source ${JSON.stringify(source)} is neither a registry URL (scheme://...) nor a .json/.yaml file path`, { field: 'registry' });
+  }
+  if (typeof source !== 'object' || Array.isArray(source)) throw new TypeError('Discovery.fromConfig(): source must be a URL string, a file path or an object');
+  for (const k of Object.keys(source)) {
+    if (!TOP_LEVEL.includes(k)) throw new ConfigError(`unknown config key "${k}"; known keys: ${TOP_LEVEL.join(', ')}`, { field: k });
+  }
+  return { registry: source.registry ?? env.WAYFINDER_REGISTRY ?? DEFAULT_REGISTRY_URL, balancer: source.balancer };
+}
+
+/** Maps URL parts to raw options by the adapter's schema: hosts, path, username, password, params. */
+export function defaultFromUrl(def: AdapterDefinition, url: ParsedUrl): Record<string, unknown> {
+  const raw: Record<string, unknown> = { ...url.params };
+  const has = (k: string) => k in def.options;
+  for (const k of ['hosts', 'path', 'username', 'password']) {
+    if (k in url.params) throw new ConfigError(`${def.scheme}: "${k}" goes in the URL itself, not as a ?${k}= parameter`, { field: k });
+  }
+  if (url.hosts.length) {
+    if (!has('hosts')) throw new ConfigError(`${def.scheme}: this adapter takes no host in its URL (got ${url.redacted})`, { field: 'hosts' });
+    raw.hosts = url.hosts.map((h) => (h.host.includes(':') ? `[${h.host}]` : h.host) + (h.port ? `:${h.port}` : ''));
+  }
+  if (url.path && url.path !== '/') {
+    if (!has('path')) throw new ConfigError(`${def.scheme}: this adapter takes no path in its URL (got ${url.redacted})`, { field: 'path' });
+    raw.path = url.path;
+  }
+  if (url.username !== undefined) {
+    if (!has('username')) throw new ConfigError(`${def.scheme}: this adapter takes no credentials in its URL`, { field: 'username' });
+    raw.username = url.username;
+    if (url.password !== undefined) raw.password = url.password;
+  }
+  return raw;
+}
+
+/** Parses and validates a registry spec into the adapter and its typed options. */
+export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: AdapterDefinition; options: Record<string, unknown>; display: string } {
+  if (typeof spec === 'string') {
+    const url = parseRegistryUrl(spec);
+    const def = getAdapter(url.scheme);
+    const raw = def.fromUrl ? def.fromUrl(url) : defaultFromUrl(def, url);
+    const options = validateOptions(def.scheme, def.options, raw);
+    def.validate?.(options);
+    return { def, options, display: url.redacted };
+  }
+  if (!spec || typeof spec !== 'object' || typeof spec.scheme !== 'string') throw new ConfigError('"registry" must be a URL string or an object with a "scheme"', { field: 'registry' });
+  const { scheme, ...rest } = spec;
+  const def = getAdapter(scheme);
+  const options = validateOptions(def.scheme, def.options, rest);
+  def.validate?.(options);
+  return { def, options, display: `${def.scheme}: ${JSON.stringify(redactOptions(def.options, options))}` };
+}
+
+export function resolveBalancer(spec: DiscoveryConfig['balancer']): Balancer {
+  const { name, ...rest } = typeof spec === 'string' ? { name: spec } : spec ?? { name: 'round_robin' };
+  if (typeof name !== 'string') throw new ConfigError('"balancer" must be a name or an object with a "name"', { field: 'balancer' });
+  const def = getBalancer(name);
+  return def.create(validateOptions(def.name, def.options, rest));
+}
+
+class UnsupportedRegistrar implements Registrar {
+  constructor(private readonly scheme: string) {}
+  register(_: InstanceSpec): Promise<Registration> {
+    return Promise.reject(new NotSupportedError(`${this.scheme}: this registry is read-only; register instances with the registry's own tooling`));
+  }
+  async close(): Promise<void> {}
+}
+
+/**
+ * A configured registry (resolver + registrar) and balancer. Build one with Discovery.fromConfig().
+ */
+export class Discovery {
+  readonly resolver: Resolver;
+  readonly registrar: Registrar;
+  readonly balancer: Balancer;
+  readonly scheme: string;
+  readonly capabilities: Capabilities;
+  /** The registry as configured, with secrets redacted: safe to log. */
+  readonly description: string;
+  private closing?: Promise<void>;
+
+  private constructor(def: AdapterDefinition, private readonly instance: AdapterInstance, balancer: Balancer, description: string) {
+    this.resolver = instance.resolver;
+    this.registrar = instance.registrar ?? new UnsupportedRegistrar(def.scheme);
+    this.balancer = balancer;
+    this.scheme = def.scheme;
+    this.capabilities = def.capabilities;
+    this.description = description;
+  }
+
+  /**
+   * Builds a Discovery from a registry URL, a config file path, or an object. With no source:
+   * env WAYFINDER_REGISTRY, else the file registry at DEFAULT_FILE_REGISTRY.
+   * Invalid config throws ConfigError naming the field, before anything connects.
+   */
+  static async fromConfig(source?: ConfigSource, opts: DiscoveryOptions = {}): Promise<Discovery> {
+    const cfg = normalizeConfig(source, opts.env);
+    const { def, options, display } = resolveRegistry(cfg.registry);
+    const balancer = resolveBalancer(cfg.balancer);
+    const logger = opts.logger ?? silentLogger;
+    const instance = await def.create(options, { logger, now: monotonicNow, random: Math.random });
+    return new Discovery(def, instance, balancer, display);
+  }
+
+  /** Service names, where the registry can list them. */
+  async listServices(): Promise<string[]> {
+    if (!this.instance.listServices) throw new NotSupportedError(`${this.scheme}: this registry cannot list services`);
+    return this.instance.listServices();
+  }
+
+  /** What every watched service looks like now: endpoints, last update, last error. JSON-able. */
+  status(): { registry: string; services: ServiceStatus[] } {
+    const r = this.resolver as Resolver & { status?: () => ServiceStatus[] };
+    return { registry: this.description, services: r.status ? r.status() : [] };
+  }
+
+  /** Deregisters what this process registered, stops every watch, releases clients. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([this.registrar.close(), this.resolver.close()]);
+      await this.instance.close?.();
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,132 @@
+import type { WayfinderError } from './errors';
+
+export type Health = 'passing' | 'warning' | 'critical';
+
+/** One instance of a service. Identity is `host:port`. */
+export interface Endpoint {
+  /** Stable per instance (e.g. "10.0.0.5:50051" or a uuid). */
+  id: string;
+  host: string;
+  port: number;
+  /** Positive integer, default 1. */
+  weight?: number;
+  /** Locality, when the registry knows it. */
+  zone?: string;
+  metadata: Record<string, string>;
+  /** Adapters drop `critical` endpoints by default. */
+  health?: Health;
+}
+
+/**
+ * The complete set of a service's endpoints (never a delta). When the registry fails the resolver
+ * keeps delivering the last good set with `error` attached; it never delivers an empty set because
+ * of a transport error.
+ */
+export interface Snapshot {
+  service: string;
+  endpoints: Endpoint[];
+  revision?: string;
+  error?: WayfinderError;
+  /** True when the endpoints are the last known good set, not confirmed by the registry just now. */
+  stale?: boolean;
+}
+
+export interface Watch {
+  close(): void;
+}
+
+export interface Resolver {
+  /** The first callback is always asynchronous, never from inside watch(). */
+  watch(service: string, onSnapshot: (s: Snapshot) => void): Watch;
+  /** The current endpoints (first snapshot). Rejects only if the registry fails before any good set. */
+  resolve(service: string, opts?: { signal?: AbortSignal }): Promise<Endpoint[]>;
+  /** Ask for a fresh look now (poll-based adapters); push-based adapters may ignore it. */
+  refresh?(service: string): void;
+  close(): Promise<void>;
+}
+
+export interface InstanceSpec {
+  service: string;
+  host: string;
+  port: number;
+  id?: string;
+  weight?: number;
+  zone?: string;
+  metadata?: Record<string, string>;
+}
+
+export type RegistrationEvent = 'lost' | 'restored';
+
+export interface Registration {
+  readonly id: string;
+  readonly service: string;
+  /** Change weight, zone or metadata (host/port/service are identity and cannot change). */
+  update(p: Partial<InstanceSpec>): Promise<void>;
+  /** Remove the instance from the registry now. Idempotent. */
+  deregister(): Promise<void>;
+  on(event: RegistrationEvent, fn: (err?: Error) => void): void;
+  off?(event: RegistrationEvent, fn: (err?: Error) => void): void;
+}
+
+export interface Registrar {
+  /** Registers and keeps the instance alive (TTL, lease or session) until deregistered or closed. */
+  register(instance: InstanceSpec): Promise<Registration>;
+  /** Deregisters everything it registered. */
+  close(): Promise<void>;
+}
+
+// ---- balancing ----
+
+export interface PickInfo {
+  /** A routing key for sticky balancers (e.g. a user id). */
+  key?: string;
+  metadata?: Record<string, string>;
+}
+
+export interface PickDone {
+  (result: { ok: boolean; latencyMs: number }): void;
+}
+
+export type Pick =
+  | { endpoint: Endpoint; done: PickDone }
+  | { endpoint: null; reason: 'no-endpoints' | 'drop' };
+
+/** An immutable snapshot of a balancing decision. pick() never throws and never blocks. */
+export interface Picker {
+  pick(info?: PickInfo): Pick;
+}
+
+export interface Logger {
+  debug(obj: object | string, msg?: string): void;
+  info(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  error(obj: object | string, msg?: string): void;
+}
+
+export interface BalancerContext {
+  /** Milliseconds, monotonic. Injected so balancers are deterministic under test. */
+  now(): number;
+  /** Uniform in [0, 1). Injected so balancers are deterministic under test. */
+  random(): number;
+  logger: Logger;
+}
+
+export interface Balancer {
+  readonly name: string;
+  /** Called on every change of the endpoint set; the returned picker is immutable. */
+  build(endpoints: Endpoint[], ctx: BalancerContext): Picker;
+}
+
+export interface Capabilities {
+  /** How changes are learnt: 'push' (watch/stream) or 'poll'. */
+  watch: 'push' | 'poll';
+  /** Has a registrar. */
+  register: boolean;
+  /** Dead registrants disappear by themselves (TTL, lease, session); the bound in ms if known. */
+  ttl: boolean;
+  weights: boolean;
+  zones: boolean;
+  metadata: boolean;
+  /** Can list service names. */
+  listServices: boolean;
+}

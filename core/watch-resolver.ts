@@ -1,0 +1,214 @@
+import { BadEntryError, ClosedError, toWayfinderError, type BadEntry, type WayfinderError } from './errors';
+import type { Endpoint, Logger, Resolver, Snapshot, Watch } from './model';
+import { sameEndpoints, silentLogger } from './util';
+
+/** What an adapter's watch loop reports into. Calls after the subscription is closed are ignored. */
+export interface SourceSink {
+  /** A complete, validated set. `bad` lists entries skipped as malformed (reported as BAD_ENTRY). */
+  update(endpoints: Endpoint[], opts?: { revision?: string; bad?: BadEntry[] }): void;
+  /** The registry failed; the last good set is kept and re-delivered with this error attached. */
+  error(err: WayfinderError): void;
+}
+
+/**
+ * The per-service watch loop an adapter implements. Called once per service per resolver however
+ * many watchers there are; the returned function stops it (called when the last watcher leaves).
+ */
+export type SubscribeFn = (service: string, sink: SourceSink) => (() => void | Promise<void>);
+
+export interface ServiceStatus {
+  service: string;
+  watchers: number;
+  endpoints: Endpoint[];
+  revision?: string;
+  lastUpdate?: string;
+  lastError?: { code: string; message: string; at: string };
+  stale: boolean;
+}
+
+interface Entry {
+  service: string;
+  listeners: Set<(s: Snapshot) => void>;
+  current?: Snapshot;
+  hasGood: boolean;
+  good: Endpoint[];
+  revision?: string;
+  stop?: () => void | Promise<void>;
+  active: boolean;
+  lastUpdate?: Date;
+  lastError?: { err: WayfinderError; at: Date };
+}
+
+const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+export function checkServiceName(service: unknown, where = 'watch()'): asserts service is string {
+  if (typeof service !== 'string' || !SERVICE_NAME.test(service)) {
+    throw new TypeError(`${where}: service name must match [A-Za-z0-9][A-Za-z0-9._-]*, got ${JSON.stringify(service)}`);
+  }
+}
+
+/**
+ * The shared resolver behind every adapter: one registry watch per service (reference-counted,
+ * stopped with the last watcher), complete snapshots only, duplicate snapshots suppressed, the last
+ * good set kept across registry errors, and every callback delivered asynchronously.
+ */
+export class WatchResolver implements Resolver {
+  private readonly entries = new Map<string, Entry>();
+  private closed = false;
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly name: string,
+    private readonly subscribe: SubscribeFn,
+    opts: { logger?: Logger; refresh?: (service: string) => void; onClose?: () => Promise<void> | void } = {},
+  ) {
+    this.logger = opts.logger ?? silentLogger;
+    this.refreshFn = opts.refresh;
+    this.onClose = opts.onClose;
+  }
+  private readonly refreshFn?: (service: string) => void;
+  private readonly onClose?: () => Promise<void> | void;
+
+  watch(service: string, onSnapshot: (s: Snapshot) => void): Watch {
+    checkServiceName(service);
+    if (typeof onSnapshot !== 'function') throw new TypeError('watch(): onSnapshot must be a function');
+    if (this.closed) throw new ClosedError(`${this.name} resolver`);
+    let entry = this.entries.get(service);
+    if (!entry) {
+      entry = { service, listeners: new Set(), hasGood: false, good: [], active: true };
+      this.entries.set(service, entry);
+      this.start(entry);
+    }
+    const e = entry;
+    // Wrap so the same function can watch twice and each Watch closes only itself.
+    const listener = (s: Snapshot) => onSnapshot(s);
+    e.listeners.add(listener);
+    if (e.current) {
+      const snap = e.current;
+      queueMicrotask(() => {
+        if (e.listeners.has(listener)) this.deliver(listener, snap);
+      });
+    }
+    let open = true;
+    return {
+      close: () => {
+        if (!open) return;
+        open = false;
+        e.listeners.delete(listener);
+        if (e.listeners.size === 0 && e.active) this.stopEntry(e);
+      },
+    };
+  }
+
+  resolve(service: string, opts: { signal?: AbortSignal } = {}): Promise<Endpoint[]> {
+    checkServiceName(service, 'resolve()');
+    return new Promise((resolve, reject) => {
+      const { signal } = opts;
+      if (signal?.aborted) return reject(signal.reason);
+      let w: Watch | undefined;
+      const onAbort = () => {
+        w?.close();
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      w = this.watch(service, (s) => {
+        if (s.error && s.endpoints.length === 0 && s.error.code !== 'BAD_ENTRY') {
+          finish();
+          reject(s.error);
+        } else {
+          finish();
+          resolve(s.endpoints.map((e) => ({ ...e, metadata: { ...e.metadata } })));
+        }
+      });
+      const finish = () => {
+        signal?.removeEventListener('abort', onAbort);
+        w?.close();
+      };
+    });
+  }
+
+  refresh(service: string): void {
+    if (!this.closed && this.entries.has(service)) this.refreshFn?.(service);
+  }
+
+  /** A JSON-able view of every watched service, for admin endpoints and the CLI. */
+  status(): ServiceStatus[] {
+    return [...this.entries.values()].map((e) => ({
+      service: e.service,
+      watchers: e.listeners.size,
+      endpoints: e.good,
+      revision: e.revision,
+      lastUpdate: e.lastUpdate?.toISOString(),
+      lastError: e.lastError ? { code: e.lastError.err.code, message: e.lastError.err.message, at: e.lastError.at.toISOString() } : undefined,
+      stale: !!e.current?.stale,
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const stops = [...this.entries.values()].map((e) => this.stopEntry(e));
+    await Promise.allSettled(stops);
+    await this.onClose?.();
+  }
+
+  private start(e: Entry): void {
+    const sink: SourceSink = {
+      update: (endpoints, opts) => {
+        if (!e.active) return;
+        const bad = opts?.bad?.length ? new BadEntryError(opts.bad) : undefined;
+        if (bad) this.logger.warn({ service: e.service, code: bad.code, entries: bad.entries }, bad.message);
+        const changed = !e.hasGood || !sameEndpoints(e.good, endpoints) || !!e.current?.error !== !!bad || (bad && e.current?.error?.message !== bad.message);
+        e.hasGood = true;
+        e.good = endpoints;
+        e.revision = opts?.revision;
+        e.lastUpdate = new Date();
+        if (!changed) return;
+        const snap: Snapshot = { service: e.service, endpoints, revision: opts?.revision };
+        if (bad) snap.error = bad;
+        this.publish(e, snap);
+      },
+      error: (err) => {
+        if (!e.active) return;
+        const repeat = e.current?.error?.code === err.code && e.current?.error?.message === err.message;
+        e.lastError = { err, at: new Date() };
+        this.logger.warn({ service: e.service, code: err.code }, `${this.name}: ${err.message}`);
+        if (repeat) return;
+        this.publish(e, { service: e.service, endpoints: e.good, revision: e.revision, error: err, stale: true });
+      },
+    };
+    try {
+      e.stop = this.subscribe(e.service, sink);
+    } catch (err) {
+      // A subscribe that throws synchronously is a bug in the adapter; report it as a snapshot error.
+      queueMicrotask(() => sink.error(toWayfinderError(err, `${this.name}: watching ${e.service} failed`)));
+    }
+  }
+
+  private publish(e: Entry, snap: Snapshot): void {
+    e.current = snap;
+    const listeners = [...e.listeners];
+    queueMicrotask(() => {
+      for (const l of listeners) if (e.listeners.has(l) && e.current === snap) this.deliver(l, snap);
+    });
+  }
+
+  private deliver(l: (s: Snapshot) => void, snap: Snapshot): void {
+    try {
+      l({ ...snap, endpoints: snap.endpoints.slice() });
+    } catch (err) {
+      this.logger.error({ service: snap.service, err }, `${this.name}: a watch callback threw; ignored`);
+    }
+  }
+
+  private async stopEntry(e: Entry): Promise<void> {
+    e.active = false;
+    e.listeners.clear();
+    if (this.entries.get(e.service) === e) this.entries.delete(e.service);
+    try {
+      await e.stop?.();
+    } catch (err) {
+      this.logger.warn({ service: e.service, err }, `${this.name}: stopping a watch failed`);
+    }
+  }
+}

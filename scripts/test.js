@@ -1,0 +1,25 @@
+'use strict';
+// `npm test`: installs the real servers when missing (as root), type-checks, then runs every
+// mocha suite. The run ends with the line "N passed, N failed, N skipped".
+const { spawnSync } = require('node:child_process');
+const path = require('node:path');
+const { ensureSystemDeps } = require('./system-deps');
+
+const root = path.resolve(__dirname, '..');
+try {
+  ensureSystemDeps();
+} catch (e) {
+  console.error(`[wayfinder] installing system packages failed: ${e.message}`);
+  if (process.env.CI) process.exit(1);
+}
+
+const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'], { cwd: root, stdio: 'inherit' });
+if (tsc.status !== 0) {
+  console.error('[wayfinder] type check failed');
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+
+const args = [require.resolve('mocha/bin/mocha.js'), ...process.argv.slice(2)];
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+process.exit(r.status ?? 1);
