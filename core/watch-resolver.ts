@@ -39,11 +39,12 @@ interface Entry {
   lastError?: { err: WayfinderError; at: Date };
 }
 
-const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** Registry service names; '_' and ':' allowed for DNS forms (`_grpc._tcp.name`, `name:port`). */
+const SERVICE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._:-]{0,252}$/;
 
 export function checkServiceName(service: unknown, where = 'watch()'): asserts service is string {
   if (typeof service !== 'string' || !SERVICE_NAME.test(service)) {
-    throw new TypeError(`${where}: service name must match [A-Za-z0-9][A-Za-z0-9._-]*, got ${JSON.stringify(service)}`);
+    throw new TypeError(`${where}: service name must match [A-Za-z0-9_][A-Za-z0-9._:-]* (at most 253 characters), got ${JSON.stringify(service)}`);
   }
 }
 
