@@ -20,6 +20,8 @@ if (tsc.status !== 0) {
   process.exit(1);
 }
 
-const args = [require.resolve('mocha/bin/mocha.js'), ...process.argv.slice(2)];
+// Without arguments: every suite. With arguments: just those files (e.g. npm test -- adapters/etcd/*.test.ts).
+const specs = process.argv.length > 2 ? process.argv.slice(2) : ['{core,adapters,balancers,grpc,testkit,cli,examples,test}/**/*.test.ts'];
+const args = [require.resolve('mocha/bin/mocha.js'), ...specs];
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);
