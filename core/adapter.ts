@@ -26,6 +26,8 @@ export interface AdapterDefinition<O = any> {
   aliases?: string[];
   /** One line for docs and `--help`. */
   description: string;
+  /** Example URLs, shown in the generated configuration reference. */
+  examples?: string[];
   capabilities: Capabilities;
   /** Every option, with type, default and doc: the one place options are validated. */
   options: OptionsSchema;
