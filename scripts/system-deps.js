@@ -11,6 +11,7 @@ const PACKAGES = [
   { pkg: 'zookeeper', has: () => fs.existsSync('/usr/share/zookeeper') || fs.existsSync('/usr/share/java/zookeeper.jar') },
   { pkg: 'dnsmasq-base', has: () => onPath('dnsmasq') || fs.existsSync('/usr/sbin/dnsmasq') },
   { pkg: 'openssl', has: () => onPath('openssl') },
+  { pkg: 'kubernetes-client', has: () => onPath('kubectl') },
 ];
 
 function onPath(bin) {
