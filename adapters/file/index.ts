@@ -1,0 +1,320 @@
+import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  ConfigError,
+  DEFAULT_FILE_REGISTRY,
+  RegistrarBase,
+  RegistrationBase,
+  RegistrationLostError,
+  RegistryUnavailableError,
+  WatchResolver,
+  defineAdapter,
+  instanceToJson,
+  registerAdapter,
+  silentLogger,
+  toWayfinderError,
+  validateOptions,
+  type AdapterInstance,
+  type CheckedSpec,
+  type Logger,
+} from '../../core';
+import { bucketOf, deleteEntry, fileStore, getEntry, liveServices, parseDoc, serviceView, type FileStore } from './store';
+import { FileWatcher } from './watcher';
+import { promises as fsp } from 'node:fs';
+
+/**
+ * The embedded default registry: one JSON file on the local host that every process registers
+ * into and watches. No server to run; `file:///abs/path/registry.json`.
+ *
+ * Guarantees (same host, local filesystem):
+ * - Writes are atomic (temp file + fsync + rename) under a lock file, so concurrent registrants in
+ *   different processes never lose each other's entries (see store.ts, lock.ts).
+ * - A registrant rewrites its entry's heartbeat every `heartbeat` ms; an entry whose heartbeat is
+ *   older than its ttl is dead to readers and purged by the next writer, so a process killed with
+ *   SIGKILL disappears within ttl.
+ * - Watchers hear of a change within ~pollMs at worst (fs.watch usually makes it a few ms), and
+ *   re-evaluate at the next heartbeat-expiry time, so a dead entry drops out on time with no write.
+ * - An unreadable file keeps the last good set and reports REGISTRY_UNAVAILABLE; a malformed entry
+ *   is skipped and reported as BAD_ENTRY; a missing file is an empty registry.
+ */
+
+export interface FileOptions {
+  /** Absolute path of the registry file. */
+  path: string;
+  /** ms a registration stays alive without a heartbeat. */
+  ttl: number;
+  /** ms between heartbeats; default ttl/3. */
+  heartbeat?: number;
+  /** ms between polls of the file (the fallback when fs.watch misses a change). */
+  poll: number;
+  /** Use fs.watch for immediate notification. */
+  watch: boolean;
+}
+
+type ResolvedOptions = Required<FileOptions>;
+
+const SCHEMA = {
+  path: {
+    type: 'string',
+    default: DEFAULT_FILE_REGISTRY,
+    doc: `Absolute path of the registry file; its directory is created on first registration. Default ${DEFAULT_FILE_REGISTRY} (the URL path: file:///abs/path/registry.json).`,
+    check: (v: string) => (path.isAbsolute(v) ? (v.endsWith('/') ? 'must name a file, not a directory' : undefined) : `must be an absolute path (got ${JSON.stringify(v)})`),
+  },
+  ttl: {
+    type: 'duration',
+    default: 10_000,
+    min: 1000,
+    max: 86_400_000,
+    doc: 'How long a registration lives without a heartbeat: a process that died (even kill -9) disappears within this time. Written into each entry; readers honour the entry\'s own ttl. Default 10s.',
+  },
+  heartbeat: {
+    type: 'duration',
+    min: 100,
+    doc: 'How often a registrant refreshes its entry (and notices if it was removed, emitting lost/restored). Default ttl/3; must be shorter than ttl.',
+  },
+  poll: {
+    type: 'duration',
+    default: 50,
+    min: 5,
+    max: 100,
+    doc: 'Fallback poll interval for watchers: one fstat of the file per tick, so a change fs.watch missed is seen within this time. Default 50ms; at most 100ms.',
+  },
+  watch: {
+    type: 'boolean',
+    default: true,
+    doc: 'Use fs.watch on the registry directory for immediate notification (a few ms). The poll runs either way; set false where inotify does not work.',
+  },
+} as const;
+
+function checkCrossFields(o: { ttl: number; heartbeat?: number }): void {
+  if (o.heartbeat !== undefined && o.heartbeat >= o.ttl) {
+    throw new ConfigError(`file: "heartbeat" must be shorter than "ttl" (got heartbeat ${o.heartbeat}ms, ttl ${o.ttl}ms); ttl/3 is recommended`, { field: 'heartbeat' });
+  }
+}
+
+function resolveOptions(input: Partial<Record<keyof FileOptions, unknown>>): ResolvedOptions {
+  const o = validateOptions<FileOptions>('file', SCHEMA, input as Record<string, unknown>);
+  checkCrossFields(o);
+  return { ...o, heartbeat: o.heartbeat ?? Math.max(100, Math.floor(o.ttl / 3)) };
+}
+
+// ---- registrar ----
+
+export class FileRegistration extends RegistrationBase {
+  /** Identifies this registration's entry (another registrant may reuse the same id). */
+  readonly token = randomBytes(8).toString('hex');
+  private current: CheckedSpec;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private lastOk = Date.now();
+
+  constructor(
+    spec: CheckedSpec,
+    private readonly store: FileStore,
+    private readonly opts: ResolvedOptions,
+    logger: Logger,
+  ) {
+    super(spec, logger);
+    this.current = spec;
+  }
+
+  private entry(spec: CheckedSpec, now: number): Record<string, unknown> {
+    return { ...instanceToJson(spec), heartbeat: now, ttl: this.opts.ttl, pid: process.pid, hostname: os.hostname(), registrant: this.token };
+  }
+
+  /** Writes the entry for the first time and starts the heartbeat. */
+  async start(): Promise<void> {
+    await this.store.mutate((doc, now) => {
+      bucketOf(doc, this.service)[this.id] = this.entry(this.current, now);
+    }, this.opts.ttl);
+    this.lastOk = Date.now();
+    this.schedule();
+  }
+
+  protected async write(spec: CheckedSpec): Promise<void> {
+    // Heartbeats queued after this write must carry the new spec, so switch before awaiting.
+    const prev = this.current;
+    this.current = spec;
+    try {
+      await this.store.mutate((doc, now) => {
+        if (!this.stopped) bucketOf(doc, this.service)[this.id] = this.entry(spec, now);
+      }, this.opts.ttl);
+      this.lastOk = Date.now();
+    } catch (e) {
+      if (this.current === spec) this.current = prev;
+      throw toWayfinderError(e, `file: updating ${this.service}/${this.id}`);
+    }
+  }
+
+  protected async remove(): Promise<void> {
+    this.halt();
+    await this.store.mutate((doc) => {
+      // Only our own entry: another registrant may have taken over the id meanwhile.
+      if (getEntry(doc, this.service, this.id)?.registrant === this.token) deleteEntry(doc, this.service, this.id);
+    }, this.opts.ttl);
+  }
+
+  /**
+   * Stops the heartbeat WITHOUT removing the entry, as if the process had died: the entry expires
+   * after its ttl. For tests and failure drills.
+   */
+  abandon(): void {
+    this.halt();
+  }
+
+  private halt(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.beat(), this.opts.heartbeat);
+    this.timer.unref();
+  }
+
+  /** One heartbeat: refresh our entry, or, if it vanished, emit lost, re-create it, emit restored. */
+  private async beat(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.store.mutate((doc, now) => {
+        if (this.stopped) return;
+        const cur = getEntry(doc, this.service, this.id);
+        if (!cur) this.emitLost(new RegistrationLostError(`file: entry ${this.service}/${this.id} vanished from ${this.opts.path}; re-registering`));
+        else if (cur.registrant !== this.token) this.logger.warn({ service: this.service, id: this.id, pid: cur.pid }, 'file registry: another registrant wrote the same instance id; overwriting');
+        bucketOf(doc, this.service)[this.id] = this.entry(this.current, now);
+      }, this.opts.ttl);
+      this.lastOk = Date.now();
+      this.emitRestored();
+    } catch (e) {
+      this.logger.warn({ service: this.service, id: this.id, err: (e as Error).message }, 'file registry: heartbeat failed');
+      // Our entry is dead to readers once a whole ttl passed without a successful heartbeat.
+      if (Date.now() - this.lastOk >= this.opts.ttl) this.emitLost(toWayfinderError(e, `file: heartbeat for ${this.service}/${this.id}`));
+    } finally {
+      this.schedule();
+    }
+  }
+}
+
+export class FileRegistrar extends RegistrarBase<FileRegistration> {
+  constructor(
+    private readonly store: FileStore,
+    private readonly opts: ResolvedOptions,
+    private readonly logger: Logger,
+  ) {
+    super('file');
+  }
+  protected async create(spec: CheckedSpec): Promise<FileRegistration> {
+    const r = new FileRegistration(spec, this.store, this.opts, this.logger);
+    try {
+      await r.start();
+    } catch (e) {
+      throw toWayfinderError(e, `file: registering ${spec.service}/${spec.id}`);
+    }
+    return r;
+  }
+}
+
+// ---- resolver ----
+
+function createResolver(opts: ResolvedOptions, logger: Logger): WatchResolver {
+  const watcher = new FileWatcher(opts.path, { pollMs: opts.poll, fsWatch: opts.watch, logger });
+  return new WatchResolver(
+    'file',
+    (service, sink) => {
+      let expiryTimer: NodeJS.Timeout | undefined;
+      let closed = false;
+      const evaluate = () => {
+        if (closed) return;
+        clearTimeout(expiryTimer);
+        expiryTimer = undefined;
+        const st = watcher.state;
+        if (!st) return;
+        if (!st.ok) return sink.error(st.error);
+        const now = Date.now();
+        const view = serviceView(st.doc, service, now, opts.ttl);
+        sink.update(view.endpoints, { revision: String(st.doc.revision), bad: view.bad });
+        // Drop an entry exactly when its heartbeat expires, whether or not anyone writes.
+        if (view.nextExpiry !== undefined) {
+          expiryTimer = setTimeout(evaluate, Math.max(0, view.nextExpiry - Date.now()) + 1);
+          expiryTimer.unref();
+        }
+      };
+      const off = watcher.subscribe(evaluate);
+      // A service watched after the first read gets the current state (still asynchronously).
+      if (watcher.state) queueMicrotask(evaluate);
+      return () => {
+        closed = true;
+        clearTimeout(expiryTimer);
+        off();
+      };
+    },
+    { logger, refresh: () => void watcher.refresh() },
+  );
+}
+
+export interface FileRegistry extends AdapterInstance {
+  resolver: WatchResolver;
+  registrar: FileRegistrar;
+  listServices(): Promise<string[]>;
+  /** The validated options in force (durations in ms). */
+  options: Readonly<ResolvedOptions>;
+}
+
+/**
+ * A resolver and registrar over one registry file. Options as in the URL (`ttl: '1.5s'` or ms);
+ * invalid ones throw ConfigError naming the field.
+ */
+export function createFileRegistry(options: Partial<Record<keyof FileOptions, unknown>> = {}, logger: Logger = silentLogger): FileRegistry {
+  const opts = resolveOptions(options);
+  const store = fileStore(opts.path);
+  store.setLogger(logger);
+  return {
+    resolver: createResolver(opts, logger),
+    registrar: new FileRegistrar(store, opts, logger),
+    options: opts,
+    listServices: async () => {
+      let text = '';
+      try {
+        text = await fsp.readFile(opts.path, 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new RegistryUnavailableError(`file: cannot read ${opts.path}: ${(e as Error).message}`, { cause: e });
+      }
+      try {
+        return liveServices(parseDoc(text), Date.now(), opts.ttl);
+      } catch (e) {
+        throw new RegistryUnavailableError(`file: ${opts.path} is unreadable: ${(e as Error).message}`, { cause: e });
+      }
+    },
+  };
+}
+
+export const fileAdapter = defineAdapter<FileOptions>({
+  scheme: 'file',
+  description: 'The embedded default: a JSON registry file shared by the processes of one host (heartbeats, TTL, fs.watch). file:///abs/path/registry.json',
+  capabilities: { watch: 'push', register: true, ttl: true, weights: true, zones: true, metadata: true, listServices: true },
+  options: SCHEMA,
+  fromUrl(url) {
+    for (const k of ['path', 'hosts']) {
+      if (k in url.params) throw new ConfigError(`file: "${k}" goes in the URL itself (file:///abs/path/registry.json), not as a ?${k}= parameter`, { field: k });
+    }
+    if (url.hosts.length > 1 || (url.hosts[0] && url.hosts[0].host !== 'localhost') || url.hosts[0]?.port) {
+      throw new ConfigError(`file: the registry is a local file; write file:///abs/path/registry.json (got ${url.redacted})`, { field: 'path' });
+    }
+    const raw: Record<string, unknown> = { ...url.params };
+    if (url.path && url.path !== '/') raw.path = url.path;
+    return raw;
+  },
+  validate: checkCrossFields,
+  create(options, ctx) {
+    return createFileRegistry(options as unknown as Record<string, unknown>, ctx.logger);
+  },
+});
+
+/** Registers the file:// scheme. Idempotent. */
+export function setup(): void {
+  registerAdapter(fileAdapter);
+}
+setup();

@@ -1,0 +1,200 @@
+import { promises as fsp, watch as fsWatch, type FSWatcher } from 'node:fs';
+import * as path from 'node:path';
+import { RegistryUnavailableError, silentLogger, type Logger } from '../../core';
+import { emptyDoc, parseDoc, type RegistryDoc } from './store';
+
+export type ReadState = { ok: true; doc: RegistryDoc; sig: string } | { ok: false; error: RegistryUnavailableError; sig: string };
+
+export interface FileWatcherOptions {
+  /** Poll interval (ms): the bound on noticing a change that fs.watch missed. */
+  pollMs: number;
+  /** Use fs.watch on the directory for immediate notification (the poll runs regardless). */
+  fsWatch: boolean;
+  logger?: Logger;
+}
+
+/** How often the poll loop checks that the directory watch still watches the current directory. */
+const REARM_EVERY_MS = 1000;
+
+/**
+ * Reads one registry file whenever it may have changed and tells listeners. Change detection:
+ * fs.watch on the directory (the file is replaced by rename, so watching the file itself would
+ * lose track of it) for immediacy, plus a poll of fstat (inode, size, mtime, ctime) every pollMs
+ * as the fallback, so a change is seen within pollMs + one read even if fs.watch misses it.
+ *
+ * Listeners are called (synchronously, from the read's completion) after every read whose
+ * result differs from the previous one, and once after the first read. A missing file or
+ * directory is an empty registry; an unreadable or unparsable file gives a state with an error,
+ * and `lastGood` keeps the last document that parsed. Timers and the fs watcher never keep the
+ * process alive.
+ */
+export class FileWatcher {
+  private readonly listeners = new Set<() => void>();
+  state?: ReadState;
+  lastGood?: RegistryDoc;
+  private fsw?: FSWatcher;
+  private watchedDirIno?: number;
+  private pollTimer?: NodeJS.Timeout;
+  private lastRearmCheck = 0;
+  private checking = false;
+  private again = false;
+  private forceAgain = false;
+  private readonly dir: string;
+  private readonly base: string;
+  private readonly logger: Logger;
+  /** Number of file reads (for measurements). */
+  reads = 0;
+  /** Number of poll ticks (for measurements). */
+  polls = 0;
+
+  constructor(readonly file: string, private readonly opts: FileWatcherOptions) {
+    this.dir = path.dirname(file);
+    this.base = path.basename(file);
+    this.logger = opts.logger ?? silentLogger;
+  }
+
+  /** Adds a listener; the first one starts watching. Returns the remover (the last one stops it). */
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    if (this.listeners.size === 1) this.start();
+    return () => {
+      if (!this.listeners.delete(fn)) return;
+      if (this.listeners.size === 0) this.stop();
+    };
+  }
+
+  /** Re-reads now even if nothing seems to have changed. */
+  refresh(): Promise<void> {
+    return this.check(true);
+  }
+
+  private start(): void {
+    this.state = undefined;
+    this.armFsWatch();
+    this.schedulePoll();
+    void this.check(true);
+  }
+
+  private stop(): void {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+    this.fsw?.close();
+    this.fsw = undefined;
+  }
+
+  private get active(): boolean {
+    return this.listeners.size > 0;
+  }
+
+  private armFsWatch(): void {
+    if (!this.opts.fsWatch || this.fsw) return;
+    try {
+      const w = fsWatch(this.dir, { persistent: false }, (_event, name) => {
+        if (!name || name === this.base) void this.check(false);
+      });
+      w.on('error', (err) => {
+        this.logger.debug({ dir: this.dir, err: err.message }, 'file registry: directory watch failed; polling until it can be re-armed');
+        if (this.fsw === w) this.fsw = undefined;
+        w.close();
+      });
+      this.fsw = w;
+      void fsp.stat(this.dir).then(
+        (st) => (this.watchedDirIno = st.ino),
+        () => undefined,
+      );
+    } catch {
+      // The directory does not exist yet (or cannot be watched): the poll re-arms later.
+      this.fsw = undefined;
+    }
+  }
+
+  /** The directory may have been removed and recreated: a watch on the old inode sees nothing. */
+  private async rearmIfNeeded(): Promise<void> {
+    if (!this.opts.fsWatch) return;
+    const now = Date.now();
+    if (this.fsw && now - this.lastRearmCheck < REARM_EVERY_MS) return;
+    this.lastRearmCheck = now;
+    if (this.fsw) {
+      const st = await fsp.stat(this.dir).catch(() => undefined);
+      if (st && this.watchedDirIno !== undefined && st.ino === this.watchedDirIno) return;
+      this.fsw.close();
+      this.fsw = undefined;
+    }
+    if (this.active) this.armFsWatch();
+  }
+
+  private schedulePoll(): void {
+    if (!this.active) return;
+    this.pollTimer = setTimeout(async () => {
+      this.polls++;
+      await this.rearmIfNeeded().catch(() => undefined);
+      await this.check(false);
+      this.schedulePoll();
+    }, this.opts.pollMs);
+    this.pollTimer.unref();
+  }
+
+  /** Coalesces concurrent triggers: at most one read runs, and one more follows if asked meanwhile. */
+  private async check(force: boolean): Promise<void> {
+    if (this.checking) {
+      this.again = true;
+      this.forceAgain ||= force;
+      return;
+    }
+    this.checking = true;
+    try {
+      let f = force;
+      do {
+        this.again = false;
+        this.forceAgain = false;
+        await this.checkOnce(f);
+        f = this.forceAgain;
+      } while (this.again && this.active);
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private async checkOnce(force: boolean): Promise<void> {
+    if (!this.active) return;
+    let sig: string;
+    let next: ReadState;
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(this.file, 'r');
+      const st = await fh.stat();
+      sig = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+      if (!force && this.state && sig === this.state.sig) return;
+      this.reads++;
+      const text = await fh.readFile('utf8');
+      try {
+        next = { ok: true, doc: parseDoc(text), sig };
+      } catch (e) {
+        next = { ok: false, error: new RegistryUnavailableError(`file: ${this.file} is unreadable: ${(e as Error).message}; keeping the last good set`, { cause: e }), sig };
+      }
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        sig = 'absent';
+        if (!force && this.state && sig === this.state.sig) return;
+        next = { ok: true, doc: emptyDoc(), sig };
+      } else {
+        sig = `error:${code}`;
+        if (!force && this.state && sig === this.state.sig) return;
+        next = { ok: false, error: new RegistryUnavailableError(`file: cannot read ${this.file}: ${(e as Error).message}`, { cause: e }), sig };
+      }
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+    if (!this.active) return;
+    this.state = next;
+    if (next.ok) this.lastGood = next.doc;
+    for (const fn of [...this.listeners]) {
+      try {
+        fn();
+      } catch (err) {
+        this.logger.error({ err }, 'file registry: a watcher listener threw; ignored');
+      }
+    }
+  }
+}
