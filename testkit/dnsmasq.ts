@@ -4,6 +4,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { RegistrarBase, RegistrationBase, type CheckedSpec } from '../core';
 import { findBinary, freePort, spawnManaged, tempDir, waitFor, withTimeout, type ManagedProcess } from './process';
 
 /**
@@ -62,6 +63,8 @@ export interface Dnsmasq {
    * (hosts only changed: SIGHUP) or once it answers again (SRV changed: restart on the same port).
    */
   setRecords(records: DnsRecords): Promise<{ restarted: boolean }>;
+  /** Read-modify-write of the records, serialised with every other change. */
+  updateRecords(fn: (current: DnsRecords) => DnsRecords): Promise<{ restarted: boolean }>;
   /** Queries received since start (counted from --log-queries lines), optionally of one type (A, AAAA, SRV). */
   queryCount(type?: string): number;
   /** SIGSTOP: dnsmasq stays bound but answers nothing, so queries time out. */
@@ -239,6 +242,37 @@ export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> 
 
   const sameSrv = (a: SrvRecord[] = [], b: SrvRecord[] = []) => confFileText(a) === confFileText(b);
 
+  // Changes apply one at a time, in call order (a restart must not interleave with a SIGHUP).
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = queue.then(fn);
+    queue = p.catch(() => undefined);
+    return p;
+  };
+
+  const apply = async (records: DnsRecords): Promise<{ restarted: boolean }> => {
+    if (stopped) throw new Error('dnsmasq is stopped');
+    const next: DnsRecords = { hosts: { ...(records.hosts ?? {}) }, srv: [...(records.srv ?? [])] };
+    const hostsText = hostsFileText(next.hosts);
+    const restart = !sameSrv(current.srv, next.srv);
+    if (restart) writeAtomic(confFile, confFileText(next.srv));
+    writeAtomic(hostsFile, hostsText);
+    current = next;
+    if (restart) {
+      await proc?.stop(2000);
+      await spawnOnce();
+      return { restarted: true };
+    }
+    const seen = reloads;
+    const reloaded = new Promise<void>((resolve) => {
+      const check = (): void => void (reloads > seen ? resolve() : reloadWaiters.push(check));
+      reloadWaiters.push(check);
+    });
+    signal('SIGHUP');
+    await withTimeout(reloaded, 5000, `dnsmasq to re-read ${hostsFile} after SIGHUP`);
+    return { restarted: false };
+  };
+
   const handle: Dnsmasq = {
     host,
     port,
@@ -246,27 +280,11 @@ export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> 
     url: `dns://${host}:${port}`,
     dir: tmp.dir,
     records: () => structuredClone(current),
-    async setRecords(records) {
-      if (stopped) throw new Error('dnsmasq is stopped');
-      const next: DnsRecords = { hosts: { ...(records.hosts ?? {}) }, srv: [...(records.srv ?? [])] };
-      const hostsText = hostsFileText(next.hosts);
-      const restart = !sameSrv(current.srv, next.srv);
-      if (restart) writeAtomic(confFile, confFileText(next.srv));
-      writeAtomic(hostsFile, hostsText);
-      current = next;
-      if (restart) {
-        await proc?.stop(2000);
-        await spawnOnce();
-        return { restarted: true };
-      }
-      const seen = reloads;
-      const reloaded = new Promise<void>((resolve) => {
-        const check = (): void => void (reloads > seen ? resolve() : reloadWaiters.push(check));
-        reloadWaiters.push(check);
-      });
-      signal('SIGHUP');
-      await withTimeout(reloaded, 5000, `dnsmasq to re-read ${hostsFile} after SIGHUP`);
-      return { restarted: false };
+    setRecords(records) {
+      return serial(() => apply(records));
+    },
+    updateRecords(fn) {
+      return serial(() => apply(fn(structuredClone(current))));
     },
     queryCount(type) {
       if (type) return queries.get(type) ?? 0;
@@ -294,4 +312,80 @@ export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> 
     },
   };
   return handle;
+}
+
+export interface DnsmasqRegistrarOptions {
+  /** Zone the records go in (must be one of the server's `domains`, or under one). Default 'test'. */
+  domain?: string;
+  /** SRV labels before the service name. Default '_grpc._tcp'. */
+  srv?: string;
+}
+
+/** The DNS names a dnsmasqRegistrar writes for `service`: the SRV owner name. */
+export function dnsmasqSrvName(service: string, o: DnsmasqRegistrarOptions = {}): string {
+  return `${o.srv ?? '_grpc._tcp'}.${service}.${o.domain ?? 'test'}`;
+}
+
+/** The target host name a dnsmasqRegistrar uses for an address. */
+function targetName(host: string, domain: string): string {
+  return net.isIP(host) ? `ip-${host.replace(/[.:]/g, '-')}.${domain}` : host;
+}
+
+class DnsmasqRegistration extends RegistrationBase {
+  constructor(
+    spec: CheckedSpec,
+    private readonly d: Dnsmasq,
+    private readonly o: Required<DnsmasqRegistrarOptions>,
+  ) {
+    super(spec);
+  }
+  private record(spec: CheckedSpec): SrvRecord {
+    return { name: dnsmasqSrvName(spec.service, this.o), target: targetName(spec.host, this.o.domain), port: spec.port, priority: 0, weight: spec.weight };
+  }
+  /** Writes (or replaces) this instance's SRV record and its target's address record. */
+  async put(spec: CheckedSpec): Promise<void> {
+    const mine = this.record(this.spec);
+    const rec = this.record(spec);
+    await this.d.updateRecords((r) => {
+      const hosts = { ...r.hosts };
+      if (net.isIP(spec.host)) hosts[rec.target] = [spec.host];
+      const srv = (r.srv ?? []).filter((x) => !(x.name === mine.name && x.target === mine.target && x.port === mine.port));
+      return { hosts, srv: [...srv, rec] };
+    });
+  }
+  protected write(spec: CheckedSpec): Promise<void> {
+    return this.put(spec);
+  }
+  protected async remove(): Promise<void> {
+    const mine = this.record(this.spec);
+    await this.d.updateRecords((r) => {
+      const srv = (r.srv ?? []).filter((x) => !(x.name === mine.name && x.target === mine.target && x.port === mine.port));
+      const hosts = { ...r.hosts };
+      if (net.isIP(this.spec.host) && !srv.some((x) => x.target === mine.target)) delete hosts[mine.target];
+      return { hosts, srv };
+    });
+  }
+}
+
+class DnsmasqRegistrar extends RegistrarBase<DnsmasqRegistration> {
+  constructor(
+    private readonly d: Dnsmasq,
+    private readonly o: Required<DnsmasqRegistrarOptions>,
+  ) {
+    super('dnsmasq (test)');
+  }
+  protected async create(spec: CheckedSpec): Promise<DnsmasqRegistration> {
+    const reg = new DnsmasqRegistration(spec, this.d, this.o);
+    await reg.put(spec);
+    return reg;
+  }
+}
+
+/**
+ * A test-only registrar for read-only DNS: register({service, host, port, weight}) writes the SRV
+ * record `<srv>.<service>.<domain>` -> `ip-<host>.<domain>`:port (weight as given, priority 0) plus
+ * the target's A/AAAA record, the way an operator would; every change restarts dnsmasq (SRV).
+ */
+export function dnsmasqRegistrar(d: Dnsmasq, o: DnsmasqRegistrarOptions = {}): RegistrarBase {
+  return new DnsmasqRegistrar(d, { domain: o.domain ?? 'test', srv: o.srv ?? '_grpc._tcp' });
 }
