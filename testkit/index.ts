@@ -1,3 +1,4 @@
 export * from './conformance';
 export * from './process';
 export * from './dnsmasq';
+export * from './echo';
