@@ -1,0 +1,177 @@
+import { EventEmitter } from 'node:events';
+import Consul = require("consul");
+
+/**
+ * A thin wrapper over the `consul` npm client (v2), exposing only the calls the adapter makes and
+ * the response headers blocking queries need. The ACL token lives in a private field and is sent
+ * only as the X-Consul-Token header; errors are rebuilt without the vendor's request/response
+ * objects (which carry the request headers, hence the token).
+ */
+
+/** A failed Consul call: HTTP status (0 for transport failures) and Consul's message. Never holds the token. */
+export class ConsulCallError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly kind: 'http' | 'timeout' | 'aborted' | 'network',
+  ) {
+    super(message);
+    this.name = 'ConsulCallError';
+  }
+}
+
+export interface HealthEntry {
+  Node?: { Node?: string; Address?: string; Datacenter?: string } | null;
+  Service?: {
+    ID?: string;
+    Service?: string;
+    Tags?: string[] | null;
+    Address?: string;
+    Port?: number;
+    Meta?: Record<string, string> | null;
+    Weights?: { Passing?: number; Warning?: number } | null;
+  } | null;
+  Checks?: { CheckID?: string; Status?: string }[] | null;
+}
+
+export interface BlockingResult<T> {
+  body: T;
+  /** X-Consul-Index, or undefined when absent or not an integer. */
+  index?: bigint;
+  /** X-Consul-Results-Filtered-By-ACLs: true */
+  filteredByAcls: boolean;
+}
+
+export interface ConsulClientOptions {
+  host: string;
+  port: number;
+  secure: boolean;
+  /** Returns the current token ('' for none); called per request so rotated token files apply. */
+  token: () => string;
+}
+
+export interface ServiceRegistration {
+  ID: string;
+  Name: string;
+  Address: string;
+  Port: number;
+  Tags: string[];
+  Meta: Record<string, string>;
+  Weights: { Passing: number; Warning: number };
+  Check: { CheckID: string; Name: string; TTL: string; Status: 'passing'; DeregisterCriticalServiceAfter: string };
+}
+
+/** Formats ms as a Go duration string Consul accepts ("10s", "250ms"). */
+export function goDuration(ms: number): string {
+  const n = Math.max(0, Math.round(ms));
+  return n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`;
+}
+
+function safeBigInt(v: unknown): bigint | undefined {
+  if (typeof v !== 'string' || !/^\d+$/.test(v)) return undefined;
+  return BigInt(v);
+}
+
+export class ConsulClient {
+  private readonly consul: InstanceType<typeof Consul>;
+  readonly #token: () => string;
+  /** host:port, for messages. */
+  readonly address: string;
+
+  constructor(o: ConsulClientOptions) {
+    const host = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
+    this.address = `${host}:${o.port}`;
+    this.consul = new Consul({ baseUrl: `${o.secure ? 'https' : 'http'}://${host}:${o.port}/v1` } as never);
+    this.#token = o.token;
+  }
+
+  private opts(extra: Record<string, unknown>, signal?: AbortSignal, timeoutMs?: number): { opts: Record<string, unknown>; ctx: EventEmitter & { includeResponse: boolean }; cleanup(): void } {
+    const ctx = Object.assign(new EventEmitter(), { includeResponse: true });
+    const token = this.#token();
+    const opts: Record<string, unknown> = { ...extra, ctx };
+    if (token) opts.token = token;
+    if (timeoutMs !== undefined) opts.timeout = timeoutMs;
+    const onAbort = () => ctx.emit('cancel');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    return { opts, ctx, cleanup: () => signal?.removeEventListener('abort', onAbort) };
+  }
+
+  private async call<T>(what: string, fn: (opts: Record<string, unknown>) => Promise<unknown>, extra: Record<string, unknown>, signal?: AbortSignal, timeoutMs?: number): Promise<{ body: T; headers: Record<string, string | string[] | undefined> }> {
+    if (signal?.aborted) throw new ConsulCallError(`${what}: aborted`, 0, 'aborted');
+    const { opts, cleanup } = this.opts(extra, signal, timeoutMs);
+    try {
+      const r = (await fn(opts)) as [{ headers: Record<string, string | string[] | undefined> }, T] | undefined;
+      const [res, body] = Array.isArray(r) ? r : [undefined, undefined as T];
+      return { body, headers: res?.headers ?? {} };
+    } catch (e) {
+      throw sanitize(what, e, signal);
+    } finally {
+      cleanup();
+    }
+  }
+
+  /** GET /v1/health/service/:service, blocking when index > 0. */
+  async healthService(q: { service: string; passing: boolean; index: bigint; waitMs: number; dc?: string; filter?: string; timeoutMs: number }, signal?: AbortSignal): Promise<BlockingResult<HealthEntry[]>> {
+    const extra: Record<string, unknown> = { service: q.service, passing: q.passing };
+    if (q.index > 0n) {
+      extra.index = q.index.toString();
+      extra.wait = goDuration(q.waitMs);
+    }
+    if (q.dc) extra.dc = q.dc;
+    if (q.filter) extra.filter = q.filter;
+    const { body, headers } = await this.call<HealthEntry[]>(`health.service ${q.service}`, (o) => this.consul.health.service(o as never), extra, signal, q.timeoutMs);
+    return { body: Array.isArray(body) ? body : [], index: safeBigInt(headers['x-consul-index']), filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true' };
+  }
+
+  /** GET /v1/catalog/services (name -> tags). */
+  async catalogServices(q: { dc?: string; timeoutMs: number }): Promise<BlockingResult<Record<string, string[]>>> {
+    const extra: Record<string, unknown> = {};
+    if (q.dc) extra.dc = q.dc;
+    const { body, headers } = await this.call<Record<string, string[]>>('catalog.services', (o) => this.consul.catalog.service.list(o as never), extra, undefined, q.timeoutMs);
+    return { body: body && typeof body === 'object' ? body : {}, index: safeBigInt(headers['x-consul-index']), filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true' };
+  }
+
+  /**
+   * PUT /v1/agent/service/register with the body as Consul documents it. The vendor's register()
+   * drops `Weights`, so this goes through the same client's request pipeline with a full body.
+   */
+  async register(reg: ServiceRegistration, timeoutMs: number): Promise<void> {
+    const raw = this.consul as unknown as { _put(req: object, mw: (request: any, next: (...a: unknown[]) => void) => void): Promise<unknown> };
+    const mw = (request: { err?: unknown; res?: unknown }, next: (...a: unknown[]) => void) => (request.err ? next(false, request.err) : next(false, undefined, [request.res, undefined]));
+    await this.call('agent.service.register', (o) => {
+      const headers: Record<string, string> = {};
+      if (typeof o.token === 'string') headers['x-consul-token'] = o.token;
+      return raw._put({ name: 'agent.service.register', path: '/agent/service/register', type: 'json', body: reg, headers, ctx: o.ctx, timeout: o.timeout }, mw);
+    }, {}, undefined, timeoutMs);
+  }
+
+  async deregister(id: string, timeoutMs: number): Promise<void> {
+    await this.call('agent.service.deregister', (o) => this.consul.agent.service.deregister(o as never), { id }, undefined, timeoutMs);
+  }
+
+  async passCheck(checkId: string, timeoutMs: number): Promise<void> {
+    await this.call('agent.check.pass', (o) => this.consul.agent.check.pass(o as never), { id: checkId }, undefined, timeoutMs);
+  }
+
+  close(): void {
+    this.consul.destroy();
+  }
+}
+
+/** Rebuilds a vendor error as a ConsulCallError carrying only status and Consul's message. */
+function sanitize(what: string, e: unknown, signal?: AbortSignal): ConsulCallError {
+  const err = e as { message?: string; isAbort?: boolean; isTimeout?: boolean; isResponse?: boolean; response?: { statusCode?: number; body?: unknown }; code?: string };
+  if (signal?.aborted || err?.isAbort) return new ConsulCallError(`${what}: aborted`, 0, 'aborted');
+  if (err?.isTimeout) return new ConsulCallError(`${what}: no answer in time (${stripPrefix(err.message)})`, 0, 'timeout');
+  if (err?.isResponse && err.response) {
+    const status = err.response.statusCode ?? 0;
+    const body = err.response.body;
+    const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : '';
+    return new ConsulCallError(`${what}: HTTP ${status}${text ? `: ${text.trim().slice(0, 300)}` : ''}`, status, 'http');
+  }
+  return new ConsulCallError(`${what}: ${stripPrefix(err?.message ?? String(e))}${err?.code ? ` (${err.code})` : ''}`, 0, 'network');
+}
+
+function stripPrefix(m: string | undefined): string {
+  return (m ?? '').replace(/^consul: [\w.]+: /, '');
+}
