@@ -8,3 +8,4 @@ export * from './registry';
 export * from './watch-resolver';
 export * from './registration';
 export * from './discovery';
+export * from './telemetry';

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { checkInstanceSpec } from './endpoint';
 import { ClosedError } from './errors';
 import type { InstanceSpec, Logger, Registrar, Registration, RegistrationEvent } from './model';
+import { telemetry } from './telemetry';
 import { silentLogger } from './util';
 
 export type CheckedSpec = ReturnType<typeof checkInstanceSpec>;
@@ -61,12 +62,14 @@ export abstract class RegistrationBase implements Registration {
     if (this.isLost || this.removed) return;
     this.isLost = true;
     this.logger.warn({ service: this.service, id: this.id, err: err?.message }, 'registration lost; restoring');
+    telemetry.registrationLost(this.service);
     this.emit('lost', err);
   }
   protected emitRestored(): void {
     if (!this.isLost || this.removed) return;
     this.isLost = false;
     this.logger.info({ service: this.service, id: this.id }, 'registration restored');
+    telemetry.registrationRestored(this.service);
     this.emit('restored');
   }
   private emit(event: RegistrationEvent, err?: Error): void {

@@ -1,5 +1,6 @@
 import { BadEntryError, ClosedError, toWayfinderError, type BadEntry, type WayfinderError } from './errors';
 import type { Endpoint, Logger, Resolver, Snapshot, Watch } from './model';
+import { telemetry } from './telemetry';
 import { sameEndpoints, silentLogger } from './util';
 
 /** What an adapter's watch loop reports into. Calls after the subscription is closed are ignored. */
@@ -167,12 +168,14 @@ export class WatchResolver implements Resolver {
         if (!changed) return;
         const snap: Snapshot = { service: e.service, endpoints, revision: opts?.revision };
         if (bad) snap.error = bad;
+        telemetry.snapshot(this.name, e.service, endpoints.length);
         this.publish(e, snap);
       },
       error: (err) => {
         if (!e.active) return;
         const repeat = e.current?.error?.code === err.code && e.current?.error?.message === err.message;
         e.lastError = { err, at: new Date() };
+        telemetry.registryError(this.name, err.code);
         this.logger.warn({ service: e.service, code: err.code }, `${this.name}: ${err.message}`);
         if (repeat) return;
         this.publish(e, { service: e.service, endpoints: e.good, revision: e.revision, error: err, stale: true });
@@ -205,6 +208,7 @@ export class WatchResolver implements Resolver {
   private async stopEntry(e: Entry): Promise<void> {
     e.active = false;
     e.listeners.clear();
+    telemetry.unwatched(this.name, e.service);
     if (this.entries.get(e.service) === e) this.entries.delete(e.service);
     try {
       await e.stop?.();

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { metrics } from '@opentelemetry/api';
+import { MeterProvider, MetricReader, type MetricData } from '@opentelemetry/sdk-metrics';
+import { createMemoryRegistry } from '../adapters/memory';
+import { SnapshotRecorder, uniqueService } from '../testkit';
+
+class TestReader extends MetricReader {
+  protected async onForceFlush(): Promise<void> {}
+  protected async onShutdown(): Promise<void> {}
+}
+
+async function collect(reader: TestReader): Promise<Map<string, MetricData>> {
+  const { resourceMetrics } = await reader.collect();
+  const out = new Map<string, MetricData>();
+  for (const sm of resourceMetrics.scopeMetrics) for (const m of sm.metrics) out.set(m.descriptor.name, m);
+  return out;
+}
+
+describe('core: OpenTelemetry metrics', () => {
+  const reader = new TestReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  before(() => metrics.setGlobalMeterProvider(provider));
+  after(async () => {
+    metrics.disable();
+    await provider.shutdown();
+  });
+
+  it('reports endpoints per service, snapshot updates and registry errors through the global meter', async () => {
+    const reg = createMemoryRegistry();
+    const svc = uniqueService('otel');
+    const r = new SnapshotRecorder();
+    const w = reg.resolver.watch(svc, r.onSnapshot);
+    await reg.registrar!.register({ service: svc, host: '127.0.0.1', port: 1 });
+    await reg.registrar!.register({ service: svc, host: '127.0.0.1', port: 2 });
+    await r.until((s) => s.endpoints.length === 2, 1000);
+    reg.store.put(svc, 'bad', { host: 7 });
+    await r.until((s) => s.error?.code === 'BAD_ENTRY', 1000);
+    const m = await collect(reader);
+    const gauge = m.get('wayfinder.resolver.endpoints')!.dataPoints.find((p) => p.attributes.service === svc)!;
+    assert.equal(gauge.value, 2);
+    assert.equal(gauge.attributes.registry, 'memory');
+    const updates = m.get('wayfinder.resolver.updates')!.dataPoints.find((p) => p.attributes.service === svc)!;
+    assert.ok((updates.value as number) >= 2, `updates ${updates.value}`);
+    w.close();
+    await reg.registrar!.close();
+    await reg.resolver.close();
+  });
+});
