@@ -1,0 +1,193 @@
+import {
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  EtcdUserNotFoundError,
+  GRPCUnauthenticatedError,
+  Range,
+  type IDuplexStream,
+  type ILeaseKeepAliveRequest,
+  type ILeaseKeepAliveResponse,
+  type IOptions,
+  type IWatchRequest,
+  type IWatchResponse,
+} from 'etcd3';
+import { AuthFailedError, RegistryUnavailableError, type WayfinderError } from '../../core';
+
+/**
+ * A thin wrapper over the `etcd3` client: the calls the adapter makes (paged prefix reads, raw
+ * watch and lease keep-alive streams, leases and puts), each failure mapped to a typed
+ * WayfinderError. Retries are the adapter's (its own backoff), so etcd3's retry policy and circuit
+ * breaker are disabled: they would hide an outage for seconds after etcd is back.
+ */
+
+export interface EtcdClientOptions {
+  hosts: string[];
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  auth?: { username: string; password: string };
+  /** Deadline of each unary call (get, put, grant, revoke, authenticate), ms. */
+  requestTimeoutMs: number;
+}
+
+export interface KV {
+  key: string;
+  value: Buffer;
+}
+
+// A policy that just runs the call (cockatiel's IPolicy shape, without importing cockatiel).
+const noopPolicy = {
+  execute: <T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
+  onSuccess: () => ({ dispose() {} }),
+  onFailure: () => ({ dispose() {} }),
+} as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+export class EtcdClient {
+  readonly raw: Etcd3;
+  private readonly secrets: string[];
+  readonly tls: boolean;
+
+  constructor(private readonly opts: EtcdClientOptions) {
+    this.tls = !!opts.tls;
+    this.secrets = opts.auth?.password ? [opts.auth.password] : [];
+    const scheme = opts.tls ? 'https' : 'http';
+    this.raw = new Etcd3({
+      hosts: opts.hosts.map((h) => `${scheme}://${h}`),
+      credentials: opts.tls?.ca || opts.tls?.cert ? { rootCertificate: opts.tls.ca as Buffer, privateKey: opts.tls.key, certChain: opts.tls.cert } : undefined,
+      auth: opts.auth ? { username: opts.auth.username, password: opts.auth.password } : undefined,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.requestTimeoutMs }),
+      faultHandling: { host: () => noopPolicy, global: noopPolicy },
+      grpcOptions: {
+        // Detects a dead TCP connection under a long-lived stream. etcd refuses pings more often
+        // than its --grpc-keepalive-min-time (5 s by default), hence 10 s.
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': Math.max(2000, opts.requestTimeoutMs),
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
+        // Never route etcd traffic through an HTTP proxy from the environment.
+        'grpc.enable_http_proxy': 0,
+      },
+    });
+  }
+
+  /** Reads every key under `prefix` at one revision, in pages. Returns that revision. */
+  async list(prefix: string, pageSize = 5000): Promise<{ revision: number; kvs: KV[] }> {
+    const range = Range.prefix(prefix);
+    const kvs: KV[] = [];
+    let start = range.start;
+    let revision: number | undefined;
+    for (;;) {
+      const res = await this.call('reading ' + prefix, () =>
+        this.raw.kv.range({ key: start, range_end: range.end, limit: pageSize, ...(revision !== undefined ? { revision: String(revision) } : {}) }),
+      );
+      if (revision === undefined) revision = Number(res.header.revision);
+      for (const kv of res.kvs) kvs.push({ key: kv.key.toString('utf8'), value: kv.value });
+      if (!res.more || res.kvs.length === 0) break;
+      start = Buffer.concat([res.kvs[res.kvs.length - 1].key, Buffer.from([0])]);
+    }
+    return { revision: revision!, kvs };
+  }
+
+  /** Lists the distinct first path segments under `prefix` (keys only). */
+  async listChildren(prefix: string): Promise<string[]> {
+    const range = Range.prefix(prefix);
+    const res = await this.call('listing ' + prefix, () => this.raw.kv.range({ key: range.start, range_end: range.end, keys_only: true }));
+    const names = new Set<string>();
+    for (const kv of res.kvs) {
+      const rest = kv.key.toString('utf8').slice(prefix.length);
+      const i = rest.indexOf('/');
+      if (i > 0) names.add(rest.slice(0, i));
+    }
+    return [...names].sort();
+  }
+
+  async put(key: string, value: string, lease?: string): Promise<void> {
+    await this.call('writing ' + key, () => this.raw.kv.put({ key: Buffer.from(key), value: Buffer.from(value), ...(lease ? { lease } : {}) }));
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.call('deleting ' + key, () => this.raw.kv.deleteRange({ key: Buffer.from(key) }));
+  }
+
+  /** Grants a lease; returns its id (decimal string) and the TTL etcd granted, in seconds. */
+  async grant(ttlSec: number): Promise<{ id: string; ttlSec: number }> {
+    const res = await this.call('granting a lease', () => this.raw.leaseClient.leaseGrant({ TTL: ttlSec, ID: 0 }));
+    if (res.error) throw new RegistryUnavailableError(`etcd: granting a lease failed: ${res.error}`);
+    return { id: String(res.ID), ttlSec: Number(res.TTL) };
+  }
+
+  /** Revokes a lease (its keys go with it). A lease that is already gone counts as revoked. */
+  async revoke(id: string): Promise<void> {
+    try {
+      await this.call('revoking a lease', () => this.raw.leaseClient.leaseRevoke({ ID: id }));
+    } catch (e) {
+      if ((e as WayfinderError).cause instanceof EtcdLeaseInvalidError) return;
+      throw e;
+    }
+  }
+
+  watchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>> {
+    return this.call('opening a watch stream', () => this.raw.watchClient.watch());
+  }
+
+  keepAliveStream(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> {
+    return this.call('opening a lease keep-alive stream', () => this.raw.leaseClient.leaseKeepAlive());
+  }
+
+  /**
+   * Drops the cached auth token so the next call authenticates again. Streams carry the token they
+   * were opened with; the adapter calls this when a stream fails with an invalid-token error.
+   */
+  invalidateToken(): void {
+    (this.raw as unknown as { pool?: { authenticator?: { invalidateMetadata(): void } } }).pool?.authenticator?.invalidateMetadata();
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  /** Runs one call; on an expired auth token re-authenticates once and retries. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof EtcdInvalidAuthTokenError) {
+        try {
+          return await fn();
+        } catch (e2) {
+          throw this.toError(e2, what);
+        }
+      }
+      throw this.toError(e, what);
+    }
+  }
+
+  /**
+   * Maps an etcd3/grpc failure to AUTH_FAILED (bad credentials, no permission, TLS trust failure:
+   * fail closed) or REGISTRY_UNAVAILABLE (everything else). Never includes the password.
+   */
+  toError(e: unknown, what: string): WayfinderError {
+    if (e instanceof AuthFailedError || e instanceof RegistryUnavailableError) return e;
+    const msg = this.redact(e instanceof Error ? e.message : String(e));
+    if (
+      e instanceof EtcdAuthenticationFailedError ||
+      e instanceof EtcdPermissionDeniedError ||
+      e instanceof GRPCUnauthenticatedError ||
+      e instanceof EtcdUserNotFoundError ||
+      e instanceof EtcdInvalidAuthTokenError ||
+      /permission denied|authentication failed|user name is empty|invalid auth token|auth: revision in header is old/i.test(msg)
+    ) {
+      return new AuthFailedError(`etcd: ${what}: ${msg}`, { cause: e });
+    }
+    if (this.tls && /certificate|self[- ]signed|ssl|tls|handshake|unable to verify|wrong version number|CERT_|alert/i.test(msg)) {
+      return new AuthFailedError(`etcd: ${what}: TLS handshake failed (server not trusted by the configured CA, or client certificate refused): ${msg}`, { cause: e });
+    }
+    return new RegistryUnavailableError(`etcd: ${what}: ${msg}`, { cause: e });
+  }
+
+  private redact(s: string): string {
+    let out = s;
+    for (const secret of this.secrets) if (secret.length >= 1) out = out.split(secret).join('***');
+    return out;
+  }
+}

@@ -1,0 +1,228 @@
+import type { IDuplexStream, IWatchRequest, IWatchResponse } from 'etcd3';
+import { EtcdInvalidAuthTokenError } from 'etcd3';
+import {
+  Backoff,
+  RegistryUnavailableError,
+  collectEndpoints,
+  delay,
+  type BadEntry,
+  type Logger,
+  type SourceSink,
+} from '../../core';
+import type { EtcdClient } from './client';
+import { BadValue, decodeValue, type KeyFormat } from './format';
+
+export interface ServiceWatchOptions {
+  format: KeyFormat;
+  /** How long a watch stream may stay quiet before a progress request is sent, ms. */
+  progressIntervalMs: number;
+  /** Bound for etcd to answer a progress request, ms. */
+  requestTimeoutMs: number;
+  /** Bound for etcd to confirm a new watch (includes connecting), ms. */
+  createTimeoutMs: number;
+  logger: Logger;
+  random: () => number;
+  /** Test hook: runs between the read and the watch that starts after it (to compact in that gap). */
+  beforeWatch?: (startRevision: number) => Promise<void>;
+}
+
+/** Why a watch ended and the set must be read again. */
+class Relist extends Error {}
+
+type Decoded = { ok: true; raw: Record<string, unknown> } | { ok: false; reason: string };
+
+/**
+ * The watch loop of one service (one per service per resolver; WatchResolver shares it between
+ * watchers). Each round reads the whole `<prefix>/<service>/` range, delivers it, then watches from
+ * that read's revision + 1, so nothing between the read and the watch is missed. A round ends, and
+ * the range is read again, when the watch is cancelled (compaction), when a revision older than one
+ * already seen shows up (etcd restarted from an empty data dir), when a progress request goes
+ * unanswered for requestTimeoutMs (a silently dead stream), or on any stream error (with backoff;
+ * the last good set stays in place meanwhile).
+ */
+export class ServiceWatch {
+  private stopped = false;
+  private readonly stopCtl = new AbortController();
+  private stream?: IDuplexStream<IWatchRequest, IWatchResponse>;
+  private readonly entries = new Map<string, Decoded>();
+  /** Highest store revision seen; a lower one later means etcd's data was replaced. */
+  private highest = 0;
+  private readonly backoff: Backoff;
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly client: EtcdClient,
+    private readonly prefix: string,
+    private readonly sink: SourceSink,
+    private readonly o: ServiceWatchOptions,
+  ) {
+    this.backoff = new Backoff(100, 5000, o.random);
+    this.done = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopCtl.abort();
+    this.closeStream();
+    await this.done;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const { revision, kvs } = await this.client.list(this.prefix);
+        if (this.stopped) return;
+        if (revision < this.highest) this.o.logger.warn({ prefix: this.prefix, was: this.highest, now: revision }, 'etcd: store revision went backwards (data dir replaced); re-listed');
+        this.highest = revision;
+        this.entries.clear();
+        for (const kv of kvs) this.entries.set(kv.key, this.decode(kv.key, kv.value));
+        this.emit(revision);
+        await this.o.beforeWatch?.(revision + 1);
+        await this.watchFrom(revision + 1);
+      } catch (e) {
+        if (this.stopped) return;
+        if (e instanceof Relist) {
+          this.o.logger.info({ prefix: this.prefix, reason: e.message }, 'etcd: re-listing');
+          continue;
+        }
+        const err = this.client.toError(e, `watching ${this.prefix}`);
+        if ((e as Error)?.constructor === EtcdInvalidAuthTokenError || /invalid auth token/.test(err.message)) this.client.invalidateToken();
+        this.sink.error(err);
+        try {
+          await delay(err.code === 'AUTH_FAILED' ? Math.max(1000, this.backoff.next()) : this.backoff.next(), this.stopCtl.signal);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  private decode(key: string, value: Buffer): Decoded {
+    try {
+      return { ok: true, raw: decodeValue(this.o.format, key.slice(this.prefix.length), value) };
+    } catch (e) {
+      if (e instanceof BadValue) return { ok: false, reason: e.message };
+      throw e;
+    }
+  }
+
+  private emit(revision: number): void {
+    const bad: BadEntry[] = [];
+    const good: { key: string; value: unknown }[] = [];
+    for (const [key, d] of this.entries) {
+      if (d.ok) good.push({ key, value: d.raw });
+      else bad.push({ key, reason: d.reason });
+    }
+    const c = collectEndpoints(good);
+    this.sink.update(c.endpoints, { revision: String(revision), bad: bad.concat(c.bad) });
+  }
+
+  private closeStream(): void {
+    const s = this.stream;
+    this.stream = undefined;
+    if (!s) return;
+    try {
+      s.end();
+      s.cancel();
+    } catch {
+      /* already closed */
+    }
+  }
+
+  /** Resolves never; rejects with Relist when the range must be re-read, or with the failure. */
+  private async watchFrom(startRevision: number): Promise<void> {
+    const stream = await this.client.watchStream();
+    if (this.stopped) {
+      try {
+        stream.end();
+        stream.cancel();
+      } catch {
+        /* ignore */
+      }
+      return;
+    }
+    this.stream = stream;
+    try {
+      await new Promise<void>((_resolve, reject) => {
+        let created = false;
+        let probe: NodeJS.Timeout | undefined;
+        let deadline: NodeJS.Timeout | undefined;
+        const clear = () => {
+          clearTimeout(probe);
+          clearTimeout(deadline);
+        };
+        const fail = (e: Error) => {
+          clear();
+          reject(e);
+        };
+        // Liveness: after progressIntervalMs of silence ask for progress; no answer within
+        // requestTimeoutMs means the stream is dead even if its TCP connection looks alive.
+        const expectWithin = (ms: number, what: string) => {
+          clearTimeout(deadline);
+          deadline = setTimeout(() => fail(new RegistryUnavailableError(`etcd: ${what} within ${ms} ms; the watch stream is presumed dead, reconnecting`)), ms);
+          deadline.unref();
+        };
+        const heard = () => {
+          clear();
+          probe = setTimeout(() => {
+            try {
+              stream.write({ progress_request: {} });
+            } catch (e) {
+              return fail(e as Error);
+            }
+            expectWithin(this.o.requestTimeoutMs, 'no answer to a progress request');
+          }, this.o.progressIntervalMs);
+          probe.unref();
+        };
+        expectWithin(this.o.createTimeoutMs, 'no confirmation of a new watch');
+        stream.on('data', (res: IWatchResponse) => {
+          if (this.stopped) return clear();
+          const rev = Number(res.header?.revision ?? 0);
+          if (rev > 0 && rev < this.highest) return fail(new Relist(`revision went backwards (${this.highest} -> ${rev})`));
+          if (res.canceled) {
+            if (res.compact_revision && res.compact_revision !== '0') return fail(new Relist(`watch revision ${startRevision} was compacted (compact revision ${res.compact_revision})`));
+            return fail(this.client.toError(new Error(res.cancel_reason || 'watch cancelled by etcd'), `watching ${this.prefix}`));
+          }
+          if (res.created) {
+            created = true;
+            this.backoff.reset();
+          }
+          if (!created) return;
+          heard();
+          if (rev > this.highest) this.highest = rev;
+          if (res.events?.length) {
+            for (const ev of res.events) {
+              const key = ev.kv.key.toString('utf8');
+              if (ev.type === 'Delete') this.entries.delete(key);
+              else this.entries.set(key, this.decode(key, ev.kv.value));
+            }
+            const evRev = Number(res.events[res.events.length - 1].kv.mod_revision) || rev;
+            this.emit(evRev);
+          }
+        });
+        stream.on('error', (e: Error) => fail(e));
+        stream.on('end', () => fail(new RegistryUnavailableError('etcd: the watch stream ended')));
+        try {
+          stream.write({ create_request: { key: Buffer.from(this.prefix), range_end: rangeEnd(this.prefix), start_revision: String(startRevision), progress_notify: true } });
+        } catch (e) {
+          fail(e as Error);
+        }
+      });
+    } finally {
+      if (this.stream === stream) this.closeStream();
+    }
+  }
+}
+
+function rangeEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if (b[i] < 0xff) {
+      const out = Buffer.from(b.subarray(0, i + 1));
+      out[i]++;
+      return out;
+    }
+  }
+  return Buffer.from([0]);
+}
+
