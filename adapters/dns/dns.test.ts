@@ -159,9 +159,9 @@ describe('dns adapter against a real dnsmasq', function () {
       assert.equal(first.error, undefined);
       await d.setRecords({ hosts: { 'echo.svc.test': ['127.0.0.2', '127.0.0.3'] } });
       const t0 = Date.now();
-      const snap = await r.until(exactly('127.0.0.2:50051', '127.0.0.3:50051'), maxMs + 1500, 'the scale-up');
+      const snap = await r.until(exactly('127.0.0.2:50051', '127.0.0.3:50051'), maxMs + 2000, 'the scale-up');
       const took = Date.now() - t0;
-      assert.ok(took <= maxMs + 500, `scale-up seen after ${took} ms, max-refresh is ${maxMs} ms`);
+      assert.ok(took <= maxMs + 1000, `scale-up seen after ${took} ms, max-refresh is ${maxMs} ms`);
       assert.equal(snap.error, undefined);
       // Every snapshot in between still held the first instance: nothing was dropped.
       for (const s of r.snapshots) assert.ok(keys(s).includes('127.0.0.2:50051'), `a snapshot lost the existing instance: ${keys(s)}`);
@@ -174,8 +174,8 @@ describe('dns adapter against a real dnsmasq', function () {
       await r.until(exactly('127.0.0.2:80'), 3000, 'the first instance');
       await d.setRecords({ hosts: { 'ttl.svc.test': ['127.0.0.4'] } });
       const t0 = Date.now();
-      await r.until(exactly('127.0.0.4:80'), 3000, 'the replacement, within about one TTL');
-      assert.ok(Date.now() - t0 <= 1600, `took ${Date.now() - t0} ms with a 1 s TTL`);
+      await r.until(exactly('127.0.0.4:80'), 4000, 'the replacement, within about one TTL');
+      assert.ok(Date.now() - t0 <= 2500, `took ${Date.now() - t0} ms with a 1 s TTL`);
     });
 
     it('never polls faster than min-refresh, even with TTL 0 (queries at rest are bounded)', async () => {
@@ -383,5 +383,88 @@ describe('dns adapter against a real dnsmasq', function () {
       assert.equal(snap.error?.code, 'BAD_ENTRY');
       assert.match(snap.error!.message, /typo\.svc\.test has no A or AAAA record/);
     });
+  });
+});
+
+describe('dns adapter: gRPC end to end against a real dnsmasq', function () {
+  this.timeout(30_000);
+  /* eslint-disable @typescript-eslint/no-var-requires */
+  let grpcMod: typeof import('../../grpc') | undefined;
+  let echoMod: typeof import('../../testkit/echo') | undefined;
+  const cleanups: (() => unknown)[] = [];
+  before(function () {
+    requireBinaryOrSkip(this, findDnsmasq);
+    grpcMod = require('../../grpc');
+    echoMod = require('../../testkit/echo');
+    grpcMod!.installGrpc();
+  });
+  after(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  /** Two echo servers on 127.0.0.2 and 127.0.0.3 sharing one free port (A records carry no port). */
+  async function twoServers() {
+    for (let attempt = 0; ; attempt++) {
+      const a = await echoMod!.startEchoServer({ host: '127.0.0.2', id: 'A' });
+      try {
+        const b = await echoMod!.startEchoServer({ host: '127.0.0.3', port: a.port, id: 'B' });
+        return [a, b] as const;
+      } catch (e) {
+        a.kill();
+        if (attempt >= 3) throw e;
+      }
+    }
+  }
+
+  it('wayfinder+dns:// target: a scale-up reaches a busy channel within max-refresh, with no call failing and no connection dropped', async () => {
+    const [a, b] = await twoServers();
+    cleanups.push(() => a.kill(), () => b.kill());
+    const d = await startDnsmasq({ localTtl: 3600, records: { hosts: { 'echo.svc.test': ['127.0.0.2'] } } });
+    cleanups.push(() => d.stop());
+    const maxMs = 1500;
+    // grpc-js owns the dns: scheme, so the bridge serves this registry as wayfinder+dns: (see grpc/index.ts).
+    const ours = new echoMod!.EchoClient(`wayfinder+dns://${d.address}/echo.svc.test:${a.port}?min-refresh=200ms&max-refresh=${maxMs}ms`);
+    // grpc-js's own dns: resolver on the same records, for comparison. It honours the target's
+    // nameserver only with GRPC_NODE_USE_ALTERNATIVE_RESOLVER=true (read once at load, so set on
+    // its module for this test and restored after); otherwise it uses getaddrinfo.
+    const env = require('@grpc/grpc-js/build/src/environment') as { GRPC_NODE_USE_ALTERNATIVE_RESOLVER: boolean };
+    const saved = env.GRPC_NODE_USE_ALTERNATIVE_RESOLVER;
+    env.GRPC_NODE_USE_ALTERNATIVE_RESOLVER = true;
+    cleanups.push(() => void (env.GRPC_NODE_USE_ALTERNATIVE_RESOLVER = saved));
+    const theirs = new echoMod!.EchoClient(`dns://${d.address}/echo.svc.test:${a.port}`, undefined, {
+      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+      'grpc.enable_http_proxy': 0,
+    });
+    cleanups.push(() => ours.close(), () => theirs.close());
+
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await ours.echo({ message: 'x' })).serverId, 'A');
+      assert.equal((await theirs.echo({ message: 'x' })).serverId, 'A');
+    }
+    const peersOfA = new Set(a.peers);
+    assert.equal(peersOfA.size, 2, `expected one connection per client to A, saw ${[...a.peers]}`);
+
+    await d.setRecords({ hosts: { 'echo.svc.test': ['127.0.0.2', '127.0.0.3'] } });
+    const t0 = Date.now();
+    let seenB = -1;
+    const theirsBy: string[] = [];
+    // Calls keep flowing the whole time; each must succeed (nothing breaks, nothing is retried away).
+    while (Date.now() - t0 < maxMs + 2500) {
+      const [r1, r2] = await Promise.all([ours.echo({ message: 'y' }), theirs.echo({ message: 'y' })]);
+      theirsBy.push(r2.serverId);
+      if (r1.serverId === 'B' && seenB < 0) seenB = Date.now() - t0;
+      if (seenB >= 0 && Date.now() - t0 > maxMs + 1000) break;
+      await new Promise((r) => setTimeout(r, 20)); // call pacing, not synchronisation
+    }
+    assert.ok(seenB >= 0, 'our channel never reached the new server B');
+    assert.ok(seenB <= maxMs + 1000, `B first answered after ${seenB} ms; max-refresh is ${maxMs} ms`);
+    // No connection to A was dropped or re-made to get there: A still sees the same two peers.
+    assert.deepEqual([...a.peers].sort(), [...peersOfA].sort(), 'a connection to A was re-established');
+    // Both are used once B is known (round robin).
+    const spread = new Set<string>();
+    for (let i = 0; i < 10; i++) spread.add((await ours.echo({})).serverId);
+    assert.deepEqual([...spread].sort(), ['A', 'B']);
+    // grpc-js's dns: resolver re-resolves only when a connection drops, so it never saw B.
+    assert.ok(!theirsBy.includes('B'), 'grpc-js dns: saw the scale-up (behaviour changed upstream; docs/adapters/dns.md needs updating)');
   });
 });
