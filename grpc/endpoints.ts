@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { Endpoint } from '../core';
+import { endpointKey, type Endpoint } from '../core';
 
 type GrpcEndpoint = grpc.experimental.Endpoint;
 
@@ -26,6 +26,6 @@ export function wayfinderEndpointOf(e: GrpcEndpoint): Endpoint {
   const a = e.addresses[0] as { host?: string; port?: number; path?: string } | undefined;
   const host = a?.host ?? a?.path ?? 'unknown';
   const port = a?.port ?? 0;
-  return { id: grpc.experimental.endpointToString(e), host, port, metadata: {} };
+  return { id: a?.host !== undefined ? endpointKey({ host, port }) : host, host, port, metadata: {} };
 }
 

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { dirname, join } from 'node:path';
-import { sameEndpoints, toWayfinderError, type Discovery, type Endpoint, type Snapshot, type Watch, type WayfinderError } from '../core';
+import { resolveRegistry, sameEndpoints, toWayfinderError, type Discovery, type Endpoint, type Snapshot, type Watch, type WayfinderError } from '../core';
 import { toGrpcEndpoint } from './endpoints';
 import { validateLbConfigList } from './policy';
 import { acquireRegistry, releaseRegistry, settings, stats, type SharedRegistry } from './shared';
@@ -79,8 +79,11 @@ export class BridgeResolver implements grpc.experimental.Resolver {
   private pendingRefresh?: NodeJS.Timeout;
 
   static getDefaultAuthority(target: grpc.experimental.GrpcUri): string {
-    // Called synchronously by the Channel constructor: a malformed target fails there.
-    return parseBridgeTarget(target).service;
+    // Called synchronously by the Channel constructor: a malformed target or registry config
+    // (ConfigError naming the field) fails there, before anything connects.
+    const t = parseBridgeTarget(target);
+    if (t.registryUrl !== undefined) resolveRegistry(t.registryUrl);
+    return t.service;
   }
 
   constructor(uri: grpc.experimental.GrpcUri, private readonly listener: grpc.experimental.ResolverListener, options: grpc.ChannelOptions) {

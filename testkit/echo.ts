@@ -278,8 +278,9 @@ export class EchoClient extends grpc.Client {
   echo(req: EchoRequest = {}, opts: EchoCallOptions = {}): Promise<EchoReply> {
     return new Promise((resolve, reject) => {
       const callOpts: grpc.CallOptions = { deadline: Date.now() + (opts.deadlineMs ?? 5000) };
-      if (opts.waitForReady !== undefined) (callOpts as { waitForReady?: boolean }).waitForReady = opts.waitForReady;
-      this.makeUnaryRequest<EchoRequest, EchoReply>(ECHO_METHOD_PATH, encodeEchoRequest, decodeEchoReply, req, opts.metadata ?? new grpc.Metadata(), callOpts, (err, reply) => (err ? reject(err) : resolve(reply!)));
+      const metadata = opts.metadata?.clone() ?? new grpc.Metadata();
+      if (opts.waitForReady !== undefined) metadata.setOptions({ ...metadata.getOptions(), waitForReady: opts.waitForReady });
+      this.makeUnaryRequest<EchoRequest, EchoReply>(ECHO_METHOD_PATH, encodeEchoRequest, decodeEchoReply, req, metadata, callOpts, (err, reply) => (err ? reject(err) : resolve(reply!)));
     });
   }
 }
