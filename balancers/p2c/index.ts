@@ -1,0 +1,168 @@
+import { defineBalancer, registerBalancer, type Balancer, type Endpoint, type OptionsSchema, type Pick, type PickDone, type Picker } from '../../core';
+import { outlierOptions, withOutlierEjection, type OutlierConfig } from '../outlier';
+import { slowStartOptions, withSlowStart, type CallContext, type SlowStartConfig } from '../slow-start';
+import { EndpointLoad, LoadTable } from './load';
+
+export { EndpointLoad, LoadTable } from './load';
+
+/**
+ * Power of two choices: draw two distinct endpoints uniformly at random and send the call to the
+ * one with the lower cost. O(1) pick.
+ *
+ *  - least-request (`ewma: false`): cost = (in-flight + 1) / p
+ *  - peak EWMA     (`ewma: true`):  cost = latency estimate × (in-flight + 1) / p
+ *
+ * p is the endpoint's recent success probability (see EndpointLoad): a call that fails must be
+ * sent again, so an endpoint that succeeds with probability p costs 1/p as much per useful
+ * response. With `errorPenalty` = k the divisor is p^k (0 turns the penalty off). Failed calls
+ * also count with a latency of at least the balancer-wide typical latency, so errors that come
+ * back fast never make an endpoint look fast.
+ *
+ * An endpoint with no latency sample yet is costed at `defaultLatency` when set, else at the
+ * balancer-wide typical latency (an EWMA of all successful calls' latencies): a new endpoint is
+ * assumed to be typical, neither flooded nor starved. Before any call has finished every endpoint
+ * is unmeasured and the EWMA variant behaves like least-request.
+ *
+ * In-flight counting: from pick() by default; when the BalancerContext has `explicitStart: true`
+ * (the grpc bridge, which may pick several times per call) from `Pick.started()`, which the caller
+ * invokes when the call really starts. `done()` ends the count; repeated done() calls are ignored.
+ */
+export interface P2cConfig extends OutlierConfig, SlowStartConfig {
+  ewma?: boolean;
+  /** ms */
+  decay?: number;
+  /** ms; undefined = the balancer-wide typical latency */
+  defaultLatency?: number;
+  errorPenalty?: number;
+}
+
+export const p2cOptions: OptionsSchema = {
+  ewma: { type: 'boolean', default: false, doc: 'Cost by peak-EWMA latency × (in-flight + 1) instead of in-flight alone.' },
+  decay: { type: 'duration', default: 10_000, min: 1, max: 3_600_000, doc: 'Time constant of the latency estimate and of the success-rate memory (Finagle\'s default is 10 s).' },
+  defaultLatency: { type: 'duration', min: 0, doc: 'Latency assumed for an endpoint with no sample yet; unset: the typical latency seen across all endpoints.' },
+  errorPenalty: { type: 'number', default: 1, min: 0, max: 10, doc: 'Cost is divided by (recent success probability)^errorPenalty; 0 ignores errors.' },
+  ...slowStartOptions,
+  ...outlierOptions,
+};
+
+export class P2cBalancer implements Balancer {
+  readonly name: string;
+  readonly loads = new LoadTable();
+  readonly ewma: boolean;
+  readonly tau: number;
+  readonly defaultLatency: number | undefined;
+  readonly errorPenalty: number;
+  constructor(config: P2cConfig = {}) {
+    this.ewma = config.ewma === true;
+    this.name = this.ewma ? 'p2c_ewma' : 'p2c';
+    this.tau = config.decay ?? 10_000;
+    this.defaultLatency = config.defaultLatency;
+    this.errorPenalty = config.errorPenalty ?? 1;
+  }
+  build(endpoints: Endpoint[], ctx: CallContext): Picker {
+    return new P2cPicker(this, endpoints, this.loads.sync(endpoints), ctx);
+  }
+}
+
+export class P2cPicker implements Picker {
+  readonly explicit: boolean;
+  constructor(
+    readonly balancer: P2cBalancer,
+    private readonly endpoints: readonly Endpoint[],
+    private readonly loads: readonly EndpointLoad[],
+    readonly ctx: CallContext,
+  ) {
+    this.explicit = ctx.explicitStart === true;
+  }
+
+  /** The cost of sending one more call to `s` at time t. */
+  cost(s: EndpointLoad, t: number): number {
+    const b = this.balancer;
+    const needDecay = b.ewma || (b.errorPenalty > 0 && s.failures > 0);
+    const k = needDecay ? s.decay(t, b.tau) : 1;
+    let c = s.inflight + 1;
+    if (b.ewma) {
+      const lat = Number.isNaN(s.ewma) ? (b.defaultLatency ?? (b.loads.typicalMs || 1)) : s.ewma * k;
+      c *= lat;
+    }
+    if (b.errorPenalty > 0 && s.failures > 0) {
+      const p = s.successProbability(k);
+      c /= b.errorPenalty === 1 ? p : Math.pow(p, b.errorPenalty);
+    }
+    return c;
+  }
+
+  pick(): Pick {
+    const n = this.endpoints.length;
+    if (n === 0) return { endpoint: null, reason: 'no-endpoints' };
+    let i = 0;
+    if (n > 1) {
+      const r = this.ctx.random;
+      i = Math.floor(r() * n);
+      let j = Math.floor(r() * (n - 1));
+      if (j >= i) j++;
+      const t = this.ctx.now();
+      if (this.cost(this.loads[j], t) < this.cost(this.loads[i], t)) i = j;
+    }
+    return new P2cCall(this, this.endpoints[i], this.loads[i]);
+  }
+}
+
+/** One pick's handle: counts the call in flight and records its outcome once. */
+class P2cCall {
+  /** 0 picked, 1 started (counted in flight), 2 done. */
+  private phase = 0;
+  constructor(
+    private readonly picker: P2cPicker,
+    readonly endpoint: Endpoint,
+    private readonly load: EndpointLoad,
+  ) {
+    if (!picker.explicit) {
+      load.inflight++;
+      this.phase = 1;
+    }
+  }
+  readonly started = (): void => {
+    if (this.phase !== 0) return;
+    this.phase = 1;
+    this.load.inflight++;
+  };
+  readonly done: PickDone = (result) => {
+    if (this.phase === 2) return;
+    if (this.phase === 1 && this.load.inflight > 0) this.load.inflight--;
+    this.phase = 2;
+    const b = this.picker.balancer;
+    const ok = result?.ok === true;
+    const lat = result?.latencyMs as number;
+    if (ok) b.loads.noteSuccess(lat);
+    this.load.observe(ok, lat, this.picker.ctx.now(), b.tau, b.loads.typicalMs);
+  };
+}
+
+/** Builds a p2c Balancer with its configured decorators (outlier ejection around slow start). */
+export function createP2c(config: P2cConfig = {}): Balancer {
+  return withOutlierEjection(withSlowStart(new P2cBalancer(config), config), config);
+}
+
+export const p2cBalancer = defineBalancer<P2cConfig>({
+  name: 'p2c',
+  aliases: ['least_request', 'p2c_least_request'],
+  description: 'Power of two choices: least outstanding requests, or peak-EWMA latency with { "ewma": true }; errors penalised.',
+  options: p2cOptions,
+  create: (config) => createP2c(config),
+});
+
+export const p2cEwmaBalancer = defineBalancer<P2cConfig>({
+  name: 'p2c_ewma',
+  aliases: ['peak_ewma'],
+  description: 'Power of two choices on peak-EWMA latency × (in-flight + 1) (p2c with "ewma" defaulting to true).',
+  options: { ...p2cOptions, ewma: { ...p2cOptions.ewma, default: true } },
+  create: (config) => createP2c({ ...config, ewma: config.ewma ?? true }),
+});
+
+export function setup(): void {
+  registerBalancer(p2cBalancer);
+  registerBalancer(p2cEwmaBalancer);
+}
+setup();
+

@@ -1,0 +1,96 @@
+import { endpointKey, type Endpoint } from '../../core';
+
+/**
+ * Per-endpoint load, kept by the Balancer instance (one per channel) across picker rebuilds and
+ * keyed by host:port; an endpoint's state is dropped when a build no longer includes it. Calls
+ * still running against a dropped state finish against that orphaned object, harmlessly.
+ *
+ * Time is the BalancerContext clock (ms). Everything decays with one time constant `tau`:
+ *  - the peak-EWMA latency estimate decays toward 0 while an endpoint gets no samples, so an
+ *    endpoint that was slow is eventually probed again (Finagle's and tower's PeakEwma do the same);
+ *  - successes and failures are exponentially decayed counts, giving a recent success probability
+ *    p = (successes + 1) / (successes + failures + 1) (one prior success: a new endpoint has p = 1).
+ */
+export class EndpointLoad {
+  /** Calls counted as outstanding (from pick() or from Pick.started(), see P2cPicker). */
+  inflight = 0;
+  /** Latency estimate (ms) as of `at`; NaN until the first sample. */
+  ewma = Number.NaN;
+  successes = 0;
+  failures = 0;
+  /** When ewma/successes/failures were last updated. */
+  at = 0;
+  constructor(readonly key: string) {}
+
+  /** e^(-(t - at)/tau): how much of the state at `at` survives until t. */
+  decay(t: number, tau: number): number {
+    const dt = t - this.at;
+    return dt > 0 ? Math.exp(-dt / tau) : 1;
+  }
+
+  /** Recent success probability in (0, 1]. */
+  successProbability(k: number): number {
+    if (this.failures === 0) return 1;
+    const s = this.successes * k;
+    return (s + 1) / (s + this.failures * k + 1);
+  }
+
+  /**
+   * Records a finished call. A failure's latency sample is raised to at least `floorMs` (the
+   * balancer-wide typical latency) so that a fast error never makes an endpoint look fast.
+   */
+  observe(ok: boolean, latencyMs: number, t: number, tau: number, floorMs: number): void {
+    const k = this.decay(t, tau);
+    this.successes *= k;
+    this.failures *= k;
+    if (ok) this.successes += 1;
+    else this.failures += 1;
+    let sample = Number.isFinite(latencyMs) && latencyMs >= 0 ? latencyMs : Number.NaN;
+    if (!ok) sample = Number.isNaN(sample) ? floorMs : Math.max(sample, floorMs);
+    if (!Number.isNaN(sample) && sample > 0) {
+      if (Number.isNaN(this.ewma)) this.ewma = sample;
+      else {
+        const cur = this.ewma * k;
+        // Peak-sensitive: a sample above the (decayed) estimate replaces it at once; a lower one
+        // is blended in with weight 1 - e^(-dt/tau) (the time since the last update).
+        this.ewma = sample >= cur ? sample : cur * k + sample * (1 - k);
+      }
+    }
+    this.at = t > this.at ? t : this.at;
+  }
+}
+
+/** The Balancer-owned table of EndpointLoad, plus the balancer-wide typical latency. */
+export class LoadTable {
+  private byKey = new Map<string, EndpointLoad>();
+  /** Balancer-wide EWMA (per sample, weight 1/20) of successful latencies; 0 until one is seen. */
+  typicalMs = 0;
+
+  /** The states for a new endpoint set, in its order; states of endpoints not in it are dropped. */
+  sync(endpoints: readonly Endpoint[]): EndpointLoad[] {
+    const next = new Map<string, EndpointLoad>();
+    const out = new Array<EndpointLoad>(endpoints.length);
+    for (let i = 0; i < endpoints.length; i++) {
+      const key = endpointKey(endpoints[i]);
+      let s = next.get(key) ?? this.byKey.get(key);
+      if (!s) s = new EndpointLoad(key);
+      next.set(key, s);
+      out[i] = s;
+    }
+    this.byKey = next;
+    return out;
+  }
+
+  get(key: string): EndpointLoad | undefined {
+    return this.byKey.get(key);
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  noteSuccess(latencyMs: number): void {
+    if (!(Number.isFinite(latencyMs) && latencyMs > 0)) return;
+    this.typicalMs = this.typicalMs === 0 ? latencyMs : this.typicalMs + (latencyMs - this.typicalMs) / 20;
+  }
+}
