@@ -164,9 +164,15 @@ interface Pending {
   reject(e: unknown): void;
 }
 
-export interface StoreOptions extends LockOptions {
-  /** Called after each write with its duration (ms), for measurements. */
-  onWrite?(ms: number): void;
+export type StoreOptions = LockOptions;
+
+/** One landed write, for measurements and tests. */
+export interface WriteInfo {
+  revision: number;
+  /** performance.now() just after the rename made it visible. */
+  visibleAt: number;
+  /** Lock + read + write + fsync + rename + directory fsync, in ms. */
+  ms: number;
 }
 
 /**
@@ -183,8 +189,15 @@ export class FileStore {
   private queue: Pending[] = [];
   private running = false;
   private logger: Logger = silentLogger;
+  private readonly writeListeners = new Set<(w: WriteInfo) => void>();
 
   constructor(readonly file: string, private readonly opts: StoreOptions = {}) {}
+
+  /** Calls `fn` after each write this process makes to the file. Returns the remover. */
+  onWrite(fn: (w: WriteInfo) => void): () => void {
+    this.writeListeners.add(fn);
+    return () => this.writeListeners.delete(fn);
+  }
 
   setLogger(logger: Logger): void {
     if (logger !== silentLogger) this.logger = logger;
@@ -244,8 +257,9 @@ export class FileStore {
         doc.revision += 1;
         doc.updated = new Date(now).toISOString();
         if (corrupt) await this.quarantine(corrupt);
-        await this.writeAtomic(doc);
-        this.opts.onWrite?.(performance.now() - t0);
+        const visibleAt = await this.writeAtomic(doc);
+        const info: WriteInfo = { revision: doc.revision, visibleAt, ms: performance.now() - t0 };
+        for (const fn of this.writeListeners) fn(info);
       }
       return results;
     } finally {
@@ -279,9 +293,11 @@ export class FileStore {
     }
   }
 
-  private async writeAtomic(doc: RegistryDoc): Promise<void> {
+  /** Returns performance.now() at the moment the new content became visible (the rename). */
+  private async writeAtomic(doc: RegistryDoc): Promise<number> {
     const dir = path.dirname(this.file);
     const tmp = path.join(dir, `.${path.basename(this.file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    let visibleAt: number;
     try {
       const fh = await fsp.open(tmp, 'wx');
       try {
@@ -291,6 +307,7 @@ export class FileStore {
         await fh.close();
       }
       await fsp.rename(tmp, this.file);
+      visibleAt = performance.now();
     } catch (e) {
       await fsp.unlink(tmp).catch(() => {});
       throw new RegistryUnavailableError(`file: cannot write ${this.file}: ${(e as Error).message}`, { cause: e });
@@ -306,6 +323,7 @@ export class FileStore {
     } catch {
       /* best effort */
     }
+    return visibleAt;
   }
 }
 

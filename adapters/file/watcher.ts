@@ -1,4 +1,4 @@
-import { promises as fsp, watch as fsWatch, type FSWatcher } from 'node:fs';
+import { promises as fsp, statSync, watch as fsWatch, type FSWatcher, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { RegistryUnavailableError, silentLogger, type Logger } from '../../core';
 import { emptyDoc, parseDoc, type RegistryDoc } from './store';
@@ -11,6 +11,21 @@ export interface FileWatcherOptions {
   /** Use fs.watch on the directory for immediate notification (the poll runs regardless). */
   fsWatch: boolean;
   logger?: Logger;
+}
+
+/** What identifies one version of the file: rename changes the inode, in-place edits size/mtime/ctime. */
+function sigOf(st: Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+function quickSig(file: string): string {
+  try {
+    const st = statSync(file, { throwIfNoEntry: false });
+    return st ? sigOf(st) : 'absent';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOTDIR' ? 'absent' : `error:${code}`;
+  }
 }
 
 /** How often the poll loop checks that the directory watch still watches the current directory. */
@@ -98,10 +113,7 @@ export class FileWatcher {
         w.close();
       });
       this.fsw = w;
-      void fsp.stat(this.dir).then(
-        (st) => (this.watchedDirIno = st.ino),
-        () => undefined,
-      );
+      this.watchedDirIno = statSync(this.dir, { throwIfNoEntry: false })?.ino;
     } catch {
       // The directory does not exist yet (or cannot be watched): the poll re-arms later.
       this.fsw = undefined;
@@ -109,13 +121,13 @@ export class FileWatcher {
   }
 
   /** The directory may have been removed and recreated: a watch on the old inode sees nothing. */
-  private async rearmIfNeeded(): Promise<void> {
+  private rearmIfNeeded(): void {
     if (!this.opts.fsWatch) return;
     const now = Date.now();
-    if (this.fsw && now - this.lastRearmCheck < REARM_EVERY_MS) return;
+    if (now - this.lastRearmCheck < REARM_EVERY_MS) return;
     this.lastRearmCheck = now;
     if (this.fsw) {
-      const st = await fsp.stat(this.dir).catch(() => undefined);
+      const st = statSync(this.dir, { throwIfNoEntry: false });
       if (st && this.watchedDirIno !== undefined && st.ino === this.watchedDirIno) return;
       this.fsw.close();
       this.fsw = undefined;
@@ -127,7 +139,11 @@ export class FileWatcher {
     if (!this.active) return;
     this.pollTimer = setTimeout(async () => {
       this.polls++;
-      await this.rearmIfNeeded().catch(() => undefined);
+      try {
+        this.rearmIfNeeded();
+      } catch {
+        /* retried next tick */
+      }
       await this.check(false);
       this.schedulePoll();
     }, this.opts.pollMs);
@@ -157,13 +173,16 @@ export class FileWatcher {
 
   private async checkOnce(force: boolean): Promise<void> {
     if (!this.active) return;
+    // The path every poll tick takes: one synchronous stat(2) of a local file (microseconds;
+    // measured cheaper in CPU than a round trip through libuv's thread pool at 20 ticks/s).
+    if (!force && this.state && quickSig(this.file) === this.state.sig) return;
     let sig: string;
     let next: ReadState;
     let fh: fsp.FileHandle | undefined;
     try {
       fh = await fsp.open(this.file, 'r');
       const st = await fh.stat();
-      sig = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+      sig = sigOf(st);
       if (!force && this.state && sig === this.state.sig) return;
       this.reads++;
       const text = await fh.readFile('utf8');
