@@ -96,9 +96,9 @@ export class OutlierBalancer implements Balancer {
     return picker;
   }
 
-  /** Keys of endpoints ejected now (for tests and status). */
-  ejected(): string[] {
-    return [...this.states.values()].filter((s) => s.ejectedUntil !== 0).map((s) => s.key);
+  /** Keys of ejected endpoints (for tests and status); given a time, those still ejected then. */
+  ejected(t = Number.NEGATIVE_INFINITY): string[] {
+    return [...this.states.values()].filter((s) => s.ejectedUntil !== 0 && s.ejectedUntil > t).map((s) => s.key);
   }
 
   /** Called once per finished call. */
