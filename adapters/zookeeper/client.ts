@@ -1,0 +1,397 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import * as zookeeper from 'node-zookeeper-client';
+import { AuthFailedError, ClosedError, RegistryUnavailableError, WayfinderError, silentLogger, type Logger } from '../../core';
+
+/**
+ * A thin wrapper over node-zookeeper-client: one logical session that survives expiry (a new
+ * client is created and re-authenticated), promise-returning operations bounded by a timeout (the
+ * vendor client queues requests forever while disconnected), and errors mapped to Wayfinder's.
+ *
+ * Events (all emitted asynchronously from the vendor client's socket callbacks):
+ * - 'connected' (info: { newSession: boolean }): connected; newSession is true for the first
+ *   connection and after an expiry, when every watch and ephemeral node of the old session is gone.
+ * - 'disconnected': the connection dropped; the session may still be alive on the server.
+ * - 'suspect': still disconnected after a whole session timeout; the server has expired the
+ *   session by now unless it was down itself (this is what Curator calls LOST).
+ * - 'expired' (deadSessionId: string): the server said the session expired. A new client is being
+ *   created; 'connected' with newSession follows when it is up.
+ */
+
+const ZK = zookeeper.Exception;
+
+export interface ZkAuth {
+  username: string;
+  password: string;
+}
+
+export interface ZkSessionOptions {
+  /** host:port list. */
+  hosts: string[];
+  sessionTimeoutMs: number;
+  /** Bound for one operation, waiting for a connection included. */
+  opTimeoutMs: number;
+  auth?: ZkAuth;
+  logger?: Logger;
+  /** A name for log lines and errors. */
+  name?: string;
+}
+
+/** A ZooKeeper error code (node-zookeeper-client's Exception), or undefined for anything else. */
+export function zkCode(err: unknown): number | undefined {
+  return err && typeof err === 'object' && typeof (err as { code?: unknown }).code === 'number' && typeof (err as { getName?: unknown }).getName === 'function'
+    ? (err as { code: number }).code
+    : undefined;
+}
+
+/** The digest ACL id of a user: `user:base64(sha1(user:password))`, as ZooKeeper computes it. */
+export function digestId(username: string, password: string): string {
+  return `${username}:${createHash('sha1').update(`${username}:${password}`).digest('base64')}`;
+}
+
+/** A session id (8 bytes) as 16 hex digits: the form ephemeralOwner is compared in. */
+export function sessionHex(b: Buffer | undefined): string {
+  return b ? Buffer.from(b).toString('hex').padStart(16, '0') : '0000000000000000';
+}
+
+const CM_CLOSED = -2;
+const CM_CONNECTING = 1;
+const CM_CONNECTED = 2;
+
+/**
+ * Stops a vendor client dead, as if its process had died: no closeSession is sent (so the session
+ * and its ephemeral nodes live on until the server expires them) and it never reconnects.
+ * Callbacks still pending fail with CONNECTION_LOSS. Relies on node-zookeeper-client 1.x internals
+ * (ConnectionManager); the test that kills a registrant exercises it.
+ */
+export function hardClose(client: zookeeper.Client): void {
+  const cm = (client as unknown as { connectionManager?: Record<string, any> }).connectionManager;
+  if (!cm) return;
+  cm.state = CM_CLOSED;
+  const noop = () => {};
+  // A reconnect may already be scheduled (spin delay); make whatever socket it opens die at once.
+  cm.connect = noop;
+  cm.onSocketClosed = noop;
+  cm.onSocketData = noop;
+  cm.onSocketConnected = function (this: { socket?: { destroy(): void } }) {
+    this.socket?.destroy();
+  };
+  cm.onPacketQueueReadable = noop;
+  if (cm.connectTimeoutHandler) clearTimeout(cm.connectTimeoutHandler);
+  try {
+    cm.socket?.setTimeout?.(0);
+    cm.socket?.destroy();
+  } catch {
+    /* already gone */
+  }
+  const fail = (p: { callback?: (e: unknown) => void } | undefined) => {
+    try {
+      p?.callback?.((ZK as unknown as { create(code: number): Error }).create(ZK.CONNECTION_LOSS));
+    } catch {
+      /* a caller's callback threw; nothing to do here */
+    }
+  };
+  for (let p = cm.pendingQueue?.shift(); p; p = cm.pendingQueue.shift()) fail(p);
+  for (let p = cm.packetQueue?.shift(); p; p = cm.packetQueue.shift()) fail(p);
+}
+
+type Cb<T> = (err: unknown, value?: T) => void;
+
+export class ZkSession extends EventEmitter {
+  private client?: zookeeper.Client;
+  private connected = false;
+  private closed = false;
+  private generation = 0;
+  private lastSessionId?: string;
+  private suspectTimer?: NodeJS.Timeout;
+  /** Sessions of ours that the server expired: a node they own is safe to replace. */
+  readonly deadSessions = new Set<string>();
+  private readonly logger: Logger;
+  readonly name: string;
+
+  constructor(readonly options: ZkSessionOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.logger = options.logger ?? silentLogger;
+    this.name = options.name ?? 'zk';
+    // Listeners are added by resolver and registrar; an 'error' event is never emitted.
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+  get isClosed(): boolean {
+    return this.closed;
+  }
+  /** The current session id (16 hex digits), once connected. */
+  get sessionId(): string | undefined {
+    return this.connected && this.client ? sessionHex(this.client.getSessionId()) : this.lastSessionId;
+  }
+  /** The session's id and password: what the testkit needs to expire it from outside. */
+  credentials(): { sessionId: Buffer; password: Buffer } {
+    if (!this.client) throw new ClosedError(`${this.name} session`);
+    return { sessionId: this.client.getSessionId(), password: this.client.getSessionPassword() };
+  }
+  /** The timeout the server granted (ms); the requested one before the first connection. */
+  get sessionTimeoutMs(): number {
+    return this.client?.getSessionTimeout() ?? this.options.sessionTimeoutMs;
+  }
+
+  /** Starts connecting (idempotent). Operations wait for the connection within their timeout. */
+  start(): void {
+    if (this.client || this.closed) return;
+    this.newClient();
+  }
+
+  private newClient(): void {
+    const gen = ++this.generation;
+    const c = zookeeper.createClient(this.options.hosts.join(','), {
+      sessionTimeout: this.options.sessionTimeoutMs,
+      spinDelay: 250,
+      retries: 0,
+    });
+    if (this.options.auth) c.addAuthInfo('digest', Buffer.from(`${this.options.auth.username}:${this.options.auth.password}`));
+    this.client = c;
+    this.installWatchdog(c);
+    const current = () => gen === this.generation && !this.closed;
+    c.on('connected', () => {
+      if (!current()) return;
+      this.connected = true;
+      clearTimeout(this.suspectTimer);
+      this.suspectTimer = undefined;
+      const id = sessionHex(c.getSessionId());
+      const newSession = id !== this.lastSessionId;
+      this.lastSessionId = id;
+      this.logger.debug({ session: id, newSession }, `${this.name}: connected`);
+      this.emit('connected', { newSession });
+    });
+    c.on('disconnected', () => {
+      if (!current() || !this.connected) return;
+      this.connected = false;
+      this.logger.warn({ session: this.lastSessionId }, `${this.name}: disconnected from ZooKeeper`);
+      this.emit('disconnected');
+      clearTimeout(this.suspectTimer);
+      this.suspectTimer = setTimeout(() => {
+        if (current() && !this.connected) this.emit('suspect');
+      }, this.sessionTimeoutMs);
+      this.suspectTimer.unref();
+    });
+    c.on('expired', () => {
+      if (!current()) return;
+      const dead = this.lastSessionId ?? sessionHex(c.getSessionId());
+      this.deadSessions.add(dead);
+      this.connected = false;
+      clearTimeout(this.suspectTimer);
+      this.logger.warn({ session: dead }, `${this.name}: session expired; opening a new one`);
+      hardClose(c);
+      this.newClient();
+      this.emit('expired', dead);
+    });
+    c.connect();
+  }
+
+  /**
+   * node-zookeeper-client has no handshake or read timeout: a server that accepts the TCP
+   * connection but never answers the ConnectRequest (seen while a restarted server is starting)
+   * or stops answering once connected leaves it waiting forever. Like the Java client, give up on
+   * the socket after the connect timeout (session timeout / host count) before the handshake, and
+   * after 2/3 of the session timeout without a byte once connected (it pings every 1/3); the
+   * vendor client then reconnects as after any socket close.
+   */
+  private installWatchdog(c: zookeeper.Client): void {
+    const cm = (c as unknown as { connectionManager?: Record<string, any> }).connectionManager;
+    if (!cm || typeof cm.onSocketData !== 'function' || typeof cm.onSocketConnected !== 'function') return;
+    let lastRecv = Date.now();
+    let tcpUpAt = 0;
+    const origData = cm.onSocketData;
+    const origConnected = cm.onSocketConnected;
+    // These are bound when each socket is created (connect()), so patching the instance here,
+    // before connect(), covers every socket of this client.
+    cm.onSocketData = function (this: unknown, b: Buffer) {
+      lastRecv = Date.now();
+      return origData.call(this, b);
+    };
+    cm.onSocketConnected = function (this: unknown) {
+      tcpUpAt = Date.now();
+      lastRecv = tcpUpAt;
+      return origConnected.call(this);
+    };
+    const timeout = this.options.sessionTimeoutMs;
+    const connectTimeout = Math.max(1000, Math.floor(timeout / Math.max(1, this.options.hosts.length)));
+    const timer = setInterval(() => {
+      if (this.client !== c || this.closed) return clearInterval(timer);
+      const sock = cm.socket as { connecting?: boolean; destroyed?: boolean; destroy(): void } | undefined;
+      if (!sock || sock.destroyed || sock.connecting) return;
+      const now = Date.now();
+      const negotiated = c.getSessionTimeout() || timeout;
+      if (cm.state === CM_CONNECTING && tcpUpAt && now - tcpUpAt > connectTimeout) {
+        this.logger.warn({ ms: now - tcpUpAt }, `${this.name}: no answer to the session handshake; reconnecting`);
+        tcpUpAt = 0;
+        sock.destroy();
+      } else if (cm.state === CM_CONNECTED && now - lastRecv > (negotiated * 2) / 3) {
+        this.logger.warn({ ms: now - lastRecv }, `${this.name}: nothing heard from ZooKeeper for 2/3 of the session timeout; reconnecting`);
+        lastRecv = now;
+        sock.destroy();
+      }
+    }, Math.max(100, Math.min(1000, Math.floor(timeout / 6))));
+    timer.unref();
+  }
+
+  /** Resolves when connected; rejects with REGISTRY_UNAVAILABLE after `timeoutMs`. */
+  whenConnected(timeoutMs: number): Promise<void> {
+    if (this.closed) return Promise.reject(new ClosedError(`${this.name} session`));
+    this.start();
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(t);
+        this.off('connected', onConnected);
+        this.off('closed', onClosed);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onConnected = () => done();
+      const onClosed = () => done(new ClosedError(`${this.name} session`));
+      const t = setTimeout(() => done(new RegistryUnavailableError(`${this.name}: cannot reach ZooKeeper at ${this.options.hosts.join(',')} within ${timeoutMs} ms`)), timeoutMs);
+      this.on('connected', onConnected);
+      this.on('closed', onClosed);
+    });
+  }
+
+  /**
+   * Runs one vendor call on the current client, after waiting for a connection, bounded by the
+   * op timeout. Vendor errors are passed through unchanged (callers test their code with zkCode());
+   * a timeout rejects with REGISTRY_UNAVAILABLE. A timed-out request may still reach the server.
+   */
+  async run<T>(what: string, fn: (c: zookeeper.Client, cb: Cb<T>) => void, timeoutMs = this.options.opTimeoutMs): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    await this.whenConnected(timeoutMs);
+    const c = this.client!;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const t = setTimeout(() => {
+        settled = true;
+        reject(new RegistryUnavailableError(`${this.name}: ${what} got no answer within ${timeoutMs} ms`));
+      }, Math.max(1, deadline - Date.now()));
+      try {
+        fn(c, (err, value) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(t);
+          if (err) reject(err);
+          else resolve(value as T);
+        });
+      } catch (e) {
+        clearTimeout(t);
+        settled = true;
+        reject(e);
+      }
+    });
+  }
+
+  getChildren(path: string, watcher?: (e: zookeeper.Event) => void): Promise<{ children: string[]; stat: zookeeper.Stat }> {
+    return this.run(`listing ${path}`, (c, cb) => {
+      const done = (err: unknown, children?: string[], stat?: zookeeper.Stat) => cb(err, { children: children ?? [], stat: stat! });
+      if (watcher) c.getChildren(path, watcher, done);
+      else c.getChildren(path, done);
+    });
+  }
+
+  getData(path: string, watcher?: (e: zookeeper.Event) => void, timeoutMs?: number): Promise<{ data: Buffer | undefined; stat: zookeeper.Stat }> {
+    return this.run(`reading ${path}`, (c, cb) => {
+      const done = (err: unknown, data?: Buffer, stat?: zookeeper.Stat) => cb(err, { data: data ?? undefined, stat: stat! });
+      if (watcher) c.getData(path, watcher, done);
+      else c.getData(path, done);
+    }, timeoutMs);
+  }
+
+  /** The node's stat, or undefined when it does not exist (an exists-watch is left either way). */
+  exists(path: string, watcher?: (e: zookeeper.Event) => void): Promise<zookeeper.Stat | undefined> {
+    return this.run(`checking ${path}`, (c, cb) => {
+      const done = (err: unknown, stat?: zookeeper.Stat) => cb(err, stat ?? undefined);
+      if (watcher) c.exists(path, watcher, done);
+      else c.exists(path, done);
+    });
+  }
+
+  create(path: string, data: Buffer | null, acls: zookeeper.ACL[], mode: number): Promise<string> {
+    return this.run(`creating ${path}`, (c, cb) => c.create(path, data as Buffer, acls, mode, (err, p) => cb(err, p)));
+  }
+
+  setData(path: string, data: Buffer, version = -1): Promise<zookeeper.Stat> {
+    return this.run(`writing ${path}`, (c, cb) => c.setData(path, data, version, (err, stat) => cb(err, stat)));
+  }
+
+  remove(path: string, version = -1): Promise<void> {
+    return this.run(`deleting ${path}`, (c, cb) => c.remove(path, version, (err) => cb(err)));
+  }
+
+  /** Creates each missing ancestor of `path` (and `path` itself) as a persistent node with `acls`. */
+  async ensurePath(path: string, acls: zookeeper.ACL[]): Promise<void> {
+    const parts = path.split('/').filter(Boolean);
+    let p = '';
+    for (const part of parts) {
+      p += `/${part}`;
+      try {
+        await this.create(p, null, acls, zookeeper.CreateMode.PERSISTENT);
+      } catch (e) {
+        if (zkCode(e) !== ZK.NODE_EXISTS) throw e;
+      }
+    }
+  }
+
+  /**
+   * As if the process died: the connection is cut without closing the session, so the server
+   * keeps the session's ephemeral nodes until the session times out. The session is unusable after.
+   */
+  kill(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.suspectTimer);
+    if (this.client) hardClose(this.client);
+    this.connected = false;
+    this.emit('closed');
+  }
+
+  /** Closes the session on the server (its ephemeral nodes go at once), bounded; idempotent. */
+  async close(timeoutMs = 2000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.suspectTimer);
+    const c = this.client;
+    const wasConnected = this.connected;
+    this.connected = false;
+    this.emit('closed');
+    if (!c) return;
+    if (wasConnected) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        c.once('disconnected', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        try {
+          c.close();
+        } catch {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    }
+    hardClose(c);
+  }
+}
+
+/**
+ * Maps a vendor or timeout error to a WayfinderError: NO_AUTH / AUTH_FAILED become AUTH_FAILED
+ * (with a hint, never a secret), everything else REGISTRY_UNAVAILABLE. WayfinderErrors pass through.
+ */
+export function toZkError(err: unknown, what: string, name = 'zk'): WayfinderError {
+  if (err instanceof WayfinderError) return err;
+  const code = zkCode(err);
+  if (code === ZK.NO_AUTH || code === ZK.AUTH_FAILED || code === ZK.INVALID_ACL) {
+    return new AuthFailedError(`${name}: ${what}: not authorised (${(err as { getName(): string }).getName()}); the node's ACL allows this only to its owner's digest identity; configure "username" and "password" (or "password-file") for that identity`, { cause: err });
+  }
+  const msg = code !== undefined ? (err as { getName(): string }).getName() : err instanceof Error ? err.message : String(err);
+  return new RegistryUnavailableError(`${name}: ${what}: ${msg}`, { cause: err });
+}

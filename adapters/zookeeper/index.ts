@@ -1,0 +1,592 @@
+import { readFileSync } from 'node:fs';
+import * as zookeeper from 'node-zookeeper-client';
+import {
+  Backoff,
+  ClosedError,
+  ConfigError,
+  RegistrarBase,
+  RegistrationBase,
+  RegistrationLostError,
+  RegistryUnavailableError,
+  WatchResolver,
+  collectEndpoints,
+  defineAdapter,
+  registerAdapter,
+  silentLogger,
+  type AdapterInstance,
+  type BadEntry,
+  type Capabilities,
+  type CheckedSpec,
+  type Logger,
+  type SourceSink,
+} from '../../core';
+import { ZkSession, digestId, sessionHex, toZkError, zkCode, type ZkAuth } from './client';
+import { decode, encode, type Decoded, type ZkFormat } from './format';
+
+export { ZkSession } from './client';
+export type { ZkFormat } from './format';
+
+const ZK = zookeeper.Exception;
+
+export type ZkAclMode = 'open' | 'world-read' | 'creator-only';
+
+export interface ZooKeeperOptions {
+  /** host[:port] list (port default 2181). */
+  hosts: string[];
+  /** Base path; services live at `<path>/<service>/<instance id>`. Default "/services". */
+  path: string;
+  /** Node layout: "wayfinder" (default) or "curator" (Apache Curator x-discovery). */
+  format: ZkFormat;
+  /** Session timeout requested from the server (ms; the server may clamp it). Default 15 s. */
+  sessionTimeout: number;
+  /** Bound for one ZooKeeper operation, connection wait included (ms). Default 10 s. */
+  timeout: number;
+  /** Digest identity. */
+  username?: string;
+  password?: string;
+  'password-file'?: string;
+  /** ACL of registered nodes; default "world-read" with credentials, "open" without. */
+  acl?: ZkAclMode;
+}
+
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:\[\],\s]+)(?::(\d{1,5}))?$/;
+
+const options = {
+  hosts: {
+    type: 'list',
+    required: true,
+    doc: 'ZooKeeper servers, host[:port] (port default 2181); in a URL, the authority: zk://h1:2181,h2:2181/services.',
+    check: (v: string[]) => {
+      if (v.length === 0) return 'must name at least one host[:port]';
+      for (const h of v) {
+        const m = HOST_PORT.exec(h);
+        if (!m || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))) return `holds "${h}", which is not host[:port] with a port in 1..65535`;
+      }
+      return undefined;
+    },
+  },
+  path: {
+    type: 'string',
+    default: '/services',
+    doc: 'Base path: services live at <path>/<service>/<instance id>. In a URL, the path: zk://host:2181/services.',
+    check: (v: string) => {
+      if (!v.startsWith('/')) return 'must start with "/"';
+      if (v.length > 1 && v.endsWith('/')) return 'must not end with "/"';
+      if (v.split('/').slice(1).some((s) => s === '' || s === '.' || s === '..')) return 'must not hold empty, "." or ".." segments';
+      if (v === '/zookeeper' || v.startsWith('/zookeeper/')) return 'must not be under /zookeeper (reserved by ZooKeeper)';
+      if (/[\u0000-\u001f\u007f]/.test(v)) return 'must not hold control characters';
+      return undefined;
+    },
+  },
+  format: { type: 'enum', values: ['wayfinder', 'curator'], default: 'wayfinder', doc: 'Node layout: "wayfinder" (our JSON) or "curator" (Apache Curator x-discovery ServiceInstance JSON, interoperable with Java services).' },
+  sessionTimeout: { type: 'duration', default: 15_000, min: 500, max: 600_000, doc: 'Session timeout asked of the server (it clamps it to its min/maxSessionTimeout): how long a dead registrant stays listed.' },
+  timeout: { type: 'duration', default: 10_000, min: 100, max: 300_000, doc: 'Bound for one ZooKeeper operation, waiting for a connection included.' },
+  username: { type: 'string', doc: 'Digest identity for reads and writes (with "password" or "password-file").', check: (v: string) => (v && !v.includes(':') ? undefined : 'must be non-empty and hold no ":"') },
+  password: { type: 'string', secret: true, doc: 'Password of the digest identity. Never logged.' },
+  'password-file': { type: 'string', doc: 'File holding the password (trailing newline ignored); read when the registry is created.' },
+  acl: { type: 'enum', values: ['open', 'world-read', 'creator-only'], doc: 'ACL of registered nodes: "open" (anyone may change them), "world-read" (anyone reads, only this identity writes; default with credentials), "creator-only" (only this identity reads or writes).' },
+} as const;
+
+export const zookeeperCapabilities: Capabilities = { watch: 'push', register: true, ttl: true, weights: true, zones: true, metadata: true, listServices: true };
+
+function validate(o: ZooKeeperOptions): void {
+  if (o.password !== undefined && o['password-file'] !== undefined) throw new ConfigError('zk: give "password" or "password-file", not both', { field: 'password-file' });
+  const hasSecret = o.password !== undefined || o['password-file'] !== undefined;
+  if (hasSecret && !o.username) throw new ConfigError('zk: "username" is required with a password (digest authentication is user:password)', { field: 'username' });
+  if (o.username && !hasSecret) throw new ConfigError('zk: "username" needs "password" or "password-file"', { field: 'password' });
+  if (o.acl && o.acl !== 'open' && !o.username) throw new ConfigError(`zk: "acl" "${o.acl}" needs a digest identity: set "username" and "password" (or "password-file")`, { field: 'acl' });
+}
+
+function readAuth(o: ZooKeeperOptions): ZkAuth | undefined {
+  if (!o.username) return undefined;
+  let password = o.password;
+  if (password === undefined && o['password-file'] !== undefined) {
+    try {
+      password = readFileSync(o['password-file'], 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      throw new ConfigError(`zk: cannot read "password-file" ${o['password-file']}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { field: 'password-file', cause: e });
+    }
+  }
+  return { username: o.username, password: password ?? '' };
+}
+
+const WORLD = new zookeeper.Id('world', 'anyone');
+const P = zookeeper.Permission;
+
+/** ACLs for instance nodes, service nodes and the base path's ancestors, per mode. */
+function aclsFor(mode: ZkAclMode, auth?: ZkAuth): { node: zookeeper.ACL[]; service: zookeeper.ACL[]; ancestors: zookeeper.ACL[] } {
+  if (mode === 'open' || !auth) {
+    const open = [new zookeeper.ACL(P.ALL, WORLD)];
+    return { node: open, service: open, ancestors: open };
+  }
+  const me = new zookeeper.Id('digest', digestId(auth.username, auth.password));
+  const mine = new zookeeper.ACL(P.ALL, me);
+  // Anyone may add a service under the base path; a service's node belongs to the identity that
+  // created it, so only that identity registers (or removes) its instances.
+  const ancestors = [mine, new zookeeper.ACL(P.READ | P.CREATE, WORLD)];
+  if (mode === 'creator-only') return { node: [mine], service: [mine], ancestors };
+  return { node: [mine, new zookeeper.ACL(P.READ, WORLD)], service: [mine, new zookeeper.ACL(P.READ, WORLD)], ancestors };
+}
+
+const joinPath = (base: string, ...parts: string[]) => (base === '/' ? '' : base) + parts.map((p) => `/${p}`).join('');
+
+/** At most this many node reads in flight per service (keeps one reread of a huge parent bounded). */
+const READ_CONCURRENCY = 256;
+
+interface NodeState {
+  decoded: Decoded;
+  mzxid: bigint;
+}
+
+const zxid = (b: Buffer | undefined): bigint => (b && b.length === 8 ? Buffer.from(b).readBigUInt64BE(0) : 0n);
+
+/**
+ * One service's watch loop. ZooKeeper watches are one-shot: every read re-arms its watch, the list
+ * is re-read after each child event and everything is re-read after every reconnect (so a change
+ * made while disconnected is never missed), and a new session (after expiry) re-arms from scratch.
+ * Reads are serialised by `loop()`: events only mark work as dirty and kick the loop.
+ */
+class ServiceWatch {
+  private readonly nodes = new Map<string, NodeState>();
+  private readonly dataWatchers = new Map<string, (e: zookeeper.Event) => void>();
+  private dirtyList = true;
+  private rereadAll = true;
+  private readonly dirtyData = new Set<string>();
+  private running = false;
+  private stopped = false;
+  private pzxid = 0n;
+  private retryTimer?: NodeJS.Timeout;
+  private readonly backoff = new Backoff(100, 5000);
+  private readonly path: string;
+
+  constructor(
+    private readonly session: ZkSession,
+    base: string,
+    private readonly service: string,
+    private readonly format: ZkFormat,
+    private readonly sink: SourceSink,
+  ) {
+    this.path = joinPath(base, service);
+  }
+
+  private readonly listWatcher = () => {
+    if (this.stopped) return;
+    this.dirtyList = true;
+    this.kick();
+  };
+  private dataWatcher(name: string): (e: zookeeper.Event) => void {
+    let w = this.dataWatchers.get(name);
+    if (!w) {
+      w = (e: zookeeper.Event) => {
+        if (this.stopped) return;
+        if (e.getType() === zookeeper.Event.NODE_DATA_CHANGED) this.dirtyData.add(name);
+        else this.dirtyList = true;
+        this.kick();
+      };
+      this.dataWatchers.set(name, w);
+    }
+    return w;
+  }
+  private readonly onConnected = () => {
+    this.dirtyList = true;
+    this.rereadAll = true;
+    this.kick();
+  };
+  private readonly onDisconnected = () => {
+    this.sink.error(new RegistryUnavailableError(`zk: lost the connection to ZooKeeper; keeping the last known endpoints of "${this.service}"`));
+  };
+  private readonly onExpired = () => {
+    this.sink.error(new RegistryUnavailableError(`zk: the ZooKeeper session expired; re-watching "${this.service}" on a new session`));
+  };
+
+  start(): void {
+    this.session.on('connected', this.onConnected);
+    this.session.on('disconnected', this.onDisconnected);
+    this.session.on('expired', this.onExpired);
+    this.session.start();
+    this.kick();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.session.off('connected', this.onConnected);
+    this.session.off('disconnected', this.onDisconnected);
+    this.session.off('expired', this.onExpired);
+  }
+
+  private kick(): void {
+    if (this.running || this.stopped) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.running = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.stopped && (this.dirtyList || this.dirtyData.size > 0)) await this.pass();
+      this.backoff.reset();
+    } catch (err) {
+      if (this.stopped || err instanceof ClosedError || this.session.isClosed) return;
+      this.dirtyList = true;
+      this.rereadAll = true;
+      this.sink.error(toZkError(err, `watching ${this.path}`));
+      // Disconnected: 'connected' kicks us. Connected (an op timed out, or an ACL refused): retry.
+      if (this.session.isConnected) {
+        this.retryTimer = setTimeout(() => this.kick(), this.backoff.next());
+        this.retryTimer.unref();
+      }
+    } finally {
+      // Synchronous with the last dirty check above, so no kick() can fall between them.
+      this.running = false;
+    }
+  }
+
+  private async pass(): Promise<void> {
+    if (this.dirtyList) {
+      this.dirtyList = false;
+      let children: string[];
+      try {
+        const r = await this.session.getChildren(this.path, this.listWatcher);
+        children = r.children;
+        this.pzxid = zxid(r.stat?.pzxid);
+      } catch (e) {
+        if (zkCode(e) !== ZK.NO_NODE) throw e;
+        // No service node: the registry really says "no instances". Watch for its creation.
+        const st = await this.session.exists(this.path, this.listWatcher);
+        if (st) this.dirtyList = true;
+        else {
+          this.nodes.clear();
+          this.dirtyData.clear();
+          this.rereadAll = false;
+          this.publish();
+        }
+        return;
+      }
+      const present = new Set(children);
+      for (const name of this.nodes.keys()) if (!present.has(name)) this.nodes.delete(name);
+      for (const name of [...this.dirtyData]) if (!present.has(name)) this.dirtyData.delete(name);
+      for (const name of children) if (this.rereadAll || !this.nodes.has(name)) this.dirtyData.add(name);
+      this.rereadAll = false;
+    }
+    if (this.dirtyData.size > 0) {
+      const queue = [...this.dirtyData];
+      this.dirtyData.clear();
+      let failure: unknown;
+      const worker = async () => {
+        for (let name = queue.pop(); name !== undefined && failure === undefined && !this.stopped; name = queue.pop()) {
+          try {
+            const { data, stat } = await this.session.getData(joinPath(this.path, name), this.dataWatcher(name));
+            this.nodes.set(name, { decoded: decode(this.format, name, data), mzxid: zxid(stat?.mzxid) });
+          } catch (e) {
+            const code = zkCode(e);
+            if (code === ZK.NO_NODE) this.nodes.delete(name);
+            else if (code === ZK.NO_AUTH) this.nodes.set(name, { decoded: { ok: false, reason: 'not readable with this identity (NO_AUTH)' }, mzxid: 0n });
+            else failure ??= e;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, queue.length) }, worker));
+      if (failure !== undefined) throw failure;
+    }
+    // A set is published only once its list and every new node in it have been read.
+    if (!this.dirtyList) this.publish();
+  }
+
+  private publish(): void {
+    if (this.stopped) return;
+    const entries: { key: string; value: unknown }[] = [];
+    const bad: BadEntry[] = [];
+    let rev = this.pzxid;
+    for (const [name, st] of this.nodes) {
+      const key = joinPath(this.path, name);
+      if (st.mzxid > rev) rev = st.mzxid;
+      if (st.decoded.ok) entries.push({ key, value: st.decoded.value });
+      else bad.push({ key, reason: st.decoded.reason });
+    }
+    const c = collectEndpoints(entries);
+    this.sink.update(c.endpoints, { revision: rev.toString(), bad: [...bad, ...c.bad] });
+  }
+}
+
+type NodeCheck = 'created' | 'adopted' | 'blocked';
+
+class ZkRegistration extends RegistrationBase {
+  readonly path: string;
+  private readonly registeredAt = Date.now();
+  private recovering = false;
+  private stopped = false;
+  private readonly backoff = new Backoff(100, 5000);
+  /** Resolves the wait for a foreign node at our path to go away. */
+  private wakeBlocked?: () => void;
+
+  constructor(
+    spec: CheckedSpec,
+    private readonly registrar: ZkRegistrar,
+    logger: Logger,
+  ) {
+    super(spec, logger);
+    this.path = joinPath(registrar.base, spec.service, spec.id);
+  }
+
+  private get session(): ZkSession {
+    return this.registrar.session;
+  }
+
+  /** Creates the node, resolving the NodeExists cases by the node's ephemeralOwner (see README). */
+  async createNode(initial: boolean): Promise<NodeCheck> {
+    const data = encode(this.registrar.format, this.spec, this.registeredAt);
+    const acl = this.registrar.acls;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await this.session.create(this.path, data, acl.node, zookeeper.CreateMode.EPHEMERAL);
+        return 'created';
+      } catch (e) {
+        const code = zkCode(e);
+        if (code === ZK.NO_NODE) {
+          await this.registrar.ensureServiceNode(this.spec.service);
+          continue;
+        }
+        if (code !== ZK.NODE_EXISTS) throw e;
+      }
+      const stat = await this.session.exists(this.path);
+      if (!stat) continue;
+      const owner = sessionHex(stat.ephemeralOwner);
+      const me = this.session.sessionId;
+      if (owner === me) {
+        // Ours: an earlier create reached the server but its answer was lost. Make it current.
+        await this.session.setData(this.path, data, stat.version);
+        return 'adopted';
+      }
+      const dead = this.session.deadSessions.has(owner);
+      if (!dead && !initial) return 'blocked';
+      if (!dead) this.logger.warn({ path: this.path, owner }, 'zk: replacing a node with the same instance id left by another session (a restarted instance?)');
+      try {
+        await this.session.remove(this.path, stat.version);
+      } catch (e) {
+        const code = zkCode(e);
+        if (code !== ZK.NO_NODE && code !== ZK.BAD_VERSION) throw e;
+      }
+    }
+    throw new RegistryUnavailableError(`zk: could not create ${this.path}: it kept changing under us`);
+  }
+
+  /** Called once the initial create succeeded: from now on the session's fate is ours. */
+  attach(): void {
+    this.session.on('expired', this.onExpired);
+    this.session.on('suspect', this.onSuspect);
+    this.session.on('connected', this.onConnected);
+  }
+  private detach(): void {
+    this.session.off('expired', this.onExpired);
+    this.session.off('suspect', this.onSuspect);
+    this.session.off('connected', this.onConnected);
+  }
+
+  private readonly onExpired = () => {
+    this.emitLost(new RegistrationLostError(`zk: the session expired; ZooKeeper removed ${this.path}; re-creating it on a new session`));
+  };
+  private readonly onSuspect = () => {
+    this.emitLost(new RegistrationLostError(`zk: disconnected from ZooKeeper for longer than the session timeout; ${this.path} is presumed gone`));
+  };
+  private readonly onConnected = ({ newSession }: { newSession: boolean }) => {
+    if (newSession || this.isLost) void this.recover();
+  };
+
+  /** Re-creates the node on the current session until it is ours again (or we are stopped). */
+  private async recover(): Promise<void> {
+    if (this.recovering || this.stopped) return;
+    this.recovering = true;
+    try {
+      while (!this.stopped && !this.session.isClosed) {
+        try {
+          const r = await this.createNode(false);
+          if (r === 'blocked') {
+            this.emitLost(new RegistrationLostError(`zk: ${this.path} is held by another live session; waiting for it to go`));
+            this.logger.warn({ path: this.path }, 'zk: our instance id is held by another live session; waiting for that node to go');
+            await this.waitGone();
+            continue;
+          }
+          this.backoff.reset();
+          this.emitRestored();
+          return;
+        } catch (e) {
+          if (this.stopped || this.session.isClosed) return;
+          const err = toZkError(e, `re-creating ${this.path}`);
+          this.logger.warn({ path: this.path, code: err.code }, err.message);
+          await new Promise((r) => setTimeout(r, this.backoff.next()).unref());
+        }
+      }
+    } finally {
+      this.recovering = false;
+    }
+  }
+
+  /** Waits until the node at our path is deleted (an exists-watch) or the session changes. */
+  private async waitGone(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        this.session.off('connected', finish);
+        this.session.off('closed', finish);
+        this.wakeBlocked = undefined;
+        resolve();
+      };
+      this.wakeBlocked = finish;
+      this.session.on('connected', finish);
+      this.session.on('closed', finish);
+      this.session.exists(this.path, () => finish()).then((st) => {
+        if (!st) finish();
+      }, finish);
+    });
+  }
+
+  protected async write(spec: CheckedSpec): Promise<void> {
+    if (this.isLost) return; // recovery writes the current spec (update() stores it after we return)
+    const data = encode(this.registrar.format, spec, this.registeredAt);
+    try {
+      await this.session.setData(this.path, data);
+    } catch (e) {
+      throw toZkError(e, `updating ${this.path}`);
+    }
+  }
+
+  protected async remove(): Promise<void> {
+    this.stopped = true;
+    this.detach();
+    this.wakeBlocked?.();
+    if (this.session.isClosed) return; // the session is gone, and its ephemeral node with it
+    try {
+      const stat = await this.session.exists(this.path);
+      // Only our own node: after a loss the path may hold another session's registration.
+      if (stat && sessionHex(stat.ephemeralOwner) === this.session.sessionId) await this.session.remove(this.path, stat.version);
+    } catch (e) {
+      if (zkCode(e) === ZK.NO_NODE || e instanceof ClosedError) return;
+      throw toZkError(e, `deleting ${this.path}`);
+    }
+  }
+}
+
+class ZkRegistrar extends RegistrarBase<ZkRegistration> {
+  readonly acls: ReturnType<typeof aclsFor>;
+  private readonly ensured = new Map<string, Promise<void>>();
+
+  constructor(
+    readonly session: ZkSession,
+    readonly base: string,
+    readonly format: ZkFormat,
+    aclMode: ZkAclMode,
+    auth: ZkAuth | undefined,
+    private readonly logger: Logger,
+    private readonly release: () => Promise<void>,
+  ) {
+    super('zk');
+    this.acls = aclsFor(aclMode, auth);
+  }
+
+  /** Creates the base path's missing ancestors and the service node (persistent; left in place). */
+  ensureServiceNode(service: string): Promise<void> {
+    let p = this.ensured.get(service);
+    if (!p) {
+      p = (async () => {
+        if (this.base !== '/') await this.session.ensurePath(this.base, this.acls.ancestors);
+        try {
+          await this.session.create(joinPath(this.base, service), null, this.acls.service, zookeeper.CreateMode.PERSISTENT);
+        } catch (e) {
+          if (zkCode(e) !== ZK.NODE_EXISTS) throw e;
+        }
+      })();
+      this.ensured.set(service, p);
+      p.catch(() => this.ensured.delete(service));
+    }
+    return p;
+  }
+
+  protected async create(spec: CheckedSpec): Promise<ZkRegistration> {
+    const reg = new ZkRegistration(spec, this, this.logger);
+    try {
+      await reg.createNode(true);
+    } catch (e) {
+      throw toZkError(e, `registering ${reg.path}`);
+    }
+    reg.attach();
+    return reg;
+  }
+
+  protected override async onClose(): Promise<void> {
+    await this.release();
+  }
+}
+
+export interface ZooKeeperRegistry extends AdapterInstance {
+  resolver: WatchResolver;
+  registrar: RegistrarBase;
+  session: ZkSession;
+  close(): Promise<void>;
+}
+
+/**
+ * Resolver and registrar over one ZooKeeper session (connected lazily, on first use). The session
+ * is closed when both are closed, or by close().
+ */
+export function createZooKeeperRegistry(opts: Partial<ZooKeeperOptions> & { hosts: string[] }, logger: Logger = silentLogger): ZooKeeperRegistry {
+  const o: ZooKeeperOptions = { path: '/services', format: 'wayfinder', sessionTimeout: 15_000, timeout: 10_000, ...opts };
+  validate(o);
+  const auth = readAuth(o);
+  const hosts = o.hosts.map((h) => (HOST_PORT.exec(h)?.[2] ? h : `${h}:2181`));
+  const session = new ZkSession({ hosts, sessionTimeoutMs: o.sessionTimeout, opTimeoutMs: o.timeout, auth, logger, name: 'zk' });
+  let users = 2;
+  const release = async () => {
+    if (--users === 0) await session.close();
+  };
+  const base = o.path;
+  const resolver = new WatchResolver(
+    'zk',
+    (service, sink) => {
+      const w = new ServiceWatch(session, base, service, o.format, sink);
+      w.start();
+      return () => w.stop();
+    },
+    { logger, onClose: release },
+  );
+  const registrar = new ZkRegistrar(session, base, o.format, o.acl ?? (auth ? 'world-read' : 'open'), auth, logger, release);
+  return {
+    resolver,
+    registrar,
+    session,
+    async listServices() {
+      try {
+        const { children } = await session.getChildren(base);
+        return children.sort();
+      } catch (e) {
+        if (zkCode(e) === ZK.NO_NODE) return [];
+        throw toZkError(e, `listing ${base}`);
+      }
+    },
+    async close() {
+      await Promise.allSettled([registrar.close(), resolver.close()]);
+      await session.close();
+    },
+  };
+}
+
+export const zookeeperAdapter = defineAdapter<ZooKeeperOptions>({
+  scheme: 'zk',
+  aliases: ['zookeeper'],
+  description: 'Apache ZooKeeper: ephemeral nodes per instance, watches, digest ACLs; Curator x-discovery compatible. zk://h1:2181,h2:2181/services?format=curator',
+  capabilities: zookeeperCapabilities,
+  options,
+  validate,
+  create(opts, ctx) {
+    return createZooKeeperRegistry(opts, ctx.logger);
+  },
+});
+
+/** Registers the zk:// and zookeeper:// schemes. Idempotent. */
+export function setup(): void {
+  registerAdapter(zookeeperAdapter);
+}
+setup();

@@ -1,0 +1,224 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as zookeeper from 'node-zookeeper-client';
+import { hardClose } from '../adapters/zookeeper/client';
+import { MissingBinaryError, findBinary, freePort, spawnManaged, tempDir, waitFor, withTimeout, type ManagedProcess } from './process';
+
+/**
+ * Launches a real standalone ZooKeeper (Debian's `zookeeper` package, 3.8) on a free loopback port
+ * with a temp data dir, for tests and benchmarks. It runs ZooKeeperServerMain directly (no init
+ * scripts), with a small heap, no AdminServer (its fixed port 8080 would clash between suites) and
+ * every four-letter word allowed (readiness is `ruok` -> `imok`).
+ */
+
+const JAVA_DIR = '/usr/share/java';
+/** The jars ZooKeeperServerMain needs; anything else under /usr/share/java is left off the classpath. */
+const JARS = ['zookeeper.jar', 'zookeeper-jute.jar', 'slf4j-api.jar', 'slf4j-log4j12.jar', 'log4j-1.2.jar'];
+
+export interface ZooKeeperInstall {
+  java: string;
+  classpath: string;
+}
+
+/** Finds java and ZooKeeper's jars; throws MissingBinaryError (naming the Debian package) otherwise. */
+export function findZooKeeper(): ZooKeeperInstall {
+  const java = findBinary('java', 'default-jre-headless', ['/usr/bin/java']);
+  if (!existsSync(path.join(JAVA_DIR, 'zookeeper.jar'))) throw new MissingBinaryError(path.join(JAVA_DIR, 'zookeeper.jar'), 'zookeeper');
+  const jars = JARS.map((j) => path.join(JAVA_DIR, j)).filter((j) => existsSync(j));
+  // If Debian renames a dependency, fall back to the whole directory (slower start, same result).
+  const cp = jars.length === JARS.length ? jars : [`${JAVA_DIR}/*`];
+  return { java, classpath: ['/etc/zookeeper/conf', ...cp].join(':') };
+}
+
+export interface StartZooKeeperOptions {
+  /** ZooKeeper's tick (default 100 ms); sessions may be as short as 2 ticks. */
+  tickTimeMs?: number;
+  /** Bounds of the session timeouts the server grants (defaults: 2 ticks and 60 s). */
+  minSessionTimeoutMs?: number;
+  maxSessionTimeoutMs?: number;
+  /** JVM heap cap in MiB (default 256): many suites share 2 cores. */
+  heapMb?: number;
+  /** Bound for the readiness wait (default 30 s). */
+  startTimeoutMs?: number;
+  /** Extra zoo.cfg lines, `key=value`. */
+  extraConfig?: string[];
+}
+
+/** What identifies a client session on the server: enough to join (and so end) it from outside. */
+export interface ZkSessionCredentials {
+  sessionId: Buffer;
+  password: Buffer;
+}
+
+export interface ZooKeeperServer {
+  readonly host: '127.0.0.1';
+  readonly port: number;
+  /** `127.0.0.1:<port>` */
+  readonly connectString: string;
+  readonly dataDir: string;
+  /** A registry URL for this server: `zk://127.0.0.1:<port><basePath>` plus `?query` when given. */
+  url(basePath?: string, query?: string): string;
+  /** Sends a four-letter word (ruok, stat, mntr, cons, ...) and returns the reply. */
+  fourLetter(cmd: string, timeoutMs?: number): Promise<string>;
+  /**
+   * Ends a client's session on the server, as a real expiry would: joins the session with its id
+   * and password and closes it. The server drops the session's ephemeral nodes and watches at
+   * once; the original client learns it on its next (re)connect as SESSION_EXPIRED.
+   */
+  expireSession(creds: ZkSessionCredentials, timeoutMs?: number): Promise<void>;
+  /** Graceful stop (SIGTERM). The data dir is kept: sessions and nodes survive a restart. */
+  stop(): Promise<void>;
+  /** SIGKILL; the data dir is kept. */
+  kill(): Promise<void>;
+  /** Starts again on the same port and data dir (stopping first if running). */
+  restart(): Promise<void>;
+  running(): boolean;
+  /** Stops and removes every temp file. Idempotent. */
+  close(): Promise<void>;
+  output(): string;
+}
+
+function fourLetterWord(host: string, port: number, cmd: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    let out = '';
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`"${cmd}" to ${host}:${port}: no reply within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on('connect', () => s.write(cmd));
+    s.on('data', (d) => (out += d.toString()));
+    s.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    s.on('close', () => {
+      clearTimeout(t);
+      resolve(out);
+    });
+  });
+}
+
+export async function startZooKeeper(opts: StartZooKeeperOptions = {}): Promise<ZooKeeperServer> {
+  const install = findZooKeeper();
+  const tmp = tempDir('wayfinder-zk-');
+  const dataDir = path.join(tmp.dir, 'data');
+  mkdirSync(dataDir, { recursive: true });
+  const port = await freePort();
+  const tick = opts.tickTimeMs ?? 100;
+  const cfgFile = path.join(tmp.dir, 'zoo.cfg');
+  writeFileSync(
+    cfgFile,
+    [
+      `tickTime=${tick}`,
+      `dataDir=${dataDir}`,
+      `clientPort=${port}`,
+      'clientPortAddress=127.0.0.1',
+      `minSessionTimeout=${opts.minSessionTimeoutMs ?? tick * 2}`,
+      `maxSessionTimeout=${opts.maxSessionTimeoutMs ?? 60_000}`,
+      '4lw.commands.whitelist=*',
+      'admin.enableServer=false',
+      'maxClientCnxns=0',
+      // A standalone test server: skip fsync so 2 shared cores are not spent waiting on disk.
+      'forceSync=no',
+      ...(opts.extraConfig ?? []),
+      '',
+    ].join('\n'),
+  );
+  const args = [
+    `-Xmx${opts.heapMb ?? 256}m`,
+    '-Xss512k',
+    '-XX:+UseSerialGC',
+    '-XX:TieredStopAtLevel=1',
+    '-Dzookeeper.4lw.commands.whitelist=*',
+    '-Dzookeeper.admin.enableServer=false',
+    '-Dzookeeper.jmx.log4j.disable=true',
+    '-Dzookeeper.root.logger=WARN,CONSOLE',
+    '-Dzookeeper.forceSync=no',
+    '-cp',
+    install.classpath,
+    'org.apache.zookeeper.server.ZooKeeperServerMain',
+    cfgFile,
+  ];
+
+  let proc: ManagedProcess | undefined;
+  const launch = async (): Promise<void> => {
+    const p = (proc = spawnManaged(install.java, args, { cwd: tmp.dir }));
+    let exited = false;
+    void p.exited.then(() => (exited = true));
+    await waitFor(`ZooKeeper on 127.0.0.1:${port} to answer ruok`, async () => {
+      if (exited) throw new Error(`ZooKeeper exited during start-up: ${p.output().slice(-2000)}`);
+      return (await fourLetterWord('127.0.0.1', port, 'ruok', 1000)) === 'imok';
+    }, { timeoutMs: opts.startTimeoutMs ?? 30_000, intervalMs: 100 }).catch(async (e) => {
+      await p.stop(1000);
+      throw new Error(`${(e as Error).message}\nZooKeeper output:\n${p.output().slice(-3000)}`);
+    });
+  };
+  const isRunning = () => !!proc && proc.child.exitCode === null && proc.child.signalCode === null;
+
+  try {
+    await launch();
+  } catch (e) {
+    tmp.remove();
+    throw e;
+  }
+
+  let closed = false;
+  const server: ZooKeeperServer = {
+    host: '127.0.0.1',
+    port,
+    connectString: `127.0.0.1:${port}`,
+    dataDir,
+    url: (basePath = '', query?: string) => `zk://127.0.0.1:${port}${basePath}${query ? `?${query}` : ''}`,
+    fourLetter: (cmd, timeoutMs = 3000) => fourLetterWord('127.0.0.1', port, cmd, timeoutMs),
+    async expireSession(creds, timeoutMs = 10_000) {
+      const c = zookeeper.createClient(`127.0.0.1:${port}`, {
+        sessionTimeout: 30_000,
+        spinDelay: 100,
+        retries: 0,
+        // Typed as unknown options by @types: the client accepts an existing session to join.
+        ...({ sessionId: creds.sessionId, sessionPassword: creds.password } as object),
+      });
+      try {
+        await withTimeout(
+          new Promise<void>((resolve, reject) => {
+            c.once('connected', () => resolve());
+            c.once('expired', () => reject(new Error('the session had already expired')));
+            c.connect();
+          }),
+          timeoutMs,
+          'joining the session to expire it',
+        );
+        const closedP = new Promise<void>((resolve) => c.once('disconnected', () => resolve()));
+        c.close();
+        await withTimeout(closedP, timeoutMs, 'closing the joined session');
+      } catch (e) {
+        if (!/already expired/.test((e as Error).message)) throw e;
+      } finally {
+        // Whatever happened, never leave this helper client reconnecting in the background.
+        hardClose(c);
+      }
+    },
+    async stop() {
+      await proc?.stop(5000);
+    },
+    async kill() {
+      await proc?.kill('SIGKILL');
+    },
+    async restart() {
+      if (closed) throw new Error('ZooKeeper server is closed');
+      if (isRunning()) await proc!.stop(5000);
+      await launch();
+    },
+    running: isRunning,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await proc?.stop(3000);
+      tmp.remove();
+    },
+    output: () => proc?.output() ?? '',
+  };
+  return server;
+}
