@@ -146,6 +146,11 @@ describe('etcd adapter', function () {
       const w = r.resolver.watch(svc, rec.onSnapshot);
       toClose.push({ close: () => w.close() });
       await rec.until(only('127.0.0.1:7211'), 3000, 'the endpoint');
+      // A change seen through the watch proves the watch stream is established before etcd freezes.
+      const probe = await r.registrar.register({ service: svc, host: '127.0.0.1', port: 7212 });
+      await rec.until(only('127.0.0.1:7211', '127.0.0.1:7212'), 3000, 'a change through the watch');
+      await probe.deregister();
+      await rec.until(only('127.0.0.1:7211'), 3000, 'the probe gone');
       etcd.pause();
       try {
         const snap = await rec.until((s) => s.error?.code === 'REGISTRY_UNAVAILABLE', 4000, 'the dead stream reported');

@@ -3,9 +3,11 @@ import { EtcdInvalidAuthTokenError } from 'etcd3';
 import {
   Backoff,
   RegistryUnavailableError,
-  collectEndpoints,
+  checkEndpoint,
   delay,
+  endpointKey,
   type BadEntry,
+  type Endpoint,
   type Logger,
   type SourceSink,
 } from '../../core';
@@ -29,7 +31,11 @@ export interface ServiceWatchOptions {
 /** Why a watch ended and the set must be read again. */
 class Relist extends Error {}
 
-type Decoded = { ok: true; raw: Record<string, unknown> } | { ok: false; reason: string };
+/**
+ * Each key is decoded and validated once, when read or changed; snapshots are then assembled from
+ * the cached endpoints (shared between snapshots: consumers treat snapshot endpoints as read-only).
+ */
+type Decoded = { ok: true; endpoint: Endpoint } | { ok: false; reason: string };
 
 /**
  * The watch loop of one service (one per service per resolver; WatchResolver shares it between
@@ -70,7 +76,7 @@ export class ServiceWatch {
   private async run(): Promise<void> {
     while (!this.stopped) {
       try {
-        const { revision, kvs } = await this.client.list(this.prefix);
+        const { revision, kvs } = await this.client.list(this.prefix, 1000);
         if (this.stopped) return;
         if (revision < this.highest) this.o.logger.warn({ prefix: this.prefix, was: this.highest, now: revision }, 'etcd: store revision went backwards (data dir replaced); re-listed');
         this.highest = revision;
@@ -99,22 +105,24 @@ export class ServiceWatch {
 
   private decode(key: string, value: Buffer): Decoded {
     try {
-      return { ok: true, raw: decodeValue(this.o.format, key.slice(this.prefix.length), value) };
+      const c = checkEndpoint(decodeValue(this.o.format, key.slice(this.prefix.length), value));
+      return c.ok ? { ok: true, endpoint: c.endpoint } : { ok: false, reason: c.reason };
     } catch (e) {
       if (e instanceof BadValue) return { ok: false, reason: e.message };
       throw e;
     }
   }
 
+  /** Same rules as core's collectEndpoints: critical dropped, one per host:port (last wins), sorted. */
   private emit(revision: number): void {
     const bad: BadEntry[] = [];
-    const good: { key: string; value: unknown }[] = [];
+    const byAddr = new Map<string, Endpoint>();
     for (const [key, d] of this.entries) {
-      if (d.ok) good.push({ key, value: d.raw });
-      else bad.push({ key, reason: d.reason });
+      if (!d.ok) bad.push({ key, reason: d.reason });
+      else if (d.endpoint.health !== 'critical') byAddr.set(endpointKey(d.endpoint), d.endpoint);
     }
-    const c = collectEndpoints(good);
-    this.sink.update(c.endpoints, { revision: String(revision), bad: bad.concat(c.bad) });
+    const endpoints = [...byAddr.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e);
+    this.sink.update(endpoints, { revision: String(revision), bad });
   }
 
   private closeStream(): void {
