@@ -16,6 +16,12 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const readDoc = (file: string) => parseDoc(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '');
 const entriesOf = (file: string, service: string) => Object.keys((readDoc(file).services[service] as object) ?? {}).sort();
 
+/** Writes a lock file as another process would hold it. */
+const lockOf = (file: string, info: object) => {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(`${file}.lock`, JSON.stringify({ hostname: os.hostname(), nonce: 'test', ...info }));
+};
+
 /** Temp dirs and registries made by a test, removed after it. */
 class Scratch {
   private dirs: { remove(): void }[] = [];
@@ -450,6 +456,32 @@ describe('file adapter', function () {
       assert.deepEqual(entriesOf(file, service), []);
     });
 
+    it('emits lost once no heartbeat could be written for a ttl (lock held by a live process), restored after', async () => {
+      const file = scratch.file();
+      const service = uniqueService('held');
+      const reg = scratch.registry({ path: file, ttl: '1.5s', heartbeat: '150ms' });
+      const r = await reg.registrar.register({ service, host: '127.0.0.1', port: 27201 });
+      const reader = scratch.registry({ path: file });
+      const rec = new SnapshotRecorder();
+      reader.resolver.watch(service, rec.onSnapshot);
+      await rec.until(hasExactly('127.0.0.1:27201'), 1000, 'the endpoint');
+      const events: { e: string; at: number; code?: string }[] = [];
+      r.on('lost', (err) => events.push({ e: 'lost', at: Date.now(), code: (err as Error & { code?: string }).code }));
+      r.on('restored', () => events.push({ e: 'restored', at: Date.now() }));
+      const t0 = Date.now();
+      lockOf(file, { pid: process.ppid, time: t0 });
+      await waitFor('lost', () => events.length > 0, { timeoutMs: 3000, intervalMs: 10 });
+      const lostAfter = events[0].at - t0;
+      assert.equal(events[0].code, 'REGISTRATION_LOST');
+      // The last heartbeat landed at most one interval (150 ms) before the lock was taken.
+      assert.ok(lostAfter >= 1200 && lostAfter <= 1500 + 400, `lost after ${lostAfter} ms`);
+      await rec.until(hasExactly(), 1000, 'the entry expired for readers meanwhile');
+      fs.unlinkSync(`${file}.lock`);
+      await waitFor('restored', () => events.some((x) => x.e === 'restored'), { timeoutMs: 1000, intervalMs: 10 });
+      await rec.until(hasExactly('127.0.0.1:27201'), 1000, 'the endpoint back');
+      assert.deepEqual(events.map((x) => x.e), ['lost', 'restored']);
+    });
+
     it('update() changes weight/zone/metadata in place and heartbeats keep the new values', async () => {
       const file = scratch.file();
       const service = uniqueService('upd');
@@ -466,10 +498,6 @@ describe('file adapter', function () {
   });
 
   describe('lock', () => {
-    const lockOf = (file: string, info: object) => {
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(`${file}.lock`, JSON.stringify({ hostname: os.hostname(), nonce: 'test', ...info }));
-    };
 
     it('breaks a stale lock whose holder pid is dead', async () => {
       const file = scratch.file();

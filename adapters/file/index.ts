@@ -107,6 +107,7 @@ export class FileRegistration extends RegistrationBase {
   private current: CheckedSpec;
   private timer?: NodeJS.Timeout;
   private stopped = false;
+  private inflight = false;
   private lastOk = Date.now();
 
   constructor(
@@ -149,10 +150,14 @@ export class FileRegistration extends RegistrationBase {
 
   protected async remove(): Promise<void> {
     this.halt();
-    await this.store.mutate((doc) => {
-      // Only our own entry: another registrant may have taken over the id meanwhile.
-      if (getEntry(doc, this.service, this.id)?.registrant === this.token) deleteEntry(doc, this.service, this.id);
-    }, this.opts.ttl);
+    try {
+      await this.store.mutate((doc) => {
+        // Only our own entry: another registrant may have taken over the id meanwhile.
+        if (getEntry(doc, this.service, this.id)?.registrant === this.token) deleteEntry(doc, this.service, this.id);
+      }, this.opts.ttl);
+    } catch (e) {
+      throw toWayfinderError(e, `file: deregistering ${this.service}/${this.id} (it expires after its ttl anyway)`);
+    }
   }
 
   /**
@@ -169,15 +174,36 @@ export class FileRegistration extends RegistrationBase {
     this.timer = undefined;
   }
 
+  /**
+   * Heartbeat ticks run every `heartbeat` ms whether or not the previous write finished (it may
+   * be waiting on a lock), so the ttl deadline is checked on time: once a whole ttl passed with no
+   * heartbeat written, the entry is dead to readers and `lost` is emitted.
+   */
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.beat(), this.opts.heartbeat);
+    this.timer = setTimeout(() => this.tick(), this.opts.heartbeat);
     this.timer.unref();
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    if (this.inflight) this.checkDeadline();
+    else {
+      this.inflight = true;
+      void this.beat().finally(() => (this.inflight = false));
+    }
+    this.schedule();
+  }
+
+  private checkDeadline(err?: unknown): void {
+    const silent = Date.now() - this.lastOk;
+    if (silent < this.opts.ttl) return;
+    const why = err instanceof Error ? err.message : 'the write is still waiting (lock held?)';
+    this.emitLost(new RegistrationLostError(`file: no heartbeat written for ${this.service}/${this.id} in ${silent} ms (ttl ${this.opts.ttl} ms): ${why}`, { cause: err }));
   }
 
   /** One heartbeat: refresh our entry, or, if it vanished, emit lost, re-create it, emit restored. */
   private async beat(): Promise<void> {
-    if (this.stopped) return;
     try {
       await this.store.mutate((doc, now) => {
         if (this.stopped) return;
@@ -186,14 +212,12 @@ export class FileRegistration extends RegistrationBase {
         else if (cur.registrant !== this.token) this.logger.warn({ service: this.service, id: this.id, pid: cur.pid }, 'file registry: another registrant wrote the same instance id; overwriting');
         bucketOf(doc, this.service)[this.id] = this.entry(this.current, now);
       }, this.opts.ttl);
+      if (this.stopped) return;
       this.lastOk = Date.now();
       this.emitRestored();
     } catch (e) {
       this.logger.warn({ service: this.service, id: this.id, err: (e as Error).message }, 'file registry: heartbeat failed');
-      // Our entry is dead to readers once a whole ttl passed without a successful heartbeat.
-      if (Date.now() - this.lastOk >= this.opts.ttl) this.emitLost(toWayfinderError(e, `file: heartbeat for ${this.service}/${this.id}`));
-    } finally {
-      this.schedule();
+      this.checkDeadline(e);
     }
   }
 }

@@ -15,9 +15,9 @@ import { RegistryUnavailableError, delay, silentLogger, type Logger } from '../.
  */
 
 /** A lock older than this is broken even if its holder's pid is alive. */
-export const LOCK_STALE_MS = 10_000;
+export const LOCK_STALE_MS = 5_000;
 /** acquireLock() gives up after this long (longer than LOCK_STALE_MS, so a stale lock is broken first). */
-export const LOCK_TIMEOUT_MS = 15_000;
+export const LOCK_TIMEOUT_MS = 10_000;
 
 export interface LockInfo {
   pid: number;
@@ -161,20 +161,38 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
       held.add(info.nonce);
       return () => releaseLock(file, info, logger);
     }
-    const obs = await observe(file).catch(() => undefined);
-    if (!obs) continue; // released between our open and our look: try again at once
-    const reason = await staleReason(file, obs, staleMs);
-    if (reason) {
-      await breakLock(file, obs, reason, staleMs, logger);
-      continue;
+    let obs: Observed | undefined;
+    let unreadable: unknown;
+    try {
+      obs = await observe(file);
+      if (!obs) continue; // released between our open and our look: try again at once
+    } catch (e) {
+      unreadable = e; // e.g. EACCES: wait it out like any held lock, bounded by the timeout
     }
-    const other = parseInfo(obs.content);
-    holder = other ? `pid ${other.pid} on ${other.hostname} since ${new Date(other.time).toISOString()}` : 'an unknown holder';
+    if (obs) {
+      const reason = await staleReason(file, obs, staleMs);
+      if (reason) {
+        await breakLock(file, obs, reason, staleMs, logger);
+        // Removed (retry at once), or another process is breaking it (give it a moment).
+        if (!(await exists(file))) continue;
+      }
+      const other = parseInfo(obs.content);
+      holder = other ? `pid ${other.pid} on ${other.hostname} since ${new Date(other.time).toISOString()}` : 'an unknown holder';
+    } else {
+      holder = `an unreadable lock (${(unreadable as Error).message})`;
+    }
     if (Date.now() - start >= timeoutMs) throw new RegistryUnavailableError(`file: timed out after ${timeoutMs} ms waiting for lock ${file} held by ${holder}`);
     // Jittered, growing wait: holders keep it for milliseconds.
     await delay(wait + Math.random() * wait);
     wait = Math.min(wait * 2, 20);
   }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fsp.stat(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function releaseLock(file: string, info: LockInfo, logger: Logger): Promise<void> {
