@@ -2,3 +2,4 @@ export * from './conformance';
 export * from './process';
 export * from './dnsmasq';
 export * from './echo';
+export * from './etcd';
