@@ -168,6 +168,8 @@ export interface EchoServer {
   readonly calls: number;
   /** Distinct client addresses seen: one per client connection. */
   readonly peers: ReadonlySet<string>;
+  /** Calls waiting out their latency right now. */
+  readonly inFlight: number;
   setLatency(ms: number): void;
   setFailRate(rate: number): void;
   /** Graceful: deregister, drain, tryShutdown (see serve()). Without discovery: tryShutdown. */
@@ -243,6 +245,9 @@ export async function startEchoServer(opts: EchoServerOptions = {}): Promise<Ech
       return calls;
     },
     peers,
+    get inFlight() {
+      return pending.size;
+    },
     setLatency(ms) {
       latencyMs = ms;
     },
