@@ -52,6 +52,11 @@ export interface FakeConsulOptions {
   reapIntervalMs?: number;
   /** Floor on DeregisterCriticalServiceAfter (Consul: 1 min). Lower it in tests. */
   minDeregisterCriticalMs?: number;
+  /**
+   * Compresses agent time for DeregisterCriticalServiceAfter (after the minimum is applied): 0.01
+   * makes Consul's 1 min minimum reap in 600 ms. Default 1.
+   */
+  deregisterTimeScale?: number;
   /** Source of the blocking-query jitter (default Math.random). */
   random?: () => number;
   /** Bind to this port (default: a free one). */
@@ -78,6 +83,7 @@ interface Check {
   ServiceID: string;
   ServiceName: string;
   ttlMs: number;
+  /** As registered (after the minimum), before any time scale. */
   deregisterAfterMs?: number;
   criticalSince?: number;
   timer?: NodeJS.Timeout;
@@ -177,6 +183,7 @@ export class FakeConsul {
   private readonly random: () => number;
   private readonly reapIntervalMs: number;
   private readonly minDeregisterMs: number;
+  private readonly deregisterScale: number;
   private acl?: FakeAclConfig;
   private readonly pending = new Set<() => void>();
 
@@ -186,6 +193,7 @@ export class FakeConsul {
     this.random = opts.random ?? Math.random;
     this.reapIntervalMs = opts.reapIntervalMs ?? 30_000;
     this.minDeregisterMs = opts.minDeregisterCriticalMs ?? 60_000;
+    this.deregisterScale = opts.deregisterTimeScale ?? 1;
     this.acl = opts.acl ? { ...opts.acl, tokens: { ...opts.acl.tokens } } : undefined;
     this.seed();
   }
@@ -295,6 +303,11 @@ export class FakeConsul {
   /** A check's status, for assertions. */
   checkStatus(checkId: string): string | undefined {
     return this.state.checks.get(checkId)?.Status;
+  }
+  /** A check's status and timing as the agent holds them (durations in ms). */
+  checkInfo(checkId: string): { status: string; ttlMs: number; deregisterCriticalServiceAfterMs?: number } | undefined {
+    const c = this.state.checks.get(checkId);
+    return c && { status: c.Status, ttlMs: c.ttlMs, deregisterCriticalServiceAfterMs: c.deregisterAfterMs };
   }
 
   /** Health-query requests for `service` (blocking or not), for rate assertions. */
@@ -726,7 +739,7 @@ export class FakeConsul {
     const now = Date.now();
     for (const c of [...state.checks.values()]) {
       if (c.Status !== 'critical' || c.deregisterAfterMs === undefined || c.criticalSince === undefined) continue;
-      if (now - c.criticalSince < c.deregisterAfterMs) continue;
+      if (now - c.criticalSince < c.deregisterAfterMs * this.deregisterScale) continue;
       const s = state.services.get(c.ServiceID);
       if (s) this.removeService(state, s);
     }
