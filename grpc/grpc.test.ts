@@ -234,6 +234,44 @@ describe('grpc bridge', function () {
     });
   });
 
+  describe('the balancers as grpc policies', () => {
+    it('registers wayfinder_<name> for every balancer', () => {
+      const { policies } = installGrpc();
+      for (const p of ['wayfinder_round_robin', 'wayfinder_weighted', 'wayfinder_p2c']) assert.ok(policies.includes(p), `${p} in ${policies.join(', ')}`);
+    });
+
+    it('wayfinder_weighted follows the registered weights', async () => {
+      const { name, d } = await registry();
+      const [light, heavy] = [await servers(1, d, { weight: 1 }), await servers(1, d, { weight: 3 })].flat();
+      const c = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_weighted: {} }] }) });
+      await untilAllSeen(c, [light.id, heavy.id]);
+      const counts = new Map<string, number>();
+      for (let i = 0; i < 80; i++) {
+        const r = await c.echo();
+        counts.set(r.serverId, (counts.get(r.serverId) ?? 0) + 1);
+      }
+      assert.ok(Math.abs((counts.get(heavy.id) ?? 0) - 60) <= 2, `heavy got ${counts.get(heavy.id)} of 80 (weight 3:1)`);
+    });
+
+    it('wayfinder_p2c counts in-flight calls from their real start: a slow server gets fewer calls under load', async () => {
+      const { name, d } = await registry();
+      const fast = await servers(2, d, { latencyMs: 2 });
+      const [slow] = await servers(1, d, { latencyMs: 150 });
+      const c = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_p2c: {} }] }) });
+      await untilAllSeen(c, [...fast, slow].map((s) => s.id));
+      const base = new Map([...fast, slow].map((s) => [s.id, s.calls]));
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: 6 }, async () => {
+        while (performance.now() - t0 < 800) await c.echo();
+      }));
+      const got = (s: EchoServer) => s.calls - base.get(s.id)!;
+      const total = got(slow) + fast.reduce((n, s) => n + got(s), 0);
+      assert.ok(total > 30, `load: ${total} calls`);
+      // Uniform picking would give the slow server a third; least-request keeps it near its in-flight share.
+      assert.ok(got(slow) < total / 6, `slow server got ${got(slow)} of ${total}`);
+    });
+  });
+
   describe('registry failures', () => {
     it('keeps serving the last good set while the registry fails', async () => {
       const name = uniqueName();

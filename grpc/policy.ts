@@ -120,7 +120,12 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
   private config?: WayfinderLbConfig;
   private configJson = '';
   private balancer?: Balancer;
-  private readonly ctx: BalancerContext = { now: monotonicNow, random: Math.random, logger: settings.logger };
+  /**
+   * explicitStart: this caller reports each call's real start through the Pick's optional
+   * `started()` (grpc-js may pick several times for one call), so balancers count in-flight calls
+   * from there rather than from pick() (the convention of balancers/p2c and slow-start).
+   */
+  private readonly ctx: BalancerContext & { explicitStart: true } = { now: monotonicNow, random: Math.random, logger: settings.logger, explicitStart: true };
   private balancerPicker?: Picker;
   private readySig = '';
   private state: grpc.connectivityState = ConnectivityState.IDLE;
@@ -248,11 +253,11 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
 const noopStart = () => {};
 
 /**
- * Maps a core Pick to a grpc-js PickResult. The balancer's done() is called exactly once per call
- * that actually started on the wire (grpc-js's onCallStarted), with ok and the latency from start
- * to end; a pick grpc-js abandons and re-picks (subchannel no longer READY) reports nothing. A
- * balancer that counts in-flight calls should count them from the optional `start()` on its Pick
- * (called at onCallStarted), not inside pick().
+ * Maps a core Pick to a grpc-js PickResult. For a call that actually starts on the wire
+ * (grpc-js's onCallStarted) the Pick's optional `started()` is called then, and its done() exactly
+ * once at the end (onCallEnded) with ok and the latency from start to end. A pick grpc-js abandons
+ * and re-picks (subchannel no longer READY after async credentials) gets neither, which is why
+ * balancers count in-flight calls from started() when the context says `explicitStart`.
  */
 class BridgePicker implements GrpcPicker {
   constructor(
@@ -282,7 +287,7 @@ class BridgePicker implements GrpcPicker {
     const r = leaf.pick(args);
     if (r.pickResultType !== PickResultType.COMPLETE) return r;
     const done = p.done;
-    const start = (p as { start?: () => void }).start ?? noopStart;
+    const start = (p as { started?: () => void }).started ?? noopStart;
     const innerStarted = r.onCallStarted;
     const innerEnded = r.onCallEnded;
     let t0 = 0;
