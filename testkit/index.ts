@@ -3,3 +3,4 @@ export * from './process';
 export * from './dnsmasq';
 export * from './echo';
 export * from './etcd';
+export * from './fake-consul';
