@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Socket } from 'node:net';
-import { makeTestPki } from './etcd';
+import { makeTestPki, type TestPki } from './etcd';
 import { tempDir } from './process';
 
 /**
@@ -64,6 +64,8 @@ export interface FakeKubeRequest {
   verb: 'list' | 'watch' | 'get' | 'discovery' | 'other';
   /** Which accepted token was used (index into tokens ever issued), or -1 when refused. */
   tokenGeneration: number;
+  /** A watch answered with the ERROR 410 Expired event (HTTP status 200, as the apiserver does). */
+  expired?: boolean;
 }
 
 interface Slice {
@@ -149,7 +151,7 @@ export interface FakeKubeApi {
   compact(): void;
   /** Open watches go silent (no events, no bookmarks, no timeout close) with their connection left open. */
   stallWatches(): number;
-  /** Ends every open watch normally (as at a server-side timeout). */
+  /** Ends every open watch, stalled or not, with a clean end of stream (as at a server-side timeout). */
   closeWatches(): number;
   /** Accepts a new token (default random) and, unless keepOld, refuses the previous ones. */
   rotateToken(next?: string, opts?: { keepOld?: boolean; closeWatches?: boolean }): string;
@@ -232,9 +234,20 @@ function age(from: string): string {
 
 const clone = <T>(o: T): T => JSON.parse(JSON.stringify(o));
 
+let pkiCache: TestPki | undefined;
+/** One throwaway CA and server cert per process (RSA key generation costs about a second). */
+function sharedPki(): TestPki {
+  if (!pkiCache) {
+    const dir = tempDir('wayfinder-kube-pki-');
+    process.once('exit', () => dir.remove());
+    pkiCache = makeTestPki(dir.dir, 'wayfinder-fake-kube-ca');
+  }
+  return pkiCache;
+}
+
 export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKubeApi> {
   const tmp = tempDir('wayfinder-kube-');
-  const pki = makeTestPki(path.join(tmp.dir, 'pki'), 'wayfinder-fake-kube-ca');
+  const pki = sharedPki();
   const caPem = readFileSync(pki.ca, 'utf8');
   const maxPerSlice = opts.maxEndpointsPerSlice ?? 100;
   const bookmarkMs = opts.bookmarkIntervalMs ?? 60_000;
@@ -416,6 +429,118 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     return found;
   }
 
+
+  // ---- writes through the API (what a real client can do; the admin API is the store's back door) ----
+
+  const namespaces = new Map<string, string>([['default', new Date().toISOString().replace(/\.\d+Z$/, 'Z')]]);
+  const nsObject = (name: string, phase = 'Active') => ({ kind: 'Namespace', apiVersion: 'v1', metadata: { name, uid: randomUUID(), creationTimestamp: namespaces.get(name) ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'), labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase } });
+
+  function readBody(req: IncomingMessage): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('error', reject);
+      req.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
+        } catch (e) {
+          reject(new HttpError(400, 'BadRequest', `the body of the request was in an unknown format: ${(e as Error).message}`));
+        }
+      });
+    });
+  }
+
+  async function handleNamespaces(req: IncomingMessage, res: ServerResponse, name: string | undefined, log: FakeKubeRequest, fail: (c: number, r: string, m: string) => void): Promise<void> {
+    try {
+      if (req.method === 'GET' && name === undefined) {
+        log.verb = 'list';
+        const names = new Set([...namespaces.keys(), ...[...objects.values()].map((s) => s.metadata.namespace)]);
+        return json(res, 200, { kind: 'NamespaceList', apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: [...names].sort().map((n) => nsObject(n)) });
+      }
+      if (req.method === 'GET') {
+        log.verb = 'get';
+        if (!namespaces.has(name!)) return fail(404, 'NotFound', `namespaces "${name}" not found`);
+        return json(res, 200, nsObject(name!));
+      }
+      if (req.method === 'POST' && name === undefined) {
+        const body = await readBody(req);
+        const n = body?.metadata?.name;
+        if (typeof n !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n)) return fail(422, 'Invalid', `Namespace "${n}" is invalid: metadata.name: Invalid value`);
+        if (namespaces.has(n)) return fail(409, 'AlreadyExists', `namespaces "${n}" already exists`);
+        namespaces.set(n, new Date().toISOString().replace(/\.\d+Z$/, 'Z'));
+        return json(res, 201, nsObject(n));
+      }
+      if (req.method === 'DELETE' && name !== undefined) {
+        if (!namespaces.has(name)) return fail(404, 'NotFound', `namespaces "${name}" not found`);
+        for (const s of [...objects.values()]) if (s.metadata.namespace === name) commit('DELETED', keyOf(name, s.metadata.name), clone(s), s);
+        const obj = nsObject(name, 'Terminating');
+        namespaces.delete(name);
+        return json(res, 200, obj);
+      }
+      return fail(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${req.method})`);
+    } catch (e) {
+      if (e instanceof HttpError) return fail(e.code, e.reason, e.message);
+      return fail(500, 'InternalError', (e as Error).message);
+    }
+  }
+
+  async function handleWrite(req: IncomingMessage, res: ServerResponse, ns: string | undefined, name: string | undefined, fail: (c: number, r: string, m: string) => void): Promise<void> {
+    try {
+      if (ns === undefined) return fail(405, 'MethodNotAllowed', 'writes need a namespace');
+      if (!namespaces.has(ns)) return fail(404, 'NotFound', `namespaces "${ns}" not found`);
+      if (req.method === 'DELETE' && name !== undefined) {
+        const prev = objects.get(keyOf(ns, name));
+        if (!prev) return fail(404, 'NotFound', `endpointslices.${GROUP} "${name}" not found`);
+        commit('DELETED', keyOf(ns, name), clone(prev), prev);
+        return json(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, group: GROUP, kind: 'endpointslices', uid: prev.metadata.uid } });
+      }
+      if (req.method !== 'POST' && req.method !== 'PUT') return fail(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${req.method})`);
+      const body = await readBody(req);
+      const invalid = validateSlice(body);
+      if (invalid) return fail(422, 'Invalid', `EndpointSlice.${GROUP} "${body?.metadata?.name ?? ''}" is invalid: ${invalid}`);
+      const md = body.metadata ?? {};
+      if (md.namespace !== undefined && md.namespace !== ns) return fail(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
+      if (req.method === 'POST') {
+        if (name !== undefined) return fail(405, 'MethodNotAllowed', 'POST goes to the collection');
+        const n = md.name ?? (md.generateName ? `${md.generateName}${randomBytes(4).toString('hex').slice(0, 5)}` : undefined);
+        if (typeof n !== 'string') return fail(422, 'Invalid', 'metadata.name: Required value: name or generateName is required');
+        if (objects.has(keyOf(ns, n))) return fail(409, 'AlreadyExists', `endpointslices.${GROUP} "${n}" already exists`);
+        const s: Slice = { ...clone(body), apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { ...md, name: n, namespace: ns, uid: randomUUID(), generation: 1, resourceVersion: '', creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), labels: md.labels ?? {} } };
+        commit('ADDED', keyOf(ns, n), s);
+        return json(res, 201, clone(s));
+      }
+      if (name === undefined || md.name !== name) return fail(400, 'BadRequest', 'the name of the object does not match the name on the URL');
+      const prev = objects.get(keyOf(ns, name));
+      if (!prev) return fail(404, 'NotFound', `endpointslices.${GROUP} "${name}" not found`);
+      if (md.resourceVersion && md.resourceVersion !== prev.metadata.resourceVersion) {
+        return fail(409, 'Conflict', `Operation cannot be fulfilled on endpointslices.${GROUP} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+      }
+      const s: Slice = { ...clone(body), apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { ...md, name, namespace: ns, uid: prev.metadata.uid, creationTimestamp: prev.metadata.creationTimestamp, generation: prev.metadata.generation + 1, resourceVersion: '', labels: md.labels ?? {} } };
+      commit('MODIFIED', keyOf(ns, name), s, prev);
+      return json(res, 200, clone(s));
+    } catch (e) {
+      if (e instanceof HttpError) return fail(e.code, e.reason, e.message);
+      return fail(500, 'InternalError', (e as Error).message);
+    }
+  }
+
+  /** The apiserver's validation of what clients write (the admin API skips it, to store malformed data). */
+  function validateSlice(b: any): string | undefined {
+    if (!b || typeof b !== 'object') return 'body must be an object';
+    if (!['IPv4', 'IPv6', 'FQDN'].includes(b.addressType)) return `addressType: Unsupported value: ${JSON.stringify(b.addressType)}: supported values: "FQDN", "IPv4", "IPv6"`;
+    if (!Array.isArray(b.endpoints)) return 'endpoints: Required value';
+    if (b.endpoints.length > 1000) return 'endpoints: Too many: must have at most 1000 items';
+    for (const [i, e] of b.endpoints.entries()) {
+      if (!Array.isArray(e?.addresses) || e.addresses.length < 1 || e.addresses.length > 100) return `endpoints[${i}].addresses: Required value: must contain at least 1 address`;
+      for (const a of e.addresses) {
+        const ok = b.addressType === 'IPv4' ? net.isIPv4(a) : b.addressType === 'IPv6' ? net.isIPv6(a) : typeof a === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(a);
+        if (!ok) return `endpoints[${i}].addresses[0]: Invalid value: ${JSON.stringify(a)}: must be a valid ${b.addressType} address`;
+      }
+    }
+    if (b.ports != null && (!Array.isArray(b.ports) || b.ports.length > 20000)) return 'ports: Invalid value';
+    return undefined;
+  }
+
   // ---- HTTP ----
 
   function authenticate(req: IncomingMessage): number {
@@ -500,7 +625,7 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     });
   }
 
-  function handleWatch(res: ServerResponse, ns: string | undefined, q: Record<string, string>): void {
+  function handleWatch(res: ServerResponse, ns: string | undefined, q: Record<string, string>, log: FakeKubeRequest): void {
     const selector = parseLabelSelector(q.labelSelector);
     const fields = parseFieldSelector(q.fieldSelector);
     const w: WatchStream = { id: ++watchSerial, namespace: ns, selector, fields, res, bookmarks: q.allowWatchBookmarks === 'true' || q.allowWatchBookmarks === '1', stalled: false, closed: false, timers: [] };
@@ -520,6 +645,7 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     res.on('close', () => endWatch(w));
     // Watching from a compacted resourceVersion: 200, one ERROR event with a 410 Status, then the end.
     if (from !== undefined && from < compactedRv) {
+      log.expired = true;
       send(w, 'ERROR', status(410, 'Expired', `too old resource version: ${from} (${compactedRv})`));
       w.closed = true;
       res.end();
@@ -563,7 +689,7 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
       const gv = { groupVersion: `${GROUP}/v1`, version: 'v1' };
       json(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [{ name: GROUP, versions: [gv], preferredVersion: gv }] });
     } else if (p === '/api/v1') {
-      json(res, 200, { kind: 'APIResourceList', groupVersion: 'v1', resources: [] });
+      json(res, 200, { kind: 'APIResourceList', groupVersion: 'v1', resources: [{ name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['create', 'delete', 'get', 'list'], shortNames: ['ns'] }] });
     } else if (p === `/apis/${GROUP}`) {
       const gv = { groupVersion: `${GROUP}/v1`, version: 'v1' };
       json(res, 200, { kind: 'APIGroup', apiVersion: 'v1', name: GROUP, versions: [gv], preferredVersion: gv });
@@ -572,7 +698,7 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         kind: 'APIResourceList',
         apiVersion: 'v1',
         groupVersion: `${GROUP}/v1`,
-        resources: [{ name: 'endpointslices', singularName: 'endpointslice', namespaced: true, kind: 'EndpointSlice', verbs: ['get', 'list', 'watch'] }],
+        resources: [{ name: 'endpointslices', singularName: 'endpointslice', namespaced: true, kind: 'EndpointSlice', verbs: ['create', 'delete', 'get', 'list', 'update', 'watch'] }],
       });
     } else return false;
     return true;
@@ -596,11 +722,16 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         log.verb = 'discovery';
         return;
       }
+      const nsm = /^\/api\/v1\/namespaces(?:\/([^/]+))?$/.exec(p);
+      if (nsm) return void handleNamespaces(req, res, nsm[1] !== undefined ? decodeURIComponent(nsm[1]) : undefined, log, fail);
       const m = new RegExp(`^/apis/${GROUP.replace('.', '\\.')}/v1(?:/namespaces/([^/]+))?/endpointslices(?:/([^/]+))?$`).exec(p);
       if (!m) return fail(404, 'NotFound', 'the server could not find the requested resource');
       const ns = m[1] !== undefined ? decodeURIComponent(m[1]) : undefined;
       const name = m[2] !== undefined ? decodeURIComponent(m[2]) : undefined;
-      if (req.method !== 'GET') return fail(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${req.method})`);
+      if (req.method !== 'GET') {
+        log.verb = 'other';
+        return void handleWrite(req, res, ns, name, fail);
+      }
       if (name !== undefined) {
         if (ns === undefined) return fail(404, 'NotFound', 'the server could not find the requested resource');
         log.verb = 'get';
@@ -610,7 +741,7 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
       }
       if (isWatch) {
         log.verb = 'watch';
-        return handleWatch(res, ns, q);
+        return handleWatch(res, ns, q, log);
       }
       log.verb = 'list';
       return handleList(req, res, ns, q);
@@ -748,12 +879,7 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     closeWatches() {
       let n = 0;
       for (const w of [...watches]) {
-        if (w.stalled) {
-          // A stalled watch ends abruptly (connection reset), not with a clean end of stream.
-          w.closed = true;
-          watches.delete(w);
-          w.res.destroy();
-        } else endWatch(w);
+        endWatch(w);
         n++;
       }
       return n;

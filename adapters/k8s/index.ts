@@ -242,6 +242,11 @@ class SliceWatch {
           break;
         case 'failed':
           relist = true;
+          if (!end.err.statusCode) {
+            // A dropped stream (reset, proxy cut) is routine: re-list at once; only a failing list is reported.
+            this.logger.warn({ service: this.t.service, namespace: this.t.namespace, err: end.err.message }, 'k8s: watch stream failed; re-listing');
+            break;
+          }
           if (!(await this.fail(end.err))) await this.sleep(this.backoff.next());
           break;
       }
