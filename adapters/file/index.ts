@@ -243,8 +243,7 @@ export class FileRegistrar extends RegistrarBase<FileRegistration> {
 
 // ---- resolver ----
 
-function createResolver(opts: ResolvedOptions, logger: Logger): WatchResolver {
-  const watcher = new FileWatcher(opts.path, { pollMs: opts.poll, fsWatch: opts.watch, logger });
+function createResolver(opts: ResolvedOptions, logger: Logger, watcher: FileWatcher): WatchResolver {
   return new WatchResolver(
     'file',
     (service, sink) => {
@@ -285,6 +284,8 @@ export interface FileRegistry extends AdapterInstance {
   listServices(): Promise<string[]>;
   /** The validated options in force (durations in ms). */
   options: Readonly<ResolvedOptions>;
+  /** Counters of the resolver's file watcher: poll ticks and full reads of the file. */
+  watchStats(): { polls: number; reads: number };
 }
 
 /**
@@ -295,8 +296,10 @@ export function createFileRegistry(options: Partial<Record<keyof FileOptions, un
   const opts = resolveOptions(options);
   const store = fileStore(opts.path);
   store.setLogger(logger);
+  const watcher = new FileWatcher(opts.path, { pollMs: opts.poll, fsWatch: opts.watch, logger });
   return {
-    resolver: createResolver(opts, logger),
+    resolver: createResolver(opts, logger, watcher),
+    watchStats: () => ({ polls: watcher.polls, reads: watcher.reads }),
     registrar: new FileRegistrar(store, opts, logger),
     options: opts,
     listServices: async () => {

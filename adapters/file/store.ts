@@ -169,7 +169,7 @@ export type StoreOptions = LockOptions;
 /** One landed write, for measurements and tests. */
 export interface WriteInfo {
   revision: number;
-  /** performance.now() just after the rename made it visible. */
+  /** performance.now() just before the rename that made it visible (so `now - visibleAt` over-estimates latency). */
   visibleAt: number;
   /** Lock + read + write + fsync + rename + directory fsync, in ms. */
   ms: number;
@@ -293,7 +293,7 @@ export class FileStore {
     }
   }
 
-  /** Returns performance.now() at the moment the new content became visible (the rename). */
+  /** Returns performance.now() taken just before the rename that makes the new content visible. */
   private async writeAtomic(doc: RegistryDoc): Promise<number> {
     const dir = path.dirname(this.file);
     const tmp = path.join(dir, `.${path.basename(this.file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -306,8 +306,8 @@ export class FileStore {
       } finally {
         await fh.close();
       }
-      await fsp.rename(tmp, this.file);
       visibleAt = performance.now();
+      await fsp.rename(tmp, this.file);
     } catch (e) {
       await fsp.unlink(tmp).catch(() => {});
       throw new RegistryUnavailableError(`file: cannot write ${this.file}: ${(e as Error).message}`, { cause: e });

@@ -28,6 +28,16 @@ function quickSig(file: string): string {
   }
 }
 
+/** Inode numbers are reused at once on ext4, so a recreated directory is told apart by its birth time too. */
+function dirIdentity(dir: string): string | undefined {
+  try {
+    const st = statSync(dir, { throwIfNoEntry: false });
+    return st ? `${st.dev}:${st.ino}:${st.birthtimeMs}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** How often the poll loop checks that the directory watch still watches the current directory. */
 const REARM_EVERY_MS = 1000;
 
@@ -48,7 +58,7 @@ export class FileWatcher {
   state?: ReadState;
   lastGood?: RegistryDoc;
   private fsw?: FSWatcher;
-  private watchedDirIno?: number;
+  private watchedDir?: string;
   private pollTimer?: NodeJS.Timeout;
   private lastRearmCheck = 0;
   private checking = false;
@@ -105,7 +115,13 @@ export class FileWatcher {
     if (!this.opts.fsWatch || this.fsw) return;
     try {
       const w = fsWatch(this.dir, { persistent: false }, (_event, name) => {
-        if (!name || name === this.base) void this.check(false);
+        if (name === path.basename(this.dir) && !this.dirIsWatched()) {
+          // The directory itself went away: this watch is dead; the poll re-arms on its successor.
+          if (this.fsw === w) this.fsw = undefined;
+          w.close();
+          this.lastRearmCheck = 0;
+        }
+        if (!name || name === this.base || !this.fsw) void this.check(false);
       });
       w.on('error', (err) => {
         this.logger.debug({ dir: this.dir, err: err.message }, 'file registry: directory watch failed; polling until it can be re-armed');
@@ -113,11 +129,16 @@ export class FileWatcher {
         w.close();
       });
       this.fsw = w;
-      this.watchedDirIno = statSync(this.dir, { throwIfNoEntry: false })?.ino;
+      this.watchedDir = dirIdentity(this.dir);
     } catch {
       // The directory does not exist yet (or cannot be watched): the poll re-arms later.
       this.fsw = undefined;
     }
+  }
+
+  private dirIsWatched(): boolean {
+    const id = dirIdentity(this.dir);
+    return id !== undefined && id === this.watchedDir;
   }
 
   /** The directory may have been removed and recreated: a watch on the old inode sees nothing. */
@@ -127,8 +148,7 @@ export class FileWatcher {
     if (now - this.lastRearmCheck < REARM_EVERY_MS) return;
     this.lastRearmCheck = now;
     if (this.fsw) {
-      const st = statSync(this.dir, { throwIfNoEntry: false });
-      if (st && this.watchedDirIno !== undefined && st.ino === this.watchedDirIno) return;
+      if (this.dirIsWatched()) return;
       this.fsw.close();
       this.fsw = undefined;
     }
