@@ -12,9 +12,10 @@ export { EndpointLoad, LoadTable } from './load';
  *  - least-request (`ewma: false`): cost = (in-flight + 1) / p
  *  - peak EWMA     (`ewma: true`):  cost = latency estimate × (in-flight + 1) / p
  *
- * p is the endpoint's recent success probability (see EndpointLoad): a call that fails must be
- * sent again, so an endpoint that succeeds with probability p costs 1/p as much per useful
- * response. With `errorPenalty` = k the divisor is p^k (0 turns the penalty off). Failed calls
+ * p is the endpoint's recent success probability (see EndpointLoad; memory `errorDecay`): a call
+ * that fails must be sent again, so an endpoint that succeeds with probability p costs 1/p as much
+ * per useful response. The divisor is p^errorPenalty (default 2, so that a fast-failing endpoint,
+ * which has no calls in flight, is held off by a few recent failures; 0 turns it off). Failed calls
  * also count with a latency of at least the balancer-wide typical latency, so errors that come
  * back fast never make an endpoint look fast.
  *
@@ -34,13 +35,16 @@ export interface P2cConfig extends OutlierConfig, SlowStartConfig {
   /** ms; undefined = the balancer-wide typical latency */
   defaultLatency?: number;
   errorPenalty?: number;
+  /** ms */
+  errorDecay?: number;
 }
 
 export const p2cOptions: OptionsSchema = {
   ewma: { type: 'boolean', default: false, doc: 'Cost by peak-EWMA latency × (in-flight + 1) instead of in-flight alone.' },
   decay: { type: 'duration', default: 10_000, min: 1, max: 3_600_000, doc: 'Time constant of the latency estimate and of the success-rate memory (Finagle\'s default is 10 s).' },
   defaultLatency: { type: 'duration', min: 0, doc: 'Latency assumed for an endpoint with no sample yet; unset: the typical latency seen across all endpoints.' },
-  errorPenalty: { type: 'number', default: 1, min: 0, max: 10, doc: 'Cost is divided by (recent success probability)^errorPenalty; 0 ignores errors.' },
+  errorPenalty: { type: 'number', default: 2, min: 0, max: 10, doc: 'Cost is divided by (recent success probability)^errorPenalty; 0 ignores errors.' },
+  errorDecay: { type: 'duration', default: 1_000, min: 1, max: 3_600_000, doc: 'Time constant of the success-probability memory (how long failures count).' },
   ...slowStartOptions,
   ...outlierOptions,
 };
@@ -52,12 +56,14 @@ export class P2cBalancer implements Balancer {
   readonly tau: number;
   readonly defaultLatency: number | undefined;
   readonly errorPenalty: number;
+  readonly errTau: number;
   constructor(config: P2cConfig = {}) {
     this.ewma = config.ewma === true;
     this.name = this.ewma ? 'p2c_ewma' : 'p2c';
     this.tau = config.decay ?? 10_000;
     this.defaultLatency = config.defaultLatency;
-    this.errorPenalty = config.errorPenalty ?? 1;
+    this.errorPenalty = config.errorPenalty ?? 2;
+    this.errTau = config.errorDecay ?? 1_000;
   }
   build(endpoints: Endpoint[], ctx: CallContext): Picker {
     return new P2cPicker(this, endpoints, this.loads.sync(endpoints), ctx);
@@ -78,16 +84,11 @@ export class P2cPicker implements Picker {
   /** The cost of sending one more call to `s` at time t. */
   cost(s: EndpointLoad, t: number): number {
     const b = this.balancer;
-    const needDecay = b.ewma || (b.errorPenalty > 0 && s.failures > 0);
-    const k = needDecay ? s.decay(t, b.tau) : 1;
     let c = s.inflight + 1;
-    if (b.ewma) {
-      const lat = Number.isNaN(s.ewma) ? (b.defaultLatency ?? (b.loads.typicalMs || 1)) : s.ewma * k;
-      c *= lat;
-    }
+    if (b.ewma) c *= Number.isNaN(s.ewma) ? (b.defaultLatency ?? (b.loads.typicalMs || 1)) : s.ewma * s.decay(t, b.tau);
     if (b.errorPenalty > 0 && s.failures > 0) {
-      const p = s.successProbability(k);
-      c /= b.errorPenalty === 1 ? p : Math.pow(p, b.errorPenalty);
+      const p = s.successProbability(s.decay(t, b.errTau));
+      c /= b.errorPenalty === 2 ? p * p : b.errorPenalty === 1 ? p : Math.pow(p, b.errorPenalty);
     }
     return c;
   }
@@ -135,7 +136,7 @@ class P2cCall {
     const ok = result?.ok === true;
     const lat = result?.latencyMs as number;
     if (ok) b.loads.noteSuccess(lat);
-    this.load.observe(ok, lat, this.picker.ctx.now(), b.tau, b.loads.typicalMs);
+    this.load.observe(ok, lat, this.picker.ctx.now(), b.tau, b.loads.typicalMs, b.errTau);
   };
 }
 

@@ -5,11 +5,14 @@ import { endpointKey, type Endpoint } from '../../core';
  * keyed by host:port; an endpoint's state is dropped when a build no longer includes it. Calls
  * still running against a dropped state finish against that orphaned object, harmlessly.
  *
- * Time is the BalancerContext clock (ms). Everything decays with one time constant `tau`:
- *  - the peak-EWMA latency estimate decays toward 0 while an endpoint gets no samples, so an
- *    endpoint that was slow is eventually probed again (Finagle's and tower's PeakEwma do the same);
- *  - successes and failures are exponentially decayed counts, giving a recent success probability
- *    p = (successes + 1) / (successes + failures + 1) (one prior success: a new endpoint has p = 1).
+ * Time is the BalancerContext clock (ms).
+ *  - the peak-EWMA latency estimate decays toward 0 with time constant `tau` while an endpoint gets
+ *    no samples, so an endpoint that was slow is eventually probed again (Finagle's and tower's
+ *    PeakEwma do the same);
+ *  - successes and failures are exponentially decayed counts with time constant `errTau` (short, so
+ *    a long good history does not hide an endpoint that has just started failing), giving a recent
+ *    success probability p = (successes + 1) / (successes + failures + 1) (one prior success: an
+ *    endpoint without failures has p = 1).
  */
 export class EndpointLoad {
   /** Calls counted as outstanding (from pick() or from Pick.started(), see P2cPicker). */
@@ -39,10 +42,11 @@ export class EndpointLoad {
    * Records a finished call. A failure's latency sample is raised to at least `floorMs` (the
    * balancer-wide typical latency) so that a fast error never makes an endpoint look fast.
    */
-  observe(ok: boolean, latencyMs: number, t: number, tau: number, floorMs: number): void {
+  observe(ok: boolean, latencyMs: number, t: number, tau: number, floorMs: number, errTau: number): void {
     const k = this.decay(t, tau);
-    this.successes *= k;
-    this.failures *= k;
+    const ke = this.decay(t, errTau);
+    this.successes *= ke;
+    this.failures *= ke;
     if (ok) this.successes += 1;
     else this.failures += 1;
     let sample = Number.isFinite(latencyMs) && latencyMs >= 0 ? latencyMs : Number.NaN;

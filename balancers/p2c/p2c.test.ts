@@ -125,7 +125,7 @@ describe('p2c peak EWMA (virtual clock)', () => {
       s.inflight++;
       ctx.advance(ms);
       s.inflight--;
-      s.observe(ok, ms, ctx.now(), b.tau, b.loads.typicalMs);
+      s.observe(ok, ms, ctx.now(), b.tau, b.loads.typicalMs, b.errTau);
       if (ok) b.loads.noteSuccess(ms);
     };
     return { b, ctx, eps, picker, load, call };
@@ -174,8 +174,8 @@ describe('p2c peak EWMA (virtual clock)', () => {
     const t = ctx.now();
     assert.ok(load(1).ewma >= 100 * 0.9, `fast errors lowered the estimate to ${load(1).ewma}`);
     assert.ok(picker.cost(load(1), t) > 5 * picker.cost(load(0), t), 'ten recent failures should cost more than 5x');
-    ctx.advance(60_000); // failures age out (6 time constants)
-    const p = load(1).successProbability(load(1).decay(ctx.now(), 10_000));
+    ctx.advance(6_000); // failures age out (6 error time constants)
+    const p = load(1).successProbability(load(1).decay(ctx.now(), 1_000));
     assert.ok(p > 0.9, `success probability ${p} after the failures aged`);
   });
 
