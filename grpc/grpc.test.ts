@@ -96,11 +96,25 @@ describe('grpc bridge', function () {
   it('resolves wayfinder:///echo through the installed default discovery', async () => {
     const { d } = await registry();
     installGrpc({ discovery: d });
+    later(() => installGrpc({ discovery: null }));
     const [s] = await servers(1, d);
     const c = client('wayfinder:///echo');
     const r = await c.echo({ message: 'hi' });
     assert.equal(r.serverId, s.id);
     assert.equal(r.port, s.port);
+  });
+
+  it('without an installed discovery, wayfinder: builds one from WAYFINDER_REGISTRY and closes it with its last channel', async () => {
+    const { name, d } = await registry();
+    const [s] = await servers(1, d);
+    const saved = process.env.WAYFINDER_REGISTRY;
+    process.env.WAYFINDER_REGISTRY = `memory://${name}`;
+    later(() => (saved === undefined ? delete process.env.WAYFINDER_REGISTRY : (process.env.WAYFINDER_REGISTRY = saved)));
+    const c = new EchoClient('wayfinder:///echo');
+    assert.equal((await c.echo()).serverId, s.id);
+    assert.ok(grpcBridgeStats().registries.some((r) => r.registry === `memory://${name}` && r.channels === 1));
+    c.close();
+    await waitFor('the default discovery to close', () => !grpcBridgeStats().registries.some((r) => r.registry === `memory://${name}`), { timeoutMs: 2000 });
   });
 
   it('delivers additions and removals to the channel', async () => {
@@ -392,11 +406,12 @@ describe('grpc bridge', function () {
       assert.equal(proxyConnections, 0, 'no connection went to the proxy');
       // Control: grpc-js does route a dns: target through the proxy from the same environment
       // (its "failed to connect to proxy" error log is silenced for this call).
-      const plain = client(`dns:127.0.0.1:${s.port}`);
+      const plain = new EchoClient(`dns:127.0.0.1:${s.port}`);
       grpc.setLogger({ error() {}, info() {}, debug() {} } as unknown as Console);
       try {
         await plain.echo({}, { deadlineMs: 1000 }).catch(() => undefined);
       } finally {
+        plain.close();
         grpc.setLogger(console);
       }
       assert.ok(proxyConnections > 0, 'the proxy environment is live');

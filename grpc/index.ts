@@ -35,8 +35,11 @@ export interface GrpcChannelDefaults {
 }
 
 export interface InstallGrpcOptions {
-  /** The registry behind `wayfinder:///<service>`. Default: Discovery.fromConfig() on first use. */
-  discovery?: Discovery;
+  /**
+   * The registry behind `wayfinder:///<service>`, owned (and closed) by the caller. Default, or
+   * null to go back to it: Discovery.fromConfig() on first use, closed with its last channel.
+   */
+  discovery?: Discovery | null;
   channelDefaults?: GrpcChannelDefaults;
   logger?: Logger;
 }
@@ -87,9 +90,10 @@ export function installGrpc(opts: InstallGrpcOptions = {}): GrpcInstallation {
     }
   }
   if (opts.discovery !== undefined) {
-    if (!opts.discovery || typeof opts.discovery !== 'object' || !opts.discovery.resolver) throw new TypeError('installGrpc(): "discovery" must be a Discovery');
-    if (opts.discovery !== settings.discovery) {
-      settings.discovery = opts.discovery;
+    if (opts.discovery !== null && (typeof opts.discovery !== 'object' || !opts.discovery.resolver)) throw new TypeError('installGrpc(): "discovery" must be a Discovery (or null for the default)');
+    const next = opts.discovery ?? undefined;
+    if (next !== settings.discovery) {
+      settings.discovery = next;
       settings.defaultGeneration++;
     }
   }

@@ -1,4 +1,4 @@
-import { Discovery, TokenBucket, resolveRegistry, silentLogger, type Logger } from '../core';
+import { Discovery, TokenBucket, normalizeConfig, resolveRegistry, silentLogger, type Logger } from '../core';
 import type { BridgeTarget } from './target';
 
 /**
@@ -111,7 +111,8 @@ export function acquireRegistry(target: BridgeTarget): SharedRegistry {
     key = `${target.scheme}#${settings.defaultGeneration}`;
     const given = settings.discovery;
     owned = !given;
-    display = given ? given.description : 'default discovery';
+    // The lazy default is described (and its config validated) now, from the environment.
+    display = given ? given.description : resolveRegistry(normalizeConfig(undefined).registry).display;
     create = given ? () => Promise.resolve(given) : () => Discovery.fromConfig(undefined, { logger: settings.logger });
   } else {
     const { def, options, display: shown } = resolveRegistry(target.registryUrl);
