@@ -554,6 +554,11 @@ describe('file adapter', function () {
       assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`);
       assert.deepEqual(entriesOf(file, 'locked'), ['127.0.0.1:28001']);
       assert.equal(fs.existsSync(`${file}.lock`), false, 'lock left behind');
+      // A lock carrying our own pid that this process does not hold: left by an earlier process
+      // that had the same pid (containers reuse low pids).
+      lockOf(file, { pid: process.pid, time: Date.now() });
+      await withTimeout(reg.registrar.register({ service: 'locked', host: '127.0.0.1', port: 28004 }), 1000, 'register past our-pid lock');
+      assert.deepEqual(entriesOf(file, 'locked'), ['127.0.0.1:28001', '127.0.0.1:28004']);
     });
 
     it(`breaks a lock older than ${LOCK_STALE_MS} ms even if its pid lives, and respects a fresh one`, async () => {
