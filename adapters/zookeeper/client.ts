@@ -193,10 +193,10 @@ export class ZkSession extends EventEmitter {
   /**
    * node-zookeeper-client has no handshake or read timeout: a server that accepts the TCP
    * connection but never answers the ConnectRequest (seen while a restarted server is starting)
-   * or stops answering once connected leaves it waiting forever. Like the Java client, give up on
-   * the socket after the connect timeout (session timeout / host count) before the handshake, and
-   * after 2/3 of the session timeout without a byte once connected (it pings every 1/3); the
-   * vendor client then reconnects as after any socket close.
+   * or stops answering once connected leaves it waiting forever. Give up on the socket when the
+   * handshake takes longer than a third of the session timeout (1 to 3 s), and after 2/3 of the
+   * session timeout without a byte once connected (it pings every 1/3), as the Java client does;
+   * the vendor client then reconnects as after any socket close.
    */
   private installWatchdog(c: zookeeper.Client): void {
     const cm = (c as unknown as { connectionManager?: Record<string, any> }).connectionManager;
@@ -217,7 +217,9 @@ export class ZkSession extends EventEmitter {
       return origConnected.call(this);
     };
     const timeout = this.options.sessionTimeoutMs;
-    const connectTimeout = Math.max(1000, Math.floor(timeout / Math.max(1, this.options.hosts.length)));
+    // A handshake answers in milliseconds; a restarting server may accept the TCP connection and
+    // never answer it, so do not wait the Java client's whole connect timeout (session / hosts).
+    const connectTimeout = Math.min(Math.max(1000, Math.floor(timeout / 3)), 3000, Math.max(1000, Math.floor(timeout / Math.max(1, this.options.hosts.length))));
     const timer = setInterval(() => {
       if (this.client !== c || this.closed) return clearInterval(timer);
       const sock = cm.socket as { connecting?: boolean; destroyed?: boolean; destroy(): void } | undefined;
