@@ -88,7 +88,17 @@ export interface PickDone {
 }
 
 export type Pick =
-  | { endpoint: Endpoint; done: PickDone }
+  | {
+      endpoint: Endpoint;
+      /**
+       * Called by callers that know when the call really starts (the gRPC bridge, from grpc-js's
+       * onCallStarted: grpc-js may pick several times before a call starts). Only when the context
+       * has `explicitStart: true`; otherwise balancers count the call as started at pick().
+       */
+      started?(): void;
+      /** Called once when the call ends. */
+      done: PickDone;
+    }
   | { endpoint: null; reason: 'no-endpoints' | 'drop' };
 
 /** An immutable snapshot of a balancing decision. pick() never throws and never blocks. */
@@ -109,6 +119,8 @@ export interface BalancerContext {
   /** Uniform in [0, 1). Injected so balancers are deterministic under test. */
   random(): number;
   logger: Logger;
+  /** The caller will call Pick.started() when each call really starts (see Pick). */
+  explicitStart?: boolean;
 }
 
 export interface Balancer {
