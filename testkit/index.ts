@@ -4,3 +4,5 @@ export * from './dnsmasq';
 export * from './echo';
 export * from './etcd';
 export * from './fake-consul';
+export * from './fake-kube-api';
+export * from './zookeeper';
