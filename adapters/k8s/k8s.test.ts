@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { DiscoveryV1Api, KubeConfig, Watch, makeInformer, type V1EndpointSlice } from '@kubernetes/client-node';
 import { createK8sRegistry, endpointsFromSlices, k8sAdapter, parseK8sTarget, type K8sOptions } from '.';
 import { ConfigError, Discovery, endpointKey, type Snapshot } from '../../core';
+import { installGrpc } from '../../grpc';
+import { EchoClient, startEchoServer } from '../../testkit/echo';
 import { resolverConformance, SnapshotRecorder, uniqueService, type ConformanceSubject } from '../../testkit/conformance';
 import { startFakeKubeApi, type FakeKubeApi, type FakeKubeEndpoint } from '../../testkit/fake-kube-api';
 import { createTestNamespace, FakeKubeAdminRegistrar, KubeApiRegistrar } from '../../testkit/fake-kube-api-registrar';
@@ -448,6 +450,52 @@ describe('k8s adapter', function () {
       await assert.rejects(Discovery.fromConfig('k8s://?namespace=Bad_NS'), (e: any) => e instanceof ConfigError && e.field === 'namespace');
       await assert.rejects(Discovery.fromConfig('k8s://?idleTimeout=soon'), (e: any) => e instanceof ConfigError && e.field === 'idleTimeout');
       await assert.rejects(Discovery.fromConfig('k8s://somehost:443'), (e: any) => e instanceof ConfigError);
+    });
+  });
+
+  describe('gRPC end to end', () => {
+    /** Two "pods": the same container port on two loopback addresses, as pods have distinct IPs. */
+    const twoPods = async () => {
+      const a = await startEchoServer({ id: 'echo-a', host: '127.0.0.1' });
+      const b = await startEchoServer({ id: 'echo-b', host: '127.0.0.2', port: a.port });
+      closers.push(() => a.kill(), () => b.kill());
+      fake.setEndpoints('default', 'echo', [ep('127.0.0.1', a.port), ep('127.0.0.2', a.port)]);
+      // The targets name no registry options: the adapter finds the kubeconfig as kubectl would.
+      const saved = process.env.KUBECONFIG;
+      process.env.KUBECONFIG = kubeconfig;
+      closers.push(() => {
+        if (saved === undefined) delete process.env.KUBECONFIG;
+        else process.env.KUBECONFIG = saved;
+      });
+      installGrpc();
+      return a.port;
+    };
+    const callsReach = async (client: EchoClient, want: string[]) => {
+      await waitFor(`calls to reach exactly ${want}`, async () => {
+        const ids = new Set<string>();
+        for (let i = 0; i < 8; i++) ids.add((await client.echo({}, { waitForReady: true })).serverId);
+        return JSON.stringify([...ids].sort()) === JSON.stringify(want);
+      }, { timeoutMs: 5000 });
+    };
+
+    it('calls echo pods through k8s:///echo.default:<port>, following endpoint changes', async () => {
+      const port = await twoPods();
+      const client = new EchoClient(`k8s:///echo.default:${port}`);
+      closers.push(() => client.close());
+      await callsReach(client, ['echo-a', 'echo-b']);
+      fake.upsertEndpoint('default', 'echo', ep('127.0.0.1', port, { ready: false, serving: true, terminating: true }));
+      await callsReach(client, ['echo-b']);
+    });
+
+    // Pending on grpc/: grpc-js takes the connection authority from the resolver's
+    // getDefaultAuthority(), which the bridge sets to the service name; "echo.default:grpc" is not
+    // a valid host[:port], so subchannels fail with "TypeError: Invalid URL" (the
+    // grpc.default_authority option does not reach that code path in grpc-js 1.14).
+    it.skip('calls echo pods through k8s:///echo.default:grpc (named port) [pending: bridge authority for named ports]', async () => {
+      await twoPods();
+      const client = new EchoClient('k8s:///echo.default:grpc');
+      closers.push(() => client.close());
+      await callsReach(client, ['echo-a', 'echo-b']);
     });
   });
 
