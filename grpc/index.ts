@@ -42,6 +42,14 @@ export interface InstallGrpcOptions {
   discovery?: Discovery | null;
   channelDefaults?: GrpcChannelDefaults;
   logger?: Logger;
+  /**
+   * Opt in to serving grpc-js's own `dns:` scheme, and so every bare `host:port` target of the
+   * process, with Wayfinder's DNS adapter: it re-resolves on record TTLs within bounds (grpc-js's
+   * resolver never re-polls, so scale-ups go unseen until a connection drops) and reads SRV.
+   * `dns://127.0.0.1:53/echo.svc.test:50051` then asks that nameserver. `false` gives `dns:` back
+   * to grpc-js. Default: leave `dns:` to grpc-js (use `wayfinder+dns:` for ours).
+   */
+  replaceDns?: boolean;
 }
 
 export interface GrpcInstallation {
@@ -54,6 +62,7 @@ export interface GrpcInstallation {
 }
 
 const installedSchemes = new Set<string>();
+let dnsReplaced = false;
 
 /**
  * Registers with grpc-js: a resolver for `wayfinder:` and for every registry scheme known to the
@@ -108,9 +117,25 @@ export function installGrpc(opts: InstallGrpcOptions = {}): GrpcInstallation {
     grpc.experimental.registerResolver(s, BridgeResolver);
     installedSchemes.add(s);
   }
+  // Not added to installedSchemes: a replaced dns: stays subject to grpc-js's proxy mapping, as
+  // grpc-js's own dns: is (the proxy's name is then resolved by our adapter).
+  if (opts.replaceDns === true && !dnsReplaced) {
+    grpc.experimental.registerResolver('dns', BridgeResolver);
+    dnsReplaced = true;
+  } else if (opts.replaceDns === false && dnsReplaced) {
+    restoreGrpcDnsResolver();
+    dnsReplaced = false;
+  }
   const proxyGuarded = guardSchemesFromProxy(installedSchemes);
   if (!proxyGuarded) settings.logger.warn({}, 'grpc bridge: could not guard grpc-js proxy mapping; set channel option grpc.enable_http_proxy: 0 when http_proxy is set');
-  return { schemes: [...installedSchemes].sort(), policies: registeredPolicies(), proxyGuarded };
+  return { schemes: [...installedSchemes, ...(dnsReplaced ? ['dns'] : [])].sort(), policies: registeredPolicies(), proxyGuarded };
+}
+
+/** Re-registers grpc-js's own DNS resolver (its module's setup() does exactly that). */
+function restoreGrpcDnsResolver(): void {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const dnsModule = require('@grpc/grpc-js/build/src/resolver-dns') as { setup(): void };
+  dnsModule.setup();
 }
 
 /** Counters and shared registries, for diagnostics and tests. */

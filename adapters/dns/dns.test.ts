@@ -467,4 +467,30 @@ describe('dns adapter: gRPC end to end against a real dnsmasq', function () {
     // grpc-js's dns: resolver re-resolves only when a connection drops, so it never saw B.
     assert.ok(!theirsBy.includes('B'), 'grpc-js dns: saw the scale-up (behaviour changed upstream; docs/adapters/dns.md needs updating)');
   });
+
+  it('installGrpc({ replaceDns: true }) serves plain dns:// targets with this adapter (scale-ups seen), and false gives dns: back', async () => {
+    const [a, b] = await twoServers();
+    cleanups.push(() => a.kill(), () => b.kill());
+    const d = await startDnsmasq({ localTtl: 3600, records: { hosts: { 'echo.svc.test': ['127.0.0.2'] } } });
+    cleanups.push(() => d.stop());
+    const inst = grpcMod!.installGrpc({ replaceDns: true });
+    cleanups.push(() => void grpcMod!.installGrpc({ replaceDns: false }));
+    assert.ok(inst.schemes.includes('dns'));
+    const client = new echoMod!.EchoClient(`dns://${d.address}/echo.svc.test:${a.port}?max-refresh=1s&min-refresh=200ms`);
+    cleanups.push(() => client.close());
+    assert.equal((await client.echo({})).serverId, 'A');
+    await d.setRecords({ hosts: { 'echo.svc.test': ['127.0.0.2', '127.0.0.3'] } });
+    const t0 = Date.now();
+    let sawB = false;
+    while (!sawB && Date.now() - t0 < 4000) {
+      sawB = (await client.echo({})).serverId === 'B';
+      await new Promise((r) => setTimeout(r, 20)); // call pacing, not synchronisation
+    }
+    assert.ok(sawB, 'a dns: channel never saw the scale-up with replaceDns');
+    assert.ok(!grpcMod!.installGrpc({ replaceDns: false }).schemes.includes('dns'));
+    // grpc-js's own resolver is back: it rejects our ?options as part of the host name.
+    const plain = new echoMod!.EchoClient(`dns://${d.address}/echo.svc.test:${a.port}?max-refresh=1s`, undefined, { 'grpc.enable_http_proxy': 0 });
+    cleanups.push(() => plain.close());
+    await assert.rejects(plain.echo({}, { deadlineMs: 3000 }));
+  });
 });
