@@ -24,18 +24,19 @@ import { KubeClient, KubeRequestError, SERVICE_ACCOUNT_DIR, type WatchHandle } f
  * but without DNS. Read-only: Kubernetes registers pods itself.
  */
 
+/** Options as in the URL or config object (validated by the schema below). */
 export interface K8sOptions {
   namespace?: string;
   kubeconfig?: string;
   context?: string;
-  tokenFile?: string;
-  tokenRefresh: number;
-  serviceAccountDir: string;
-  watchTimeout: number;
-  idleTimeout: number;
-  backoffBase: number;
-  backoffMax: number;
-  terminatingFallback: boolean;
+  'token-file'?: string;
+  'token-refresh': number;
+  'service-account-dir': string;
+  'watch-timeout': number;
+  'idle-timeout': number;
+  'backoff-base': number;
+  'backoff-max': number;
+  'terminating-fallback': boolean;
 }
 
 /** A parsed target: `echo`, `echo.prod`, `echo.prod:grpc`, `echo:8080`, `echo.prod.svc.cluster.local:grpc`. */
@@ -158,7 +159,7 @@ type WatchEnd =
 /**
  * One service's list+watch loop. Contract: list, then watch from the list's resourceVersion with
  * bookmarks; a clean server-side end re-watches at once from the last resourceVersion; 410 Expired
- * re-lists; a watch silent for `idleTimeout` (no event, no bookmark) is aborted and restarted; any
+ * re-lists; a watch silent for `idle-timeout` (no event, no bookmark) is aborted and restarted; any
  * failure is reported (last good set kept) and retried with backoff through a fresh list.
  */
 class SliceWatch {
@@ -180,7 +181,7 @@ class SliceWatch {
     private readonly logger: Logger,
     random: () => number,
   ) {
-    this.backoff = new Backoff(o.backoffBase, o.backoffMax, random);
+    this.backoff = new Backoff(o['backoff-base'], o['backoff-max'], random);
     this.path = `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(t.namespace)}/endpointslices`;
     this.selector = `kubernetes.io/service-name=${t.service}`;
   }
@@ -232,7 +233,7 @@ class SliceWatch {
           else await this.sleep(this.backoff.next());
           break;
         case 'idle':
-          this.logger.warn({ service: this.t.service, namespace: this.t.namespace, idleMs: this.o.idleTimeout }, 'k8s: watch silent past idleTimeout; restarting it');
+          this.logger.warn({ service: this.t.service, namespace: this.t.namespace, idleMs: this.o['idle-timeout'] }, 'k8s: watch silent past idle-timeout; restarting it');
           await this.sleep(this.backoff.next());
           break;
         case 'expired':
@@ -312,11 +313,11 @@ class SliceWatch {
       };
       const arm = () => {
         clearTimeout(idle);
-        idle = setTimeout(() => finish({ kind: 'idle' }), this.o.idleTimeout);
+        idle = setTimeout(() => finish({ kind: 'idle' }), this.o['idle-timeout']);
         idle.unref?.();
       };
       // client-go's habit: a server-side timeout jittered in [t, 1.25 t] so watches do not expire together.
-      const timeoutSeconds = Math.max(1, Math.round((this.o.watchTimeout * (1 + Math.random() / 4)) / 1000));
+      const timeoutSeconds = Math.max(1, Math.round((this.o['watch-timeout'] * (1 + Math.random() / 4)) / 1000));
       const handle = this.client.watch(
         this.path,
         { labelSelector: this.selector, resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds },
@@ -365,7 +366,7 @@ class SliceWatch {
     const run = () => {
       this.emitScheduled = false;
       if (this.stopped) return;
-      const { endpoints, bad } = endpointsFromSlices(this.t, [...this.slices.keys()].sort().map((k) => this.slices.get(k)), this.o.terminatingFallback);
+      const { endpoints, bad } = endpointsFromSlices(this.t, [...this.slices.keys()].sort().map((k) => this.slices.get(k)), this.o['terminating-fallback']);
       this.sink.update(endpoints, { revision: this.rv || undefined, bad });
     };
     if (now) return run();
@@ -379,7 +380,7 @@ class SliceWatch {
 export function createK8sRegistry(options: Partial<K8sOptions> = {}, ctx: { logger?: Logger; random?: () => number; env?: Record<string, string | undefined> } = {}): AdapterInstance & { client: KubeClient; namespace: string } {
   const o: K8sOptions = { ...(validateDefaults() as K8sOptions), ...stripUndefined(options) };
   const logger = ctx.logger ?? silentLogger;
-  const client = new KubeClient({ kubeconfig: o.kubeconfig, context: o.context, tokenFile: o.tokenFile, serviceAccountDir: o.serviceAccountDir, tokenRefreshMs: o.tokenRefresh, env: ctx.env, logger, now: monotonicNow });
+  const client = new KubeClient({ kubeconfig: o.kubeconfig, context: o.context, tokenFile: o['token-file'], serviceAccountDir: o['service-account-dir'], tokenRefreshMs: o['token-refresh'], env: ctx.env, logger, now: monotonicNow });
   const namespace = o.namespace ?? client.namespace ?? 'default';
   const resolver = new WatchResolver(
     'k8s',
@@ -414,17 +415,17 @@ export const k8sAdapter = defineAdapter<K8sOptions>({
     namespace: { type: 'string', doc: "Namespace of targets that name none (service:port). Default: the kubeconfig context's namespace, the service account's namespace in a pod, else \"default\".", check: (v: string) => (DNS1123.test(v) ? undefined : 'must be a Kubernetes namespace name') },
     kubeconfig: { type: 'string', doc: 'Path of a kubeconfig file. Default: in a pod, the service account (in-cluster config); else $KUBECONFIG, else ~/.kube/config.' },
     context: { type: 'string', doc: "kubeconfig context to use (default: the file's current-context)." },
-    tokenFile: { type: 'string', doc: "Bearer token file, re-read every tokenRefresh and after a 401. Default: the service account token in a pod, or the kubeconfig user's tokenFile." },
-    tokenRefresh: { type: 'duration', default: 60_000, min: 1000, doc: 'How often the token file is re-read (bound service-account tokens rotate hourly).' },
-    serviceAccountDir: { type: 'string', default: SERVICE_ACCOUNT_DIR, doc: 'Where the in-cluster token, ca.crt and namespace files are.' },
-    watchTimeout: { type: 'duration', default: 300_000, min: 1000, doc: 'Server-side watch timeout asked for (timeoutSeconds, jittered up to +25%); the watch is then resumed from its resourceVersion.' },
-    idleTimeout: { type: 'duration', default: 180_000, min: 100, doc: 'A watch with no event and no bookmark for this long is presumed dead and restarted (the API server sends bookmarks about every minute).' },
-    backoffBase: { type: 'duration', default: 200, min: 1, doc: 'First retry delay after a failure (exponential, jittered).' },
-    backoffMax: { type: 'duration', default: 30_000, min: 1, doc: 'Longest retry delay.' },
-    terminatingFallback: { type: 'boolean', default: true, doc: 'When no endpoint is ready, use those still serving while terminating (graceful shutdown) instead of none.' },
+    'token-file': { type: 'string', doc: "Bearer token file, re-read every token-refresh and after a 401. Default: the service account token in a pod, or the kubeconfig user's tokenFile." },
+    'token-refresh': { type: 'duration', default: 60_000, min: 1000, doc: 'How often the token file is re-read (bound service-account tokens rotate hourly).' },
+    'service-account-dir': { type: 'string', default: SERVICE_ACCOUNT_DIR, doc: 'Where the in-cluster token, ca.crt and namespace files are.' },
+    'watch-timeout': { type: 'duration', default: 300_000, min: 1000, doc: 'Server-side watch timeout asked for (timeoutSeconds, jittered up to +25%); the watch is then resumed from its resourceVersion.' },
+    'idle-timeout': { type: 'duration', default: 180_000, min: 100, doc: 'A watch with no event and no bookmark for this long is presumed dead and restarted (the API server sends bookmarks about every minute).' },
+    'backoff-base': { type: 'duration', default: 200, min: 1, doc: 'First retry delay after a failure (exponential, jittered).' },
+    'backoff-max': { type: 'duration', default: 30_000, min: 1, doc: 'Longest retry delay.' },
+    'terminating-fallback': { type: 'boolean', default: true, doc: 'When no endpoint is ready, use those still serving while terminating (graceful shutdown) instead of none.' },
   },
   validate(o) {
-    if (o.backoffMax < o.backoffBase) throw new ConfigError('k8s: "backoffMax" must not be below "backoffBase"', { field: 'backoffMax' });
+    if (o['backoff-max'] < o['backoff-base']) throw new ConfigError('k8s: "backoff-max" must not be below "backoff-base"', { field: 'backoff-max' });
   },
   create(options, ctx) {
     return createK8sRegistry(options, { logger: ctx.logger, random: ctx.random });

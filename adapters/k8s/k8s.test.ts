@@ -21,7 +21,7 @@ import { findBinary, requireBinaryOrSkip, tempDir, waitFor, withTimeout } from '
 
 const REAL_KUBECONFIG = process.env.WAYFINDER_TEST_KUBECONFIG;
 const PROP = 3000;
-const fast: Partial<K8sOptions> = { backoffBase: 50, backoffMax: 500, watchTimeout: 60_000, idleTimeout: 60_000 };
+const fast: Partial<K8sOptions> = { 'backoff-base': 50, 'backoff-max': 500, 'watch-timeout': 60_000, 'idle-timeout': 60_000 };
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
 const has = (...want: string[]) => (s: Snapshot) => JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
 let nsSerial = 0;
@@ -324,7 +324,7 @@ describe('k8s adapter', function () {
       const s3 = await r.until(has('10.7.0.4:8080'), PROP, 'a ready endpoint replaces the fallback');
       assert.equal(s3.endpoints[0].zone, 'zone-b');
       fake.deleteEndpoint(ns, 'roll', '10.7.0.4');
-      const strict = watch(resolverFor({ namespace: ns, terminatingFallback: false }), 'roll:grpc');
+      const strict = watch(resolverFor({ namespace: ns, 'terminating-fallback': false }), 'roll:grpc');
       const s4 = await strict.until(() => true, PROP, 'a snapshot');
       assert.deepEqual(s4.endpoints, [], 'no fallback when turned off');
       // Pure function: a missing condition counts as ready, as the API documents.
@@ -354,15 +354,15 @@ describe('k8s adapter', function () {
       assert.ok(r.snapshots.every((s) => !s.error), 'a 410 is routine, not an error');
     });
 
-    it('restarts a watch that goes silent (no events, no bookmarks) after idleTimeout', async () => {
+    it('restarts a watch that goes silent (no events, no bookmarks) after idle-timeout', async () => {
       const f = await ownFake();
       const ns = uniqueNs();
       f.upsertEndpoint(ns, 'echo', ep('10.9.0.1'));
-      const r = watch(resolverFor({ namespace: ns, idleTimeout: 700 }, f, f.writeKubeconfig()), 'echo:grpc');
+      const r = watch(resolverFor({ namespace: ns, 'idle-timeout': 700 }, f, f.writeKubeconfig()), 'echo:grpc');
       await r.until(has('10.9.0.1:8080'), PROP, 'the first endpoint');
       await waitFor('the watch to be open', () => f.openWatches() === 1, { timeoutMs: PROP });
       const watchesBefore = f.requests.filter((q) => q.verb === 'watch').length;
-      // Bookmarks every 200 ms keep a healthy watch alive past idleTimeout: no restart.
+      // Bookmarks every 200 ms keep a healthy watch alive past idle-timeout: no restart.
       await new Promise((res) => setTimeout(res, 1000));
       assert.equal(f.requests.filter((q) => q.verb === 'watch').length, watchesBefore, 'a watch with bookmarks was restarted');
       const t0 = Date.now();
@@ -370,7 +370,7 @@ describe('k8s adapter', function () {
       f.upsertEndpoint(ns, 'echo', ep('10.9.0.2'));
       await r.until(has('10.9.0.1:8080', '10.9.0.2:8080'), PROP, 'the change, through a new watch');
       const ms = Date.now() - t0;
-      assert.ok(ms >= 600, `recovered after ${ms} ms: before idleTimeout, so not through the watchdog`);
+      assert.ok(ms >= 600, `recovered after ${ms} ms: before idle-timeout, so not through the watchdog`);
       assert.equal(f.requests.filter((q) => q.verb === 'watch').length, watchesBefore + 1);
     });
 
@@ -427,7 +427,7 @@ describe('k8s adapter', function () {
       writeFileSync(path.join(sa, 'ca.crt'), fake.caPem);
       writeFileSync(path.join(sa, 'namespace'), ns);
       fake.upsertEndpoint(ns, 'echo', ep('10.12.0.1'));
-      const reg = createK8sRegistry({ serviceAccountDir: sa, ...fast }, { env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(fake.port) } });
+      const reg = createK8sRegistry({ 'service-account-dir': sa, ...fast }, { env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(fake.port) } });
       closers.push(() => reg.resolver.close());
       assert.equal(reg.namespace, ns);
       assert.equal(reg.client.source, 'in-cluster');
@@ -448,7 +448,7 @@ describe('k8s adapter', function () {
       await assert.rejects(Discovery.fromConfig(`k8s://?kubeconfig=${encodeURIComponent(kcCtx)}&context=missing`), (e: any) => e instanceof ConfigError && e.field === 'context' && /other/.test(e.message));
       await assert.rejects(Discovery.fromConfig('k8s://?kubeconfig=/nonexistent/kubeconfig'), (e: any) => e instanceof ConfigError && e.field === 'kubeconfig');
       await assert.rejects(Discovery.fromConfig('k8s://?namespace=Bad_NS'), (e: any) => e instanceof ConfigError && e.field === 'namespace');
-      await assert.rejects(Discovery.fromConfig('k8s://?idleTimeout=soon'), (e: any) => e instanceof ConfigError && e.field === 'idleTimeout');
+      await assert.rejects(Discovery.fromConfig('k8s://?idle-timeout=soon'), (e: any) => e instanceof ConfigError && e.field === 'idle-timeout');
       await assert.rejects(Discovery.fromConfig('k8s://somehost:443'), (e: any) => e instanceof ConfigError);
     });
   });
