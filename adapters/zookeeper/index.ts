@@ -472,7 +472,6 @@ class ZkRegistration extends RegistrationBase {
 
 class ZkRegistrar extends RegistrarBase<ZkRegistration> {
   readonly acls: ReturnType<typeof aclsFor>;
-  private readonly ensured = new Map<string, Promise<void>>();
 
   constructor(
     readonly session: ZkSession,
@@ -487,22 +486,17 @@ class ZkRegistrar extends RegistrarBase<ZkRegistration> {
     this.acls = aclsFor(aclMode, auth);
   }
 
-  /** Creates the base path's missing ancestors and the service node (persistent; left in place). */
-  ensureServiceNode(service: string): Promise<void> {
-    let p = this.ensured.get(service);
-    if (!p) {
-      p = (async () => {
-        if (this.base !== '/') await this.session.ensurePath(this.base, this.acls.ancestors);
-        try {
-          await this.session.create(joinPath(this.base, service), null, this.acls.service, zookeeper.CreateMode.PERSISTENT);
-        } catch (e) {
-          if (zkCode(e) !== ZK.NODE_EXISTS) throw e;
-        }
-      })();
-      this.ensured.set(service, p);
-      p.catch(() => this.ensured.delete(service));
+  /**
+   * Creates the base path's missing ancestors and the service node (persistent; left in place).
+   * Called when a create meets NO_NODE, so also after someone removed an empty service node.
+   */
+  async ensureServiceNode(service: string): Promise<void> {
+    if (this.base !== '/') await this.session.ensurePath(this.base, this.acls.ancestors);
+    try {
+      await this.session.create(joinPath(this.base, service), null, this.acls.service, zookeeper.CreateMode.PERSISTENT);
+    } catch (e) {
+      if (zkCode(e) !== ZK.NODE_EXISTS) throw e;
     }
-    return p;
   }
 
   protected async create(spec: CheckedSpec): Promise<ZkRegistration> {
@@ -577,6 +571,7 @@ export const zookeeperAdapter = defineAdapter<ZooKeeperOptions>({
   scheme: 'zk',
   aliases: ['zookeeper'],
   description: 'Apache ZooKeeper: ephemeral nodes per instance, watches, digest ACLs; Curator x-discovery compatible. zk://h1:2181,h2:2181/services?format=curator',
+  examples: ['zk://127.0.0.1:2181/services', 'zk://zk1:2181,zk2:2181,zk3:2181/services?format=curator', 'zookeeper://alice@zk1:2181/services?password-file=/run/secrets/zk'],
   capabilities: zookeeperCapabilities,
   options,
   validate,

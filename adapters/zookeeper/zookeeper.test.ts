@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zookeeper from 'node-zookeeper-client';
-import { ClosedError, Discovery, consoleLogger, endpointKey, isWayfinderError, resolveRegistry, type InstanceSpec, type Logger, type Registrar, type Registration, type Snapshot } from '../../core';
+import { ClosedError, Discovery, endpointKey, isWayfinderError, resolveRegistry, type InstanceSpec, type Logger, type Registrar, type Registration, type Snapshot } from '../../core';
 import { SnapshotRecorder, registrarConformance, requireBinaryOrSkip, resolverConformance, tempDir, uniqueService, waitFor, withTimeout } from '../../testkit';
 import { findZooKeeper, startZooKeeper, type ZooKeeperServer } from '../../testkit/zookeeper';
 import { createZooKeeperRegistry, zookeeperAdapter, zookeeperCapabilities, type ZooKeeperOptions, type ZooKeeperRegistry } from '.';
@@ -352,12 +352,46 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       }
     });
 
+    it('NodeExists on re-create is settled by ephemeralOwner: ours is kept, a dead session\'s replaced', async () => {
+      const base = uniqueBase();
+      const svc = uniqueService();
+      const a = registry({ path: base });
+      const reg = await a.registrar.register({ service: svc, host: '127.0.0.1', port: 7451, id: 'inst-2', metadata: { v: '1' } });
+      const nodePath = `${base}/${svc}/inst-2`;
+      const recreate = (reg as unknown as { createNode(initial: boolean): Promise<string> }).createNode.bind(reg);
+      const c = await rawClient();
+      try {
+        // Our own session's node (an earlier create whose answer was lost): kept, data made current.
+        const before = await statOf(c, nodePath);
+        await reg.update({ metadata: { v: '2' } });
+        assert.equal(await recreate(false), 'adopted');
+        const kept = await statOf(c, nodePath);
+        assert.deepEqual(kept.czxid, before.czxid, 'our own node was deleted and re-created');
+        // A node held by a session this process knows to be expired (an ensemble member lagging
+        // behind the expiry): replaced. The other session is alive here; the registrar's knowledge
+        // of it as one of its dead sessions is what decides, so it is told so.
+        const other = await rawClient();
+        try {
+          await p((cb) => c.remove(nodePath, cb));
+          await createNode(other, nodePath, JSON.stringify({ host: '127.0.0.1', port: 7459 }), zookeeper.CreateMode.EPHEMERAL);
+          a.session.deadSessions.add(sessionHex(other.getSessionId()));
+          assert.equal(await recreate(false), 'created');
+          assert.equal(sessionHex((await statOf(c, nodePath)).ephemeralOwner), a.session.sessionId);
+          assert.equal(JSON.parse((await getData(c, nodePath)).toString()).metadata.v, '2');
+        } finally {
+          other.done();
+        }
+      } finally {
+        c.done();
+      }
+    });
+
     it('server restart: the last good set is kept while it is down, then watching and registering resume', async function () {
       this.timeout(90_000);
       const base = uniqueBase();
       const svc = uniqueService();
       // A session timeout longer than the restart, so sessions (and ephemeral nodes) survive it.
-      const a = registry({ path: base, sessionTimeout: 20_000, timeout: 20_000 }, process.env.ZK_DEBUG ? consoleLogger(console, 'debug') : undefined);
+      const a = registry({ path: base, sessionTimeout: 20_000, timeout: 20_000 });
       const b = registry({ path: base, sessionTimeout: 20_000, timeout: 20_000 });
       const reg = await a.registrar.register({ service: svc, host: '127.0.0.1', port: 7501 });
       const ev = events(reg);
