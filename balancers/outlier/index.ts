@@ -1,4 +1,4 @@
-import { endpointKey, type Balancer, type BalancerContext, type Endpoint, type OptionsSchema, type Pick, type PickDone, type Picker, type PickInfo } from '../../core';
+import { endpointKey, type Balancer, type BalancerContext, type Endpoint, type OptionsSchema, type Pick, type Picker, type PickInfo } from '../../core';
 
 /**
  * Outlier ejection, a decorator for any Balancer. An endpoint is ejected (taken out of the set the
@@ -66,13 +66,17 @@ class OutlierState {
   ejectedUntil = 0;
   ejections = 0;
   returnedAt = Number.NEGATIVE_INFINITY;
+  gen = 0;
   constructor(readonly key: string) {}
 }
 
 export class OutlierBalancer implements Balancer {
   readonly name: string;
   readonly config: Required<OutlierConfig>;
-  private states = new Map<string, OutlierState>();
+  private readonly states = new Map<string, OutlierState>();
+  /** Endpoint object -> its state, for picks (objects of old sets fall away with them). */
+  private readonly byEndpoint = new WeakMap<Endpoint, OutlierState>();
+  private gen = 0;
   private current: OutlierPicker | undefined;
   constructor(
     private readonly inner: Balancer,
@@ -83,15 +87,28 @@ export class OutlierBalancer implements Balancer {
   }
 
   build(endpoints: Endpoint[], ctx: BalancerContext): Picker {
-    const next = new Map<string, OutlierState>();
-    const states = endpoints.map((e) => {
+    // In-place update with a generation mark (a 10,000-endpoint rebuild must stay within a few ms).
+    const gen = ++this.gen;
+    const map = this.states;
+    const states = new Array<OutlierState>(endpoints.length);
+    let live = 0;
+    for (let i = 0; i < endpoints.length; i++) {
+      const e = endpoints[i];
       const key = endpointKey(e);
-      const s = next.get(key) ?? this.states.get(key) ?? new OutlierState(key);
-      next.set(key, s);
-      return s;
-    });
-    this.states = next;
-    const picker = new OutlierPicker(this, this.inner, endpoints, states, ctx);
+      let s = map.get(key);
+      if (!s) {
+        s = new OutlierState(key);
+        map.set(key, s);
+      }
+      if (s.gen !== gen) {
+        s.gen = gen;
+        live++;
+      }
+      states[i] = s;
+      this.byEndpoint.set(e, s);
+    }
+    if (map.size > live) for (const [k, s] of map) if (s.gen !== gen) map.delete(k);
+    const picker = new OutlierPicker(this, this.inner, endpoints, states, this.byEndpoint, ctx);
     this.current = picker;
     return picker;
   }
@@ -152,6 +169,7 @@ export class OutlierPicker implements Picker {
     private readonly balancer: Balancer,
     private readonly endpoints: readonly Endpoint[],
     private readonly states: readonly OutlierState[],
+    private readonly index: WeakMap<Endpoint, OutlierState>,
     private readonly ctx: BalancerContext,
   ) {
     this.refresh(ctx.now());
@@ -181,34 +199,29 @@ export class OutlierPicker implements Picker {
     }
     const p = this.inner.pick(info);
     if (p.endpoint === null) return p;
-    return new OutlierCall(p, this.stateOf(p.endpoint), this.owner, this.ctx);
+    return outlierCall(p, this.stateOf(p.endpoint), this.owner, this.ctx);
   }
 
-  private index: Map<Endpoint, OutlierState> | undefined;
   private stateOf(e: Endpoint): OutlierState {
-    if (!this.index) this.index = new Map(this.endpoints.map((x, i) => [x, this.states[i]]));
     return this.index.get(e) ?? new OutlierState(endpointKey(e));
   }
 }
 
-class OutlierCall {
-  readonly endpoint: Endpoint;
-  private finished = false;
-  constructor(
-    private readonly p: Extract<Pick, { endpoint: Endpoint }> & { started?(): void },
-    private readonly s: OutlierState,
-    private readonly owner: OutlierBalancer,
-    private readonly ctx: BalancerContext,
-  ) {
-    this.endpoint = p.endpoint;
-  }
-  readonly started = (): void => this.p.started?.();
-  readonly done: PickDone = (result) => {
-    this.p.done(result);
-    if (this.finished) return;
-    this.finished = true;
-    this.owner.record(this.s, result?.ok === true, this.ctx.now());
-  };
+/** Wraps an inner pick so its outcome also reaches the ejection state, once. */
+function outlierCall(p: Extract<Pick, { endpoint: Endpoint }> & { started?(): void }, s: OutlierState, owner: OutlierBalancer, ctx: BalancerContext): Pick {
+  let finished = false;
+  return {
+    endpoint: p.endpoint,
+    started(): void {
+      p.started?.();
+    },
+    done(result: { ok: boolean; latencyMs: number }): void {
+      p.done(result);
+      if (finished) return;
+      finished = true;
+      owner.record(s, result?.ok === true, ctx.now());
+    },
+  } as Pick;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -1,4 +1,4 @@
-import { defineBalancer, registerBalancer, type Balancer, type Endpoint, type OptionsSchema, type Pick, type PickDone, type Picker } from '../../core';
+import { defineBalancer, registerBalancer, type Balancer, type Endpoint, type OptionsSchema, type Pick, type Picker } from '../../core';
 import { outlierOptions, withOutlierEjection, type OutlierConfig } from '../outlier';
 import { slowStartOptions, withSlowStart, type CallContext, type SlowStartConfig } from '../slow-start';
 import { EndpointLoad, LoadTable } from './load';
@@ -105,39 +105,40 @@ export class P2cPicker implements Picker {
       const t = this.ctx.now();
       if (this.cost(this.loads[j], t) < this.cost(this.loads[i], t)) i = j;
     }
-    return new P2cCall(this, this.endpoints[i], this.loads[i]);
+    return p2cCall(this, this.endpoints[i], this.loads[i]);
   }
 }
 
-/** One pick's handle: counts the call in flight and records its outcome once. */
-class P2cCall {
+/**
+ * One pick's handle: counts the call in flight and records its outcome once. Plain closures in
+ * method shorthand (no `this`): done/started work detached, as callbacks. (Method shorthand also
+ * keeps tsx/esbuild's keepNames from wrapping a fresh function per pick, which costs ~0.5 µs.)
+ */
+function p2cCall(picker: P2cPicker, endpoint: Endpoint, load: EndpointLoad): Pick {
   /** 0 picked, 1 started (counted in flight), 2 done. */
-  private phase = 0;
-  constructor(
-    private readonly picker: P2cPicker,
-    readonly endpoint: Endpoint,
-    private readonly load: EndpointLoad,
-  ) {
-    if (!picker.explicit) {
-      load.inflight++;
-      this.phase = 1;
-    }
+  let phase = 0;
+  if (!picker.explicit) {
+    load.inflight++;
+    phase = 1;
   }
-  readonly started = (): void => {
-    if (this.phase !== 0) return;
-    this.phase = 1;
-    this.load.inflight++;
-  };
-  readonly done: PickDone = (result) => {
-    if (this.phase === 2) return;
-    if (this.phase === 1 && this.load.inflight > 0) this.load.inflight--;
-    this.phase = 2;
-    const b = this.picker.balancer;
-    const ok = result?.ok === true;
-    const lat = result?.latencyMs as number;
-    if (ok) b.loads.noteSuccess(lat);
-    this.load.observe(ok, lat, this.picker.ctx.now(), b.tau, b.loads.typicalMs, b.errTau);
-  };
+  return {
+    endpoint,
+    started(): void {
+      if (phase !== 0) return;
+      phase = 1;
+      load.inflight++;
+    },
+    done(result: { ok: boolean; latencyMs: number }): void {
+      if (phase === 2) return;
+      if (phase === 1 && load.inflight > 0) load.inflight--;
+      phase = 2;
+      const b = picker.balancer;
+      const ok = result?.ok === true;
+      const lat = result?.latencyMs as number;
+      if (ok) b.loads.noteSuccess(lat);
+      load.observe(ok, lat, picker.ctx.now(), b.tau, b.loads.typicalMs, b.errTau);
+    },
+  } as Pick;
 }
 
 /** Builds a p2c Balancer with its configured decorators (outlier ejection around slow start). */

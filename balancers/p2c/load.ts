@@ -23,6 +23,8 @@ export class EndpointLoad {
   failures = 0;
   /** When ewma/successes/failures were last updated. */
   at = 0;
+  /** LoadTable.sync generation that last saw this endpoint. */
+  gen = 0;
   constructor(readonly key: string) {}
 
   /** e^(-(t - at)/tau): how much of the state at `at` survives until t. */
@@ -66,22 +68,35 @@ export class EndpointLoad {
 
 /** The Balancer-owned table of EndpointLoad, plus the balancer-wide typical latency. */
 export class LoadTable {
-  private byKey = new Map<string, EndpointLoad>();
+  private readonly byKey = new Map<string, EndpointLoad>();
   /** Balancer-wide EWMA (per sample, weight 1/20) of successful latencies; 0 until one is seen. */
   typicalMs = 0;
 
-  /** The states for a new endpoint set, in its order; states of endpoints not in it are dropped. */
+  private gen = 0;
+
+  /**
+   * The states for a new endpoint set, in its order; states of endpoints not in it are dropped.
+   * Updates the map in place (no new 10,000-entry map per rebuild: the budget is a few ms).
+   */
   sync(endpoints: readonly Endpoint[]): EndpointLoad[] {
-    const next = new Map<string, EndpointLoad>();
+    const gen = ++this.gen;
+    const map = this.byKey;
     const out = new Array<EndpointLoad>(endpoints.length);
+    let live = 0;
     for (let i = 0; i < endpoints.length; i++) {
       const key = endpointKey(endpoints[i]);
-      let s = next.get(key) ?? this.byKey.get(key);
-      if (!s) s = new EndpointLoad(key);
-      next.set(key, s);
+      let s = map.get(key);
+      if (!s) {
+        s = new EndpointLoad(key);
+        map.set(key, s);
+      }
+      if (s.gen !== gen) {
+        s.gen = gen;
+        live++;
+      }
       out[i] = s;
     }
-    this.byKey = next;
+    if (map.size > live) for (const [k, s] of map) if (s.gen !== gen) map.delete(k);
     return out;
   }
 

@@ -45,8 +45,9 @@ export function withSlowStart(inner: Balancer, config: SlowStartConfig): Balance
 
 export class SlowStartBalancer implements Balancer {
   readonly name: string;
-  /** host:port -> when it joined; -Infinity for the initial set. Kept across builds. */
-  private since = new Map<string, number>();
+  /** host:port -> when it joined (-Infinity for the initial set), and the last build that saw it. */
+  private readonly since = new Map<string, { at: number; gen: number }>();
+  private gen = 0;
   private seenNonEmpty = false;
   constructor(
     private readonly inner: Balancer,
@@ -57,19 +58,28 @@ export class SlowStartBalancer implements Balancer {
 
   build(endpoints: Endpoint[], ctx: CallContext): Picker {
     const t = ctx.now();
-    const next = new Map<string, number>();
+    const gen = ++this.gen;
+    const map = this.since;
     const warming = new Map<Endpoint, number>();
     let warmUntil = -Infinity;
+    let live = 0;
     for (const e of endpoints) {
       const key = endpointKey(e);
-      const s = next.get(key) ?? this.since.get(key) ?? (this.seenNonEmpty ? t : -Infinity);
-      next.set(key, s);
-      if (s + this.windowMs > t) {
-        warming.set(e, s);
-        warmUntil = Math.max(warmUntil, s + this.windowMs);
+      let j = map.get(key);
+      if (!j) {
+        j = { at: this.seenNonEmpty ? t : -Infinity, gen: 0 };
+        map.set(key, j);
+      }
+      if (j.gen !== gen) {
+        j.gen = gen;
+        live++;
+      }
+      if (j.at + this.windowMs > t) {
+        warming.set(e, j.at);
+        warmUntil = Math.max(warmUntil, j.at + this.windowMs);
       }
     }
-    this.since = next;
+    if (map.size > live) for (const [k, j] of map) if (j.gen !== gen) map.delete(k);
     if (endpoints.length > 0) this.seenNonEmpty = true;
     const explicit = ctx.explicitStart === true;
     const inner = this.inner.build(endpoints, { ...ctx, explicitStart: true } as CallContext);
