@@ -204,6 +204,7 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
         }
         if (r.filteredByAcls) {
           if (r.body.length === 0) {
+            sh.tokens.invalidate(); // a rotated token file may be the fix: read it again
             sink.error(new AuthFailedError(`consul: the ACL token may not read "${service}" (results filtered by ACLs; needs service:read and node:read); keeping the last known endpoints`));
             continue;
           }
