@@ -135,19 +135,22 @@ function chart(results: { sc: Scenario; name: string; r: Result }[]): string {
   const x0 = xOf(50);
   const x1 = xOf(99.99);
   const X = (p: number) => m.l + ((xOf(p) - x0) / (x1 - x0)) * pw;
-  const Y = (ms: number) => m.t + ph - (Math.min(ms, 1050) / 1050) * ph;
+  // Log latency axis from 150 ms to 1100 ms: the body (≈167 ms) and the timeouts both stay readable.
+  const lo = Math.log(150);
+  const hi = Math.log(1100);
+  const Y = (ms: number) => m.t + ph - ((Math.log(Math.min(Math.max(ms, 150), 1100)) - lo) / (hi - lo)) * ph;
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const panels = SCENARIOS.map((sc, k) => {
     const ox = k * W;
     const g: string[] = [`<g transform="translate(${ox},0)">`, `<text x="${m.l + pw / 2}" y="20" text-anchor="middle" font-size="13" font-weight="bold">${esc(sc.name)}</text>`];
-    for (const ms of [0, 200, 400, 600, 800, 1000]) {
+    for (const ms of [150, 170, 200, 300, 500, 1000]) {
       g.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(ms)}" y2="${Y(ms)}" stroke="#ddd"/>`, `<text x="${m.l - 6}" y="${Y(ms) + 4}" text-anchor="end" font-size="10">${ms}</text>`);
     }
     for (const p of [50, 90, 99, 99.9, 99.99]) {
       g.push(`<line x1="${X(p)}" x2="${X(p)}" y1="${m.t}" y2="${m.t + ph}" stroke="#eee"/>`, `<text x="${X(p)}" y="${m.t + ph + 14}" text-anchor="middle" font-size="10">p${p}</text>`);
     }
     g.push(`<text x="${m.l + pw / 2}" y="${H - 8}" text-anchor="middle" font-size="11">percentile</text>`);
-    if (k === 0) g.push(`<text transform="translate(14,${m.t + ph / 2}) rotate(-90)" text-anchor="middle" font-size="11">latency (ms, timeout 1000)</text>`);
+    if (k === 0) g.push(`<text transform="translate(14,${m.t + ph / 2}) rotate(-90)" text-anchor="middle" font-size="11">latency, ms (log; timeout 1000)</text>`);
     for (const x of results.filter((r) => r.sc === sc)) {
       const pts = ps.map((p) => `${X(p).toFixed(1)},${Y(pct(x.r.latencies, p)).toFixed(1)}`).join(' ');
       g.push(`<polyline fill="none" stroke="${colors[x.name] ?? '#333'}" stroke-width="2" points="${pts}"/>`);
