@@ -69,6 +69,15 @@ export function serviceConfigFor(options: grpc.ChannelOptions): StatusOr<Service
  * registry error with a last good set keeps that set (nothing is reported). A registry error
  * before any good set is reported as UNAVAILABLE.
  */
+/**
+ * The :authority for a service name. grpc-js builds a URL from it (`http://<authority>`), so a
+ * named port as in `echo.default:grpc` (Kubernetes) must not look like a port: drop it.
+ */
+export function authorityFor(service: string): string {
+  const i = service.lastIndexOf(':');
+  return i >= 0 && !/^\d+$/.test(service.slice(i + 1)) ? service.slice(0, i) : service;
+}
+
 export class BridgeResolver implements grpc.experimental.Resolver {
   private readonly target?: BridgeTarget;
   private readonly targetError?: WayfinderError;
@@ -83,7 +92,7 @@ export class BridgeResolver implements grpc.experimental.Resolver {
     // (ConfigError naming the field) fails there, before anything connects.
     const t = parseBridgeTarget(target);
     if (t.registryUrl !== undefined) resolveRegistry(t.registryUrl);
-    return t.service;
+    return authorityFor(t.service);
   }
 
   constructor(uri: grpc.experimental.GrpcUri, private readonly listener: grpc.experimental.ResolverListener, options: grpc.ChannelOptions) {

@@ -491,7 +491,7 @@ describe('k8s adapter', function () {
     // getDefaultAuthority(), which the bridge sets to the service name; "echo.default:grpc" is not
     // a valid host[:port], so subchannels fail with "TypeError: Invalid URL" (the
     // grpc.default_authority option does not reach that code path in grpc-js 1.14).
-    it.skip('calls echo pods through k8s:///echo.default:grpc (named port) [pending: bridge authority for named ports]', async () => {
+    it('calls echo pods through k8s:///echo.default:grpc (named port)', async () => {
       await twoPods();
       const client = new EchoClient('k8s:///echo.default:grpc');
       closers.push(() => client.close());
