@@ -1,0 +1,19 @@
+'use strict';
+// Copies the non-TypeScript files the compiled package needs at run time (.proto) into dist/.
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const dirs = ['core', 'adapters', 'balancers', 'grpc', 'testkit', 'cli'];
+function walk(dir) {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) walk(p);
+    else if (e.name.endsWith('.proto')) {
+      const out = path.join(root, 'dist', path.relative(root, p));
+      fs.mkdirSync(path.dirname(out), { recursive: true });
+      fs.copyFileSync(p, out);
+    }
+  }
+}
+for (const d of dirs) if (fs.existsSync(path.join(root, d))) walk(path.join(root, d));
