@@ -30,7 +30,13 @@ const BUILTIN_ADAPTERS: Record<string, string> = {
 const BUILTIN_BALANCERS: Record<string, string> = {
   round_robin: '../balancers/round-robin',
   weighted: '../balancers/weighted',
+  weighted_round_robin: '../balancers/weighted',
+  wrr: '../balancers/weighted',
   p2c: '../balancers/p2c',
+  p2c_ewma: '../balancers/p2c',
+  peak_ewma: '../balancers/p2c',
+  least_request: '../balancers/p2c',
+  p2c_least_request: '../balancers/p2c',
 };
 
 function loadBuiltin(path: string): void {

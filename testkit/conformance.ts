@@ -372,7 +372,11 @@ export interface BalancerConformanceOptions {
   it: ItFn;
   describe: DescribeFn;
   name: string;
-  balancer: Balancer;
+  /**
+   * The balancer, or a factory for a fresh one per test (for balancers that keep load state
+   * across picker rebuilds, so one test's load does not leak into the next).
+   */
+  balancer: Balancer | (() => Balancer);
   /** Whether the balancer honours Endpoint.weight (enables the weighted distribution test). */
   weighted?: boolean;
   /** Whether equal-weight endpoints with equal outcomes get equal shares (true for most). */
@@ -406,7 +410,14 @@ function shares(b: Balancer, eps: Endpoint[], n: number, seed: number): Map<stri
   return counts;
 }
 
-export function balancerConformance(o: BalancerConformanceOptions): void {
+export function balancerConformance(opts: BalancerConformanceOptions): void {
+  const make = typeof opts.balancer === 'function' ? opts.balancer : () => opts.balancer as Balancer;
+  const o = {
+    ...opts,
+    get balancer(): Balancer {
+      return make();
+    },
+  };
   const tol = o.tolerance ?? 0.02;
   const n = o.picks ?? 30_000;
   o.describe(`${o.name}: balancer conformance`, () => {
