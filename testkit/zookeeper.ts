@@ -100,6 +100,36 @@ function fourLetterWord(host: string, port: number, cmd: string, timeoutMs: numb
   });
 }
 
+/** Joins a session with its id and password and closes it; 'expired' when the server says it is gone. */
+async function joinAndClose(port: number, creds: ZkSessionCredentials, timeoutMs: number): Promise<'expired' | 'closed'> {
+  const c = zookeeper.createClient(`127.0.0.1:${port}`, {
+    sessionTimeout: 30_000,
+    spinDelay: 100,
+    retries: 0,
+    // @types lacks these, but the client joins an existing session when given them.
+    ...({ sessionId: creds.sessionId, sessionPassword: creds.password } as object),
+  });
+  try {
+    const joined = await withTimeout(
+      new Promise<'connected' | 'expired'>((resolve) => {
+        c.once('connected', () => resolve('connected'));
+        c.once('expired', () => resolve('expired'));
+        c.connect();
+      }),
+      timeoutMs,
+      'joining the session to expire it',
+    );
+    if (joined === 'expired') return 'expired';
+    const closed = new Promise<void>((resolve) => c.once('disconnected', () => resolve()));
+    c.close();
+    await withTimeout(closed, timeoutMs, 'closing the joined session');
+    return 'closed';
+  } finally {
+    // Whatever happened, never leave this helper client reconnecting in the background.
+    hardClose(c);
+  }
+}
+
 export async function startZooKeeper(opts: StartZooKeeperOptions = {}): Promise<ZooKeeperServer> {
   const install = findZooKeeper();
   const tmp = tempDir('wayfinder-zk-');
@@ -173,31 +203,14 @@ export async function startZooKeeper(opts: StartZooKeeperOptions = {}): Promise<
     url: (basePath = '', query?: string) => `zk://127.0.0.1:${port}${basePath}${query ? `?${query}` : ''}`,
     fourLetter: (cmd, timeoutMs = 3000) => fourLetterWord('127.0.0.1', port, cmd, timeoutMs),
     async expireSession(creds, timeoutMs = 10_000) {
-      const c = zookeeper.createClient(`127.0.0.1:${port}`, {
-        sessionTimeout: 30_000,
-        spinDelay: 100,
-        retries: 0,
-        // Typed as unknown options by @types: the client accepts an existing session to join.
-        ...({ sessionId: creds.sessionId, sessionPassword: creds.password } as object),
-      });
-      try {
-        await withTimeout(
-          new Promise<void>((resolve, reject) => {
-            c.once('connected', () => resolve());
-            c.once('expired', () => reject(new Error('the session had already expired')));
-            c.connect();
-          }),
-          timeoutMs,
-          'joining the session to expire it',
-        );
-        const closedP = new Promise<void>((resolve) => c.once('disconnected', () => resolve()));
-        c.close();
-        await withTimeout(closedP, timeoutMs, 'closing the joined session');
-      } catch (e) {
-        if (!/already expired/.test((e as Error).message)) throw e;
-      } finally {
-        // Whatever happened, never leave this helper client reconnecting in the background.
-        hardClose(c);
+      // The session's own client reconnects at once when the server moves the session to our
+      // helper connection, and may take it back before our closeSession is processed. So repeat
+      // until the server itself answers a join with "expired": only then is the session gone.
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`expireSession: the session was still alive after ${timeoutMs} ms`);
+        if ((await joinAndClose(port, creds, left)) === 'expired') return;
       }
     },
     async stop() {
