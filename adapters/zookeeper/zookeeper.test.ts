@@ -503,6 +503,20 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       // The owner still can.
       await reg.update({ weight: 3 });
       assert.equal((await anon.resolver.resolve(svc))[0].weight, 3);
+      // After a session expiry the new session authenticates again: the node (under a service node
+      // only alice may write to) is re-created with alice's ACL.
+      const ev = events(reg);
+      await zk.expireSession(alice.session.credentials());
+      await waitFor('restored after expiry', () => ev.includes('restored'), { timeoutMs: 10_000 });
+      assert.deepEqual(ev, ['lost', 'restored']);
+      const again = await rawClient(`alice:${secret}`);
+      try {
+        const acls = await p<zookeeper.ACL[]>((cb) => again.getACL(nodePath, cb));
+        assert.ok(acls.some((a) => a.id.scheme === 'digest' && a.id.id === digestId('alice', secret)), 'the re-created node lost its owner ACL');
+        assert.equal(sessionHex((await statOf(again, nodePath)).ephemeralOwner), alice.session.sessionId);
+      } finally {
+        again.done();
+      }
     });
 
     it('acl=creator-only with password-file: consumers without the identity get AUTH_FAILED, the identity reads', async () => {
