@@ -334,7 +334,7 @@ class ZkRegistration extends RegistrationBase {
     return this.registrar.session;
   }
 
-  /** Creates the node, resolving the NodeExists cases by the node's ephemeralOwner (see README). */
+  /** Creates the node, settling NodeExists by the node's ephemeralOwner (docs/adapters/zookeeper.md, Registrar). */
   async createNode(initial: boolean): Promise<NodeCheck> {
     const data = encode(this.registrar.format, this.spec, this.registeredAt);
     const acl = this.registrar.acls;
