@@ -13,7 +13,9 @@ try {
   if (process.env.CI) process.exit(1);
 }
 
-const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'], { cwd: root, stdio: 'inherit' });
+// Type-check and build dist/ (the docs' runnable examples import the package as users do).
+const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
+if (tsc.status === 0) require('./copy-assets');
 if (tsc.status !== 0) {
   console.error('[wayfinder] type check failed');
   console.log('0 passed, 1 failed');
