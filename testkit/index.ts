@@ -6,3 +6,4 @@ export * from './etcd';
 export * from './fake-consul';
 export * from './fake-kube-api';
 export * from './zookeeper';
+export * from './fault-proxy';
