@@ -125,6 +125,11 @@ export interface BalancerContext {
 
 export interface Balancer {
   readonly name: string;
+  /**
+   * True when pickers read PickInfo.key/metadata (sticky balancers). Callers skip extracting them
+   * per call otherwise (the gRPC bridge reads the `wayfinder-pick-key` metadata only then).
+   */
+  readonly usesPickInfo?: boolean;
   /** Called on every change of the endpoint set; the returned picker is immutable. */
   build(endpoints: Endpoint[], ctx: BalancerContext): Picker;
 }

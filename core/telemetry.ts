@@ -65,6 +65,14 @@ function instruments(): Instruments {
 }
 
 export const telemetry = {
+  /**
+   * True when an OpenTelemetry SDK is registered. Hot paths (per-call instruments) check this first
+   * so that without an SDK they cost nothing beyond this check.
+   */
+  active(): boolean {
+    const p = metrics.getMeterProvider() as { constructor?: { name?: string } };
+    return p.constructor?.name !== 'NoopMeterProvider';
+  },
   snapshot(registry: string, service: string, endpoints: number): void {
     const attrs = { registry, service };
     endpointCounts.set(`${registry}\0${service}`, { attrs, value: endpoints });

@@ -1,5 +1,12 @@
 import type { Endpoint, Logger } from './model';
 
+/**
+ * The done() of balancers that ignore call outcomes (round-robin, weighted without decorators).
+ * Callers may skip per-call bookkeeping for picks whose done is this function and that have no
+ * started() (the gRPC bridge then returns grpc-js's own pick result untouched).
+ */
+export const ignoreOutcome = (_result: { ok: boolean; latencyMs: number }): void => {};
+
 /** A logger that drops everything: Wayfinder is silent unless given a logger. */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 

@@ -2,6 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import {
   endpointKey,
   getBalancer,
+  ignoreOutcome,
+  telemetry,
   monotonicNow,
   validateOptions,
   type Balancer,
@@ -227,7 +229,7 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
         leaves.set(c.endpoint, p);
         leaves.set(c.key, p);
       }
-      this.updateState(ConnectivityState.READY, new BridgePicker(this.balancerPicker, leaves, this.policy), null);
+      this.updateState(ConnectivityState.READY, new BridgePicker(this.balancerPicker, leaves, this.policy, this.balancer.usesPickInfo === true), null);
     } else if (all.some((c) => c.leaf.getConnectivityState() === ConnectivityState.CONNECTING)) {
       this.updateState(ConnectivityState.CONNECTING, new QueuePicker(this), null);
     } else if (all.length === 0) {
@@ -259,17 +261,24 @@ const noopStart = () => {};
  * and re-picks (subchannel no longer READY after async credentials) gets neither, which is why
  * balancers count in-flight calls from started() when the context says `explicitStart`.
  */
-class BridgePicker implements GrpcPicker {
+/** @internal exported for bench/pick.ts */
+export class BridgePicker implements GrpcPicker {
   constructor(
     private readonly picker: Picker,
     private readonly leaves: Map<Endpoint | string, GrpcPicker>,
     private readonly policy: string,
+    /** Whether the balancer reads PickInfo (Balancer.usesPickInfo): only then is the pick key extracted. */
+    private readonly usesPickInfo = true,
   ) {}
+  /** Checked once per picker (pickers are rebuilt on every change): an SDK registered later applies from the next rebuild. */
+  private readonly metered = telemetry.active();
 
   pick(args: PickArgs): PickResult {
-    const key = args.metadata.get(PICK_KEY_METADATA)[0];
     let info: PickInfo | undefined;
-    if (key !== undefined) info = { key: String(key) };
+    if (this.usesPickInfo) {
+      const key = args.metadata.get(PICK_KEY_METADATA)[0];
+      if (key !== undefined) info = { key: String(key) };
+    }
     let p: Pick;
     try {
       p = this.picker.pick(info);
@@ -287,9 +296,13 @@ class BridgePicker implements GrpcPicker {
     const r = leaf.pick(args);
     if (r.pickResultType !== PickResultType.COMPLETE) return r;
     const done = p.done;
-    const start = (p as { started?: () => void }).started ?? noopStart;
+    const metered = this.metered;
+    // Balancers that ignore outcomes (round-robin): grpc-js's own result, no per-call closures.
+    if (done === ignoreOutcome && !p.started && !metered) return r;
+    const start = p.started ?? noopStart;
     const innerStarted = r.onCallStarted;
     const innerEnded = r.onCallEnded;
+    const ep = metered ? endpointKey(p.endpoint) : '';
     let t0 = 0;
     return {
       pickResultType: PickResultType.COMPLETE,
@@ -297,13 +310,20 @@ class BridgePicker implements GrpcPicker {
       status: null,
       onCallStarted: () => {
         t0 = monotonicNow();
+        if (metered) {
+          telemetry.pick(ep, this.policy);
+          telemetry.callStarted(ep);
+        }
         start();
         innerStarted?.();
       },
       onCallEnded: (code, details, metadata) => {
         innerEnded?.(code, details, metadata);
+        const ok = !FAILURE_CODES.has(code);
+        const latencyMs = monotonicNow() - t0;
+        if (metered) telemetry.callEnded(ep, ok, latencyMs);
         try {
-          done({ ok: !FAILURE_CODES.has(code), latencyMs: monotonicNow() - t0 });
+          done({ ok, latencyMs });
         } catch (e) {
           settings.logger.error({ err: e }, `${this.policy}: a pick's done() threw; ignored`);
         }

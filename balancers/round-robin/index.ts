@@ -1,6 +1,5 @@
-import { defineBalancer, registerBalancer, type Balancer, type BalancerContext, type Endpoint, type Pick, type Picker } from '../../core';
+import { defineBalancer, ignoreOutcome, registerBalancer, type Balancer, type BalancerContext, type Endpoint, type Pick, type Picker } from '../../core';
 
-const noop = () => {};
 
 /**
  * Round-robin over the endpoints in order, starting at a random offset so that many clients
@@ -11,7 +10,7 @@ export class RoundRobinPicker implements Picker {
   private next: number;
   private readonly picks: Pick[];
   constructor(endpoints: readonly Endpoint[], random: () => number = Math.random) {
-    this.picks = endpoints.map((endpoint) => ({ endpoint, done: noop }));
+    this.picks = endpoints.map((endpoint) => ({ endpoint, done: ignoreOutcome }));
     this.next = this.picks.length ? Math.floor(random() * this.picks.length) : 0;
   }
   pick(): Pick {
