@@ -3,12 +3,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { AdapterDefinition, AdapterInstance } from './adapter';
+import { CachedResolver } from './cache';
 import { ConfigError, NotSupportedError } from './errors';
 import type { Balancer, Capabilities, InstanceSpec, Logger, Registrar, Registration, Resolver } from './model';
 import { parseRegistryUrl, redactOptions, validateOptions, type ParsedUrl } from './options';
 import { getAdapter, getBalancer } from './registry';
 import { monotonicNow, silentLogger } from './util';
 import type { ServiceStatus } from './watch-resolver';
+
+// The last-known-good cache (core/cache.ts), re-exported here so the package root exposes it.
+export { CachedResolver, withCache, parseCacheFile, cacheDirFor, cacheFileFor, DEFAULT_CACHE_START_WAIT_MS, type CacheOptions } from './cache';
 
 /** Where the zero-setup file registry lives when nothing is configured. */
 export const DEFAULT_FILE_REGISTRY = path.join(os.tmpdir(), 'wayfinder', 'registry.json');
@@ -93,22 +97,40 @@ export function defaultFromUrl(def: AdapterDefinition, url: ParsedUrl): Record<s
   return raw;
 }
 
+/**
+ * `cache` is a core option every registry accepts (the last-known-good cache, core/cache.ts). It is
+ * taken out here, before the adapter's own options are validated, so no adapter has to know of it.
+ */
+function takeCacheOption(raw: unknown): string | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || raw.trim() === '') throw new ConfigError('"cache" must be a directory path (e.g. cache=/var/cache/wayfinder)', { field: 'cache' });
+  return path.resolve(raw);
+}
+
 /** Parses and validates a registry spec into the adapter and its typed options. */
-export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: AdapterDefinition; options: Record<string, unknown>; display: string } {
+export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: AdapterDefinition; options: Record<string, unknown>; display: string; cache?: string } {
   if (typeof spec === 'string') {
     const url = parseRegistryUrl(spec);
     const def = getAdapter(url.scheme);
+    // Core option (see takeCacheOption): removed before the adapter maps and validates the rest.
+    const cache = takeCacheOption(url.params.cache);
+    if ('cache' in url.params) {
+      const { cache: _cache, ...params } = url.params;
+      url.params = params;
+    }
     const raw = def.fromUrl ? def.fromUrl(url) : defaultFromUrl(def, url);
     const options = validateOptions(def.scheme, def.options, raw);
     def.validate?.(options);
-    return { def, options, display: url.redacted };
+    return { def, options, display: url.redacted, cache };
   }
   if (!spec || typeof spec !== 'object' || typeof spec.scheme !== 'string') throw new ConfigError('"registry" must be a URL string or an object with a "scheme"', { field: 'registry' });
-  const { scheme, ...rest } = spec;
+  const { scheme, cache: rawCache, ...rest } = spec;
+  const cache = takeCacheOption(rawCache);
   const def = getAdapter(scheme);
   const options = validateOptions(def.scheme, def.options, rest);
   def.validate?.(options);
-  return { def, options, display: `${def.scheme}: ${JSON.stringify(redactOptions(def.options, options))}` };
+  const display = `${def.scheme}: ${JSON.stringify(redactOptions(def.options, options))}`;
+  return { def, options, display: cache ? `${display} cache=${cache}` : display, cache };
 }
 
 export function resolveBalancer(spec: DiscoveryConfig['balancer']): Balancer {
@@ -139,8 +161,9 @@ export class Discovery {
   readonly description: string;
   private closing?: Promise<void>;
 
-  private constructor(def: AdapterDefinition, private readonly instance: AdapterInstance, balancer: Balancer, description: string) {
-    this.resolver = instance.resolver;
+  private constructor(def: AdapterDefinition, private readonly instance: AdapterInstance, balancer: Balancer, description: string, resolver?: Resolver) {
+    // `resolver` is the adapter's resolver wrapped by the cache (when configured), else the adapter's own.
+    this.resolver = resolver ?? instance.resolver;
     this.registrar = instance.registrar ?? new UnsupportedRegistrar(def.scheme);
     this.balancer = balancer;
     this.scheme = def.scheme;
@@ -155,11 +178,13 @@ export class Discovery {
    */
   static async fromConfig(source?: ConfigSource, opts: DiscoveryOptions = {}): Promise<Discovery> {
     const cfg = normalizeConfig(source, opts.env);
-    const { def, options, display } = resolveRegistry(cfg.registry);
+    const { def, options, display, cache } = resolveRegistry(cfg.registry);
     const balancer = resolveBalancer(cfg.balancer);
     const logger = opts.logger ?? silentLogger;
     const instance = await def.create(options, { logger, now: monotonicNow, random: Math.random });
-    return new Discovery(def, instance, balancer, display);
+    // Opt-in last-known-good cache around whatever resolver the adapter built (core/cache.ts).
+    const resolver = cache ? new CachedResolver(instance.resolver, { dir: cache, registry: display, logger }) : undefined;
+    return new Discovery(def, instance, balancer, display, resolver);
   }
 
   /** Service names, where the registry can list them. */
