@@ -1,4 +1,5 @@
 import { endpointKey, type Balancer, type BalancerContext, type Endpoint, type OptionsSchema, type Pick, type Picker, type PickInfo } from '../../core';
+import { EndpointStates, type TrackedState } from '../shared/endpoint-states';
 
 /**
  * Outlier ejection, a decorator for any Balancer. An endpoint is ejected (taken out of the set the
@@ -57,7 +58,7 @@ export function withOutlierEjection(inner: Balancer, config: OutlierConfig): Bal
   return config.outlier ? new OutlierBalancer(inner, config) : inner;
 }
 
-class OutlierState {
+class OutlierState implements TrackedState {
   consecutive = 0;
   windowStart = Number.NEGATIVE_INFINITY;
   calls = 0;
@@ -73,10 +74,7 @@ class OutlierState {
 export class OutlierBalancer implements Balancer {
   readonly name: string;
   readonly config: Required<OutlierConfig>;
-  private readonly states = new Map<string, OutlierState>();
-  /** Endpoint object -> its state, for picks (objects of old sets fall away with them). */
-  private readonly byEndpoint = new WeakMap<Endpoint, OutlierState>();
-  private gen = 0;
+  private readonly states = new EndpointStates<OutlierState>((key) => new OutlierState(key));
   private current: OutlierPicker | undefined;
   constructor(
     private readonly inner: Balancer,
@@ -87,30 +85,14 @@ export class OutlierBalancer implements Balancer {
   }
 
   build(endpoints: Endpoint[], ctx: BalancerContext): Picker {
-    // In-place update with a generation mark (a 10,000-endpoint rebuild must stay within a few ms).
-    const gen = ++this.gen;
-    const map = this.states;
-    const states = new Array<OutlierState>(endpoints.length);
-    let live = 0;
-    for (let i = 0; i < endpoints.length; i++) {
-      const e = endpoints[i];
-      const key = endpointKey(e);
-      let s = map.get(key);
-      if (!s) {
-        s = new OutlierState(key);
-        map.set(key, s);
-      }
-      if (s.gen !== gen) {
-        s.gen = gen;
-        live++;
-      }
-      states[i] = s;
-      this.byEndpoint.set(e, s);
-    }
-    if (map.size > live) for (const [k, s] of map) if (s.gen !== gen) map.delete(k);
-    const picker = new OutlierPicker(this, this.inner, endpoints, states, this.byEndpoint, ctx);
+    const picker = new OutlierPicker(this, this.inner, endpoints, this.states.sync(endpoints), ctx);
     this.current = picker;
     return picker;
+  }
+
+  /** The ejection state of a picked endpoint (a detached one for an object never synced). */
+  stateOf(e: Endpoint): OutlierState {
+    return this.states.stateOf(e) ?? new OutlierState(endpointKey(e));
   }
 
   /** Keys of ejected endpoints (for tests and status); given a time, those still ejected then. */
@@ -133,7 +115,7 @@ export class OutlierBalancer implements Balancer {
     }
     s.failed++;
     s.consecutive++;
-    if (s.ejectedUntil !== 0 || this.states.get(s.key) !== s) return;
+    if (s.ejectedUntil !== 0 || s.gen < 0 || this.states.get(s.key) !== s) return;
     const tripped =
       (c.outlierConsecutiveFailures > 0 && s.consecutive >= c.outlierConsecutiveFailures) ||
       (c.outlierFailureRate > 0 && s.calls >= c.outlierMinRequests && s.failed / s.calls >= c.outlierFailureRate);
@@ -169,7 +151,6 @@ export class OutlierPicker implements Picker {
     private readonly balancer: Balancer,
     private readonly endpoints: readonly Endpoint[],
     private readonly states: readonly OutlierState[],
-    private readonly index: WeakMap<Endpoint, OutlierState>,
     private readonly ctx: BalancerContext,
   ) {
     this.refresh(ctx.now());
@@ -177,19 +158,24 @@ export class OutlierPicker implements Picker {
 
   /** Returns expired ejections and rebuilds the inner picker over the endpoints that are in. */
   refresh(t: number): void {
-    const active: Endpoint[] = [];
+    let active: Endpoint[] | undefined;
     let next = Infinity;
-    for (let i = 0; i < this.endpoints.length; i++) {
+    const eps = this.endpoints;
+    for (let i = 0; i < eps.length; i++) {
       const s = this.states[i];
       if (s.ejectedUntil !== 0 && s.ejectedUntil <= t) {
         s.ejectedUntil = 0;
         s.returnedAt = t;
       }
-      if (s.ejectedUntil === 0) active.push(this.endpoints[i]);
-      else if (s.ejectedUntil < next) next = s.ejectedUntil;
+      if (s.ejectedUntil === 0) active?.push(eps[i]);
+      else {
+        // Copy lazily: with nothing ejected the inner balancer gets the set itself (no 10k copy).
+        active ??= eps.slice(0, i);
+        if (s.ejectedUntil < next) next = s.ejectedUntil;
+      }
     }
     this.nextReturn = next;
-    this.inner = this.balancer.build(active, this.ctx);
+    this.inner = this.balancer.build(active ?? (eps as Endpoint[]), this.ctx);
   }
 
   pick(info?: PickInfo): Pick {
@@ -199,11 +185,7 @@ export class OutlierPicker implements Picker {
     }
     const p = this.inner.pick(info);
     if (p.endpoint === null) return p;
-    return outlierCall(p, this.stateOf(p.endpoint), this.owner, this.ctx);
-  }
-
-  private stateOf(e: Endpoint): OutlierState {
-    return this.index.get(e) ?? new OutlierState(endpointKey(e));
+    return outlierCall(p, this.owner.stateOf(p.endpoint), this.owner, this.ctx);
   }
 }
 

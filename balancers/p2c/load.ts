@@ -1,4 +1,5 @@
-import { endpointKey, type Endpoint } from '../../core';
+import type { Endpoint } from '../../core';
+import { EndpointStates } from '../shared/endpoint-states';
 
 /**
  * Per-endpoint load, kept by the Balancer instance (one per channel) across picker rebuilds and
@@ -23,7 +24,7 @@ export class EndpointLoad {
   failures = 0;
   /** When ewma/successes/failures were last updated. */
   at = 0;
-  /** LoadTable.sync generation that last saw this endpoint. */
+  /** Owned by EndpointStates: the last sync that saw this endpoint (-1 once dropped). */
   gen = 0;
   constructor(readonly key: string) {}
 
@@ -68,44 +69,21 @@ export class EndpointLoad {
 
 /** The Balancer-owned table of EndpointLoad, plus the balancer-wide typical latency. */
 export class LoadTable {
-  private readonly byKey = new Map<string, EndpointLoad>();
+  private readonly states = new EndpointStates<EndpointLoad>((key) => new EndpointLoad(key));
   /** Balancer-wide EWMA (per sample, weight 1/20) of successful latencies; 0 until one is seen. */
   typicalMs = 0;
 
-  private gen = 0;
-
-  /**
-   * The states for a new endpoint set, in its order; states of endpoints not in it are dropped.
-   * Updates the map in place (no new 10,000-entry map per rebuild: the budget is a few ms).
-   */
+  /** The states for a new endpoint set, in its order; states of endpoints not in it are dropped. */
   sync(endpoints: readonly Endpoint[]): EndpointLoad[] {
-    const gen = ++this.gen;
-    const map = this.byKey;
-    const out = new Array<EndpointLoad>(endpoints.length);
-    let live = 0;
-    for (let i = 0; i < endpoints.length; i++) {
-      const key = endpointKey(endpoints[i]);
-      let s = map.get(key);
-      if (!s) {
-        s = new EndpointLoad(key);
-        map.set(key, s);
-      }
-      if (s.gen !== gen) {
-        s.gen = gen;
-        live++;
-      }
-      out[i] = s;
-    }
-    if (map.size > live) for (const [k, s] of map) if (s.gen !== gen) map.delete(k);
-    return out;
+    return this.states.sync(endpoints);
   }
 
   get(key: string): EndpointLoad | undefined {
-    return this.byKey.get(key);
+    return this.states.get(key);
   }
 
   get size(): number {
-    return this.byKey.size;
+    return this.states.size;
   }
 
   noteSuccess(latencyMs: number): void {

@@ -1,4 +1,5 @@
-import { endpointKey, type Balancer, type BalancerContext, type Endpoint, type OptionsSchema, type Pick, type Picker, type PickInfo } from '../../core';
+import { type Balancer, type BalancerContext, type Endpoint, type OptionsSchema, type Pick, type Picker, type PickInfo } from '../../core';
+import { EndpointStates, type TrackedState } from '../shared/endpoint-states';
 
 /**
  * Slow start, a decorator for any Balancer: an endpoint that joins the set ramps up to its full
@@ -43,12 +44,18 @@ export function withSlowStart(inner: Balancer, config: SlowStartConfig): Balance
   return window > 0 ? new SlowStartBalancer(inner, window) : inner;
 }
 
+interface Joined extends TrackedState {
+  at: number;
+}
+const NONE: ReadonlyMap<Endpoint, number> = new Map();
+
 export class SlowStartBalancer implements Balancer {
   readonly name: string;
-  /** host:port -> when it joined (-Infinity for the initial set), and the last build that saw it. */
-  private readonly since = new Map<string, { at: number; gen: number }>();
-  private gen = 0;
+  /** host:port -> when it joined (-Infinity for the initial set). */
+  private readonly since = new EndpointStates<Joined>((key) => ({ key, gen: 0, at: this.joinTime }));
   private seenNonEmpty = false;
+  /** The join time given to endpoints first seen in the build under way. */
+  private joinTime = -Infinity;
   constructor(
     private readonly inner: Balancer,
     readonly windowMs: number,
@@ -58,32 +65,22 @@ export class SlowStartBalancer implements Balancer {
 
   build(endpoints: Endpoint[], ctx: CallContext): Picker {
     const t = ctx.now();
-    const gen = ++this.gen;
-    const map = this.since;
-    const warming = new Map<Endpoint, number>();
+    this.joinTime = this.seenNonEmpty ? t : -Infinity;
+    const joined = this.since.sync(endpoints);
+    let warming: Map<Endpoint, number> | undefined;
     let warmUntil = -Infinity;
-    let live = 0;
-    for (const e of endpoints) {
-      const key = endpointKey(e);
-      let j = map.get(key);
-      if (!j) {
-        j = { at: this.seenNonEmpty ? t : -Infinity, gen: 0 };
-        map.set(key, j);
-      }
-      if (j.gen !== gen) {
-        j.gen = gen;
-        live++;
-      }
-      if (j.at + this.windowMs > t) {
-        warming.set(e, j.at);
-        warmUntil = Math.max(warmUntil, j.at + this.windowMs);
+    const cutoff = t - this.windowMs;
+    for (let i = 0; i < joined.length; i++) {
+      const at = joined[i].at;
+      if (at > cutoff) {
+        (warming ??= new Map()).set(endpoints[i], at);
+        if (at + this.windowMs > warmUntil) warmUntil = at + this.windowMs;
       }
     }
-    if (map.size > live) for (const [k, j] of map) if (j.gen !== gen) map.delete(k);
     if (endpoints.length > 0) this.seenNonEmpty = true;
     const explicit = ctx.explicitStart === true;
     const inner = this.inner.build(endpoints, { ...ctx, explicitStart: true } as CallContext);
-    return new SlowStartPicker(inner, warming, warmUntil, this.windowMs, explicit, ctx);
+    return new SlowStartPicker(inner, warming ?? NONE, warmUntil, this.windowMs, explicit, ctx);
   }
 }
 
