@@ -103,28 +103,39 @@ export class SnapshotRecorder {
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
 const hasExactly = (...want: string[]) => (s: Snapshot) => JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
 
+/** Each test gets a fresh subject; its watches are closed and cleanup() runs after it, pass or fail. */
+function harness(o: ConformanceOptions, setSubject: (s: ConformanceSubject) => void) {
+  let current: ConformanceSubject | undefined;
+  const open: { close(): void }[] = [];
+  return {
+    open,
+    watch(service: string): SnapshotRecorder {
+      const r = new SnapshotRecorder();
+      open.push(current!.resolver.watch(service, r.onSnapshot));
+      return r;
+    },
+    it(title: string, fn: (ctx: Mocha.Context) => Promise<void>): void {
+      o.it(title, async function () {
+        current = await o.factory();
+        setSubject(current);
+        try {
+          await fn(this);
+        } finally {
+          for (const w of open.splice(0)) w.close();
+          await current.cleanup();
+        }
+      });
+    },
+  };
+}
+
 export function resolverConformance(o: ConformanceOptions): void {
   const prop = o.timing?.propagationMs ?? 5000;
   const caps = o.capabilities;
   o.describe(`${o.name}: resolver conformance`, function () {
     this.timeout(o.timeoutMs ?? prop * 4 + 10_000);
-    let s: ConformanceSubject;
-    const open: { close(): void }[] = [];
-    const watch = (service: string) => {
-      const r = new SnapshotRecorder();
-      open.push(s.resolver.watch(service, r.onSnapshot));
-      return r;
-    };
-    const it = (title: string, fn: () => Promise<void>) =>
-      o.it(title, async function () {
-        s = await o.factory();
-        try {
-          await fn();
-        } finally {
-          for (const w of open.splice(0)) w.close();
-          await s.cleanup();
-        }
-      });
+    let s!: ConformanceSubject;
+    const { it, watch, open } = harness(o, (x) => (s = x));
 
     it('delivers the first snapshot asynchronously, never from inside watch()', async () => {
       const svc = uniqueService();
@@ -288,23 +299,8 @@ export function registrarConformance(o: ConformanceOptions): void {
   if (!o.capabilities.register) return;
   o.describe(`${o.name}: registrar conformance`, function () {
     this.timeout(o.timeoutMs ?? prop * 4 + ttl * 2 + 10_000);
-    let s: ConformanceSubject;
-    const open: { close(): void }[] = [];
-    const watch = (service: string) => {
-      const r = new SnapshotRecorder();
-      open.push(s.resolver.watch(service, r.onSnapshot));
-      return r;
-    };
-    const it = (title: string, fn: (ctx: Mocha.Context) => Promise<void>) =>
-      o.it(title, async function () {
-        s = await o.factory();
-        try {
-          await fn(this);
-        } finally {
-          for (const w of open.splice(0)) w.close();
-          await s.cleanup();
-        }
-      });
+    let s!: ConformanceSubject;
+    const { it, watch } = harness(o, (x) => (s = x));
 
     it('registers with a stable id (host:port by default, or the given one)', async () => {
       const svc = uniqueService();
