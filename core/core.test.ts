@@ -213,3 +213,9 @@ describe('core: TokenBucket', () => {
     assert.equal(b.take(), 0);
   });
 });
+
+describe('core: registry URL user info', () => {
+  it('rejects badly percent-encoded credentials with a ConfigError that does not echo them', () => {
+    assert.throws(() => parseRegistryUrl('etcd://us%zz:pa%zzss@h1:2379'), (e: ConfigError) => e instanceof ConfigError && e.field === 'username' && !e.message.includes('pa%zzss'));
+  });
+});

@@ -51,8 +51,12 @@ export function parseRegistryUrl(input: string): ParsedUrl {
     const cred = authority.slice(0, at);
     authority = authority.slice(at + 1);
     const colon = cred.indexOf(':');
-    username = decodeURIComponent(colon >= 0 ? cred.slice(0, colon) : cred);
-    if (colon >= 0) password = decodeURIComponent(cred.slice(colon + 1));
+    try {
+      username = decodeURIComponent(colon >= 0 ? cred.slice(0, colon) : cred);
+      if (colon >= 0) password = decodeURIComponent(cred.slice(colon + 1));
+    } catch {
+      throw new ConfigError(`${scheme}: the user info (user:password@) is not validly percent-encoded`, { field: 'username' });
+    }
   }
   const hosts: HostPortSpec[] = [];
   for (const part of authority.split(',').filter((p) => p !== '')) hosts.push(parseHostPort(part, scheme));
