@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, listAdapterSchemes, listBalancers, type Discovery, type Logger } from '../core';
 import { POLICY_PREFIX, registerPolicy, registeredPolicies, validateLbConfigList } from './policy';
+import { registerGrpclbPolicy } from './grpclb/policy';
 import { guardSchemesFromProxy } from './proxy';
 import { BridgeResolver } from './resolver';
 import { settings, sharedRegistries, stats } from './shared';
@@ -10,6 +11,7 @@ export { WAYFINDER_ENDPOINT, wayfinderEndpointOf, toGrpcEndpoint, type BridgeEnd
 export { PICK_KEY_METADATA, POLICY_PREFIX } from './policy';
 export { BridgeResolver } from './resolver';
 export { serve, type ServeOptions, type Served } from './serve';
+export { GRPCLB_POLICY, startBalancerServer, type BalancerServer, type BalancerServerOptions } from './grpclb';
 export { parseBridgeTarget, type BridgeTarget } from './target';
 
 /**
@@ -77,6 +79,7 @@ export function installGrpc(opts: InstallGrpcOptions = {}): GrpcInstallation {
   if (opts.logger) settings.logger = opts.logger;
 
   for (const name of listBalancers()) registerPolicy(name);
+  registerGrpclbPolicy();
 
   const d = opts.channelDefaults;
   if (d) {
