@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { Discovery, isWayfinderError, parseDuration, type Registration } from '../core';
 import { ENDPOINT_HEADER, endpointRows, renderSnapshot, renderTable } from './format';
 import { runCheck } from './check';
+import { addBalancerCommand } from './balancer';
 
 interface Io {
   out(s: string): void;
@@ -154,6 +155,7 @@ export function buildProgram(io: Io = defaultIo): Command {
       if (!ok) throw new CheckFailed();
     });
 
+  addBalancerCommand(program, io);
   return program;
 }
 
