@@ -139,7 +139,8 @@ function anyReachable(eps: Endpoint[], timeoutMs: number): Promise<boolean> {
   });
 }
 
-class DnsLookups {
+/** Exported for the fuzz tests (test/fuzz): turns DNS answers into endpoint sets. */
+export class DnsLookups {
   constructor(
     private readonly client: DnsClient,
     private readonly o: DnsOptions,
