@@ -289,3 +289,35 @@ export class EchoClient extends grpc.Client {
     });
   }
 }
+
+// ---- the end-to-end check shared by the registry adapters' suites ----
+
+/**
+ * Two echo servers register through `discovery`; calls through `target` must reach both; then one
+ * stops gracefully (deregister, drain `drainMs`, shut down) and every later call must reach the
+ * other: the channel followed the registry before the drain ended, so no call hit a closing server.
+ */
+export async function grpcFailoverCheck(o: { discovery: { registrar: Registrar }; target: string; service: string; drainMs?: number; timeoutMs?: number }): Promise<void> {
+  const servers: EchoServer[] = [];
+  const client = new EchoClient(o.target);
+  try {
+    for (const suffix of ['a', 'b']) servers.push(await startEchoServer({ discovery: o.discovery, service: o.service, id: `${o.service}-${suffix}`, host: '127.0.0.1', drainMs: o.drainMs ?? 300 }));
+    const [a, b] = servers;
+    const seen = new Set<string>();
+    const deadline = Date.now() + (o.timeoutMs ?? 10_000);
+    while (seen.size < 2) {
+      if (Date.now() > deadline) throw new Error(`calls through ${o.target} reached only ${[...seen].join(', ') || 'no server'}`);
+      const r = await client.echo({ message: 'hi' }, { waitForReady: true });
+      if (r.message !== 'hi') throw new Error(`echo answered ${JSON.stringify(r.message)}`);
+      seen.add(r.serverId);
+    }
+    await a.stop();
+    for (let i = 0; i < 20; i++) {
+      const id = (await client.echo({ message: `after ${i}` })).serverId;
+      if (id !== b.id) throw new Error(`call ${i} after ${a.id} stopped reached ${id}`);
+    }
+  } finally {
+    client.close();
+    await Promise.allSettled(servers.map((s) => s.stop()));
+  }
+}

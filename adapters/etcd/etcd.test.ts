@@ -7,7 +7,7 @@ import { SnapshotRecorder, registrarConformance, resolverConformance, uniqueServ
 import { startEtcd, makeTestPki, findEtcd, findEtcdctl, findOpenssl, type EtcdServer } from '../../testkit/etcd';
 import { requireBinaryOrSkip, tempDir, waitFor, withTimeout } from '../../testkit/process';
 import { installGrpc } from '../../grpc';
-import { EchoClient, startEchoServer } from '../../testkit/echo';
+import { grpcFailoverCheck } from '../../testkit/echo';
 import { createEtcdRegistry, etcdAdapter, etcdCapabilities, type EtcdRegistration } from './index';
 
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
@@ -477,23 +477,7 @@ describe('etcd adapter', function () {
       installGrpc();
       const d = await Discovery.fromConfig(`etcd://${etcd.address}`);
       toClose.push(d);
-      const a = await startEchoServer({ discovery: d, service: 'echo', host: '127.0.0.1', drainMs: 300 });
-      toClose.push({ close: () => a.stop() });
-      const b = await startEchoServer({ discovery: d, service: 'echo', host: '127.0.0.1', drainMs: 300 });
-      toClose.push({ close: () => b.stop() });
-      const client = new EchoClient(`etcd://${etcd.address}/echo`);
-      toClose.push({ close: () => client.close() });
-      const seen = new Set<string>();
-      await waitFor('calls to reach both servers', async () => {
-        const r = await client.echo({ message: 'hi' }, { waitForReady: true });
-        assert.equal(r.message, 'hi');
-        seen.add(r.serverId);
-        return seen.size === 2;
-      }, { timeoutMs: 10_000, intervalMs: 10 });
-      assert.deepEqual([...seen].sort(), [a.id, b.id].sort());
-      // Graceful stop deregisters from etcd first; the channel must follow before the drain ends.
-      await a.stop();
-      for (let i = 0; i < 20; i++) assert.equal((await client.echo({ message: `after ${i}` })).serverId, b.id);
+      await grpcFailoverCheck({ discovery: d, target: `etcd://${etcd.address}/echo`, service: 'echo' });
     });
   });
 });

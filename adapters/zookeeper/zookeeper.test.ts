@@ -9,7 +9,7 @@ import { findZooKeeper, startZooKeeper, type ZooKeeperServer } from '../../testk
 import { createZooKeeperRegistry, zookeeperAdapter, zookeeperCapabilities, type ZooKeeperOptions, type ZooKeeperRegistry } from '.';
 import { digestId, hardClose, sessionHex } from './client';
 import { installGrpc } from '../../grpc';
-import { EchoClient, startEchoServer, type EchoServer } from '../../testkit/echo';
+import { grpcFailoverCheck } from '../../testkit/echo';
 
 /**
  * Against a real ZooKeeper 3.8 (one server for this file, started in before()). Sessions here are
@@ -541,35 +541,14 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
     it('a gRPC call through zk://127.0.0.1:<port>/<service> reaches servers registered in ZooKeeper, in both formats', async () => {
       installGrpc();
       const svc = uniqueService('echo');
-      const clients: EchoClient[] = [];
-      const servers: EchoServer[] = [];
-      try {
-        // Default base path /services, our format; then a Curator-format registry under /curator-grpc.
-        for (const [target, registryUrl] of [
-          [`zk://127.0.0.1:${zk.port}/${svc}`, zk.url('/services', `sessionTimeout=${SESSION_MS}`)],
-          [`zk://127.0.0.1:${zk.port}/${svc}?path=/curator-grpc&format=curator`, zk.url('/curator-grpc', `format=curator&sessionTimeout=${SESSION_MS}`)],
-        ]) {
-          const d = await Discovery.fromConfig(registryUrl);
-          open.push(d);
-          const a = await startEchoServer({ discovery: d, service: svc, id: `${svc}-a`, drainMs: 0 });
-          const b = await startEchoServer({ discovery: d, service: svc, id: `${svc}-b`, drainMs: 0 });
-          servers.push(a, b);
-          const client = new EchoClient(target);
-          clients.push(client);
-          const seen = new Set<string>();
-          for (let i = 0; i < 20; i++) seen.add((await client.echo({ message: `hi ${i}` }, { deadlineMs: 10_000, waitForReady: true })).serverId);
-          assert.deepEqual([...seen].sort(), [`${svc}-a`, `${svc}-b`], `calls through ${target} did not reach both servers`);
-          // A deregistered server stops getting calls once the watch delivers the change.
-          await a.stop();
-          await waitFor(`calls through ${target} to avoid the stopped server`, async () => {
-            const ids = new Set<string>();
-            for (let i = 0; i < 6; i++) ids.add((await client.echo({}, { deadlineMs: 5000, waitForReady: true })).serverId);
-            return ids.size === 1 && ids.has(`${svc}-b`);
-          }, { timeoutMs: 10_000, intervalMs: 100 });
-        }
-      } finally {
-        for (const c of clients) c.close();
-        await Promise.allSettled(servers.map((x) => x.stop()));
+      // Default base path /services, our format; then a Curator-format registry under /curator-grpc.
+      for (const [target, registryUrl] of [
+        [`zk://127.0.0.1:${zk.port}/${svc}`, zk.url('/services', `sessionTimeout=${SESSION_MS}`)],
+        [`zk://127.0.0.1:${zk.port}/${svc}?path=/curator-grpc&format=curator`, zk.url('/curator-grpc', `format=curator&sessionTimeout=${SESSION_MS}`)],
+      ]) {
+        const d = await Discovery.fromConfig(registryUrl);
+        open.push(d);
+        await grpcFailoverCheck({ discovery: d, target, service: svc });
       }
     });
 
