@@ -4,7 +4,10 @@
  *  - ns per pick (our pickers: pick() + done(), since the stateful ones do their bookkeeping in done);
  *  - bytes allocated per pick (heap growth over a stretch of picks that fits in the young
  *    generation, checked to contain no GC);
- *  - rebuild time: build() of a new picker after one endpoint of 10,000 changed.
+ *  - rebuild time: build() of a new picker after one endpoint of 10,000 changed, (a) with the other
+ *    9,999 Endpoint objects the same as in the previous build (a backend went unready: the gRPC
+ *    bridge passes the same objects) and (b) with every object a fresh copy (a new registry
+ *    snapshot); copies are made before the clock starts.
  * Rounds alternate between pickers so drift on a noisy machine hits all; figures are medians.
  *
  *   node --import tsx bench/picks.ts     (re-executes itself with --expose-gc; ROUNDS=9 PICKS=300000)
@@ -167,25 +170,30 @@ async function main(): Promise<void> {
   const a = endpoints(10_000);
   const b = a.map((e, i) => (i === 4321 ? { ...e, port: 65000 } : e));
   const rebuildMs = new Map<string, number>();
+  const rebuildFreshMs = new Map<string, number>();
   for (const s of SUBJECTS) {
-    const build = s.rebuild();
-    build(a);
-    const t: number[] = [];
-    for (let r = 0; r < 21; r++) {
-      const t0 = process.hrtime.bigint();
-      build(r % 2 ? a : b);
-      t.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    for (const fresh of [false, true]) {
+      const build = s.rebuild();
+      build(a);
+      const t: number[] = [];
+      for (let r = 0; r < 41; r++) {
+        const set = r % 2 ? a : b;
+        const input = fresh ? set.map((e) => ({ ...e })) : set;
+        const t0 = process.hrtime.bigint();
+        build(input);
+        t.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+      (fresh ? rebuildFreshMs : rebuildMs).set(s.name, median(t));
     }
-    rebuildMs.set(s.name, median(t));
   }
   const rows = SUBJECTS.map((s) => [
     s.name,
     ...sizes.map((n) => ns.get(`${s.name}@${n}`)!.toFixed(1)),
     sizes.map((n) => bytes.get(`${s.name}@${n}`)!.toFixed(0)).join(' / '),
-    rebuildMs.get(s.name)!.toFixed(2),
+    `${rebuildMs.get(s.name)!.toFixed(2)} / ${rebuildFreshMs.get(s.name)!.toFixed(2)}`,
   ]);
   console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, load avg ${os.loadavg()[0].toFixed(1)}; ${ROUNDS} rounds x ${PICKS.toLocaleString('en')} picks, medians`);
-  console.log(table(['picker', 'ns/pick @10', 'ns/pick @100', 'ns/pick @10,000', 'bytes/pick @10 / 100 / 10,000', 'rebuild ms, 1 of 10,000 changed'], rows));
+  console.log(table(['picker', 'ns/pick @10', 'ns/pick @100', 'ns/pick @10,000', 'bytes/pick @10 / 100 / 10,000', 'rebuild ms, 1 of 10,000 changed: same / fresh objects'], rows));
   if (sink === 42) console.log('');
 }
 

@@ -74,7 +74,7 @@ class OutlierState implements TrackedState {
 export class OutlierBalancer implements Balancer {
   readonly name: string;
   readonly config: Required<OutlierConfig>;
-  private readonly states = new EndpointStates<OutlierState>((key) => new OutlierState(key));
+  private readonly states = new EndpointStates<OutlierState>((key) => new OutlierState(key), { trackObjects: true });
   private current: OutlierPicker | undefined;
   constructor(
     private readonly inner: Balancer,
