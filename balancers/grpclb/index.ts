@@ -39,7 +39,7 @@ export interface ServerListOptions {
   tokenOf?: (e: Endpoint) => string;
 }
 
-/** Drop rates are honoured to within 1/MIN_DROP_GRANULARITY by repeating short lists. */
+/** Short lists are repeated to at least this length (and up to MAX_LIST_LENGTH) to express a drop rate. */
 const MIN_DROP_GRANULARITY = 20;
 const MAX_LIST_LENGTH = 1000;
 
@@ -121,9 +121,20 @@ export function buildServerList(endpoints: readonly Endpoint[], opts: ServerList
   const sorted = [...endpoints].sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : endpointKey(a) > endpointKey(b) ? 1 : 0));
   const base: ServerListEntry[] = interleave(sorted, multiplicities(sorted, opts)).map((endpoint) => ({ drop: false, endpoint, token: tokenOf(endpoint) }));
   if (rate === 0 || base.length === 0) return base;
-  let backends = base;
-  while (backends.length < MIN_DROP_GRANULARITY && backends.length + base.length <= MAX_LIST_LENGTH) backends = backends.concat(base);
-  const drops = Math.min(MAX_LIST_LENGTH, Math.max(1, Math.round((rate * backends.length) / (1 - rate))));
+  // Repeat the list k times, the smallest k (with at least MIN_DROP_GRANULARITY entries) whose
+  // drop count expresses the rate within half a percent, else the closest k within the bound.
+  let best = { k: 1, drops: 1, err: Infinity };
+  for (let k = 1; base.length * k <= MAX_LIST_LENGTH; k++) {
+    const b = base.length * k;
+    const drops = Math.max(1, Math.round((rate * b) / (1 - rate)));
+    if (b + drops > MAX_LIST_LENGTH) break;
+    const err = Math.abs(drops / (b + drops) - rate);
+    if (err < best.err) best = { k, drops, err };
+    if (b >= MIN_DROP_GRANULARITY && best.err < 0.005) break;
+  }
+  let backends: ServerListEntry[] = [];
+  for (let i = 0; i < best.k; i++) backends = backends.concat(base);
+  const drops = best.drops;
   const total = backends.length + drops;
   const out: ServerListEntry[] = [];
   let b = 0;
