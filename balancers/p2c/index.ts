@@ -1,6 +1,6 @@
 import { defineBalancer, registerBalancer, type Balancer, type Endpoint, type OptionsSchema, type Pick, type Picker } from '../../core';
-import { outlierOptions, withOutlierEjection, type OutlierConfig } from '../outlier';
-import { slowStartOptions, withSlowStart, type CallContext, type SlowStartConfig } from '../slow-start';
+import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
+import type { CallContext } from '../slow-start';
 import { EndpointLoad, LoadTable } from './load';
 
 export { EndpointLoad, LoadTable } from './load';
@@ -28,7 +28,7 @@ export { EndpointLoad, LoadTable } from './load';
  * (the grpc bridge, which may pick several times per call) from `Pick.started()`, which the caller
  * invokes when the call really starts. `done()` ends the count; repeated done() calls are ignored.
  */
-export interface P2cConfig extends OutlierConfig, SlowStartConfig {
+export interface P2cConfig extends DecoratorConfig {
   ewma?: boolean;
   /** ms */
   decay?: number;
@@ -45,8 +45,7 @@ export const p2cOptions: OptionsSchema = {
   defaultLatency: { type: 'duration', min: 0, doc: 'Latency assumed for an endpoint with no sample yet; unset: the typical latency seen across all endpoints.' },
   errorPenalty: { type: 'number', default: 2, min: 0, max: 10, doc: 'Cost is divided by (recent success probability)^errorPenalty; 0 ignores errors.' },
   errorDecay: { type: 'duration', default: 1_000, min: 1, max: 3_600_000, doc: 'Time constant of the success-probability memory (how long failures count).' },
-  ...slowStartOptions,
-  ...outlierOptions,
+  ...decoratorOptions,
 };
 
 export class P2cBalancer implements Balancer {
@@ -143,7 +142,7 @@ function p2cCall(picker: P2cPicker, endpoint: Endpoint, load: EndpointLoad): Pic
 
 /** Builds a p2c Balancer with its configured decorators (outlier ejection around slow start). */
 export function createP2c(config: P2cConfig = {}): Balancer {
-  return withOutlierEjection(withSlowStart(new P2cBalancer(config), config), config);
+  return decorate(new P2cBalancer(config), config);
 }
 
 export const p2cBalancer = defineBalancer<P2cConfig>({

@@ -1,5 +1,5 @@
 import { defineBalancer, ignoreOutcome, registerBalancer, type Balancer, type BalancerContext, type Endpoint, type Pick, type Picker } from '../../core';
-
+import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
 
 /**
  * Round-robin over the endpoints in order, starting at a random offset so that many clients
@@ -29,12 +29,17 @@ export const roundRobin: Balancer = {
   },
 };
 
-export const roundRobinBalancer = defineBalancer({
+/** round_robin with its configured decorators (the plain stateless balancer when none is on). */
+export function createRoundRobin(config: DecoratorConfig = {}): Balancer {
+  return decorate(roundRobin, config);
+}
+
+export const roundRobinBalancer = defineBalancer<DecoratorConfig>({
   name: 'round_robin',
   aliases: ['roundrobin'],
   description: 'Round-robin from a random start offset; ignores weights.',
-  options: {},
-  create: () => roundRobin,
+  options: { ...decoratorOptions },
+  create: (config) => createRoundRobin(config),
 });
 
 export function setup(): void {

@@ -1,6 +1,5 @@
 import { defineBalancer, registerBalancer, type Balancer, type BalancerContext, type Endpoint, type Logger, type OptionsSchema, type Pick, type Picker } from '../../core';
-import { outlierOptions, withOutlierEjection, type OutlierConfig } from '../outlier';
-import { slowStartOptions, withSlowStart, type SlowStartConfig } from '../slow-start';
+import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
 
 const noop = () => {};
 
@@ -89,14 +88,13 @@ export class WeightedPicker implements Picker {
   }
 }
 
-export interface WeightedConfig extends OutlierConfig, SlowStartConfig {
+export interface WeightedConfig extends DecoratorConfig {
   maxWeight?: number;
 }
 
 export const weightedOptions: OptionsSchema = {
   maxWeight: { type: 'integer', default: 1_000_000, min: 1, doc: 'Weights above this are clamped to it.' },
-  ...slowStartOptions,
-  ...outlierOptions,
+  ...decoratorOptions,
 };
 
 export class WeightedBalancer implements Balancer {
@@ -112,7 +110,7 @@ export const weighted: Balancer = new WeightedBalancer();
 
 /** Builds a weighted Balancer with its configured decorators (outlier ejection around slow start). */
 export function createWeighted(config: WeightedConfig = {}): Balancer {
-  return withOutlierEjection(withSlowStart(new WeightedBalancer(config), config), config);
+  return decorate(new WeightedBalancer(config), config);
 }
 
 export const weightedBalancer = defineBalancer<WeightedConfig>({
