@@ -37,12 +37,13 @@ interface BalancerCliOptions {
   statsInterval: number;
   registerAs?: string;
   advertiseHost: string;
+  printReports?: boolean;
 }
 
 /**
  * `wayfinder balancer --registry <url> --port <p>`: a grpclb balancer (grpc.lb.v1 BalanceLoad)
- * serving the registry's services until interrupted. Prints one line when listening and, on
- * exit, the aggregated load reports as JSON.
+ * serving the registry's services until interrupted. Prints one line when listening, each load
+ * report with --print-reports, and on exit the aggregated load reports as JSON (the last line).
  */
 export function addBalancerCommand(program: Command, io: BalancerIo): Command {
   return program
@@ -56,6 +57,7 @@ export function addBalancerCommand(program: Command, io: BalancerIo): Command {
     .option('--stats-interval <duration>', 'how often clients report load (0: never)', duration, 10_000)
     .option('--register-as <name>', 'register this balancer in the registry under this name (for clients using balancerRegistry)')
     .option('--advertise-host <host>', 'address registered with --register-as', '127.0.0.1')
+    .option('--print-reports', 'print every load report received, one JSON line each')
     .action(async (opts: BalancerCliOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { registry?: string; config?: string };
       const d = await Discovery.fromConfig(g.registry ?? g.config);
@@ -68,6 +70,7 @@ export function addBalancerCommand(program: Command, io: BalancerIo): Command {
         expandByLoad: !!opts.expandByLoad,
         dropRate: opts.dropRate,
         statsIntervalMs: opts.statsInterval,
+        onReport: opts.printReports ? (service, report) => io.out(JSON.stringify({ service, report })) : undefined,
       }).catch(async (e) => {
         await d.close();
         throw e;
