@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { Discovery } from '../../core';
-import { EchoClient, startEchoServer, tempDir, waitFor, withTimeout } from '../../testkit';
+import { EchoClient, findDnsmasq, startDnsmasq, startEchoServer, tempDir, waitFor, withTimeout, type Dnsmasq } from '../../testkit';
 import { findEtcd, startEtcd, type EtcdServer } from '../../testkit/etcd';
 import { requireBinaryOrSkip } from '../../testkit/process';
 import { installGrpc } from '../index';
@@ -136,4 +136,34 @@ registryCases('etcd', async function (this: Mocha.Context) {
   requireBinaryOrSkip(this, findEtcd);
   const etcd: EtcdServer = await startEtcd();
   return { url: `etcd://${etcd.address}?prefix=/grpclb-test`, cleanup: () => etcd.close() };
+});
+
+describe('grpclb client: balancers found through the _grpclb._tcp SRV record (DNS adapter, real dnsmasq)', function () {
+  this.timeout(30_000);
+  let dnsmasq: Dnsmasq | undefined;
+  const cleanups: (() => unknown)[] = [];
+  before(async function () {
+    requireBinaryOrSkip(this, findDnsmasq);
+    dnsmasq = await startDnsmasq();
+  });
+  after(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+    await dnsmasq?.stop();
+  });
+
+  it('looks up _grpclb._tcp.<serviceName> and uses the balancer it names', async () => {
+    installGrpc();
+    const d = await Discovery.fromConfig(`memory://grpclb-srv-${process.pid}`);
+    cleanups.push(() => d.close());
+    const echo = await startEchoServer({ discovery: d, service: 'echo.svc.test', drainMs: 0 });
+    cleanups.push(() => echo.kill());
+    const lb = await startBalancerServer({ discovery: d, host: '127.0.0.1', port: 0 });
+    cleanups.push(() => lb.kill());
+    await dnsmasq!.setRecords({ hosts: { 'lb.svc.test': ['127.0.0.1'] }, srv: [{ name: '_grpclb._tcp.echo.svc.test', target: 'lb.svc.test', port: lb.port }] });
+    const cfg = { loadBalancingConfig: [{ wayfinder_grpclb: { balancerRegistry: dnsmasq!.url, serviceName: 'echo.svc.test', fallbackTimeout: '20s' } }] };
+    const c = new EchoClient('ipv4:127.0.0.1:9', grpc.credentials.createInsecure(), { 'grpc.service_config': JSON.stringify(cfg) });
+    cleanups.push(() => c.close());
+    assert.equal((await c.echo({}, { deadlineMs: 10_000 })).port, echo.port);
+    assert.equal(lb.streams, 1);
+  });
 });
