@@ -87,6 +87,8 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
     const [a, b] = [await backend({ weight: 1 }), await backend({ weight: 3 })];
     const lb = await balancer({ expandByWeight: true });
     const c = client([`127.0.0.1:${lb.port}`]);
+    // Until both connections are READY the picker skips the other's entries.
+    await waitFor('both backends serving', async () => (await c.echo(), a.tokens.length > 0 && b.tokens.length > 0));
     const seen: string[] = [];
     for (let i = 0; i < 40; i++) seen.push((await c.echo({ message: String(i) })).serverId);
     // weights 1:3 expanded into the list: exactly a quarter to a (round-robin over a 4-entry list)
@@ -138,7 +140,9 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
 
     // Shedding everything: every call is dropped, none reaches a backend.
     lb.setDropRate('echo', 1);
-    await waitFor('the drop-all list', () => c.echo().then(() => false, (e) => /dropped/.test(e.details)), { timeoutMs: 5000 });
+    // The 25% list never has two drops in a row: two in a row means the drop-all list is in.
+    const dropped2 = async () => (await c.echo().then(() => false, (e) => /dropped/.test(e.details))) && (await c.echo().then(() => false, (e) => /dropped/.test(e.details)));
+    await waitFor('the drop-all list', dropped2, { timeoutMs: 5000 });
     for (let i = 0; i < 10; i++) await assert.rejects(c.echo(), /dropped by the load balancer/);
   });
 
