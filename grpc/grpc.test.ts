@@ -233,6 +233,9 @@ describe('grpc bridge', function () {
       await assert.rejects(c.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /unknown option "bogus"/.test(e.details));
       const c2 = client(`memory://${name}/echo`, { 'grpc.service_config': CAPTURE_SC({ drop: 'maybe' }) });
       await assert.rejects(c2.echo(), (e: grpc.ServiceError) => /"drop" must be true or false/.test(e.details));
+      // The lookaside policy's config is validated the same way (not grpc-js's silent pick_first).
+      const c3 = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_grpclb: { fallbackTimeout: 'soon' } }] }) });
+      await assert.rejects(c3.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /fallbackTimeout/.test(e.details));
     });
 
     it('keeps the channel\'s method config when adding our default LB policy', async () => {

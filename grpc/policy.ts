@@ -49,7 +49,7 @@ interface WayfinderLbConfig extends grpc.experimental.TypedLoadBalancingConfig {
   readonly options: Record<string, unknown>;
 }
 
-const configClasses = new Map<string, { createFromJson(obj: unknown): WayfinderLbConfig }>();
+const configClasses = new Map<string, { createFromJson(obj: unknown): unknown }>();
 
 function makeConfigClass(policy: string, balancer: string) {
   return class implements WayfinderLbConfig {
@@ -352,6 +352,15 @@ export function registerPolicy(balancerName: string): string {
   };
   grpc.experimental.registerLoadBalancerType(policy, ctor, cfg);
   return policy;
+}
+
+/**
+ * Registers the config parser of a policy that is not a generic `wayfinder_<balancer>` one (e.g.
+ * wayfinder_grpclb), so its service-config errors are reported like ours instead of grpc-js's
+ * silent fallback to pick_first, and it is listed by registeredPolicies().
+ */
+export function registerPolicyConfig(policy: string, cls: { createFromJson(obj: unknown): unknown }): void {
+  configClasses.set(policy, cls);
 }
 
 export function registeredPolicies(): string[] {

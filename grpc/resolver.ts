@@ -73,6 +73,9 @@ export function serviceConfigFor(options: grpc.ChannelOptions): StatusOr<Service
  * The :authority for a service name. grpc-js builds a URL from it (`http://<authority>`), so a
  * named port as in `echo.default:grpc` (Kubernetes) must not look like a port: drop it.
  */
+/** The resolver attribute (and LB-policy channel option) carrying the target's service name. */
+export const SERVICE_ATTRIBUTE = 'wayfinder.service';
+
 export function authorityFor(service: string): string {
   const i = service.lastIndexOf(':');
   return i >= 0 && !/^\d+$/.test(service.slice(i + 1)) ? service.slice(0, i) : service;
@@ -170,7 +173,9 @@ export class BridgeResolver implements grpc.experimental.Resolver {
     stats.reports++;
     this.listener(
       grpc.experimental.statusOrFromValue(s.endpoints.map(toGrpcEndpoint)),
-      {},
+      // grpc-js hands resolver attributes to the LB policy with the channel options: policies that
+      // need the service name (wayfinder_grpclb) read it here.
+      { [SERVICE_ATTRIBUTE]: s.service },
       this.serviceConfig,
       `${s.endpoints.length} endpoint(s) for "${s.service}" from ${registry.display}${s.revision ? ` at revision ${s.revision}` : ''}`,
     );

@@ -3,6 +3,8 @@ import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
 import { Backoff, ConfigError, endpointKey, validateOptions, type OptionsSchema, type Watch } from '../../core';
 import { wayfinderEndpointOf } from '../endpoints';
+import { registerPolicyConfig } from '../policy';
+import { SERVICE_ATTRIBUTE } from '../resolver';
 import { acquireRegistry, releaseRegistry, settings, type SharedRegistry } from '../shared';
 import { BALANCE_LOAD_PATH, LB_TOKEN_METADATA, balanceLoadMethod, durationToMs, unpackIp, type ClientStatsMsg, type LoadBalanceRequest, type LoadBalanceResponse, type ServerMsg } from './protocol';
 
@@ -174,11 +176,11 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
     });
   }
 
-  updateAddressList(list: grpc.experimental.StatusOr<GrpcEndpoint[]>, lbConfig: grpc.experimental.TypedLoadBalancingConfig, options: grpc.ChannelOptions, resolutionNote: string): boolean {
+  updateAddressList(list: grpc.experimental.StatusOr<GrpcEndpoint[]>, lbConfig: grpc.experimental.TypedLoadBalancingConfig, options: grpc.ChannelOptions, _resolutionNote: string): boolean {
     if (!(lbConfig instanceof GrpclbLbConfig)) return false;
     this.channelOptions = options;
     if (list.ok) this.fallbackEndpoints = list.value;
-    const service = lbConfig.options.serviceName ?? (options['grpc.default_authority'] as string | undefined) ?? /for "([^"]+)"/.exec(resolutionNote)?.[1];
+    const service = lbConfig.options.serviceName ?? (options['grpc.default_authority'] as string | undefined) ?? (options[SERVICE_ATTRIBUTE] as string | undefined);
     const json = JSON.stringify(lbConfig.options);
     if (this.started && (json !== this.configJson || service !== this.service)) this.stopBalancer();
     this.config = lbConfig.options;
@@ -525,6 +527,7 @@ let registered = false;
 export function registerGrpclbPolicy(): string {
   if (!registered) {
     grpc.experimental.registerLoadBalancerType(GRPCLB_POLICY, GrpclbLoadBalancer, GrpclbLbConfig);
+    registerPolicyConfig(GRPCLB_POLICY, GrpclbLbConfig);
     registered = true;
   }
   return GRPCLB_POLICY;
