@@ -324,7 +324,10 @@ describe('dns adapter against a real dnsmasq', function () {
 
     it('falls back to the next priority group only when the lowest is unreachable', async () => {
       const backup = track(await listener('127.0.0.3'));
-      const [dead1, dead2] = [await freePort(), await freePort()];
+      // Two distinct closed ports (freePort() may hand out the same port twice once it is released).
+      const dead1 = await freePort();
+      let dead2 = await freePort();
+      while (dead2 === dead1) dead2 = await freePort();
       d = await startDnsmasq({
         records: {
           hosts: { 't1.svc.test': ['127.0.0.1'], 'backup.svc.test': ['127.0.0.3'] },
