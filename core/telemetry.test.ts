@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { metrics } from '@opentelemetry/api';
 import { MeterProvider, MetricReader, type MetricData } from '@opentelemetry/sdk-metrics';
 import { createMemoryRegistry } from '../adapters/memory';
-import { SnapshotRecorder, uniqueService } from '../testkit';
+import { P2cBalancer } from '../balancers/p2c';
+import { SnapshotRecorder, makeEndpoints, testBalancerContext, uniqueService } from '../testkit';
 
 class TestReader extends MetricReader {
   protected async onForceFlush(): Promise<void> {}
@@ -44,5 +45,21 @@ describe('core: OpenTelemetry metrics', () => {
     w.close();
     await reg.registrar!.close();
     await reg.resolver.close();
+  });
+
+  it('exports the peak-EWMA latency estimate of latency-aware balancers per endpoint', async () => {
+    const b = new P2cBalancer({ ewma: true });
+    const ctx = testBalancerContext(3);
+    const eps = makeEndpoints(2).map((e, i) => ({ ...e, host: '10.9.9.9', port: 9100 + i }));
+    const picker = b.build(eps, ctx);
+    for (let i = 0; i < 20; i++) {
+      const p = picker.pick();
+      if (p.endpoint) p.done({ ok: true, latencyMs: p.endpoint.port === 9100 ? 5 : 50 });
+    }
+    const m = await collect(reader);
+    const points = m.get('wayfinder.latency.ewma')!.dataPoints.filter((p) => String(p.attributes.endpoint).startsWith('10.9.9.9:'));
+    const by = Object.fromEntries(points.map((p) => [p.attributes.endpoint, p.value as number]));
+    assert.ok(by['10.9.9.9:9100'] > 0 && by['10.9.9.9:9100'] <= 5.001, JSON.stringify(by));
+    assert.ok(by['10.9.9.9:9101'] >= 40, JSON.stringify(by));
   });
 });

@@ -1,4 +1,4 @@
-import { defineBalancer, registerBalancer, type Balancer, type Endpoint, type OptionsSchema, type Pick, type Picker } from '../../core';
+import { defineBalancer, registerBalancer, telemetry, type Balancer, type Endpoint, type OptionsSchema, type Pick, type Picker } from '../../core';
 import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
 import type { CallContext } from '../slow-start';
 import { EndpointLoad, LoadTable } from './load';
@@ -65,7 +65,28 @@ export class P2cBalancer implements Balancer {
     this.errTau = config.errorDecay ?? 1_000;
   }
   build(endpoints: Endpoint[], ctx: CallContext): Picker {
+    if (this.ewma && !this.metricsOn) this.exportEwma(ctx);
     return new P2cPicker(this, endpoints, this.loads.sync(endpoints), ctx);
+  }
+
+  private metricsOn = false;
+  /**
+   * Reports each endpoint's latency estimate as the wayfinder.latency.ewma gauge. The gauge holds
+   * the table weakly: a balancer dropped with its channel stops being reported and is collected.
+   */
+  private exportEwma(ctx: CallContext): void {
+    this.metricsOn = true;
+    const ref = new WeakRef(this.loads);
+    const tau = this.tau;
+    const off = telemetry.addEwmaSource(() => {
+      const table = ref.deref();
+      if (!table) {
+        off();
+        return [];
+      }
+      const t = ctx.now();
+      return table.current.filter((s) => !Number.isNaN(s.ewma)).map((s) => ({ endpoint: s.key, ms: s.ewma * s.decay(t, tau) }));
+    });
   }
 }
 

@@ -75,8 +75,11 @@ export class LoadTable {
 
   /** The states for a new endpoint set, in its order; states of endpoints not in it are dropped. */
   sync(endpoints: readonly Endpoint[]): EndpointLoad[] {
-    return this.states.sync(endpoints);
+    this.current = this.states.sync(endpoints);
+    return this.current;
   }
+  /** The states of the last synced set (for metrics). */
+  current: EndpointLoad[] = [];
 
   get(key: string): EndpointLoad | undefined {
     return this.states.get(key);
