@@ -18,6 +18,7 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import { seededRandom, silentLogger, type Balancer, type BalancerContext, type Endpoint } from '../core';
 import { createP2c } from '../balancers/p2c';
+import { createRingHash } from '../balancers/ring-hash';
 import { roundRobin } from '../balancers/round-robin';
 import { createWeighted } from '../balancers/weighted';
 import { median, table } from './stats';
@@ -89,6 +90,23 @@ const ours = (name: string, make: () => Balancer): Subject => ({
   },
 });
 
+/** ring_hash picks with a key (its purpose): 4096 distinct keys in turn, hashed on every pick. */
+const PICK_KEYS = Array.from({ length: 4096 }, (_, i) => ({ key: `user-${i * 7919}` }));
+const keyed = (name: string, make: () => Balancer): Subject => ({
+  ...ours(name, make),
+  make(n) {
+    const picker = make().build(endpoints(n), ctx());
+    const ok = { ok: true, latencyMs: 5 };
+    let i = 0;
+    return () => {
+      const p = picker.pick(PICK_KEYS[i++ & 4095]);
+      if (!p.endpoint) return 0;
+      p.done(ok);
+      return p.endpoint.port;
+    };
+  },
+});
+
 const children = (eps: Endpoint[]) => eps.map((e) => ({ endpoint: { addresses: [{ host: e.host, port: e.port }] }, picker: new ChildPicker(e.port) }));
 const wrrChildren = (eps: Endpoint[]) => eps.map((e) => ({ endpointName: `${e.host}:${e.port}`, picker: new ChildPicker(e.port), weight: e.weight ?? 1 }));
 
@@ -98,6 +116,7 @@ const SUBJECTS: Subject[] = [
   ours('wayfinder p2c least-request', () => createP2c({})),
   ours('wayfinder p2c peak-EWMA', () => createP2c({ ewma: true })),
   ours('wayfinder p2c peak-EWMA + outlier + slow start', () => createP2c({ ewma: true, outlier: true, slowStart: 30_000 })),
+  keyed('wayfinder ring_hash (keyed picks)', () => createRingHash({})),
   {
     name: 'grpc-js round_robin',
     make(n) {

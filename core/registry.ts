@@ -37,6 +37,7 @@ const BUILTIN_BALANCERS: Record<string, string> = {
   peak_ewma: '../balancers/p2c',
   least_request: '../balancers/p2c',
   p2c_least_request: '../balancers/p2c',
+  ring_hash: '../balancers/ring-hash',
 };
 
 function loadBuiltin(path: string): void {
