@@ -113,7 +113,7 @@ function parseMeta(items: string[]): [string, string][] {
 /** Worst status of an instance's checks (node checks included), as Consul aggregates it. */
 function aggregate(checks: HealthEntry['Checks']): Health {
   let h: Health = 'passing';
-  for (const c of checks ?? []) {
+  for (const c of Array.isArray(checks) ? checks : []) {
     if (c?.Status === 'critical' || c?.Status === 'maintenance') return 'critical';
     if (c?.Status === 'warning') h = 'warning';
   }
@@ -128,6 +128,8 @@ export function entryToRaw(e: HealthEntry, zoneKey: string): { key: string; valu
   const key = `${e?.Node?.Node ?? '?'}/${e?.Service?.ID ?? '?'}`;
   const s = e?.Service;
   if (!s || typeof s !== 'object') return { key, value: null };
+  // A Checks that is not a list makes this one entry bad (reported), never the whole response.
+  if (e.Checks != null && !Array.isArray(e.Checks)) return { key, value: null };
   const health = aggregate(e.Checks);
   const w = s.Weights ?? {};
   const weight = health === 'warning' ? w.Warning ?? 1 : w.Passing ?? 1;
