@@ -20,6 +20,8 @@ import {
   parseRegistryUrl,
   registerAdapter,
   validateOptions,
+  RegistrarBase,
+  RegistrationBase,
   type SourceSink,
 } from '.';
 import { SnapshotRecorder } from '../testkit';
@@ -217,5 +219,34 @@ describe('core: TokenBucket', () => {
 describe('core: registry URL user info', () => {
   it('rejects badly percent-encoded credentials with a ConfigError that does not echo them', () => {
     assert.throws(() => parseRegistryUrl('etcd://us%zz:pa%zzss@h1:2379'), (e: ConfigError) => e instanceof ConfigError && e.field === 'username' && !e.message.includes('pa%zzss'));
+  });
+});
+
+describe('core: RegistrationBase', () => {
+  it('lets a failed deregister() be retried, and keeps the registration for close() meanwhile', async () => {
+    let failNext = true;
+    const removed: string[] = [];
+    class Reg extends RegistrationBase {
+      protected async write(): Promise<void> {}
+      protected async remove(): Promise<void> {
+        if (failNext) {
+          failNext = false;
+          throw new RegistryUnavailableError('registry unreachable');
+        }
+        removed.push(this.id);
+      }
+    }
+    class Registrar extends RegistrarBase<Reg> {
+      protected async create(spec: ConstructorParameters<typeof Reg>[0]): Promise<Reg> {
+        return new Reg(spec);
+      }
+    }
+    const r = new Registrar('test');
+    const reg = await r.register({ service: 'svc', host: '127.0.0.1', port: 1 });
+    await assert.rejects(reg.deregister(), { code: 'REGISTRY_UNAVAILABLE' });
+    await r.close(); // retries the one that failed
+    assert.deepEqual(removed, ['127.0.0.1:1']);
+    await reg.deregister(); // idempotent after success
+    assert.deepEqual(removed, ['127.0.0.1:1']);
   });
 });

@@ -53,8 +53,12 @@ export abstract class RegistrationBase implements Registration {
     this.spec = next;
   }
 
+  /** Idempotent while it succeeds or runs; after a failure (registry unreachable) it can be retried. */
   deregister(): Promise<void> {
-    this.removed ??= this.remove();
+    this.removed ??= this.remove().catch((e) => {
+      this.removed = undefined;
+      throw e;
+    });
     return this.removed;
   }
 
@@ -101,7 +105,10 @@ export abstract class RegistrarBase<R extends RegistrationBase = RegistrationBas
     const dereg = reg.deregister.bind(reg);
     reg.deregister = () => {
       this.live.delete(reg);
-      return dereg();
+      return dereg().catch((e) => {
+        this.live.add(reg); // failed: still ours to deregister (retry, or close())
+        throw e;
+      });
     };
     return reg;
   }

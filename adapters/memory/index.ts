@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import {
+  ConfigError,
   RegistrarBase,
   RegistrationBase,
   WatchResolver,
@@ -125,7 +126,7 @@ export const memoryAdapter = defineAdapter<MemoryOptions>({
   },
   fromUrl(url) {
     const raw: Record<string, unknown> = { ...url.params };
-    if (url.hosts.length > 1) throw new TypeError('memory: give one store name');
+    if (url.hosts.length > 1) throw new ConfigError(`memory: give one store name (got ${url.hosts.length})`, { field: 'name' });
     if (url.hosts[0]) raw.name = url.hosts[0].host;
     return raw;
   },
