@@ -73,6 +73,10 @@ class OutlierState implements TrackedState {
 
 export class OutlierBalancer implements Balancer {
   readonly name: string;
+  /** Forwarded: a sticky inner balancer still needs PickInfo through the decorator. */
+  get usesPickInfo(): boolean | undefined {
+    return this.inner.usesPickInfo;
+  }
   readonly config: Required<OutlierConfig>;
   private readonly states = new EndpointStates<OutlierState>((key) => new OutlierState(key), { trackObjects: true });
   private current: OutlierPicker | undefined;

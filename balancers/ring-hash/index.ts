@@ -355,15 +355,9 @@ export const ringHash: Balancer = {
   },
 };
 
-/**
- * ring_hash with its configured decorators. The decorators do not forward `usesPickInfo`, so the
- * result says it itself: without it the gRPC bridge would not pass the pick key.
- */
+/** ring_hash with its configured decorators (which forward `usesPickInfo`). */
 export function createRingHash(config: RingHashConfig = {}): Balancer {
-  const inner = new RingHashBalancer(config);
-  const b = decorate(inner, config);
-  if (b === inner || b.usesPickInfo) return b;
-  return { name: b.name, usesPickInfo: true, build: (endpoints, ctx) => b.build(endpoints, ctx) };
+  return decorate(new RingHashBalancer(config), config);
 }
 
 export const ringHashBalancer = defineBalancer<RingHashConfig>({

@@ -346,3 +346,10 @@ describe('ring_hash over gRPC: three echo servers, wayfinder-pick-key', function
     assert.deepEqual([...byPort.keys()].sort(), servers.map((s) => s.port).sort(), `keys reached only ports ${[...byPort.keys()]}`);
   });
 });
+
+describe('ring_hash: decorated', () => {
+  it('still asks for PickInfo through the slow-start and outlier decorators (else gRPC drops the key)', () => {
+    const b = createRingHash({ slowStart: 1000, outlier: true });
+    assert.equal(b.usesPickInfo, true);
+  });
+});

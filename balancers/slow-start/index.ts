@@ -51,6 +51,10 @@ const NONE: ReadonlyMap<Endpoint, number> = new Map();
 
 export class SlowStartBalancer implements Balancer {
   readonly name: string;
+  /** Forwarded: a sticky inner balancer still needs PickInfo through the decorator. */
+  get usesPickInfo(): boolean | undefined {
+    return this.inner.usesPickInfo;
+  }
   /** host:port -> when it joined (-Infinity for the initial set). */
   private readonly since = new EndpointStates<Joined>((key) => ({ key, gen: 0, at: this.joinTime }));
   private seenNonEmpty = false;
