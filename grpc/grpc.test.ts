@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { Discovery } from '../core';
+import { ConfigError, Discovery, registerBalancer } from '../core';
 import { EchoClient, startEchoServer, type EchoServer } from '../testkit/echo';
 import { freePort, waitFor, withTimeout } from '../testkit/process';
 import { WAYFINDER_ENDPOINT, grpcBridgeStats, installGrpc, parseBridgeTarget, wayfinderEndpointOf } from './index';
@@ -233,6 +233,13 @@ describe('grpc bridge', function () {
       await assert.rejects(c.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /unknown option "bogus"/.test(e.details));
       const c2 = client(`memory://${name}/echo`, { 'grpc.service_config': CAPTURE_SC({ drop: 'maybe' }) });
       await assert.rejects(c2.echo(), (e: grpc.ServiceError) => /"drop" must be true or false/.test(e.details));
+      // A balancer that refuses its (schema-valid) config at create(): calls fail with the reason.
+      registerBalancer('grpctest_refuses', () => {
+        throw new ConfigError('grpctest_refuses: this configuration cannot work');
+      });
+      installGrpc();
+      const c4 = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_grpctest_refuses: {} }] }) });
+      await assert.rejects(c4.echo({}, { deadlineMs: 5000 }), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /cannot work/.test(e.details));
       // The lookaside policy's config is validated the same way (not grpc-js's silent pick_first).
       const c3 = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_grpclb: { fallbackTimeout: 'soon' } }] }) });
       await assert.rejects(c3.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /fallbackTimeout/.test(e.details));

@@ -152,7 +152,16 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
     this.resolutionNote = resolutionNote;
     const json = JSON.stringify(cfg.options);
     if (!this.balancer || json !== this.configJson) {
-      this.balancer = getBalancer(cfg.balancer).create(cfg.options);
+      try {
+        this.balancer = getBalancer(cfg.balancer).create(cfg.options);
+      } catch (e) {
+        // A config the schema accepted but the balancer refused: fail calls with the reason
+        // rather than leaving them queued until their deadline.
+        const details = `${this.policy}: ${(e as Error).message}`;
+        this.balancer = undefined;
+        this.updateState(ConnectivityState.TRANSIENT_FAILURE, new UnavailablePicker({ code: grpc.status.UNAVAILABLE, details, metadata: new grpc.Metadata() }), details);
+        return true;
+      }
       this.config = cfg;
       this.configJson = json;
       this.balancerPicker = undefined;
