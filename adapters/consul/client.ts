@@ -97,16 +97,22 @@ export class ConsulClient {
   }
 
   private async call<T>(what: string, fn: (opts: Record<string, unknown>) => Promise<unknown>, extra: Record<string, unknown>, signal?: AbortSignal, timeoutMs?: number): Promise<{ body: T; headers: Record<string, string | string[] | undefined> }> {
-    if (signal?.aborted) throw new ConsulCallError(`${what}: aborted`, 0, 'aborted');
-    const { opts, cleanup } = this.opts(extra, signal, timeoutMs);
-    try {
-      const r = (await fn(opts)) as [{ headers: Record<string, string | string[] | undefined> }, T] | undefined;
-      const [res, body] = Array.isArray(r) ? r : [undefined, undefined as T];
-      return { body, headers: res?.headers ?? {} };
-    } catch (e) {
-      throw sanitize(what, e, signal);
-    } finally {
-      cleanup();
+    // Every request this client makes is idempotent (GETs, and PUTs that set state), so one reset
+    // of a reused keep-alive socket (e.g. the agent restarted since) is retried once on a new one.
+    for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw new ConsulCallError(`${what}: aborted`, 0, 'aborted');
+      const { opts, cleanup } = this.opts(extra, signal, timeoutMs);
+      try {
+        const r = (await fn(opts)) as [{ headers: Record<string, string | string[] | undefined> }, T] | undefined;
+        const [res, body] = Array.isArray(r) ? r : [undefined, undefined as T];
+        return { body, headers: res?.headers ?? {} };
+      } catch (e) {
+        const err = sanitize(what, e, signal);
+        if (attempt === 0 && err.kind === 'network' && /ECONNRESET|EPIPE|socket hang up/.test(err.message)) continue;
+        throw err;
+      } finally {
+        cleanup();
+      }
     }
   }
 
