@@ -32,6 +32,13 @@ export interface AdapterDefinition<O = any> {
   /** Every option, with type, default and doc: the one place options are validated. */
   options: OptionsSchema;
   /**
+   * The design's original form, still supported: the adapter parses its URL itself (a WHATWG URL,
+   * so one host per URL) and validates what it returns; used instead of `options`/`fromUrl` when
+   * given. Throw ConfigError naming the field. With an object config, the object's properties
+   * (minus `scheme`) are passed to create() as they are.
+   */
+  parse?(url: URL): O;
+  /**
    * Maps a parsed URL to raw options (validated afterwards against `options`).
    * Default: `{ hosts: "h1:p1,h2:p2" (when the schema has "hosts"), path (when it has "path"), ...params }`.
    */
@@ -51,13 +58,14 @@ export interface BalancerDefinition<C = any> {
 }
 
 /** Identity function that type-checks and freezes an adapter definition. */
-export function defineAdapter<O>(def: AdapterDefinition<O>): AdapterDefinition<O> {
+export function defineAdapter<O>(def: Omit<AdapterDefinition<O>, 'options'> & { options?: OptionsSchema }): AdapterDefinition<O> {
   if (!def || typeof def !== 'object') throw new TypeError('defineAdapter(): definition must be an object');
   if (typeof def.scheme !== 'string' || !/^[a-z][a-z0-9+.-]*$/.test(def.scheme)) throw new TypeError(`defineAdapter(): "scheme" must be a lowercase URL scheme, got ${JSON.stringify(def.scheme)}`);
   if (typeof def.create !== 'function') throw new TypeError(`defineAdapter(${def.scheme}): "create" must be a function`);
   if (!def.capabilities || typeof def.capabilities !== 'object') throw new TypeError(`defineAdapter(${def.scheme}): "capabilities" is required`);
-  if (!def.options || typeof def.options !== 'object') throw new TypeError(`defineAdapter(${def.scheme}): "options" schema is required (use {} for none)`);
-  return Object.freeze({ ...def });
+  if (def.parse !== undefined && typeof def.parse !== 'function') throw new TypeError(`defineAdapter(${def.scheme}): "parse" must be a function`);
+  if (!def.parse && (!def.options || typeof def.options !== 'object')) throw new TypeError(`defineAdapter(${def.scheme}): an "options" schema (or a parse(url) function) is required (use {} for no options)`);
+  return Object.freeze({ ...def, options: def.options ?? {} });
 }
 
 export function defineBalancer<C>(def: BalancerDefinition<C>): BalancerDefinition<C> {

@@ -250,3 +250,29 @@ describe('core: RegistrationBase', () => {
     assert.deepEqual(removed, ['127.0.0.1:1']);
   });
 });
+
+describe('core: adapters written in the design\'s parse(url) form', () => {
+  it('parse(url: URL) is used instead of an options schema, and its errors are ConfigErrors', async () => {
+    let seen: URL | undefined;
+    registerAdapter(
+      defineAdapter<{ host: string; port: number; ns: string }>({
+        scheme: 'parsetest',
+        description: 'test adapter in the parse(url) form',
+        capabilities: { watch: 'push', register: false, ttl: false, weights: false, zones: false, metadata: false, listServices: false },
+        parse(url) {
+          seen = url;
+          const ns = url.searchParams.get('ns') ?? 'default';
+          if (!/^[a-z]+$/.test(ns)) throw new ConfigError('parsetest: "ns" must be lowercase letters', { field: 'ns' });
+          return { host: url.hostname, port: Number(url.port || 1), ns };
+        },
+        create: (o) => ({ resolver: new WatchResolver('parsetest', (_s, sink) => (sink.update([{ id: o.ns, host: o.host, port: o.port, metadata: {} }]), () => {})) }),
+      }),
+    );
+    const d = await Discovery.fromConfig(`parsetest://10.1.2.3:99?ns=prod&cache=${os.tmpdir()}/wf-parsetest-cache`);
+    assert.equal(seen!.searchParams.get('cache'), null, 'core strips its own cache option');
+    assert.deepEqual((await d.resolver.resolve('x')).map((e) => `${e.id}@${e.host}:${e.port}`), ['prod@10.1.2.3:99']);
+    await d.close();
+    await assert.rejects(Discovery.fromConfig('parsetest://h?ns=PROD'), (e: ConfigError) => e.field === 'ns');
+    assert.throws(() => defineAdapter({ scheme: 'neither', description: '', capabilities: {} as never, create: () => ({}) as never }), /"options" schema \(or a parse\(url\) function\)/);
+  });
+});

@@ -131,6 +131,23 @@ function fromUrlAsConfig(def: AdapterDefinition, url: ParsedUrl): Record<string,
   }
 }
 
+/** An adapter with its own parse(url: URL): the URL (less core's `cache`) as a WHATWG URL. */
+function parseWithAdapter(def: AdapterDefinition, spec: string, parsed: ParsedUrl): unknown {
+  let url: URL;
+  try {
+    url = new URL(spec);
+  } catch {
+    throw new ConfigError(`${def.scheme}: ${parsed.redacted} is not a URL this adapter can parse (one host per URL)`, { field: 'registry' });
+  }
+  url.searchParams.delete('cache');
+  try {
+    return def.parse!(url);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(`${def.scheme}: ${(e as Error).message}`, { field: 'registry', cause: e });
+  }
+}
+
 /** Parses and validates a registry spec into the adapter and its typed options. */
 export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: AdapterDefinition; options: Record<string, unknown>; display: string; cache?: string } {
   if (typeof spec === 'string') {
@@ -142,6 +159,11 @@ export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: Adapt
       const { cache: _cache, ...params } = url.params;
       url.params = params;
     }
+    if (def.parse) {
+      const options = parseWithAdapter(def, spec, url) as Record<string, unknown>;
+      def.validate?.(options);
+      return { def, options, display: url.redacted, cache };
+    }
     const raw = def.fromUrl ? fromUrlAsConfig(def, url) : defaultFromUrl(def, url);
     const options = validateOptions(def.scheme, def.options, raw);
     def.validate?.(options);
@@ -151,7 +173,7 @@ export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: Adapt
   const { scheme, cache: rawCache, ...rest } = spec;
   const cache = takeCacheOption(rawCache);
   const def = getAdapter(scheme);
-  const options = validateOptions(def.scheme, def.options, rest);
+  const options = def.parse ? rest : validateOptions(def.scheme, def.options, rest);
   def.validate?.(options);
   const display = `${def.scheme}: ${JSON.stringify(redactOptions(def.options, options))}`;
   return { def, options, display: cache ? `${display} cache=${cache}` : display, cache };

@@ -40,7 +40,7 @@ export function renderOptionTables(): string {
     if (def.examples?.length) out.push(...def.examples.map((e) => `- \`${e}\``), '');
     const c = def.capabilities;
     out.push(`Capabilities: watch by ${c.watch}; ${c.register ? 'registers instances' : 'read-only (no registrar)'}; ${c.ttl ? 'dead instances expire (TTL)' : 'no TTL'}; weights ${c.weights ? 'yes' : 'no'}; zones ${c.zones ? 'yes' : 'no'}; metadata ${c.metadata ? 'yes' : 'no'}; lists services ${c.listServices ? 'yes' : 'no'}.`, '');
-    out.push(optionTable(def.options), '');
+    out.push(def.parse ? '_Options are parsed by the adapter\'s own `parse(url)`._' : optionTable(def.options), '');
   }
   out.push('### Balancers', '');
   for (const name of listBalancers()) {
