@@ -104,6 +104,11 @@ export function listBalancers(): string[] {
   return [...new Set([...available(BUILTIN_BALANCERS), ...balancers])].sort();
 }
 
+/** The built-in schemes and balancer names (not those registered at run time): for docs. */
+export function listBuiltins(): { schemes: string[]; balancers: string[] } {
+  return { schemes: available(BUILTIN_ADAPTERS).sort(), balancers: available(BUILTIN_BALANCERS).sort() };
+}
+
 function available(table: Record<string, string>): string[] {
   return Object.keys(table).filter((k) => {
     try {

@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { getAdapter, getBalancer, listAdapterSchemes, listBalancers, type OptionSpec, type OptionsSchema } from '../core';
+import { getAdapter, getBalancer, listBuiltins, type OptionSpec, type OptionsSchema } from '../core';
 
 export const DOC = path.join(__dirname, '..', 'docs', 'configuration.md');
 const START = '<!-- generated: option tables (npm run docs) -->';
@@ -32,7 +32,8 @@ function optionTable(schema: OptionsSchema): string {
 export function renderOptionTables(): string {
   const out: string[] = [];
   const seen = new Set<string>();
-  for (const scheme of listAdapterSchemes()) {
+  const builtins = listBuiltins();
+  for (const scheme of builtins.schemes) {
     const def = getAdapter(scheme);
     if (seen.has(def.scheme)) continue;
     seen.add(def.scheme);
@@ -43,7 +44,7 @@ export function renderOptionTables(): string {
     out.push(def.parse ? '_Options are parsed by the adapter\'s own `parse(url)`._' : optionTable(def.options), '');
   }
   out.push('### Balancers', '');
-  for (const name of listBalancers()) {
+  for (const name of builtins.balancers) {
     const def = getBalancer(name);
     if (seen.has(`balancer:${def.name}`)) continue;
     seen.add(`balancer:${def.name}`);
