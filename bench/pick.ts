@@ -5,14 +5,12 @@
  *
  *   npm run bench:pick     (compiled by tsc, as users run it; ROUNDS=21 PICKS=2000000 to change the sample)
  */
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { RoundRobinPicker } from '../balancers/round-robin';
 import { BridgePicker } from '../grpc/policy';
 import { makeEndpoints } from '../testkit/conformance';
-import { median, table } from './stats';
+import { loadPrivateClass, median, table } from './stats';
 
 // grpc-js's round_robin policy builds a RoundRobinPicker over one pick_first child picker per
 // endpoint. That class is module-private, so we load grpc-js's own compiled module source and
@@ -20,14 +18,6 @@ import { median, table } from './stats';
 const GrpcRoundRobinPicker = loadPrivateClass('@grpc/grpc-js/build/src/load-balancer-round-robin', 'RoundRobinPicker');
 const GrpcPickFirstPicker = loadPrivateClass('@grpc/grpc-js/build/src/load-balancer-pick-first', 'PickFirstPicker');
 
-function loadPrivateClass(mod: string, name: string): any {
-  const file = require.resolve(mod);
-  const src = readFileSync(file, 'utf8');
-  const exportsObj: Record<string, unknown> = {};
-  // eslint-disable-next-line no-new-func
-  new Function('exports', 'require', 'module', '__filename', '__dirname', `${src}\nexports.__private = ${name};`)(exportsObj, createRequire(file), { exports: exportsObj }, file, file.replace(/\/[^/]*$/, ''));
-  return exportsObj.__private;
-}
 
 const ROUNDS = Number(process.env.ROUNDS ?? 21);
 const PICKS = Number(process.env.PICKS ?? 2_000_000);

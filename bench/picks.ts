@@ -13,15 +13,13 @@
  *   node --import tsx bench/picks.ts     (re-executes itself with --expose-gc; ROUNDS=9 PICKS=300000)
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import { seededRandom, silentLogger, type Balancer, type BalancerContext, type Endpoint } from '../core';
 import { createP2c } from '../balancers/p2c';
 import { createRingHash } from '../balancers/ring-hash';
 import { roundRobin } from '../balancers/round-robin';
 import { createWeighted } from '../balancers/weighted';
-import { median, table } from './stats';
+import { loadPrivateClass, median, table } from './stats';
 
 if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
   const r = spawnSync(process.execPath, ['--expose-gc', '--min-semi-space-size=64', '--max-semi-space-size=64', ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
@@ -29,14 +27,6 @@ if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
 }
 const gc = (globalThis as unknown as { gc: () => void }).gc;
 
-function loadPrivateClass(mod: string, name: string): any {
-  const file = require.resolve(mod);
-  const src = readFileSync(file, 'utf8');
-  const exportsObj: Record<string, unknown> = {};
-  // eslint-disable-next-line no-new-func
-  new Function('exports', 'require', 'module', '__filename', '__dirname', `${src}\nexports.__private = ${name};`)(exportsObj, createRequire(file), { exports: exportsObj }, file, file.replace(/\/[^/]*$/, ''));
-  return exportsObj.__private;
-}
 // Module-private classes of grpc-js, loaded from its own compiled source (the code grpc-js runs).
 const GrpcRoundRobinPicker = loadPrivateClass('@grpc/grpc-js/build/src/load-balancer-round-robin', 'RoundRobinPicker');
 const GrpcWrrPicker = loadPrivateClass('@grpc/grpc-js/build/src/load-balancer-weighted-round-robin', 'WeightedRoundRobinPicker');

@@ -1,4 +1,7 @@
-/** Small statistics helpers shared by the benchmarks (medians: the machine is noisy). */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+/** Small helpers shared by the benchmarks: statistics (medians: the machine is noisy), tables, grpc-js internals. */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -14,4 +17,18 @@ export function percentile(xs: number[], p: number): number {
 export function table(header: string[], rows: (string | number)[][]): string {
   const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+/**
+ * A module-private class of a dependency (grpc-js's pickers), loaded from the dependency's own
+ * compiled source with one line appended to expose it: the code measured is exactly what the
+ * dependency runs, not a re-implementation.
+ */
+export function loadPrivateClass(mod: string, name: string): any {
+  const file = require.resolve(mod);
+  const src = readFileSync(file, 'utf8');
+  const exportsObj: Record<string, unknown> = {};
+  // eslint-disable-next-line no-new-func
+  new Function('exports', 'require', 'module', '__filename', '__dirname', `${src}\nexports.__private = ${name};`)(exportsObj, createRequire(file), { exports: exportsObj }, file, file.replace(/\/[^/]*$/, ''));
+  return exportsObj.__private;
 }

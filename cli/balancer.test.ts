@@ -3,15 +3,9 @@ import assert from 'node:assert/strict';
 import { Discovery } from '../core';
 import { installGrpc } from '../grpc';
 import { EchoClient, startEchoServer, tempDir, waitFor, withTimeout } from '../testkit';
+import { capture } from './fixtures';
 import { run } from './main';
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  let stop: (s: string) => void = () => {};
-  const stopped = new Promise<string>((r) => (stop = r));
-  return { out, err, stop, io: { out: (s: string) => out.push(s), err: (s: string) => err.push(s), isTTY: false, interrupted: () => stopped } };
-}
 
 describe('cli: wayfinder balancer', function () {
   this.timeout(20_000);

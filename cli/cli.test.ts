@@ -2,17 +2,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { tempDir, withTimeout } from '../testkit';
+import { capture } from './fixtures';
 import { run } from './main';
 
 const MAIN = path.join(__dirname, 'main.ts');
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  let stop: (s: string) => void = () => {};
-  const stopped = new Promise<string>((r) => (stop = r));
-  return { out, err, stop, io: { out: (s: string) => out.push(s), err: (s: string) => err.push(s), isTTY: false, interrupted: () => stopped } };
-}
 
 /** Runs the CLI in a child process; resolves when its stdout has a line matching `until`. */
 function child(args: string[]) {

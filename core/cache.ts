@@ -5,7 +5,7 @@ import { checkEndpoint } from './endpoint';
 import { ClosedError, RegistryUnavailableError, type WayfinderError } from './errors';
 import type { Endpoint, Logger, Resolver, Snapshot, Watch } from './model';
 import { silentLogger } from './util';
-import { checkServiceName, type ServiceStatus } from './watch-resolver';
+import { checkServiceName, resolveFirst, type ServiceStatus } from './watch-resolver';
 
 /**
  * The last-known-good cache (opt-in with `cache=/dir` on any registry URL, or `cache` in a config
@@ -175,26 +175,7 @@ export class CachedResolver implements Resolver {
   }
 
   resolve(service: string, opts: { signal?: AbortSignal } = {}): Promise<Endpoint[]> {
-    checkServiceName(service, 'resolve()');
-    return new Promise((resolve, reject) => {
-      const { signal } = opts;
-      if (signal?.aborted) return reject(signal.reason);
-      let w: Watch | undefined;
-      const finish = () => {
-        signal?.removeEventListener('abort', onAbort);
-        queueMicrotask(() => w?.close());
-      };
-      const onAbort = () => {
-        finish();
-        reject(signal!.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      w = this.watch(service, (s) => {
-        finish();
-        if (s.error && s.endpoints.length === 0 && s.error.code !== 'BAD_ENTRY') reject(s.error);
-        else resolve(s.endpoints.map((e) => ({ ...e, metadata: { ...e.metadata } })));
-      });
-    });
+    return resolveFirst(this, service, opts);
   }
 
   refresh(service: string): void {

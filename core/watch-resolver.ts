@@ -50,6 +50,33 @@ export function checkServiceName(service: unknown, where = 'watch()'): asserts s
 }
 
 /**
+ * Resolver.resolve() in terms of watch(): the first snapshot's endpoints (copies), or its error
+ * when the registry failed before any good set; rejects with the signal's reason on abort.
+ */
+export function resolveFirst(resolver: Pick<Resolver, 'watch'>, service: string, opts: { signal?: AbortSignal } = {}): Promise<Endpoint[]> {
+  checkServiceName(service, 'resolve()');
+  return new Promise((resolve, reject) => {
+    const { signal } = opts;
+    if (signal?.aborted) return reject(signal.reason);
+    let w: Watch | undefined;
+    const finish = () => {
+      signal?.removeEventListener('abort', onAbort);
+      queueMicrotask(() => w?.close()); // w is assigned once watch() returns
+    };
+    const onAbort = () => {
+      finish();
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    w = resolver.watch(service, (s) => {
+      finish();
+      if (s.error && s.endpoints.length === 0 && s.error.code !== 'BAD_ENTRY') reject(s.error);
+      else resolve(s.endpoints.map((e) => ({ ...e, metadata: { ...e.metadata } })));
+    });
+  });
+}
+
+/**
  * The shared resolver behind every adapter: one registry watch per service (reference-counted,
  * stopped with the last watcher), complete snapshots only, duplicate snapshots suppressed, the last
  * good set kept across registry errors, and every callback delivered asynchronously.
@@ -103,30 +130,7 @@ export class WatchResolver implements Resolver {
   }
 
   resolve(service: string, opts: { signal?: AbortSignal } = {}): Promise<Endpoint[]> {
-    checkServiceName(service, 'resolve()');
-    return new Promise((resolve, reject) => {
-      const { signal } = opts;
-      if (signal?.aborted) return reject(signal.reason);
-      let w: Watch | undefined;
-      const onAbort = () => {
-        w?.close();
-        reject(signal!.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      w = this.watch(service, (s) => {
-        if (s.error && s.endpoints.length === 0 && s.error.code !== 'BAD_ENTRY') {
-          finish();
-          reject(s.error);
-        } else {
-          finish();
-          resolve(s.endpoints.map((e) => ({ ...e, metadata: { ...e.metadata } })));
-        }
-      });
-      const finish = () => {
-        signal?.removeEventListener('abort', onAbort);
-        w?.close();
-      };
-    });
+    return resolveFirst(this, service, opts);
   }
 
   refresh(service: string): void {
