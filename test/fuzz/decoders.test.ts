@@ -160,7 +160,7 @@ describe('fuzz: registry decoders never throw, and keep only valid endpoints', (
       fc.asyncProperty(fc.array(srv, { maxLength: 6 }), fc.dictionary(fc.constantFrom('t1.test', 't2.test', 'other'), fc.array(addr, { maxLength: 3 })), async (records, addrs) => {
         const client = {
           srv: async () => ({ records }),
-          addresses: async (name: string, family: 4 | 6) => ({ records: (addrs[name] ?? []).filter((a) => a.family === family), nxdomain: false }),
+          addresses: async (name: string, family: 4 | 6) => ({ records: (Object.hasOwn(addrs, name) ? addrs[name] : []).filter((a) => a.family === family), nxdomain: false }),
         };
         const lookups = new DnsLookups(client as never, { family: 'any', probe: false, timeout: 100 } as never);
         const r = await lookups.lookup({ kind: 'srv', name: '_grpc._tcp.echo.test' });
