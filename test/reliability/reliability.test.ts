@@ -259,8 +259,14 @@ interface Subject {
   close(): Promise<void>;
 }
 
-/** The scenarios every subject goes through (those it supports), in one describe block. */
-function reliabilitySuite(name: string, skipIf: (ctx: Mocha.Context) => void, make: () => Promise<Subject>): void {
+type Scenario = 'restart' | 'registrant' | 'specials';
+
+/**
+ * The scenarios every subject goes through, in one describe block. `supports` names the optional
+ * ones that apply (a read-only registry has no registrant to SIGSTOP, ...): only those are defined,
+ * and a supported scenario whose subject lacks it fails.
+ */
+function reliabilitySuite(name: string, supports: Scenario[], skipIf: (ctx: Mocha.Context) => void, make: () => Promise<Subject>): void {
   describe(`reliability: ${name}`, function () {
     this.timeout(120_000);
     let s: Subject;
@@ -312,8 +318,8 @@ function reliabilitySuite(name: string, skipIf: (ctx: Mocha.Context) => void, ma
       assert.ok(conv <= s.convergeBoundMs, `converged in ${conv} ms, bound ${s.convergeBoundMs} ms`);
     });
 
-    it('registry restarted under traffic: zero failed calls; changes flow again', async function () {
-      if (!s.restart) return this.skip();
+    if (supports.includes('restart')) it('registry restarted under traffic: zero failed calls; changes flow again', async function () {
+      assert.ok(s.restart, 'restart scenario missing');
       const t0 = Date.now();
       await s.restart.run();
       const from = Date.now();
@@ -328,8 +334,8 @@ function reliabilitySuite(name: string, skipIf: (ctx: Mocha.Context) => void, ma
       assert.ok(conv <= s.restart.boundMs, `converged in ${conv} ms, bound ${s.restart.boundMs} ms`);
     });
 
-    it('registrant SIGSTOPped past its TTL: deregistered, then re-registered after SIGCONT; zero failed calls', async function () {
-      if (!s.registrant || !s.observerUrl) return this.skip();
+    if (supports.includes('registrant')) it('registrant SIGSTOPped past its TTL: deregistered, then re-registered after SIGCONT; zero failed calls', async function () {
+      assert.ok(s.registrant && s.observerUrl, 'registrant scenario missing');
       const obs = await observe(s.observerUrl);
       const reg = startRegistrant(s.registrant.url, b.host('b4'), b.port, 'b4');
       try {
@@ -361,8 +367,8 @@ function reliabilitySuite(name: string, skipIf: (ctx: Mocha.Context) => void, ma
       }
     });
 
-    it('registry-specific faults under traffic: zero failed calls; changes flow again', async function () {
-      if (!s.specials?.length) return this.skip();
+    if (supports.includes('specials')) it('registry-specific faults under traffic: zero failed calls; changes flow again', async function () {
+      assert.ok(s.specials?.length, 'registry-specific scenarios missing');
       for (const sp of s.specials) {
         const t0 = Date.now();
         const before = members.ids;
@@ -388,7 +394,7 @@ const needs = (find: () => unknown) => (ctx: Mocha.Context) => {
 
 // ---------------------------------------------------------------- etcd
 
-reliabilitySuite('etcd', needs(() => (findEtcd(), findEtcdctl())), async () => {
+reliabilitySuite('etcd', ['restart', 'registrant'], needs(() => (findEtcd(), findEtcdctl())), async () => {
   const etcd: EtcdServer = await startEtcd();
   const proxy: FaultProxy = await faultProxy({ target: etcd.address });
   const prefix = `/reliability-${process.pid}`;
@@ -424,7 +430,7 @@ reliabilitySuite('etcd', needs(() => (findEtcd(), findEtcdctl())), async () => {
 
 // ---------------------------------------------------------------- ZooKeeper
 
-reliabilitySuite('ZooKeeper', needs(findZooKeeper), async () => {
+reliabilitySuite('ZooKeeper', ['restart', 'registrant'], needs(findZooKeeper), async () => {
   const zk: ZooKeeperServer = await startZooKeeper();
   const proxy = await faultProxy({ target: zk.connectString });
   const base = `/reliability-${process.pid}`;
@@ -453,7 +459,7 @@ reliabilitySuite('ZooKeeper', needs(findZooKeeper), async () => {
 
 // ---------------------------------------------------------------- Consul (fake agent)
 
-reliabilitySuite('Consul (fake agent)', () => undefined, async () => {
+reliabilitySuite('Consul (fake agent)', ['restart', 'registrant', 'specials'], () => undefined, async () => {
   // Agent time compressed for DeregisterCriticalServiceAfter (its 1 min minimum reaps in 600 ms).
   const consul: FakeConsul = await startFakeConsul({ reapIntervalMs: 100, deregisterTimeScale: 0.01 });
   const proxy = await faultProxy({ target: consul.address });
@@ -494,7 +500,7 @@ reliabilitySuite('Consul (fake agent)', () => undefined, async () => {
 
 // ---------------------------------------------------------------- DNS (dnsmasq)
 
-reliabilitySuite('DNS (dnsmasq)', needs(findDnsmasq), async () => {
+reliabilitySuite('DNS (dnsmasq)', ['restart'], needs(findDnsmasq), async () => {
   const dns: Dnsmasq = await startDnsmasq({ domains: ['test'] });
   return {
     name: 'DNS',
@@ -519,7 +525,7 @@ reliabilitySuite('DNS (dnsmasq)', needs(findDnsmasq), async () => {
 
 // ---------------------------------------------------------------- Kubernetes (fake API server)
 
-reliabilitySuite('Kubernetes (fake API server)', () => undefined, async () => {
+reliabilitySuite('Kubernetes (fake API server)', ['restart', 'specials'], () => undefined, async () => {
   const kube: FakeKubeApi = await startFakeKubeApi();
   const proxy = await faultProxy({ target: `127.0.0.1:${kube.port}` });
   const tmp = tempDir('wf-rel-kube-');
@@ -571,7 +577,7 @@ reliabilitySuite('Kubernetes (fake API server)', () => undefined, async () => {
 
 // ---------------------------------------------------------------- file
 
-reliabilitySuite('file', () => undefined, async () => {
+reliabilitySuite('file', ['registrant'], () => undefined, async () => {
   const tmp = tempDir('wf-rel-file-');
   const file = path.join(tmp.dir, 'registry.json');
   // Long heartbeats for the backends' registrar, so the corruption below is not repaired at once.
