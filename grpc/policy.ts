@@ -16,13 +16,7 @@ import {
 import { wayfinderEndpointOf } from './endpoints';
 import { settings, stats } from './shared';
 
-const ConnectivityState = grpc.connectivityState;
-const { PickResultType, LeafLoadBalancer, QueuePicker, UnavailablePicker, createChildChannelControlHelper } = grpc.experimental;
-type GrpcPicker = grpc.experimental.Picker;
-type PickArgs = grpc.experimental.PickArgs;
-type PickResult = grpc.experimental.PickResult;
-type ChannelControlHelper = grpc.experimental.ChannelControlHelper;
-type LeafLB = InstanceType<typeof LeafLoadBalancer>;
+import { ConnectivityState, LeafLoadBalancer, PickResultType, QueuePicker, UnavailablePicker, createChildChannelControlHelper, type ChannelControlHelper, type GrpcPicker, type LeafLB, type PickArgs, type PickResult } from './grpcjs';
 
 /** LB policy names are `wayfinder_<balancer name>`. */
 export const POLICY_PREFIX = 'wayfinder_';

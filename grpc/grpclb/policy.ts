@@ -8,14 +8,7 @@ import { SERVICE_ATTRIBUTE } from '../resolver';
 import { acquireRegistry, releaseRegistry, settings, type SharedRegistry } from '../shared';
 import { BALANCE_LOAD_PATH, LB_TOKEN_METADATA, balanceLoadMethod, durationToMs, unpackIp, type ClientStatsMsg, type LoadBalanceRequest, type LoadBalanceResponse, type ServerMsg } from './protocol';
 
-const ConnectivityState = grpc.connectivityState;
-const { PickResultType, LeafLoadBalancer, QueuePicker, UnavailablePicker, createChildChannelControlHelper } = grpc.experimental;
-type GrpcPicker = grpc.experimental.Picker;
-type PickArgs = grpc.experimental.PickArgs;
-type PickResult = grpc.experimental.PickResult;
-type ChannelControlHelper = grpc.experimental.ChannelControlHelper;
-type GrpcEndpoint = grpc.experimental.Endpoint;
-type LeafLB = InstanceType<typeof LeafLoadBalancer>;
+import { ConnectivityState, LeafLoadBalancer, PickResultType, QueuePicker, UnavailablePicker, createChildChannelControlHelper, type ChannelControlHelper, type GrpcEndpoint, type GrpcPicker, type LeafLB, type PickArgs, type PickResult } from '../grpcjs';
 
 export const GRPCLB_POLICY = 'wayfinder_grpclb';
 
