@@ -356,6 +356,13 @@ describe('file adapter', function () {
       const fixed = await rec.until((x) => !x.error, 1000, 'recovery once the file is fixed');
       assert.ok(both(fixed));
       assert.deepEqual(await reader.listServices(), [service]);
+      // A zero-length file (a non-atomic writer between truncate and write) is not "no services".
+      const reads = reader.watchStats().reads;
+      const seen = rec.snapshots.length;
+      fs.writeFileSync(file, '');
+      await waitFor('the reader to read the empty file', () => reader.watchStats().reads > reads, { timeoutMs: 2000, intervalMs: 10 });
+      assert.equal(rec.snapshots.length, seen, 'an empty file changed the set');
+      fs.writeFileSync(file, good);
       w.close();
     });
 

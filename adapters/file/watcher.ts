@@ -206,6 +206,10 @@ export class FileWatcher {
       if (!force && this.state && sig === this.state.sig) return;
       this.reads++;
       const text = await fh.readFile('utf8');
+      // Our writers replace the file atomically, so a zero-length file after a good read is a
+      // non-atomic writer caught mid-write (truncate, then write): not "no services". Wait for the
+      // next change; an empty file seen first is an empty registry (e.g. created with touch).
+      if (text.trim() === '' && this.lastGood && Object.keys(this.lastGood.services).length > 0) return;
       try {
         next = { ok: true, doc: parseDoc(text), sig };
       } catch (e) {
