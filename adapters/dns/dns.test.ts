@@ -32,6 +32,16 @@ async function listener(host = '127.0.0.1'): Promise<{ port: number; close(): Pr
   };
 }
 
+
+/** Registers an afterEach that closes, newest first, whatever the test passed to the returned track(). */
+function closeAfterEach(): <T extends { close(): unknown }>(x: T) => T {
+  const closers: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+  return (x) => (closers.push(() => x.close()), x);
+}
+
 describe('dns adapter: configuration and service names', () => {
   it('maps the URL authority to nameservers and validates options in one place', () => {
     const { options } = resolveRegistry('dns://127.0.0.1:5353,[::1]:53?min-refresh=1s&max-refresh=10s&timeout=500ms&tries=3&family=ipv4');
@@ -138,10 +148,8 @@ describe('dns adapter against a real dnsmasq', function () {
 
   describe('A/AAAA (name:port)', () => {
     let d: Dnsmasq;
-    const closers: (() => unknown)[] = [];
-    const track = <T extends { close(): unknown }>(x: T) => (closers.push(() => x.close()), x);
+    const track = closeAfterEach();
     afterEach(async () => {
-      for (const c of closers.splice(0).reverse()) await c();
       await d?.stop();
     });
     const watch = (resolver: { watch(s: string, f: (s: Snapshot) => void): Watch }, service: string) => {
@@ -235,10 +243,8 @@ describe('dns adapter against a real dnsmasq', function () {
 
   describe('NXDOMAIN versus registry failures', () => {
     let d: Dnsmasq | undefined;
-    const closers: (() => unknown)[] = [];
-    const track = <T extends { close(): unknown }>(x: T) => (closers.push(() => x.close()), x);
+    const track = closeAfterEach();
     afterEach(async () => {
-      for (const c of closers.splice(0).reverse()) await c();
       await d?.stop();
       d = undefined;
     });
@@ -294,10 +300,8 @@ describe('dns adapter against a real dnsmasq', function () {
 
   describe('SRV weights and priorities', () => {
     let d: Dnsmasq;
-    const closers: (() => unknown)[] = [];
-    const track = <T extends { close(): unknown }>(x: T) => (closers.push(() => x.close()), x);
+    const track = closeAfterEach();
     afterEach(async () => {
-      for (const c of closers.splice(0).reverse()) await c();
       await d?.stop();
     });
     const name = '_grpc._tcp.echo.svc.test';
