@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as path from 'node:path';
 import type { Registrar, Registration } from '../core';
-import { serve, type Served } from '../grpc/serve';
+import { serve, type ServeOptions, type Served } from '../grpc/serve';
 
 /**
  * The Echo service (testkit/proto/echo.proto): a server that answers with its id and port after an
@@ -129,7 +129,8 @@ export const echoServiceDefinition: grpc.ServiceDefinition<grpc.UntypedServiceIm
 
 // ---- server ----
 
-export interface EchoServerOptions {
+/** weight, zone, metadata, drainMs and shutdownTimeoutMs mean what they mean for serve(). */
+export interface EchoServerOptions extends Pick<ServeOptions, 'weight' | 'zone' | 'metadata' | 'drainMs' | 'shutdownTimeoutMs'> {
   /** Reported in every reply. Default "echo-<port>". */
   id?: string;
   /** Bound and registered address. Default 127.0.0.1. */
@@ -146,12 +147,6 @@ export interface EchoServerOptions {
   discovery?: { registrar: Registrar };
   /** Default "echo". */
   service?: string;
-  weight?: number;
-  zone?: string;
-  metadata?: Record<string, string>;
-  /** serve()'s drain period. Default 2000 ms. */
-  drainMs?: number;
-  shutdownTimeoutMs?: number;
   /** Signals that stop the server gracefully. Default none (tests and demos decide). */
   signals?: NodeJS.Signals[] | false;
   serverOptions?: grpc.ServerOptions;
