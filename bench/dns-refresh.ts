@@ -49,13 +49,24 @@ async function scaleUp(ttl: number, minMs: number, maxMs: number, trials: number
     await d.stop();
   }
   const bound = ttl * 1000 >= maxMs ? maxMs : Math.max(minMs, ttl * 1000);
-  return [ttl, `${minMs}/${maxMs}`, bound, median(lat).toFixed(0), percentile(lat, 95).toFixed(0), Math.max(...lat).toFixed(0), (Math.max(...lat) / bound).toFixed(2)];
+  return [
+    ttl,
+    `${minMs}/${maxMs}`,
+    bound,
+    median(lat).toFixed(0),
+    percentile(lat, 95).toFixed(0),
+    Math.max(...lat).toFixed(0),
+    (Math.max(...lat) / bound).toFixed(2),
+  ];
 }
 
 async function atRest(ttl: number, windowS: number): Promise<(string | number)[]> {
   const d = await startDnsmasq({
     localTtl: ttl,
-    records: { hosts: { 'echo.svc.test': ['127.0.1.1'], 't.svc.test': ['127.0.1.2'] }, srv: [{ name: '_grpc._tcp.echo.svc.test', target: 't.svc.test', port: 80 }] },
+    records: {
+      hosts: { 'echo.svc.test': ['127.0.1.1'], 't.svc.test': ['127.0.1.2'] },
+      srv: [{ name: '_grpc._tcp.echo.svc.test', target: 't.svc.test', port: 80 }],
+    },
   });
   const { resolver } = createDnsRegistry({ hosts: [d.address] });
   const w1 = resolver.watch('echo.svc.test:80', () => {});

@@ -44,7 +44,8 @@ async function propagation(address: string, changes: number): Promise<void> {
     }
   });
   // A fixed base of 10 endpoints, so each snapshot is a realistic small set.
-  for (let i = 0; i < 10; i++) await writer.put(`/bench/${svc}/base-${i}`, JSON.stringify({ host: '10.0.0.1', port: 9000 + i }));
+  for (let i = 0; i < 10; i++)
+    await writer.put(`/bench/${svc}/base-${i}`, JSON.stringify({ host: '10.0.0.1', port: 9000 + i }));
   await new Promise<void>((r) => {
     const check = () => (last?.endpoints.length === 10 ? r() : setTimeout(check, 10));
     check();
@@ -56,7 +57,10 @@ async function propagation(address: string, changes: number): Promise<void> {
     const key = `/bench/${svc}/k`;
     const want = put ? 11 : 10;
     const seen = new Promise<number>((resolve) => {
-      waiting = { pred: (s) => s.endpoints.length === want && (!put || s.endpoints.some((e) => e.port === 20000 + i)), resolve };
+      waiting = {
+        pred: (s) => s.endpoints.length === want && (!put || s.endpoints.some((e) => e.port === 20000 + i)),
+        resolve,
+      };
     });
     const t0 = performance.now();
     if (put) await writer.put(key, JSON.stringify({ host: '10.0.0.2', port: 20000 + i }));
@@ -69,9 +73,15 @@ async function propagation(address: string, changes: number): Promise<void> {
   w.close();
   await reg.close!();
   writer.close();
-  console.log(`propagation over ${changes} changes (${changes / 2} puts, ${changes / 2} deletes), 10-endpoint service:`);
-  console.log(`  ack -> snapshot    p50 ${fmt(pct(fromAck, 50))}  p99 ${fmt(pct(fromAck, 99))}  max ${fmt(Math.max(...fromAck))}`);
-  console.log(`  issue -> snapshot  p50 ${fmt(pct(fromIssue, 50))}  p99 ${fmt(pct(fromIssue, 99))}  max ${fmt(Math.max(...fromIssue))}`);
+  console.log(
+    `propagation over ${changes} changes (${changes / 2} puts, ${changes / 2} deletes), 10-endpoint service:`,
+  );
+  console.log(
+    `  ack -> snapshot    p50 ${fmt(pct(fromAck, 50))}  p99 ${fmt(pct(fromAck, 99))}  max ${fmt(Math.max(...fromAck))}`,
+  );
+  console.log(
+    `  issue -> snapshot  p50 ${fmt(pct(fromIssue, 50))}  p99 ${fmt(pct(fromIssue, 99))}  max ${fmt(Math.max(...fromIssue))}`,
+  );
 }
 
 async function fill(address: string, n: number): Promise<void> {
@@ -83,7 +93,18 @@ async function fill(address: string, n: number): Promise<void> {
       while (next < n) {
         const i = next++;
         const host = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
-        await writer.put(`/scale/big/${host}:50051`, JSON.stringify({ id: `${host}:50051`, service: 'big', host, port: 50051, weight: 1, zone: `zone-${i % 3}`, metadata: { version: '1.2.3' } }));
+        await writer.put(
+          `/scale/big/${host}:50051`,
+          JSON.stringify({
+            id: `${host}:50051`,
+            service: 'big',
+            host,
+            port: 50051,
+            weight: 1,
+            zone: `zone-${i % 3}`,
+            metadata: { version: '1.2.3' },
+          }),
+        );
       }
     }),
   );
@@ -138,18 +159,20 @@ async function scaleChild(address: string, n: number): Promise<void> {
   writer.close();
   w.close();
   await reg.close!();
-  console.log(JSON.stringify({
-    n,
-    firstSnapshotMs: tFirst - t0,
-    changeP50Ms: pct(changeTimes, 50),
-    changeP99Ms: pct(changeTimes, 99),
-    rssPerEndpoint: (after.rss - base.rss) / n,
-    heapPerEndpoint: (after.heapUsed - base.heapUsed) / n,
-    heapTotalPerEndpoint: (after.heapTotal - base.heapTotal) / n,
-    externalPerEndpoint: (after.external - base.external) / n,
-    baseRssMB: base.rss / 2 ** 20,
-    afterRssMB: after.rss / 2 ** 20,
-  }));
+  console.log(
+    JSON.stringify({
+      n,
+      firstSnapshotMs: tFirst - t0,
+      changeP50Ms: pct(changeTimes, 50),
+      changeP99Ms: pct(changeTimes, 99),
+      rssPerEndpoint: (after.rss - base.rss) / n,
+      heapPerEndpoint: (after.heapUsed - base.heapUsed) / n,
+      heapTotalPerEndpoint: (after.heapTotal - base.heapTotal) / n,
+      externalPerEndpoint: (after.external - base.external) / n,
+      baseRssMB: base.rss / 2 ** 20,
+      afterRssMB: after.rss / 2 ** 20,
+    }),
+  );
 }
 
 async function main(): Promise<void> {
@@ -158,18 +181,30 @@ async function main(): Promise<void> {
   const n = arg('instances', 10_000);
   const etcd = await startEtcd();
   try {
-    console.log(`etcd ${etcd.url} (${execFileSync('etcd', ['--version']).toString().split('\n')[0]}), node ${process.version}`);
+    console.log(
+      `etcd ${etcd.url} (${execFileSync('etcd', ['--version']).toString().split('\n')[0]}), node ${process.version}`,
+    );
     await propagation(etcd.address, changes);
     const tf = performance.now();
     await fill(etcd.address, n);
     console.log(`wrote ${n} instances in ${((performance.now() - tf) / 1000).toFixed(1)} s`);
-    const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', __filename, '--scale-child', etcd.address, String(n)], { encoding: 'utf8' });
+    const out = execFileSync(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', __filename, '--scale-child', etcd.address, String(n)],
+      { encoding: 'utf8' },
+    );
     const r = JSON.parse(out.trim().split('\n').pop()!);
     console.log(`scale: ${r.n} instances of one service`);
     console.log(`  watch() -> first complete snapshot   ${fmt(r.firstSnapshotMs)}`);
-    console.log(`  one change -> snapshot at this size  p50 ${fmt(r.changeP50Ms)}  p99 ${fmt(r.changeP99Ms)} (20 changes)`);
-    console.log(`  resolver memory per endpoint         RSS ${(r.rssPerEndpoint / 1024).toFixed(2)} KiB, heap ${(r.heapPerEndpoint / 1024).toFixed(2)} KiB (baseline RSS ${r.baseRssMB.toFixed(1)} MiB -> ${r.afterRssMB.toFixed(1)} MiB)`);
-    console.log(`  of which V8 heap reserved (heapTotal) ${(r.heapTotalPerEndpoint / 1024).toFixed(2)} KiB, external ${(r.externalPerEndpoint / 1024).toFixed(2)} KiB per endpoint`);
+    console.log(
+      `  one change -> snapshot at this size  p50 ${fmt(r.changeP50Ms)}  p99 ${fmt(r.changeP99Ms)} (20 changes)`,
+    );
+    console.log(
+      `  resolver memory per endpoint         RSS ${(r.rssPerEndpoint / 1024).toFixed(2)} KiB, heap ${(r.heapPerEndpoint / 1024).toFixed(2)} KiB (baseline RSS ${r.baseRssMB.toFixed(1)} MiB -> ${r.afterRssMB.toFixed(1)} MiB)`,
+    );
+    console.log(
+      `  of which V8 heap reserved (heapTotal) ${(r.heapTotalPerEndpoint / 1024).toFixed(2)} KiB, external ${(r.externalPerEndpoint / 1024).toFixed(2)} KiB per endpoint`,
+    );
   } finally {
     await etcd.close();
   }

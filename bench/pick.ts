@@ -18,7 +18,6 @@ import { loadPrivateClass, median, table } from './stats';
 const GrpcRoundRobinPicker = loadPrivateClass('@grpc/grpc-js/build/src/load-balancer-round-robin', 'RoundRobinPicker');
 const GrpcPickFirstPicker = loadPrivateClass('@grpc/grpc-js/build/src/load-balancer-pick-first', 'PickFirstPicker');
 
-
 const ROUNDS = Number(process.env.ROUNDS ?? 21);
 const PICKS = Number(process.env.PICKS ?? 2_000_000);
 let sink = 0;
@@ -35,12 +34,20 @@ function timeLoop(pick: () => number): number {
 function bench(n: number): { ours: number; bridge: number; grpc: number } {
   const eps = makeEndpoints(n).map((e, i) => ({ ...e, port: 1 + (i % 60000) }));
   const ours = new RoundRobinPicker(eps, Math.random);
-  const children = eps.map((e) => ({ endpoint: { addresses: [{ host: e.host, port: e.port }] }, picker: new GrpcPickFirstPicker({ port: e.port }) }));
+  const children = eps.map((e) => ({
+    endpoint: { addresses: [{ host: e.host, port: e.port }] },
+    picker: new GrpcPickFirstPicker({ port: e.port }),
+  }));
   const theirs = new GrpcRoundRobinPicker(children, 0);
   // What a channel runs with wayfinder_round_robin: the bridge's picker over our picker, with one
   // grpc-js pick_first leaf picker per endpoint (exactly as the policy builds it).
   const leaves = new Map<unknown, unknown>(eps.map((e, i) => [e, children[i].picker]));
-  const bridge = new BridgePicker(new RoundRobinPicker(eps, Math.random), leaves as never, 'wayfinder_round_robin', false);
+  const bridge = new BridgePicker(
+    new RoundRobinPicker(eps, Math.random),
+    leaves as never,
+    'wayfinder_round_robin',
+    false,
+  );
   const args = { metadata: new grpc.Metadata(), extraPickInfo: {} };
   const oursPick = () => ours.pick().endpoint!.port;
   const bridgePick = () => (bridge.pick(args as never).subchannel as unknown as { port: number }).port;
@@ -61,8 +68,29 @@ function bench(n: number): { ours: number; bridge: number; grpc: number } {
 const rows: (string | number)[][] = [];
 for (const n of [10, 100, 10_000]) {
   const { ours, bridge, grpc: theirs } = bench(n);
-  rows.push([n.toLocaleString('en'), ours.toFixed(1), bridge.toFixed(1), theirs.toFixed(1), (ours / theirs).toFixed(2), (bridge / theirs).toFixed(2)]);
+  rows.push([
+    n.toLocaleString('en'),
+    ours.toFixed(1),
+    bridge.toFixed(1),
+    theirs.toFixed(1),
+    (ours / theirs).toFixed(2),
+    (bridge / theirs).toFixed(2),
+  ]);
 }
-console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${ROUNDS} rounds x ${PICKS.toLocaleString('en')} picks, medians`);
-console.log(table(['endpoints', 'Wayfinder picker ns/pick', 'wayfinder_round_robin in grpc-js (bridge) ns/pick', 'grpc-js round_robin ns/pick', 'picker / grpc-js', 'bridge / grpc-js'], rows));
+console.log(
+  `node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${ROUNDS} rounds x ${PICKS.toLocaleString('en')} picks, medians`,
+);
+console.log(
+  table(
+    [
+      'endpoints',
+      'Wayfinder picker ns/pick',
+      'wayfinder_round_robin in grpc-js (bridge) ns/pick',
+      'grpc-js round_robin ns/pick',
+      'picker / grpc-js',
+      'bridge / grpc-js',
+    ],
+    rows,
+  ),
+);
 if (sink === 42) console.log('');

@@ -22,15 +22,28 @@ import { createWeighted } from '../balancers/weighted';
 import { loadPrivateClass, median, table } from './stats';
 
 if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
-  const r = spawnSync(process.execPath, ['--expose-gc', '--min-semi-space-size=64', '--max-semi-space-size=64', ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      '--min-semi-space-size=64',
+      '--max-semi-space-size=64',
+      ...process.execArgv,
+      ...process.argv.slice(1),
+    ],
+    { stdio: 'inherit' },
+  );
   process.exit(r.status ?? 1);
 }
 const gc = (globalThis as unknown as { gc: () => void }).gc;
 
 // Module-private classes of grpc-js, loaded from its own compiled source (the code grpc-js runs).
 const GrpcRoundRobinPicker = loadPrivateClass('@grpc/grpc-js/build/src/load-balancer-round-robin', 'RoundRobinPicker');
-const GrpcWrrPicker = loadPrivateClass('@grpc/grpc-js/build/src/load-balancer-weighted-round-robin', 'WeightedRoundRobinPicker');
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+const GrpcWrrPicker = loadPrivateClass(
+  '@grpc/grpc-js/build/src/load-balancer-weighted-round-robin',
+  'WeightedRoundRobinPicker',
+);
+
 const { PickResultType } = require('@grpc/grpc-js/build/src/picker');
 
 /** What pick_first's picker returns per child; WRR unwraps a subchannel wrapper, so give it one. */
@@ -38,7 +51,13 @@ class ChildPicker {
   private readonly result: object;
   constructor(port: number) {
     const sub = { port, getWrappedSubchannel: () => sub };
-    this.result = { pickResultType: PickResultType.COMPLETE, subchannel: sub, status: null, onCallStarted: null, onCallEnded: null };
+    this.result = {
+      pickResultType: PickResultType.COMPLETE,
+      subchannel: sub,
+      status: null,
+      onCallStarted: null,
+      onCallEnded: null,
+    };
   }
   pick() {
     return this.result;
@@ -49,9 +68,19 @@ const ROUNDS = Number(process.env.ROUNDS ?? 9);
 const PICKS = Number(process.env.PICKS ?? 300_000);
 let sink = 0;
 
-const ctx = (seed = 1): BalancerContext => ({ now: () => performance.now(), random: seededRandom(seed), logger: silentLogger });
+const ctx = (seed = 1): BalancerContext => ({
+  now: () => performance.now(),
+  random: seededRandom(seed),
+  logger: silentLogger,
+});
 const endpoints = (n: number, offset = 0): Endpoint[] =>
-  Array.from({ length: n }, (_, i) => ({ id: `ep-${i}`, host: `10.0.${(i >> 8) & 255}.${i & 255}`, port: 1000 + ((i + offset) % 60000), weight: 1 + (i % 10), metadata: {} }));
+  Array.from({ length: n }, (_, i) => ({
+    id: `ep-${i}`,
+    host: `10.0.${(i >> 8) & 255}.${i & 255}`,
+    port: 1000 + ((i + offset) % 60000),
+    weight: 1 + (i % 10),
+    metadata: {},
+  }));
 
 interface Subject {
   name: string;
@@ -97,15 +126,19 @@ const keyed = (name: string, make: () => Balancer): Subject => ({
   },
 });
 
-const children = (eps: Endpoint[]) => eps.map((e) => ({ endpoint: { addresses: [{ host: e.host, port: e.port }] }, picker: new ChildPicker(e.port) }));
-const wrrChildren = (eps: Endpoint[]) => eps.map((e) => ({ endpointName: `${e.host}:${e.port}`, picker: new ChildPicker(e.port), weight: e.weight ?? 1 }));
+const children = (eps: Endpoint[]) =>
+  eps.map((e) => ({ endpoint: { addresses: [{ host: e.host, port: e.port }] }, picker: new ChildPicker(e.port) }));
+const wrrChildren = (eps: Endpoint[]) =>
+  eps.map((e) => ({ endpointName: `${e.host}:${e.port}`, picker: new ChildPicker(e.port), weight: e.weight ?? 1 }));
 
 const SUBJECTS: Subject[] = [
   ours('wayfinder round_robin', () => roundRobin),
   ours('wayfinder weighted (EDF)', () => createWeighted({})),
   ours('wayfinder p2c least-request', () => createP2c({})),
   ours('wayfinder p2c peak-EWMA', () => createP2c({ ewma: true })),
-  ours('wayfinder p2c peak-EWMA + outlier + slow start', () => createP2c({ ewma: true, outlier: true, slowStart: 30_000 })),
+  ours('wayfinder p2c peak-EWMA + outlier + slow start', () =>
+    createP2c({ ewma: true, outlier: true, slowStart: 30_000 }),
+  ),
   keyed('wayfinder ring_hash (keyed picks)', () => createRingHash({})),
   {
     name: 'grpc-js round_robin',
@@ -201,8 +234,22 @@ async function main(): Promise<void> {
     sizes.map((n) => bytes.get(`${s.name}@${n}`)!.toFixed(0)).join(' / '),
     `${rebuildMs.get(s.name)!.toFixed(2)} / ${rebuildFreshMs.get(s.name)!.toFixed(2)}`,
   ]);
-  console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, load avg ${os.loadavg()[0].toFixed(1)}; ${ROUNDS} rounds x ${PICKS.toLocaleString('en')} picks, medians`);
-  console.log(table(['picker', 'ns/pick @10', 'ns/pick @100', 'ns/pick @10,000', 'bytes/pick @10 / 100 / 10,000', 'rebuild ms, 1 of 10,000 changed: same / fresh objects'], rows));
+  console.log(
+    `node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, load avg ${os.loadavg()[0].toFixed(1)}; ${ROUNDS} rounds x ${PICKS.toLocaleString('en')} picks, medians`,
+  );
+  console.log(
+    table(
+      [
+        'picker',
+        'ns/pick @10',
+        'ns/pick @100',
+        'ns/pick @10,000',
+        'bytes/pick @10 / 100 / 10,000',
+        'rebuild ms, 1 of 10,000 changed: same / fresh objects',
+      ],
+      rows,
+    ),
+  );
   if (sink === 42) console.log('');
 }
 

@@ -106,10 +106,20 @@ function main(): void {
     for (const b of BALANCERS) {
       const r = simulate(sc, b.make(), seed);
       results.push({ sc, name: b.name, r });
-      rows.push([b.name, ...PCTS.map((p) => pct(r.latencies, p).toFixed(0)), (r.success * 100).toFixed(2) + '%', (r.share * 100).toFixed(2) + '%']);
+      rows.push([
+        b.name,
+        ...PCTS.map((p) => pct(r.latencies, p).toFixed(0)),
+        (r.success * 100).toFixed(2) + '%',
+        (r.share * 100).toFixed(2) + '%',
+      ]);
     }
     console.log(`\n${sc.name}: 11 backends N(167 ms, 5 ms), 1000 req/s Poisson for 60 s, 1 s timeout, seed ${seed}`);
-    console.log(table(['balancer', 'p50 ms', 'p95 ms', 'p99 ms', 'p99.9 ms', 'success ≤ 1 s', 'calls to bad backend(s) 15-45 s'], rows));
+    console.log(
+      table(
+        ['balancer', 'p50 ms', 'p95 ms', 'p99 ms', 'p99.9 ms', 'success ≤ 1 s', 'calls to bad backend(s) 15-45 s'],
+        rows,
+      ),
+    );
   }
   const svg = chart(results.filter((x) => !x.name.includes('errorPenalty 0')));
   const file = join(__dirname, '..', 'docs', 'sim-latency.svg');
@@ -142,15 +152,27 @@ function chart(results: { sc: Scenario; name: string; r: Result }[]): string {
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const panels = SCENARIOS.map((sc, k) => {
     const ox = k * W;
-    const g: string[] = [`<g transform="translate(${ox},0)">`, `<text x="${m.l + pw / 2}" y="20" text-anchor="middle" font-size="13" font-weight="bold">${esc(sc.name)}</text>`];
+    const g: string[] = [
+      `<g transform="translate(${ox},0)">`,
+      `<text x="${m.l + pw / 2}" y="20" text-anchor="middle" font-size="13" font-weight="bold">${esc(sc.name)}</text>`,
+    ];
     for (const ms of [150, 170, 200, 300, 500, 1000]) {
-      g.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(ms)}" y2="${Y(ms)}" stroke="#ddd"/>`, `<text x="${m.l - 6}" y="${Y(ms) + 4}" text-anchor="end" font-size="10">${ms}</text>`);
+      g.push(
+        `<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(ms)}" y2="${Y(ms)}" stroke="#ddd"/>`,
+        `<text x="${m.l - 6}" y="${Y(ms) + 4}" text-anchor="end" font-size="10">${ms}</text>`,
+      );
     }
     for (const p of [50, 90, 99, 99.9, 99.99]) {
-      g.push(`<line x1="${X(p)}" x2="${X(p)}" y1="${m.t}" y2="${m.t + ph}" stroke="#eee"/>`, `<text x="${X(p)}" y="${m.t + ph + 14}" text-anchor="middle" font-size="10">p${p}</text>`);
+      g.push(
+        `<line x1="${X(p)}" x2="${X(p)}" y1="${m.t}" y2="${m.t + ph}" stroke="#eee"/>`,
+        `<text x="${X(p)}" y="${m.t + ph + 14}" text-anchor="middle" font-size="10">p${p}</text>`,
+      );
     }
     g.push(`<text x="${m.l + pw / 2}" y="${H - 8}" text-anchor="middle" font-size="11">percentile</text>`);
-    if (k === 0) g.push(`<text transform="translate(14,${m.t + ph / 2}) rotate(-90)" text-anchor="middle" font-size="11">latency, ms (log; timeout 1000)</text>`);
+    if (k === 0)
+      g.push(
+        `<text transform="translate(14,${m.t + ph / 2}) rotate(-90)" text-anchor="middle" font-size="11">latency, ms (log; timeout 1000)</text>`,
+      );
     for (const x of results.filter((r) => r.sc === sc)) {
       const pts = ps.map((p) => `${X(p).toFixed(1)},${Y(pct(x.r.latencies, p)).toFixed(1)}`).join(' ');
       g.push(`<polyline fill="none" stroke="${colors[x.name] ?? '#333'}" stroke-width="2" points="${pts}"/>`);

@@ -20,7 +20,6 @@ import { makeEndpoints } from '../testkit/conformance';
 import { Rng, Sim } from './sim-lib';
 import { table } from './stats';
 
-
 /** A simulated mean and the half-width of its 95% confidence interval. */
 export interface Estimate {
   mean: number;
@@ -147,7 +146,8 @@ function main(): void {
     const T = Number(process.env.T ?? Tdefault);
     const theory = routing === 'random' ? 1 / (1 - load) : theoryTwoChoices(load);
     const t1 = Date.now();
-    const r = routing === 'random' ? simulateRandom(load, T, seed, servers) : simulateTwoChoices(load, T, seed, servers);
+    const r =
+      routing === 'random' ? simulateRandom(load, T, seed, servers) : simulateTwoChoices(load, T, seed, servers);
     const dev = r.mean / theory - 1;
     const finiteN = routing === 'two' && servers === 100 && load > 0.95;
     if (!finiteN) worst = Math.max(worst, Math.abs(dev));
@@ -162,10 +162,21 @@ function main(): void {
       `${((Date.now() - t1) / 1000).toFixed(1)} s`,
     ]);
   }
-  console.log(`supermarket model: exponential service (mean 1), Poisson arrivals, seed ${seed}; ± is the 95% confidence half-width`);
-  console.log('(random: across the independent servers, stationary start; two choices: 20 batch means after discarding the first 10% of time)');
-  console.log(table(['servers', 'load', 'routing', 'mean sojourn (sim)', 'theory (n → ∞)', 'deviation', 'simulated time', 'wall'], rows));
-  console.log(`largest deviation outside the finite-n row: ${(worst * 100).toFixed(1)}% (target ≤ 5%); ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `supermarket model: exponential service (mean 1), Poisson arrivals, seed ${seed}; ± is the 95% confidence half-width`,
+  );
+  console.log(
+    '(random: across the independent servers, stationary start; two choices: 20 batch means after discarding the first 10% of time)',
+  );
+  console.log(
+    table(
+      ['servers', 'load', 'routing', 'mean sojourn (sim)', 'theory (n → ∞)', 'deviation', 'simulated time', 'wall'],
+      rows,
+    ),
+  );
+  console.log(
+    `largest deviation outside the finite-n row: ${(worst * 100).toFixed(1)}% (target ≤ 5%); ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
   if (worst > 0.05) process.exitCode = 1;
 }
 

@@ -28,7 +28,13 @@ export function loadPrivateClass(mod: string, name: string): any {
   const file = require.resolve(mod);
   const src = readFileSync(file, 'utf8');
   const exportsObj: Record<string, unknown> = {};
-  // eslint-disable-next-line no-new-func
-  new Function('exports', 'require', 'module', '__filename', '__dirname', `${src}\nexports.__private = ${name};`)(exportsObj, createRequire(file), { exports: exportsObj }, file, file.replace(/\/[^/]*$/, ''));
+
+  new Function('exports', 'require', 'module', '__filename', '__dirname', `${src}\nexports.__private = ${name};`)(
+    exportsObj,
+    createRequire(file),
+    { exports: exportsObj },
+    file,
+    file.replace(/\/[^/]*$/, ''),
+  );
   return exportsObj.__private;
 }

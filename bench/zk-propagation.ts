@@ -43,7 +43,13 @@ class Waiter {
   until(pred: (s: Snapshot) => boolean, timeoutMs = 30_000): Promise<number> {
     if (this.last && pred(this.last)) return Promise.resolve(performance.now());
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no matching snapshot within ${timeoutMs} ms; last: ${this.last?.endpoints.length} endpoints`)), timeoutMs);
+      const t = setTimeout(
+        () =>
+          reject(
+            new Error(`no matching snapshot within ${timeoutMs} ms; last: ${this.last?.endpoints.length} endpoints`),
+          ),
+        timeoutMs,
+      );
       this.w = {
         pred,
         resolve: (x) => {
@@ -61,7 +67,13 @@ async function propagation(connect: string, changes: number): Promise<string> {
   writer.start();
   const svc = 'prop';
   await writer.ensurePath(`/bench/${svc}`, OPEN);
-  for (let i = 0; i < 10; i++) await writer.create(`/bench/${svc}/base-${i}`, Buffer.from(JSON.stringify({ host: '10.0.0.1', port: 9000 + i })), OPEN, zookeeper.CreateMode.PERSISTENT);
+  for (let i = 0; i < 10; i++)
+    await writer.create(
+      `/bench/${svc}/base-${i}`,
+      Buffer.from(JSON.stringify({ host: '10.0.0.1', port: 9000 + i })),
+      OPEN,
+      zookeeper.CreateMode.PERSISTENT,
+    );
   const w = new Waiter();
   const watch = reg.resolver.watch(svc, w.on);
   await w.until((s) => s.endpoints.length === 10);
@@ -71,9 +83,17 @@ async function propagation(connect: string, changes: number): Promise<string> {
   for (let i = 0; i < changes; i++) {
     const create = i % 2 === 0;
     const want = create ? 11 : 10;
-    const seen = w.until((s) => s.endpoints.length === want && (!create || s.endpoints.some((e) => e.port === 20000 + i)));
+    const seen = w.until(
+      (s) => s.endpoints.length === want && (!create || s.endpoints.some((e) => e.port === 20000 + i)),
+    );
     const t0 = performance.now();
-    if (create) await writer.create(node, Buffer.from(JSON.stringify({ host: '10.0.0.2', port: 20000 + i })), OPEN, zookeeper.CreateMode.PERSISTENT);
+    if (create)
+      await writer.create(
+        node,
+        Buffer.from(JSON.stringify({ host: '10.0.0.2', port: 20000 + i })),
+        OPEN,
+        zookeeper.CreateMode.PERSISTENT,
+      );
     else await writer.remove(node);
     const tAck = performance.now();
     const tSeen = await seen;
@@ -84,10 +104,25 @@ async function propagation(connect: string, changes: number): Promise<string> {
   await reg.close();
   await writer.close();
   const f = (x: number) => `${x.toFixed(2)} ms`;
-  return table(['measure', 'p50', 'p90', 'p99', 'max'], [
-    [`ack → snapshot (${changes} changes)`, f(percentile(fromAck, 50)), f(percentile(fromAck, 90)), f(percentile(fromAck, 99)), f(Math.max(...fromAck))],
-    ['issue → snapshot', f(percentile(fromIssue, 50)), f(percentile(fromIssue, 90)), f(percentile(fromIssue, 99)), f(Math.max(...fromIssue))],
-  ]);
+  return table(
+    ['measure', 'p50', 'p90', 'p99', 'max'],
+    [
+      [
+        `ack → snapshot (${changes} changes)`,
+        f(percentile(fromAck, 50)),
+        f(percentile(fromAck, 90)),
+        f(percentile(fromAck, 99)),
+        f(Math.max(...fromAck)),
+      ],
+      [
+        'issue → snapshot',
+        f(percentile(fromIssue, 50)),
+        f(percentile(fromIssue, 90)),
+        f(percentile(fromIssue, 99)),
+        f(Math.max(...fromIssue)),
+      ],
+    ],
+  );
 }
 
 /** The registrant: registers, says so on stdout, then waits to be killed. */
@@ -99,12 +134,29 @@ async function child(): Promise<void> {
   setInterval(() => {}, 1 << 30);
 }
 
-async function killTrial(connect: string, sessionTimeoutMs: number, n: number): Promise<{ ms: number; granted: number }> {
+async function killTrial(
+  connect: string,
+  sessionTimeoutMs: number,
+  n: number,
+): Promise<{ ms: number; granted: number }> {
   const svc = `kill-${sessionTimeoutMs}-${n}`;
   const reg = createZooKeeperRegistry({ hosts: [connect], path: '/bench-kill', sessionTimeout: 30_000 });
   const w = new Waiter();
   const watch = reg.resolver.watch(svc, w.on);
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'zk-propagation.ts'), '--child', connect, String(sessionTimeoutMs), svc, '7000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(__dirname, 'zk-propagation.ts'),
+      '--child',
+      connect,
+      String(sessionTimeoutMs),
+      svc,
+      '7000',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const granted = await new Promise<number>((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (d) => {
@@ -136,7 +188,13 @@ async function deadRegistrant(trials: number): Promise<string> {
           xs.push(r.ms);
           granted = r.granted;
         }
-        rows.push([`${tick} ms`, `${granted} ms`, `${median(xs).toFixed(0)} ms`, `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)} ms`, `${(median(xs) / granted).toFixed(2)}×`]);
+        rows.push([
+          `${tick} ms`,
+          `${granted} ms`,
+          `${median(xs).toFixed(0)} ms`,
+          `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)} ms`,
+          `${(median(xs) / granted).toFixed(2)}×`,
+        ]);
       }
     } finally {
       await zk.close();
@@ -150,7 +208,12 @@ async function main(): Promise<void> {
   const changes = arg('changes', 1000);
   const trials = arg('trials', 3);
   const os = await import('node:os');
-  console.log(`# ZooKeeper adapter (node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})\n`);
+  console.log(
+    `# ZooKeeper adapter (node ${process.version}, ${os.cpus().length} cores, load ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')})\n`,
+  );
   const zk = await startZooKeeper();
   try {
     console.log('## Propagation (create/delete → snapshot)\n');
@@ -160,7 +223,12 @@ async function main(): Promise<void> {
   }
   console.log('\n## A SIGKILLed registrant disappears\n');
   console.log(await deadRegistrant(trials));
-  console.log(`\nload after: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(
+    `\nload after: ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+  );
 }
 
 main().catch((e) => {

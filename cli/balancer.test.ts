@@ -6,7 +6,6 @@ import { EchoClient, startEchoServer, tempDir, waitFor, withTimeout } from '../t
 import { capture } from './fixtures';
 import { run } from './main';
 
-
 describe('cli: wayfinder balancer', function () {
   this.timeout(20_000);
   const tmp = tempDir('wf-cli-lb-');
@@ -18,15 +17,51 @@ describe('cli: wayfinder balancer', function () {
     const d = await Discovery.fromConfig(reg);
     const echo = await startEchoServer({ discovery: d, service: 'echo', drainMs: 0 });
     const c = capture();
-    const running = run(['balancer', '-r', reg, '-p', '0', '-H', '127.0.0.1', '--stats-interval', '200ms', '--register-as', 'echo-lb', '--print-reports'], c.io);
+    const running = run(
+      [
+        'balancer',
+        '-r',
+        reg,
+        '-p',
+        '0',
+        '-H',
+        '127.0.0.1',
+        '--stats-interval',
+        '200ms',
+        '--register-as',
+        'echo-lb',
+        '--print-reports',
+      ],
+      c.io,
+    );
     let client: EchoClient | undefined;
     try {
       const line = await waitFor('the listening line', () => c.out.find((l) => l.startsWith('balancer listening')));
-      assert.match(line, /^balancer listening on 127\.0\.0\.1:\d+ for file:\/\/.*, registered as echo-lb; Ctrl-C to stop$/);
-      const cfg = { loadBalancingConfig: [{ wayfinder_grpclb: { balancerRegistry: reg, balancerName: 'echo-lb', serviceName: 'echo', fallbackTimeout: '20s' } }] };
-      client = new EchoClient('ipv4:127.0.0.1:9', grpc.credentials.createInsecure(), { 'grpc.service_config': JSON.stringify(cfg) });
+      assert.match(
+        line,
+        /^balancer listening on 127\.0\.0\.1:\d+ for file:\/\/.*, registered as echo-lb; Ctrl-C to stop$/,
+      );
+      const cfg = {
+        loadBalancingConfig: [
+          {
+            wayfinder_grpclb: {
+              balancerRegistry: reg,
+              balancerName: 'echo-lb',
+              serviceName: 'echo',
+              fallbackTimeout: '20s',
+            },
+          },
+        ],
+      };
+      client = new EchoClient('ipv4:127.0.0.1:9', grpc.credentials.createInsecure(), {
+        'grpc.service_config': JSON.stringify(cfg),
+      });
       for (let i = 0; i < 5; i++) assert.equal((await client.echo({}, { deadlineMs: 10_000 })).port, echo.port);
-      const reported = () => c.out.filter((l) => l.startsWith('{"service"')).map((l) => JSON.parse(l)).reduce((n, r) => n + r.report.callsFinished, 0);
+      const reported = () =>
+        c.out
+          .filter((l) => l.startsWith('{"service"'))
+          .map((l) => JSON.parse(l))
+          .reduce((n, r) => n + r.report.callsFinished, 0);
       await waitFor('reports covering the 5 calls', () => reported() === 5, { timeoutMs: 5000 });
     } finally {
       c.stop('SIGINT');

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { Discovery, parseDuration, type Registration } from '../core';
 import { startBalancerServer } from '../grpc/grpclb/server';
 
@@ -12,13 +12,15 @@ export interface BalancerIo {
 
 function port(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`--port must be an integer within 0..65535, got "${v}"`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError(`--port must be an integer within 0..65535, got "${v}"`);
   return n;
 }
 
 function fraction(v: string): number {
   const n = Number(v);
-  if (v.trim() === '' || !(n >= 0 && n <= 1)) throw new InvalidArgumentError(`--drop-rate must be a number within 0..1, got "${v}"`);
+  if (v.trim() === '' || !(n >= 0 && n <= 1))
+    throw new InvalidArgumentError(`--drop-rate must be a number within 0..1, got "${v}"`);
   return n;
 }
 
@@ -49,13 +51,18 @@ export function addBalancerCommand(program: Command, io: BalancerIo): Command {
   return program
     .command('balancer')
     .description('run a grpclb lookaside balancer (grpc.lb.v1.LoadBalancer) over the registry, until Ctrl-C')
-    .addOption(new Option('-p, --port <port>', 'port to listen on (0: any free port)').argParser(port).makeOptionMandatory())
+    .addOption(
+      new Option('-p, --port <port>', 'port to listen on (0: any free port)').argParser(port).makeOptionMandatory(),
+    )
     .option('-H, --host <host>', 'address to bind', '0.0.0.0')
     .option('--expand-by-weight', 'repeat each endpoint in the server list in proportion to its weight')
     .option('--expand-by-load', 'give endpoints whose metadata "load" is higher fewer entries')
     .option('--drop-rate <fraction>', 'fraction of calls clients should drop (load shedding)', fraction)
     .option('--stats-interval <duration>', 'how often clients report load (0: never)', duration, 10_000)
-    .option('--register-as <name>', 'register this balancer in the registry under this name (for clients using balancerRegistry)')
+    .option(
+      '--register-as <name>',
+      'register this balancer in the registry under this name (for clients using balancerRegistry)',
+    )
     .option('--advertise-host <host>', 'address registered with --register-as', '127.0.0.1')
     .option('--print-reports', 'print every load report received, one JSON line each')
     .action(async (opts: BalancerCliOptions, cmd: Command) => {
@@ -76,8 +83,11 @@ export function addBalancerCommand(program: Command, io: BalancerIo): Command {
         throw e;
       });
       try {
-        if (opts.registerAs) reg = await d.registrar.register({ service: opts.registerAs, host: opts.advertiseHost, port: server.port });
-        io.out(`balancer listening on ${opts.host}:${server.port} for ${d.description}${reg ? `, registered as ${opts.registerAs}` : ''}; Ctrl-C to stop`);
+        if (opts.registerAs)
+          reg = await d.registrar.register({ service: opts.registerAs, host: opts.advertiseHost, port: server.port });
+        io.out(
+          `balancer listening on ${opts.host}:${server.port} for ${d.description}${reg ? `, registered as ${opts.registerAs}` : ''}; Ctrl-C to stop`,
+        );
         await io.interrupted();
       } finally {
         await reg?.deregister().catch((e) => io.err(`deregistering the balancer failed: ${(e as Error).message}`));

@@ -9,14 +9,23 @@ function describeError(e: unknown): string {
 
 function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
-  return Promise.race([p.finally(() => clearTimeout(t)), new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`no answer within ${ms} ms while ${what}`)), ms)))]);
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<never>(
+      (_, rej) => (t = setTimeout(() => rej(new Error(`no answer within ${ms} ms while ${what}`)), ms)),
+    ),
+  ]);
 }
 
 /**
  * `wayfinder check`: one verdict per step, stopping at the first failure that makes the next
  * steps meaningless. Returns true when every step passed.
  */
-export async function runCheck(source: string | undefined, timeoutMs: number, print: (s: string) => void): Promise<boolean> {
+export async function runCheck(
+  source: string | undefined,
+  timeoutMs: number,
+  print: (s: string) => void,
+): Promise<boolean> {
   let d: Discovery | undefined;
   const probeService = `wayfinder-check-${process.pid}`;
   let allOk = true;
@@ -46,7 +55,16 @@ export async function runCheck(source: string | undefined, timeoutMs: number, pr
       name: 'write (register, see it, deregister)',
       run: async () => {
         if (!d!.capabilities.register) return 'skipped: this registry is read-only';
-        const reg = await bounded(d!.registrar.register({ service: probeService, host: '127.0.0.1', port: 9, metadata: { purpose: 'wayfinder check' } }), timeoutMs, 'registering');
+        const reg = await bounded(
+          d!.registrar.register({
+            service: probeService,
+            host: '127.0.0.1',
+            port: 9,
+            metadata: { purpose: 'wayfinder check' },
+          }),
+          timeoutMs,
+          'registering',
+        );
         try {
           const deadline = Date.now() + timeoutMs;
           for (;;) {

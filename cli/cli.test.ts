@@ -7,7 +7,6 @@ import { run } from './main';
 
 const MAIN = path.join(__dirname, 'main.ts');
 
-
 /** Runs the CLI in a child process; resolves when its stdout has a line matching `until`. */
 function child(args: string[]) {
   const p = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -26,7 +25,11 @@ function child(args: string[]) {
     output: () => out,
     errors: () => err,
     waitFor: (re: RegExp, ms = 15_000) =>
-      withTimeout(new Promise<void>((resolve) => (re.test(out) ? resolve() : waiters.push({ re, resolve }))), ms, `CLI output ${re}; got: ${out} ${err}`),
+      withTimeout(
+        new Promise<void>((resolve) => (re.test(out) ? resolve() : waiters.push({ re, resolve }))),
+        ms,
+        `CLI output ${re}; got: ${out} ${err}`,
+      ),
   };
 }
 
@@ -41,7 +44,10 @@ describe('cli', function () {
     const registrant = child(['register', 'echo', '-p', '5055', '-w', '3', '-m', 'version=2', '-z', 'z1', '-r', reg]);
     await registrant.waitFor(/registered echo 127\.0\.0\.1:5055/);
     await watcher.waitFor(/"port":5055/);
-    const line = watcher.output().split('\n').find((l) => l.includes('"port":5055'))!;
+    const line = watcher
+      .output()
+      .split('\n')
+      .find((l) => l.includes('"port":5055'))!;
     const snap = JSON.parse(line);
     assert.equal(snap.endpoints[0].weight, 3);
     assert.equal(snap.endpoints[0].zone, 'z1');
@@ -49,7 +55,10 @@ describe('cli', function () {
 
     const c = capture();
     assert.equal(await run(['resolve', 'echo', '-r', reg], c.io), 0);
-    assert.match(c.out.join('\n'), /^ID\s+HOST\s+PORT\s+WEIGHT\s+ZONE\s+HEALTH\s+METADATA\n127\.0\.0\.1:5055\s+127\.0\.0\.1\s+5055\s+3\s+z1\s+-\s+version=2$/);
+    assert.match(
+      c.out.join('\n'),
+      /^ID\s+HOST\s+PORT\s+WEIGHT\s+ZONE\s+HEALTH\s+METADATA\n127\.0\.0\.1:5055\s+127\.0\.0\.1\s+5055\s+3\s+z1\s+-\s+version=2$/,
+    );
     const s = capture();
     assert.equal(await run(['services', '--json', '-r', reg], s.io), 0);
     assert.deepEqual(JSON.parse(s.out[0]), ['echo']);
@@ -78,12 +87,24 @@ describe('cli', function () {
   it('check gives a verdict per step and fails with exit 1 on an unusable registry', async () => {
     const good = capture();
     assert.equal(await run(['check', '-r', reg], good.io), 0);
-    assert.deepEqual(good.out.map((l) => l.split(':')[0]), ['ok    configuration', 'ok    connect', 'ok    read (resolve a service)', 'ok    write (register, see it, deregister)', 'verdict']);
+    assert.deepEqual(
+      good.out.map((l) => l.split(':')[0]),
+      [
+        'ok    configuration',
+        'ok    connect',
+        'ok    read (resolve a service)',
+        'ok    write (register, see it, deregister)',
+        'verdict',
+      ],
+    );
     assert.match(good.out.at(-1)!, /verdict: healthy/);
     const bad = capture();
     // A registry file under a path that cannot be created: reads work (empty), writes fail.
-    assert.equal(await run(['check', '-t', '3s', '-r', 'file:///proc/wayfinder-cannot-exist/registry.json'], bad.io), 1);
-    assert.match(bad.out.join('\n'), /FAIL  write \(register, see it, deregister\): /);
+    assert.equal(
+      await run(['check', '-t', '3s', '-r', 'file:///proc/wayfinder-cannot-exist/registry.json'], bad.io),
+      1,
+    );
+    assert.match(bad.out.join('\n'), /FAIL {2}write \(register, see it, deregister\): /);
     assert.match(bad.out.at(-1)!, /verdict: NOT healthy/);
   });
 

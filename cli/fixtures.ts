@@ -4,5 +4,10 @@ export function capture() {
   const err: string[] = [];
   let stop: (s: string) => void = () => {};
   const stopped = new Promise<string>((r) => (stop = r));
-  return { out, err, stop, io: { out: (s: string) => out.push(s), err: (s: string) => err.push(s), isTTY: false, interrupted: () => stopped } };
+  return {
+    out,
+    err,
+    stop,
+    io: { out: (s: string) => out.push(s), err: (s: string) => err.push(s), isTTY: false, interrupted: () => stopped },
+  };
 }

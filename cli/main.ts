@@ -64,8 +64,12 @@ function int(name: string) {
 
 export function buildProgram(io: Io = defaultIo): Command {
   const program = new Command('wayfinder')
-    .description('Service discovery from the command line: resolve, watch and register services in any Wayfinder registry.')
-    .addOption(new Option('-r, --registry <url>', 'registry URL (default: $WAYFINDER_REGISTRY, else the file registry)'))
+    .description(
+      'Service discovery from the command line: resolve, watch and register services in any Wayfinder registry.',
+    )
+    .addOption(
+      new Option('-r, --registry <url>', 'registry URL (default: $WAYFINDER_REGISTRY, else the file registry)'),
+    )
     .addOption(new Option('-c, --config <file>', 'a .json/.yaml config file instead of --registry'))
     .showHelpAfterError(false)
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
@@ -81,7 +85,13 @@ export function buildProgram(io: Io = defaultIo): Command {
       const d = await Discovery.fromConfig(registryOf(cmd));
       try {
         const eps = await d.resolver.resolve(service, { signal: AbortSignal.timeout(opts.timeout) });
-        io.out(opts.json ? JSON.stringify(eps, null, 2) : eps.length ? renderTable(ENDPOINT_HEADER, endpointRows(eps)) : `${service}: no endpoints`);
+        io.out(
+          opts.json
+            ? JSON.stringify(eps, null, 2)
+            : eps.length
+              ? renderTable(ENDPOINT_HEADER, endpointRows(eps))
+              : `${service}: no endpoints`,
+        );
       } finally {
         await d.close();
       }
@@ -95,7 +105,14 @@ export function buildProgram(io: Io = defaultIo): Command {
     .action(async (service: string, opts: { json?: boolean }, cmd: Command) => {
       const d = await Discovery.fromConfig(registryOf(cmd));
       const w = d.resolver.watch(service, (s) => {
-        if (opts.json) return io.out(JSON.stringify({ ...s, error: s.error ? { code: s.error.code, message: s.error.message } : undefined, at: new Date().toISOString() }));
+        if (opts.json)
+          return io.out(
+            JSON.stringify({
+              ...s,
+              error: s.error ? { code: s.error.code, message: s.error.message } : undefined,
+              at: new Date().toISOString(),
+            }),
+          );
         const text = renderSnapshot(s, new Date());
         io.out(io.isTTY ? `\x1b[2J\x1b[H${text}\n\n(Ctrl-C to stop)` : `${text}\n`);
       });
@@ -114,23 +131,44 @@ export function buildProgram(io: Io = defaultIo): Command {
     .option('-z, --zone <zone>', 'zone / locality')
     .option('--id <id>', 'instance id (default host:port)')
     .option('-m, --meta <key=value>', 'metadata, repeatable', meta)
-    .action(async (service: string, opts: { port: number; host: string; weight?: number; zone?: string; id?: string; meta?: Record<string, string> }, cmd: Command) => {
-      const d = await Discovery.fromConfig(registryOf(cmd));
-      let reg: Registration;
-      try {
-        reg = await d.registrar.register({ service, host: opts.host, port: opts.port, weight: opts.weight, zone: opts.zone, id: opts.id, metadata: opts.meta });
-      } catch (e) {
+    .action(
+      async (
+        service: string,
+        opts: {
+          port: number;
+          host: string;
+          weight?: number;
+          zone?: string;
+          id?: string;
+          meta?: Record<string, string>;
+        },
+        cmd: Command,
+      ) => {
+        const d = await Discovery.fromConfig(registryOf(cmd));
+        let reg: Registration;
+        try {
+          reg = await d.registrar.register({
+            service,
+            host: opts.host,
+            port: opts.port,
+            weight: opts.weight,
+            zone: opts.zone,
+            id: opts.id,
+            metadata: opts.meta,
+          });
+        } catch (e) {
+          await d.close();
+          throw e;
+        }
+        reg.on('lost', (err) => io.err(`registration lost${err ? `: ${err.message}` : ''}; restoring`));
+        reg.on('restored', () => io.err('registration restored'));
+        io.out(`registered ${service} ${reg.id} in ${d.description}; Ctrl-C to deregister`);
+        await io.interrupted();
+        await reg.deregister();
         await d.close();
-        throw e;
-      }
-      reg.on('lost', (err) => io.err(`registration lost${err ? `: ${err.message}` : ''}; restoring`));
-      reg.on('restored', () => io.err('registration restored'));
-      io.out(`registered ${service} ${reg.id} in ${d.description}; Ctrl-C to deregister`);
-      await io.interrupted();
-      await reg.deregister();
-      await d.close();
-      io.out(`deregistered ${reg.id}`);
-    });
+        io.out(`deregistered ${reg.id}`);
+      },
+    );
 
   program
     .command('services')

@@ -58,18 +58,28 @@ export interface BalancerDefinition<C = any> {
 }
 
 /** Identity function that type-checks and freezes an adapter definition. */
-export function defineAdapter<O>(def: Omit<AdapterDefinition<O>, 'options'> & { options?: OptionsSchema }): AdapterDefinition<O> {
+export function defineAdapter<O>(
+  def: Omit<AdapterDefinition<O>, 'options'> & { options?: OptionsSchema },
+): AdapterDefinition<O> {
   if (!def || typeof def !== 'object') throw new TypeError('defineAdapter(): definition must be an object');
-  if (typeof def.scheme !== 'string' || !/^[a-z][a-z0-9+.-]*$/.test(def.scheme)) throw new TypeError(`defineAdapter(): "scheme" must be a lowercase URL scheme, got ${JSON.stringify(def.scheme)}`);
-  if (typeof def.create !== 'function') throw new TypeError(`defineAdapter(${def.scheme}): "create" must be a function`);
-  if (!def.capabilities || typeof def.capabilities !== 'object') throw new TypeError(`defineAdapter(${def.scheme}): "capabilities" is required`);
-  if (def.parse !== undefined && typeof def.parse !== 'function') throw new TypeError(`defineAdapter(${def.scheme}): "parse" must be a function`);
-  if (!def.parse && (!def.options || typeof def.options !== 'object')) throw new TypeError(`defineAdapter(${def.scheme}): an "options" schema (or a parse(url) function) is required (use {} for no options)`);
+  if (typeof def.scheme !== 'string' || !/^[a-z][a-z0-9+.-]*$/.test(def.scheme))
+    throw new TypeError(`defineAdapter(): "scheme" must be a lowercase URL scheme, got ${JSON.stringify(def.scheme)}`);
+  if (typeof def.create !== 'function')
+    throw new TypeError(`defineAdapter(${def.scheme}): "create" must be a function`);
+  if (!def.capabilities || typeof def.capabilities !== 'object')
+    throw new TypeError(`defineAdapter(${def.scheme}): "capabilities" is required`);
+  if (def.parse !== undefined && typeof def.parse !== 'function')
+    throw new TypeError(`defineAdapter(${def.scheme}): "parse" must be a function`);
+  if (!def.parse && (!def.options || typeof def.options !== 'object'))
+    throw new TypeError(
+      `defineAdapter(${def.scheme}): an "options" schema (or a parse(url) function) is required (use {} for no options)`,
+    );
   return Object.freeze({ ...def, options: def.options ?? {} });
 }
 
 export function defineBalancer<C>(def: BalancerDefinition<C>): BalancerDefinition<C> {
-  if (!def || typeof def.name !== 'string' || !/^[a-z][a-z0-9_]*$/.test(def.name)) throw new TypeError(`defineBalancer(): "name" must be lowercase snake_case, got ${JSON.stringify(def?.name)}`);
+  if (!def || typeof def.name !== 'string' || !/^[a-z][a-z0-9_]*$/.test(def.name))
+    throw new TypeError(`defineBalancer(): "name" must be lowercase snake_case, got ${JSON.stringify(def?.name)}`);
   if (typeof def.create !== 'function') throw new TypeError(`defineBalancer(${def.name}): "create" must be a function`);
   return Object.freeze({ ...def });
 }

@@ -57,11 +57,17 @@ export function cacheDirFor(dir: string, registry: string): string {
 
 /** File name of a service's cache entry (service names may hold ':', kept out of file names). */
 export function cacheFileFor(dir: string, registry: string, service: string): string {
-  return path.join(cacheDirFor(dir, registry), `${service.replace(/[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`)}.json`);
+  return path.join(
+    cacheDirFor(dir, registry),
+    `${service.replace(/[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`)}.json`,
+  );
 }
 
 /** Parses a cache file's text; returns the endpoints or why it was refused. Never throws. */
-export function parseCacheFile(text: string, service: string): { ok: true; endpoints: Endpoint[]; revision?: string; savedAt: string } | { ok: false; reason: string } {
+export function parseCacheFile(
+  text: string,
+  service: string,
+): { ok: true; endpoints: Endpoint[]; revision?: string; savedAt: string } | { ok: false; reason: string } {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -70,8 +76,10 @@ export function parseCacheFile(text: string, service: string): { ok: true; endpo
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return { ok: false, reason: 'not an object' };
   const d = doc as Partial<CacheFile>;
-  if (d.format !== CACHE_FORMAT || d.version !== CACHE_VERSION) return { ok: false, reason: `not a ${CACHE_FORMAT} v${CACHE_VERSION} file` };
-  if (d.service !== service) return { ok: false, reason: `holds service ${JSON.stringify(d.service)}, not ${JSON.stringify(service)}` };
+  if (d.format !== CACHE_FORMAT || d.version !== CACHE_VERSION)
+    return { ok: false, reason: `not a ${CACHE_FORMAT} v${CACHE_VERSION} file` };
+  if (d.service !== service)
+    return { ok: false, reason: `holds service ${JSON.stringify(d.service)}, not ${JSON.stringify(service)}` };
   if (!Array.isArray(d.endpoints)) return { ok: false, reason: '"endpoints" is not an array' };
   const endpoints: Endpoint[] = [];
   for (const [i, raw] of d.endpoints.entries()) {
@@ -79,7 +87,12 @@ export function parseCacheFile(text: string, service: string): { ok: true; endpo
     if (!c.ok) return { ok: false, reason: `endpoint ${i}: ${c.reason}` };
     endpoints.push(c.endpoint);
   }
-  return { ok: true, endpoints, revision: typeof d.revision === 'string' ? d.revision : undefined, savedAt: typeof d.savedAt === 'string' ? d.savedAt : '' };
+  return {
+    ok: true,
+    endpoints,
+    revision: typeof d.revision === 'string' ? d.revision : undefined,
+    savedAt: typeof d.savedAt === 'string' ? d.savedAt : '',
+  };
 }
 
 const isGood = (s: Snapshot) => !s.error || s.error.code === 'BAD_ENTRY';
@@ -102,7 +115,8 @@ export class CachedResolver implements Resolver {
     private readonly inner: Resolver,
     private readonly opts: CacheOptions,
   ) {
-    if (!opts || typeof opts.dir !== 'string' || opts.dir === '') throw new TypeError('CachedResolver: "dir" must be a non-empty string');
+    if (!opts || typeof opts.dir !== 'string' || opts.dir === '')
+      throw new TypeError('CachedResolver: "dir" must be a non-empty string');
     this.logger = opts.logger ?? silentLogger;
     this.startWaitMs = opts.startWaitMs ?? DEFAULT_CACHE_START_WAIT_MS;
   }
@@ -126,7 +140,13 @@ export class CachedResolver implements Resolver {
       if (!cached) return false;
       servedCache = true;
       this.servedStale.set(service, cached.endpoints);
-      deliver({ service, endpoints: cached.endpoints.map((e) => ({ ...e, metadata: { ...e.metadata } })), revision: cached.revision, error: err, stale: true });
+      deliver({
+        service,
+        endpoints: cached.endpoints.map((e) => ({ ...e, metadata: { ...e.metadata } })),
+        revision: cached.revision,
+        error: err,
+        stale: true,
+      });
       return true;
     };
     let timer: NodeJS.Timeout | undefined;
@@ -134,7 +154,12 @@ export class CachedResolver implements Resolver {
       timer = setTimeout(() => {
         this.timers.delete(timer!);
         timer = undefined;
-        if (open && !good && !servedCache) fromCache(new RegistryUnavailableError(`no answer from the registry within ${this.startWaitMs} ms; serving the cached set`));
+        if (open && !good && !servedCache)
+          fromCache(
+            new RegistryUnavailableError(
+              `no answer from the registry within ${this.startWaitMs} ms; serving the cached set`,
+            ),
+          );
       }, this.startWaitMs);
       timer.unref?.();
       this.timers.add(timer);
@@ -156,7 +181,13 @@ export class CachedResolver implements Resolver {
       if (!good && s.endpoints.length === 0 && s.error?.code === 'REGISTRY_UNAVAILABLE') {
         if (servedCache) {
           const cached = this.servedStale.get(service);
-          if (cached) return deliver({ service, endpoints: cached.map((e) => ({ ...e, metadata: { ...e.metadata } })), error: s.error, stale: true });
+          if (cached)
+            return deliver({
+              service,
+              endpoints: cached.map((e) => ({ ...e, metadata: { ...e.metadata } })),
+              error: s.error,
+              stale: true,
+            });
         } else if (fromCache(s.error)) return;
       }
       deliver(s);
@@ -208,7 +239,11 @@ export class CachedResolver implements Resolver {
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn({ service, file, code: (e as NodeJS.ErrnoException).code }, `cache: cannot read ${file}; ignored`);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.logger.warn(
+          { service, file, code: (e as NodeJS.ErrnoException).code },
+          `cache: cannot read ${file}; ignored`,
+        );
       return undefined;
     }
     const p = parseCacheFile(text, service);
@@ -216,22 +251,35 @@ export class CachedResolver implements Resolver {
       this.logger.warn({ service, file }, `cache: ignoring corrupt cache file ${file}: ${p.reason}`);
       return undefined;
     }
-    this.logger.info({ service, file, endpoints: p.endpoints.length, savedAt: p.savedAt }, `cache: serving ${p.endpoints.length} cached endpoint(s) of ${service} (stale, saved ${p.savedAt})`);
+    this.logger.info(
+      { service, file, endpoints: p.endpoints.length, savedAt: p.savedAt },
+      `cache: serving ${p.endpoints.length} cached endpoint(s) of ${service} (stale, saved ${p.savedAt})`,
+    );
     return p;
   }
 
   private persist(service: string, s: Snapshot): void {
-    const body: CacheFile = { format: CACHE_FORMAT, version: CACHE_VERSION, registry: this.opts.registry, service, savedAt: '', revision: s.revision, endpoints: s.endpoints };
+    const body: CacheFile = {
+      format: CACHE_FORMAT,
+      version: CACHE_VERSION,
+      registry: this.opts.registry,
+      service,
+      savedAt: '',
+      revision: s.revision,
+      endpoints: s.endpoints,
+    };
     const key = JSON.stringify({ ...body, revision: undefined });
     if (this.written.get(service) === key) return;
     this.written.set(service, key);
     body.savedAt = new Date().toISOString();
     const text = `${JSON.stringify(body, null, 2)}\n`;
     const prev = this.writing.get(service) ?? Promise.resolve();
-    const next = prev.then(() => this.writeAtomic(service, text)).catch((e: Error) => {
-      this.written.delete(service);
-      this.logger.warn({ service, err: e.message }, `cache: writing the cache of ${service} failed: ${e.message}`);
-    });
+    const next = prev
+      .then(() => this.writeAtomic(service, text))
+      .catch((e: Error) => {
+        this.written.delete(service);
+        this.logger.warn({ service, err: e.message }, `cache: writing the cache of ${service} failed: ${e.message}`);
+      });
     this.writing.set(service, next);
     void next.finally(() => {
       if (this.writing.get(service) === next) this.writing.delete(service);

@@ -28,7 +28,9 @@ import { SnapshotRecorder } from '../testkit';
 
 describe('core: registry URLs', () => {
   it('parses multi-host authorities, IPv6, paths, params and credentials', () => {
-    const u = parseRegistryUrl('etcd://user:s3cret@h1:2379,[::1]:2380,h3/base/path?prefix=/services&format=grpc-go&token=abc');
+    const u = parseRegistryUrl(
+      'etcd://user:s3cret@h1:2379,[::1]:2380,h3/base/path?prefix=/services&format=grpc-go&token=abc',
+    );
     assert.equal(u.scheme, 'etcd');
     assert.deepEqual(u.hosts, [{ host: 'h1', port: 2379 }, { host: '::1', port: 2380 }, { host: 'h3' }]);
     assert.equal(u.path, '/base/path');
@@ -36,11 +38,20 @@ describe('core: registry URLs', () => {
     assert.equal(u.username, 'user');
     assert.equal(u.password, 's3cret');
     assert.ok(!u.redacted.includes('s3cret') && !u.redacted.includes('abc'), u.redacted);
-    assert.match(u.redacted, /^etcd:\/\/user:\*\*\*@h1:2379,\[::1\]:2380,h3\/base\/path\?prefix=\/services&format=grpc-go&token=\*\*\*$/);
+    assert.match(
+      u.redacted,
+      /^etcd:\/\/user:\*\*\*@h1:2379,\[::1\]:2380,h3\/base\/path\?prefix=\/services&format=grpc-go&token=\*\*\*$/,
+    );
   });
   it('rejects bad ports and repeated parameters naming the field', () => {
-    assert.throws(() => parseRegistryUrl('etcd://h1:99999'), (e: ConfigError) => e.code === 'CONFIG_INVALID' && e.field === 'hosts' && /1\.\.65535/.test(e.message));
-    assert.throws(() => parseRegistryUrl('etcd://h1?prefix=/a&prefix=/b'), (e: ConfigError) => e.field === 'prefix');
+    assert.throws(
+      () => parseRegistryUrl('etcd://h1:99999'),
+      (e: ConfigError) => e.code === 'CONFIG_INVALID' && e.field === 'hosts' && /1\.\.65535/.test(e.message),
+    );
+    assert.throws(
+      () => parseRegistryUrl('etcd://h1?prefix=/a&prefix=/b'),
+      (e: ConfigError) => e.field === 'prefix',
+    );
     assert.throws(() => parseRegistryUrl('not a url'), ConfigError);
   });
   it('parses durations', () => {
@@ -54,33 +65,73 @@ describe('core: registry URLs', () => {
 
 describe('core: option validation', () => {
   const schema = {
-    prefix: { type: 'string' as const, default: '/services', doc: 'key prefix', check: (v: string) => (v.startsWith('/') ? undefined : 'must start with "/"') },
+    prefix: {
+      type: 'string' as const,
+      default: '/services',
+      doc: 'key prefix',
+      check: (v: string) => (v.startsWith('/') ? undefined : 'must start with "/"'),
+    },
     format: { type: 'enum' as const, values: ['wayfinder', 'grpc-go'], default: 'wayfinder', doc: 'key layout' },
     ttl: { type: 'duration' as const, default: 10_000, min: 2000, doc: 'lease TTL' },
-    password: { type: 'string' as const, secret: true, doc: 'password', check: (v: string) => (v.length >= 8 ? undefined : 'is too short') },
+    password: {
+      type: 'string' as const,
+      secret: true,
+      doc: 'password',
+      check: (v: string) => (v.length >= 8 ? undefined : 'is too short'),
+    },
     tls: { type: 'boolean' as const, default: false, doc: 'tls' },
   };
   it('applies defaults and coerces URL strings', () => {
-    assert.deepEqual(validateOptions('etcd', schema, { ttl: '5s', tls: 'true' }), { prefix: '/services', format: 'wayfinder', ttl: 5000, tls: true });
+    assert.deepEqual(validateOptions('etcd', schema, { ttl: '5s', tls: 'true' }), {
+      prefix: '/services',
+      format: 'wayfinder',
+      ttl: 5000,
+      tls: true,
+    });
   });
   it('names the owner and the field in every error', () => {
-    assert.throws(() => validateOptions('etcd', schema, { prefix: 'services' }), { message: 'etcd: "prefix" must start with "/"' });
-    assert.throws(() => validateOptions('etcd', schema, { format: 'go' }), { message: 'etcd: "format" must be one of "wayfinder", "grpc-go" (got "go")' });
-    assert.throws(() => validateOptions('etcd', schema, { ttl: '1s' }), /etcd: "ttl" must be a duration .* of at least 2000ms/);
-    assert.throws(() => validateOptions('etcd', schema, { prefx: '/a' }), /etcd: unknown option "prefx"; known options: prefix, format, ttl, password, tls/);
+    assert.throws(() => validateOptions('etcd', schema, { prefix: 'services' }), {
+      message: 'etcd: "prefix" must start with "/"',
+    });
+    assert.throws(() => validateOptions('etcd', schema, { format: 'go' }), {
+      message: 'etcd: "format" must be one of "wayfinder", "grpc-go" (got "go")',
+    });
+    assert.throws(
+      () => validateOptions('etcd', schema, { ttl: '1s' }),
+      /etcd: "ttl" must be a duration .* of at least 2000ms/,
+    );
+    assert.throws(
+      () => validateOptions('etcd', schema, { prefx: '/a' }),
+      /etcd: unknown option "prefx"; known options: prefix, format, ttl, password, tls/,
+    );
   });
   it('never echoes a secret value in an error', () => {
-    assert.throws(() => validateOptions('etcd', schema, { password: 'hunter' }), (e: Error) => !e.message.includes('hunter') && /"password" is too short/.test(e.message));
-    assert.throws(() => validateOptions('etcd', { password: { type: 'integer', secret: true, doc: '' } }, { password: 'hunter2' }), (e: Error) => !e.message.includes('hunter2'));
+    assert.throws(
+      () => validateOptions('etcd', schema, { password: 'hunter' }),
+      (e: Error) => !e.message.includes('hunter') && /"password" is too short/.test(e.message),
+    );
+    assert.throws(
+      () => validateOptions('etcd', { password: { type: 'integer', secret: true, doc: '' } }, { password: 'hunter2' }),
+      (e: Error) => !e.message.includes('hunter2'),
+    );
   });
 });
 
 describe('core: endpoints', () => {
   it('validates raw entries and explains the first problem', () => {
     assert.equal(checkEndpoint({ host: 'h', port: 80 }).ok, true);
-    assert.deepEqual(checkEndpoint({ host: 'h', port: 0 }), { ok: false, reason: '"port" must be an integer in 1..65535' });
-    assert.deepEqual(checkEndpoint({ host: 'h', port: 80, weight: 1.5 }), { ok: false, reason: '"weight" must be a positive integer' });
-    assert.deepEqual(checkEndpoint({ host: 'h', port: 80, metadata: { a: 1 } }), { ok: false, reason: '"metadata.a" must be a string' });
+    assert.deepEqual(checkEndpoint({ host: 'h', port: 0 }), {
+      ok: false,
+      reason: '"port" must be an integer in 1..65535',
+    });
+    assert.deepEqual(checkEndpoint({ host: 'h', port: 80, weight: 1.5 }), {
+      ok: false,
+      reason: '"weight" must be a positive integer',
+    });
+    assert.deepEqual(checkEndpoint({ host: 'h', port: 80, metadata: { a: 1 } }), {
+      ok: false,
+      reason: '"metadata.a" must be a string',
+    });
     assert.deepEqual(checkEndpoint('x'), { ok: false, reason: 'not an object' });
   });
   it('collects a complete, de-duplicated, sorted set, dropping critical ones and reporting bad ones', () => {
@@ -91,7 +142,10 @@ describe('core: endpoints', () => {
       { key: 'c', value: { host: '10.0.0.3', port: 80, health: 'critical' } },
       { key: 'x', value: { port: 80 } },
     ]);
-    assert.deepEqual(endpoints.map((e) => `${e.host}:${e.port}/${e.weight ?? 1}`), ['10.0.0.1:80/3', '10.0.0.2:80/1']);
+    assert.deepEqual(
+      endpoints.map((e) => `${e.host}:${e.port}/${e.weight ?? 1}`),
+      ['10.0.0.1:80/3', '10.0.0.2:80/1'],
+    );
     assert.deepEqual(bad, [{ key: 'x', reason: '"host" must be a non-empty string' }]);
     assert.match(new BadEntryError(bad).message, /skipped 1 malformed registry entry: x: "host"/);
   });
@@ -136,10 +190,16 @@ describe('core: WatchResolver', () => {
     const s = await r.until((x) => !!x.error, 1000);
     assert.equal(s.error!.code, 'REGISTRY_UNAVAILABLE');
     assert.equal(s.stale, true);
-    assert.deepEqual(s.endpoints.map((e) => e.port), [1, 2]);
+    assert.deepEqual(
+      s.endpoints.map((e) => e.port),
+      [1, 2],
+    );
     sink.update([ep(2)]);
     const healed = await r.until((x) => !x.error, 1000);
-    assert.deepEqual(healed.endpoints.map((e) => e.port), [2]);
+    assert.deepEqual(
+      healed.endpoints.map((e) => e.port),
+      [2],
+    );
   });
 
   it('suppresses duplicate snapshots', async () => {
@@ -168,7 +228,12 @@ describe('core: Discovery.fromConfig', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'wf-cfg-'));
     writeFileSync(path.join(dir, 'c.json'), JSON.stringify({ registry: 'memory://cfg-json', balancer: 'round_robin' }));
     writeFileSync(path.join(dir, 'c.yaml'), 'registry:\n  scheme: memory\n  name: cfg-yaml\n');
-    for (const src of ['memory://cfg-url', { registry: { scheme: 'memory', name: 'cfg-obj' } }, path.join(dir, 'c.json'), path.join(dir, 'c.yaml')]) {
+    for (const src of [
+      'memory://cfg-url',
+      { registry: { scheme: 'memory', name: 'cfg-obj' } },
+      path.join(dir, 'c.json'),
+      path.join(dir, 'c.yaml'),
+    ]) {
       const d = await Discovery.fromConfig(src);
       assert.equal(d.scheme, 'memory');
       assert.equal(d.balancer.name, 'round_robin');
@@ -180,9 +245,18 @@ describe('core: Discovery.fromConfig', () => {
     assert.deepEqual(normalizeConfig(undefined, {}), { registry: DEFAULT_REGISTRY_URL });
   });
   it('fails fast on bad config, naming the field', async () => {
-    await assert.rejects(Discovery.fromConfig('nope://x'), (e: ConfigError) => e.code === 'UNKNOWN_SCHEME' && /known schemes: .*memory/.test(e.message));
-    await assert.rejects(Discovery.fromConfig('memory://x?colour=red'), /memory: unknown option "colour"; known options: name/);
-    await assert.rejects(Discovery.fromConfig({ registry: 'memory://x', balancer: 'fastest' }), /unknown balancer "fastest"; known balancers: .*round_robin/);
+    await assert.rejects(
+      Discovery.fromConfig('nope://x'),
+      (e: ConfigError) => e.code === 'UNKNOWN_SCHEME' && /known schemes: .*memory/.test(e.message),
+    );
+    await assert.rejects(
+      Discovery.fromConfig('memory://x?colour=red'),
+      /memory: unknown option "colour"; known options: name/,
+    );
+    await assert.rejects(
+      Discovery.fromConfig({ registry: 'memory://x', balancer: 'fastest' }),
+      /unknown balancer "fastest"; known balancers: .*round_robin/,
+    );
     await assert.rejects(Discovery.fromConfig({ registy: 'memory://x' } as never), /unknown config key "registy"/);
     await assert.rejects(Discovery.fromConfig('/does/not/exist.yaml'), /cannot read config file/);
   });
@@ -190,7 +264,15 @@ describe('core: Discovery.fromConfig', () => {
     const def = defineAdapter({
       scheme: 'readonly-test',
       description: 'test',
-      capabilities: { watch: 'poll', register: false, ttl: false, weights: false, zones: false, metadata: false, listServices: false },
+      capabilities: {
+        watch: 'poll',
+        register: false,
+        ttl: false,
+        weights: false,
+        zones: false,
+        metadata: false,
+        listServices: false,
+      },
       options: {},
       create: () => ({ resolver: new WatchResolver('ro', (_s, sink) => (sink.update([]), () => {})) }),
     });
@@ -218,7 +300,10 @@ describe('core: TokenBucket', () => {
 
 describe('core: registry URL user info', () => {
   it('rejects badly percent-encoded credentials with a ConfigError that does not echo them', () => {
-    assert.throws(() => parseRegistryUrl('etcd://us%zz:pa%zzss@h1:2379'), (e: ConfigError) => e instanceof ConfigError && e.field === 'username' && !e.message.includes('pa%zzss'));
+    assert.throws(
+      () => parseRegistryUrl('etcd://us%zz:pa%zzss@h1:2379'),
+      (e: ConfigError) => e instanceof ConfigError && e.field === 'username' && !e.message.includes('pa%zzss'),
+    );
   });
 });
 
@@ -251,28 +336,48 @@ describe('core: RegistrationBase', () => {
   });
 });
 
-describe('core: adapters written in the design\'s parse(url) form', () => {
+describe("core: adapters written in the design's parse(url) form", () => {
   it('parse(url: URL) is used instead of an options schema, and its errors are ConfigErrors', async () => {
     let seen: URL | undefined;
     registerAdapter(
       defineAdapter<{ host: string; port: number; ns: string }>({
         scheme: 'parsetest',
         description: 'test adapter in the parse(url) form',
-        capabilities: { watch: 'push', register: false, ttl: false, weights: false, zones: false, metadata: false, listServices: false },
+        capabilities: {
+          watch: 'push',
+          register: false,
+          ttl: false,
+          weights: false,
+          zones: false,
+          metadata: false,
+          listServices: false,
+        },
         parse(url) {
           seen = url;
           const ns = url.searchParams.get('ns') ?? 'default';
           if (!/^[a-z]+$/.test(ns)) throw new ConfigError('parsetest: "ns" must be lowercase letters', { field: 'ns' });
           return { host: url.hostname, port: Number(url.port || 1), ns };
         },
-        create: (o) => ({ resolver: new WatchResolver('parsetest', (_s, sink) => (sink.update([{ id: o.ns, host: o.host, port: o.port, metadata: {} }]), () => {})) }),
+        create: (o) => ({
+          resolver: new WatchResolver(
+            'parsetest',
+            (_s, sink) => (sink.update([{ id: o.ns, host: o.host, port: o.port, metadata: {} }]), () => {}),
+          ),
+        }),
       }),
     );
     const d = await Discovery.fromConfig(`parsetest://10.1.2.3:99?ns=prod&cache=${os.tmpdir()}/wf-parsetest-cache`);
     assert.equal(seen!.searchParams.get('cache'), null, 'core strips its own cache option');
-    assert.deepEqual((await d.resolver.resolve('x')).map((e) => `${e.id}@${e.host}:${e.port}`), ['prod@10.1.2.3:99']);
+    assert.deepEqual(
+      (await d.resolver.resolve('x')).map((e) => `${e.id}@${e.host}:${e.port}`),
+      ['prod@10.1.2.3:99'],
+    );
     await d.close();
     await assert.rejects(Discovery.fromConfig('parsetest://h?ns=PROD'), (e: ConfigError) => e.field === 'ns');
-    assert.throws(() => defineAdapter({ scheme: 'neither', description: '', capabilities: {} as never, create: () => ({}) as never }), /"options" schema \(or a parse\(url\) function\)/);
+    assert.throws(
+      () =>
+        defineAdapter({ scheme: 'neither', description: '', capabilities: {} as never, create: () => ({}) as never }),
+      /"options" schema \(or a parse\(url\) function\)/,
+    );
   });
 });

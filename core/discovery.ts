@@ -12,7 +12,15 @@ import { monotonicNow, silentLogger } from './util';
 import type { ServiceStatus } from './watch-resolver';
 
 // The last-known-good cache (core/cache.ts), re-exported here so the package root exposes it.
-export { CachedResolver, withCache, parseCacheFile, cacheDirFor, cacheFileFor, DEFAULT_CACHE_START_WAIT_MS, type CacheOptions } from './cache';
+export {
+  CachedResolver,
+  withCache,
+  parseCacheFile,
+  cacheDirFor,
+  cacheFileFor,
+  DEFAULT_CACHE_START_WAIT_MS,
+  type CacheOptions,
+} from './cache';
 
 /** Where the zero-setup file registry lives when nothing is configured. */
 export const DEFAULT_FILE_REGISTRY = path.join(os.tmpdir(), 'wayfinder', 'registry.json');
@@ -50,14 +58,23 @@ function loadConfigFile(file: string): DiscoveryConfig {
   try {
     data = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`config file ${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`, { field: 'config', cause: e });
+    throw new ConfigError(
+      `config file ${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}`,
+      { field: 'config', cause: e },
+    );
   }
-  if (!data || typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`config file ${file} must hold an object with "registry" (and optionally "balancer")`, { field: 'config' });
+  if (!data || typeof data !== 'object' || Array.isArray(data))
+    throw new ConfigError(`config file ${file} must hold an object with "registry" (and optionally "balancer")`, {
+      field: 'config',
+    });
   return data as DiscoveryConfig;
 }
 
 /** Turns any accepted source into a config object (without touching the registry). */
-export function normalizeConfig(source: ConfigSource | undefined, env: Record<string, string | undefined> = process.env): DiscoveryConfig {
+export function normalizeConfig(
+  source: ConfigSource | undefined,
+  env: Record<string, string | undefined> = process.env,
+): DiscoveryConfig {
   if (source === undefined || source === null) {
     const fromEnv = env.WAYFINDER_REGISTRY?.trim();
     source = fromEnv ? fromEnv : DEFAULT_REGISTRY_URL;
@@ -65,11 +82,16 @@ export function normalizeConfig(source: ConfigSource | undefined, env: Record<st
   if (typeof source === 'string') {
     if (isUrl(source)) return { registry: source };
     if (/\.(json|ya?ml)$/i.test(source)) return normalizeConfig(loadConfigFile(source), env);
-    throw new ConfigError(`config source ${JSON.stringify(source)} is neither a registry URL (scheme://...) nor a .json/.yaml file path`, { field: 'registry' });
+    throw new ConfigError(
+      `config source ${JSON.stringify(source)} is neither a registry URL (scheme://...) nor a .json/.yaml file path`,
+      { field: 'registry' },
+    );
   }
-  if (typeof source !== 'object' || Array.isArray(source)) throw new TypeError('Discovery.fromConfig(): source must be a URL string, a file path or an object');
+  if (typeof source !== 'object' || Array.isArray(source))
+    throw new TypeError('Discovery.fromConfig(): source must be a URL string, a file path or an object');
   for (const k of Object.keys(source)) {
-    if (!TOP_LEVEL.includes(k)) throw new ConfigError(`unknown config key "${k}"; known keys: ${TOP_LEVEL.join(', ')}`, { field: k });
+    if (!TOP_LEVEL.includes(k))
+      throw new ConfigError(`unknown config key "${k}"; known keys: ${TOP_LEVEL.join(', ')}`, { field: k });
   }
   return { registry: source.registry ?? env.WAYFINDER_REGISTRY ?? DEFAULT_REGISTRY_URL, balancer: source.balancer };
 }
@@ -79,18 +101,26 @@ export function defaultFromUrl(def: AdapterDefinition, url: ParsedUrl): Record<s
   const raw: Record<string, unknown> = { ...url.params };
   const has = (k: string) => k in def.options;
   for (const k of ['hosts', 'path', 'username', 'password']) {
-    if (k in url.params) throw new ConfigError(`${def.scheme}: "${k}" goes in the URL itself, not as a ?${k}= parameter`, { field: k });
+    if (k in url.params)
+      throw new ConfigError(`${def.scheme}: "${k}" goes in the URL itself, not as a ?${k}= parameter`, { field: k });
   }
   if (url.hosts.length) {
-    if (!has('hosts')) throw new ConfigError(`${def.scheme}: this adapter takes no host in its URL (got ${url.redacted})`, { field: 'hosts' });
+    if (!has('hosts'))
+      throw new ConfigError(`${def.scheme}: this adapter takes no host in its URL (got ${url.redacted})`, {
+        field: 'hosts',
+      });
     raw.hosts = url.hosts.map((h) => (h.host.includes(':') ? `[${h.host}]` : h.host) + (h.port ? `:${h.port}` : ''));
   }
   if (url.path && url.path !== '/') {
-    if (!has('path')) throw new ConfigError(`${def.scheme}: this adapter takes no path in its URL (got ${url.redacted})`, { field: 'path' });
+    if (!has('path'))
+      throw new ConfigError(`${def.scheme}: this adapter takes no path in its URL (got ${url.redacted})`, {
+        field: 'path',
+      });
     raw.path = url.path;
   }
   if (url.username !== undefined) {
-    if (!has('username')) throw new ConfigError(`${def.scheme}: this adapter takes no credentials in its URL`, { field: 'username' });
+    if (!has('username'))
+      throw new ConfigError(`${def.scheme}: this adapter takes no credentials in its URL`, { field: 'username' });
     raw.username = url.username;
     if (url.password !== undefined) raw.password = url.password;
   }
@@ -103,7 +133,8 @@ export function defaultFromUrl(def: AdapterDefinition, url: ParsedUrl): Record<s
  */
 function takeCacheOption(raw: unknown): string | undefined {
   if (raw === undefined) return undefined;
-  if (typeof raw !== 'string' || raw.trim() === '') throw new ConfigError('"cache" must be a directory path (e.g. cache=/var/cache/wayfinder)', { field: 'cache' });
+  if (typeof raw !== 'string' || raw.trim() === '')
+    throw new ConfigError('"cache" must be a directory path (e.g. cache=/var/cache/wayfinder)', { field: 'cache' });
   return path.resolve(raw);
 }
 
@@ -116,7 +147,11 @@ function parseUrlAsConfig(spec: string): ParsedUrl {
   try {
     return parseRegistryUrl(spec);
   } catch (e) {
-    if (e instanceof URIError) throw new ConfigError('registry URL: the user info (user:password@) is not validly percent-encoded', { field: 'username', cause: e });
+    if (e instanceof URIError)
+      throw new ConfigError('registry URL: the user info (user:password@) is not validly percent-encoded', {
+        field: 'username',
+        cause: e,
+      });
     throw e;
   }
 }
@@ -126,7 +161,8 @@ function fromUrlAsConfig(def: AdapterDefinition, url: ParsedUrl): Record<string,
   try {
     return def.fromUrl!(url);
   } catch (e) {
-    if (e instanceof TypeError) throw new ConfigError(`${e.message} (in ${url.redacted})`, { field: 'registry', cause: e });
+    if (e instanceof TypeError)
+      throw new ConfigError(`${e.message} (in ${url.redacted})`, { field: 'registry', cause: e });
     throw e;
   }
 }
@@ -137,7 +173,9 @@ function parseWithAdapter(def: AdapterDefinition, spec: string, parsed: ParsedUr
   try {
     url = new URL(spec);
   } catch {
-    throw new ConfigError(`${def.scheme}: ${parsed.redacted} is not a URL this adapter can parse (one host per URL)`, { field: 'registry' });
+    throw new ConfigError(`${def.scheme}: ${parsed.redacted} is not a URL this adapter can parse (one host per URL)`, {
+      field: 'registry',
+    });
   }
   url.searchParams.delete('cache');
   try {
@@ -149,7 +187,12 @@ function parseWithAdapter(def: AdapterDefinition, spec: string, parsed: ParsedUr
 }
 
 /** Parses and validates a registry spec into the adapter and its typed options. */
-export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: AdapterDefinition; options: Record<string, unknown>; display: string; cache?: string } {
+export function resolveRegistry(spec: DiscoveryConfig['registry']): {
+  def: AdapterDefinition;
+  options: Record<string, unknown>;
+  display: string;
+  cache?: string;
+} {
   if (typeof spec === 'string') {
     const url = parseUrlAsConfig(spec);
     const def = getAdapter(url.scheme);
@@ -169,7 +212,8 @@ export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: Adapt
     def.validate?.(options);
     return { def, options, display: url.redacted, cache };
   }
-  if (!spec || typeof spec !== 'object' || typeof spec.scheme !== 'string') throw new ConfigError('"registry" must be a URL string or an object with a "scheme"', { field: 'registry' });
+  if (!spec || typeof spec !== 'object' || typeof spec.scheme !== 'string')
+    throw new ConfigError('"registry" must be a URL string or an object with a "scheme"', { field: 'registry' });
   const { scheme, cache: rawCache, ...rest } = spec;
   const cache = takeCacheOption(rawCache);
   const def = getAdapter(scheme);
@@ -180,8 +224,9 @@ export function resolveRegistry(spec: DiscoveryConfig['registry']): { def: Adapt
 }
 
 export function resolveBalancer(spec: DiscoveryConfig['balancer']): Balancer {
-  const { name, ...rest } = typeof spec === 'string' ? { name: spec } : spec ?? { name: 'round_robin' };
-  if (typeof name !== 'string') throw new ConfigError('"balancer" must be a name or an object with a "name"', { field: 'balancer' });
+  const { name, ...rest } = typeof spec === 'string' ? { name: spec } : (spec ?? { name: 'round_robin' });
+  if (typeof name !== 'string')
+    throw new ConfigError('"balancer" must be a name or an object with a "name"', { field: 'balancer' });
   const def = getBalancer(name);
   return def.create(validateOptions(def.name, def.options, rest));
 }
@@ -189,7 +234,11 @@ export function resolveBalancer(spec: DiscoveryConfig['balancer']): Balancer {
 class UnsupportedRegistrar implements Registrar {
   constructor(private readonly scheme: string) {}
   register(_: InstanceSpec): Promise<Registration> {
-    return Promise.reject(new NotSupportedError(`${this.scheme}: this registry is read-only; register instances with the registry's own tooling`));
+    return Promise.reject(
+      new NotSupportedError(
+        `${this.scheme}: this registry is read-only; register instances with the registry's own tooling`,
+      ),
+    );
   }
   async close(): Promise<void> {}
 }
@@ -207,7 +256,13 @@ export class Discovery {
   readonly description: string;
   private closing?: Promise<void>;
 
-  private constructor(def: AdapterDefinition, private readonly instance: AdapterInstance, balancer: Balancer, description: string, resolver?: Resolver) {
+  private constructor(
+    def: AdapterDefinition,
+    private readonly instance: AdapterInstance,
+    balancer: Balancer,
+    description: string,
+    resolver?: Resolver,
+  ) {
     // `resolver` is the adapter's resolver wrapped by the cache (when configured), else the adapter's own.
     this.resolver = resolver ?? instance.resolver;
     this.registrar = instance.registrar ?? new UnsupportedRegistrar(def.scheme);
@@ -229,7 +284,9 @@ export class Discovery {
     const logger = opts.logger ?? silentLogger;
     const instance = await def.create(options, { logger, now: monotonicNow, random: Math.random });
     // Opt-in last-known-good cache around whatever resolver the adapter built (core/cache.ts).
-    const resolver = cache ? new CachedResolver(instance.resolver, { dir: cache, registry: display, logger }) : undefined;
+    const resolver = cache
+      ? new CachedResolver(instance.resolver, { dir: cache, registry: display, logger })
+      : undefined;
     return new Discovery(def, instance, balancer, display, resolver);
   }
 

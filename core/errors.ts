@@ -66,9 +66,16 @@ export interface BadEntry {
 export class BadEntryError extends WayfinderError {
   readonly entries: BadEntry[];
   constructor(entries: BadEntry[], options?: { cause?: unknown }) {
-    const head = entries.slice(0, 3).map((e) => `${e.key}: ${e.reason}`).join('; ');
+    const head = entries
+      .slice(0, 3)
+      .map((e) => `${e.key}: ${e.reason}`)
+      .join('; ');
     const more = entries.length > 3 ? ` (+${entries.length - 3} more)` : '';
-    super('BAD_ENTRY', `skipped ${entries.length} malformed registry entr${entries.length === 1 ? 'y' : 'ies'}: ${head}${more}`, options);
+    super(
+      'BAD_ENTRY',
+      `skipped ${entries.length} malformed registry entr${entries.length === 1 ? 'y' : 'ies'}: ${head}${more}`,
+      options,
+    );
     this.entries = entries;
   }
 }

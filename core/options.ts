@@ -41,7 +41,11 @@ const SECRET_PARAMS = /^(token|password|secret|key|auth|credentials?)$/i;
 export function parseRegistryUrl(input: string): ParsedUrl {
   if (typeof input !== 'string') throw new TypeError('registry URL must be a string');
   const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):(?:\/\/([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#.*)?$/.exec(input.trim());
-  if (!m) throw new ConfigError(`registry URL ${JSON.stringify(redactFreeText(input))} is not a URL of the form scheme://host:port/path?option=value`, { field: 'registry' });
+  if (!m)
+    throw new ConfigError(
+      `registry URL ${JSON.stringify(redactFreeText(input))} is not a URL of the form scheme://host:port/path?option=value`,
+      { field: 'registry' },
+    );
   const scheme = m[1].toLowerCase();
   let authority = m[2] ?? '';
   let username: string | undefined;
@@ -55,7 +59,9 @@ export function parseRegistryUrl(input: string): ParsedUrl {
       username = decodeURIComponent(colon >= 0 ? cred.slice(0, colon) : cred);
       if (colon >= 0) password = decodeURIComponent(cred.slice(colon + 1));
     } catch {
-      throw new ConfigError(`${scheme}: the user info (user:password@) is not validly percent-encoded`, { field: 'username' });
+      throw new ConfigError(`${scheme}: the user info (user:password@) is not validly percent-encoded`, {
+        field: 'username',
+      });
     }
   }
   const hosts: HostPortSpec[] = [];
@@ -83,14 +89,27 @@ function parseHostPort(part: string, scheme: string): HostPortSpec {
   const host = m[1].startsWith('[') ? m[1].slice(1, -1) : m[1];
   if (m[2] === undefined || m[2] === '') return { host };
   const port = Number(m[2]);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`${scheme}: port in "${part}" must be in 1..65535`, { field: 'hosts' });
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new ConfigError(`${scheme}: port in "${part}" must be in 1..65535`, { field: 'hosts' });
   return { host, port };
 }
 
-function redactUrlParts(scheme: string, hasAuthority: boolean, hosts: HostPortSpec[], rawPath: string, params: Record<string, string>, username?: string, password?: string): string {
+function redactUrlParts(
+  scheme: string,
+  hasAuthority: boolean,
+  hosts: HostPortSpec[],
+  rawPath: string,
+  params: Record<string, string>,
+  username?: string,
+  password?: string,
+): string {
   const cred = username !== undefined ? `${encodeURIComponent(username)}${password !== undefined ? ':***' : ''}@` : '';
-  const auth = hosts.map((h) => (h.host.includes(':') ? `[${h.host}]` : h.host) + (h.port ? `:${h.port}` : '')).join(',');
-  const q = Object.entries(params).map(([k, v]) => `${k}=${SECRET_PARAMS.test(k) ? '***' : encodeURIComponent(v).replace(/%2F/g, '/')}`).join('&');
+  const auth = hosts
+    .map((h) => (h.host.includes(':') ? `[${h.host}]` : h.host) + (h.port ? `:${h.port}` : ''))
+    .join(',');
+  const q = Object.entries(params)
+    .map(([k, v]) => `${k}=${SECRET_PARAMS.test(k) ? '***' : encodeURIComponent(v).replace(/%2F/g, '/')}`)
+    .join('&');
   return `${scheme}:${hasAuthority ? `//${cred}${auth}` : ''}${rawPath}${q ? `?${q}` : ''}`;
 }
 
@@ -118,9 +137,21 @@ function describe(spec: OptionSpec): string {
     case 'integer':
     case 'number':
     case 'duration': {
-      const kind = spec.type === 'duration' ? 'a duration (e.g. "500ms", "10s")' : spec.type === 'integer' ? 'an integer' : 'a number';
+      const kind =
+        spec.type === 'duration'
+          ? 'a duration (e.g. "500ms", "10s")'
+          : spec.type === 'integer'
+            ? 'an integer'
+            : 'a number';
       const unit = spec.type === 'duration' ? 'ms' : '';
-      const range = spec.min !== undefined && spec.max !== undefined ? ` between ${spec.min}${unit} and ${spec.max}${unit}` : spec.min !== undefined ? ` of at least ${spec.min}${unit}` : spec.max !== undefined ? ` of at most ${spec.max}${unit}` : '';
+      const range =
+        spec.min !== undefined && spec.max !== undefined
+          ? ` between ${spec.min}${unit} and ${spec.max}${unit}`
+          : spec.min !== undefined
+            ? ` of at least ${spec.min}${unit}`
+            : spec.max !== undefined
+              ? ` of at most ${spec.max}${unit}`
+              : '';
       return kind + range;
     }
     case 'boolean':
@@ -170,7 +201,11 @@ function coerce(name: string, spec: OptionSpec, raw: unknown, prefix: string): u
     }
     case 'list':
       if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) v = raw;
-      else if (typeof raw === 'string') v = raw.split(',').map((s) => s.trim()).filter(Boolean);
+      else if (typeof raw === 'string')
+        v = raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
       else fail();
       break;
   }
@@ -186,13 +221,20 @@ function coerce(name: string, spec: OptionSpec, raw: unknown, prefix: string): u
  * defaults. Unknown options fail with the list of known ones, so typos are caught.
  * Errors are prefixed with the owner's name: `etcd: "prefix" must start with "/"`.
  */
-export function validateOptions<T = Record<string, unknown>>(owner: string, schema: OptionsSchema, input: Record<string, unknown>): T {
+export function validateOptions<T = Record<string, unknown>>(
+  owner: string,
+  schema: OptionsSchema,
+  input: Record<string, unknown>,
+): T {
   const prefix = `${owner}: `;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(input)) {
     if (!(key in schema)) {
       const known = Object.keys(schema);
-      throw new ConfigError(`${prefix}unknown option "${key}"; known options: ${known.length ? known.join(', ') : '(none)'}`, { field: key });
+      throw new ConfigError(
+        `${prefix}unknown option "${key}"; known options: ${known.length ? known.join(', ') : '(none)'}`,
+        { field: key },
+      );
     }
   }
   for (const [name, spec] of Object.entries(schema)) {

@@ -19,7 +19,10 @@ export abstract class RegistrationBase implements Registration {
   /** True while the registry has lost this instance and the adapter is restoring it. */
   protected isLost = false;
 
-  constructor(spec: CheckedSpec, protected readonly logger: Logger = silentLogger) {
+  constructor(
+    spec: CheckedSpec,
+    protected readonly logger: Logger = silentLogger,
+  ) {
     this.spec = spec;
   }
   get id(): string {
@@ -46,7 +49,10 @@ export abstract class RegistrationBase implements Registration {
   async update(p: Partial<InstanceSpec>): Promise<void> {
     if (this.removed) throw new ClosedError(`registration ${this.id}`);
     for (const k of ['service', 'host', 'port', 'id'] as const) {
-      if (p[k] !== undefined && p[k] !== this.spec[k]) throw new TypeError(`update(): "${k}" is part of the instance's identity and cannot change; deregister and register again`);
+      if (p[k] !== undefined && p[k] !== this.spec[k])
+        throw new TypeError(
+          `update(): "${k}" is part of the instance's identity and cannot change; deregister and register again`,
+        );
     }
     const next = checkInstanceSpec({ ...this.spec, ...p, metadata: p.metadata ?? this.spec.metadata });
     await this.write(next);

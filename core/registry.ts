@@ -42,7 +42,7 @@ const BUILTIN_BALANCERS: Record<string, string> = {
 
 function loadBuiltin(path: string): void {
   // The module registers itself through its setup(); a missing module means "not built yet".
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+
   const mod = require(path);
   if (typeof mod.setup === 'function') mod.setup();
 }
@@ -58,7 +58,10 @@ export function registerAdapter(def: AdapterDefinition): void {
 export function registerBalancer(def: BalancerDefinition): void;
 export function registerBalancer(name: string, factory: (config: any) => Balancer): void;
 export function registerBalancer(a: BalancerDefinition | string, factory?: (config: any) => Balancer): void {
-  const def = typeof a === 'string' ? defineBalancer({ name: a, description: 'custom balancer', options: {}, create: factory! }) : a;
+  const def =
+    typeof a === 'string'
+      ? defineBalancer({ name: a, description: 'custom balancer', options: {}, create: factory! })
+      : a;
   for (const n of [def.name, ...(def.aliases ?? [])]) {
     root.register(balancerToken(n), { useValue: def });
     balancers.add(n);
@@ -72,7 +75,11 @@ function tryBuiltin(table: Record<string, string>, name: string): boolean {
     loadBuiltin(path);
     return true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String((e as Error).message).includes(path.replace('../', ''))) return false;
+    if (
+      (e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' &&
+      String((e as Error).message).includes(path.replace('../', ''))
+    )
+      return false;
     throw e;
   }
 }
@@ -81,7 +88,10 @@ export function getAdapter(scheme: string): AdapterDefinition {
   const s = scheme.toLowerCase();
   if (!root.isRegistered(adapterToken(s))) tryBuiltin(BUILTIN_ADAPTERS, s);
   if (!root.isRegistered(adapterToken(s))) {
-    throw new ConfigError(`unknown registry scheme "${scheme}"; known schemes: ${listAdapterSchemes().join(', ')}`, { field: 'registry', code: 'UNKNOWN_SCHEME' });
+    throw new ConfigError(`unknown registry scheme "${scheme}"; known schemes: ${listAdapterSchemes().join(', ')}`, {
+      field: 'registry',
+      code: 'UNKNOWN_SCHEME',
+    });
   }
   return root.resolve<AdapterDefinition>(adapterToken(s));
 }
@@ -90,7 +100,9 @@ export function getBalancer(name: string): BalancerDefinition {
   const n = name.replace(/-/g, '_').toLowerCase();
   if (!root.isRegistered(balancerToken(n))) tryBuiltin(BUILTIN_BALANCERS, n);
   if (!root.isRegistered(balancerToken(n))) {
-    throw new ConfigError(`unknown balancer "${name}"; known balancers: ${listBalancers().join(', ')}`, { field: 'balancer' });
+    throw new ConfigError(`unknown balancer "${name}"; known balancers: ${listBalancers().join(', ')}`, {
+      field: 'balancer',
+    });
   }
   return root.resolve<BalancerDefinition>(balancerToken(n));
 }

@@ -57,7 +57,9 @@ describe('core: OpenTelemetry metrics', () => {
       if (p.endpoint) p.done({ ok: true, latencyMs: p.endpoint.port === 9100 ? 5 : 50 });
     }
     const m = await collect(reader);
-    const points = m.get('wayfinder.latency.ewma')!.dataPoints.filter((p) => String(p.attributes.endpoint).startsWith('10.9.9.9:'));
+    const points = m
+      .get('wayfinder.latency.ewma')!
+      .dataPoints.filter((p) => String(p.attributes.endpoint).startsWith('10.9.9.9:'));
     const by = Object.fromEntries(points.map((p) => [p.attributes.endpoint, p.value as number]));
     assert.ok(by['10.9.9.9:9100'] > 0 && by['10.9.9.9:9100'] <= 5.001, JSON.stringify(by));
     assert.ok(by['10.9.9.9:9101'] >= 40, JSON.stringify(by));

@@ -1,4 +1,12 @@
-import { metrics, type Attributes, type Counter, type Histogram, type Meter, type ObservableGauge, type UpDownCounter } from '@opentelemetry/api';
+import {
+  metrics,
+  type Attributes,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type ObservableGauge,
+  type UpDownCounter,
+} from '@opentelemetry/api';
 
 /**
  * Metrics through the OpenTelemetry API. Wayfinder bundles no exporter: without an SDK registered
@@ -40,11 +48,16 @@ function instruments(): Instruments {
   const provider = metrics.getMeterProvider();
   if (cached && cachedFor === provider) return cached;
   const meter = metrics.getMeter(METER_NAME);
-  const endpoints = meter.createObservableGauge('wayfinder.resolver.endpoints', { description: 'Endpoints in the last snapshot of a watched service' });
+  const endpoints = meter.createObservableGauge('wayfinder.resolver.endpoints', {
+    description: 'Endpoints in the last snapshot of a watched service',
+  });
   endpoints.addCallback((r) => {
     for (const { attrs, value } of endpointCounts.values()) r.observe(value, attrs);
   });
-  const ewma = meter.createObservableGauge('wayfinder.latency.ewma', { description: 'Latency EWMA per endpoint', unit: 'ms' });
+  const ewma = meter.createObservableGauge('wayfinder.latency.ewma', {
+    description: 'Latency EWMA per endpoint',
+    unit: 'ms',
+  });
   ewma.addCallback((r) => {
     for (const src of ewmaSources) for (const { endpoint, ms } of src()) r.observe(ms, { endpoint });
   });
@@ -53,10 +66,15 @@ function instruments(): Instruments {
     updates: meter.createCounter('wayfinder.resolver.updates', { description: 'Snapshots delivered to watchers' }),
     errors: meter.createCounter('wayfinder.registry.errors', { description: 'Registry errors seen by resolvers' }),
     lost: meter.createCounter('wayfinder.registration.lost', { description: 'Registrations lost (lease/session/TTL)' }),
-    restored: meter.createCounter('wayfinder.registration.restored', { description: 'Registrations restored after a loss' }),
+    restored: meter.createCounter('wayfinder.registration.restored', {
+      description: 'Registrations restored after a loss',
+    }),
     picks: meter.createCounter('wayfinder.picks', { description: 'Balancer picks per endpoint' }),
     inFlight: meter.createUpDownCounter('wayfinder.calls.in_flight', { description: 'Calls in flight per endpoint' }),
-    duration: meter.createHistogram('wayfinder.call.duration', { description: 'Call duration per endpoint', unit: 'ms' }),
+    duration: meter.createHistogram('wayfinder.call.duration', {
+      description: 'Call duration per endpoint',
+      unit: 'ms',
+    }),
     endpoints,
     ewma,
   };

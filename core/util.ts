@@ -11,7 +11,10 @@ export const ignoreOutcome = (_result: { ok: boolean; latencyMs: number }): void
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** Adapts `console` (or anything with the same methods) to the pino-style (obj, msg) signature. */
-export function consoleLogger(c: Pick<Console, 'debug' | 'info' | 'warn' | 'error'> = console, level: 'debug' | 'info' | 'warn' | 'error' = 'info'): Logger {
+export function consoleLogger(
+  c: Pick<Console, 'debug' | 'info' | 'warn' | 'error'> = console,
+  level: 'debug' | 'info' | 'warn' | 'error' = 'info',
+): Logger {
   const order = ['debug', 'info', 'warn', 'error'];
   const min = order.indexOf(level);
   const make = (l: 'debug' | 'info' | 'warn' | 'error') => (obj: object | string, msg?: string) => {
@@ -112,7 +115,15 @@ export function endpointKey(e: Pick<Endpoint, 'host' | 'port'>): string {
 /** Order-independent equality of two complete endpoint sets, attributes included. */
 export function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
   if (a.length !== b.length) return false;
-  const sig = (e: Endpoint) => JSON.stringify([endpointKey(e), e.id, e.weight ?? 1, e.zone ?? '', e.health ?? '', Object.entries(e.metadata).sort()]);
+  const sig = (e: Endpoint) =>
+    JSON.stringify([
+      endpointKey(e),
+      e.id,
+      e.weight ?? 1,
+      e.zone ?? '',
+      e.health ?? '',
+      Object.entries(e.metadata).sort(),
+    ]);
   const sa = a.map(sig).sort();
   const sb = b.map(sig).sort();
   return sa.every((s, i) => s === sb[i]);

@@ -15,7 +15,7 @@ export interface SourceSink {
  * The per-service watch loop an adapter implements. Called once per service per resolver however
  * many watchers there are; the returned function stops it (called when the last watcher leaves).
  */
-export type SubscribeFn = (service: string, sink: SourceSink) => (() => void | Promise<void>);
+export type SubscribeFn = (service: string, sink: SourceSink) => () => void | Promise<void>;
 
 export interface ServiceStatus {
   service: string;
@@ -45,7 +45,9 @@ const SERVICE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._:-]{0,252}$/;
 
 export function checkServiceName(service: unknown, where = 'watch()'): asserts service is string {
   if (typeof service !== 'string' || !SERVICE_NAME.test(service)) {
-    throw new TypeError(`${where}: service name must match [A-Za-z0-9_][A-Za-z0-9._:-]* (at most 253 characters), got ${JSON.stringify(service)}`);
+    throw new TypeError(
+      `${where}: service name must match [A-Za-z0-9_][A-Za-z0-9._:-]* (at most 253 characters), got ${JSON.stringify(service)}`,
+    );
   }
 }
 
@@ -53,7 +55,11 @@ export function checkServiceName(service: unknown, where = 'watch()'): asserts s
  * Resolver.resolve() in terms of watch(): the first snapshot's endpoints (copies), or its error
  * when the registry failed before any good set; rejects with the signal's reason on abort.
  */
-export function resolveFirst(resolver: Pick<Resolver, 'watch'>, service: string, opts: { signal?: AbortSignal } = {}): Promise<Endpoint[]> {
+export function resolveFirst(
+  resolver: Pick<Resolver, 'watch'>,
+  service: string,
+  opts: { signal?: AbortSignal } = {},
+): Promise<Endpoint[]> {
   checkServiceName(service, 'resolve()');
   return new Promise((resolve, reject) => {
     const { signal } = opts;
@@ -145,7 +151,9 @@ export class WatchResolver implements Resolver {
       endpoints: e.good,
       revision: e.revision,
       lastUpdate: e.lastUpdate?.toISOString(),
-      lastError: e.lastError ? { code: e.lastError.err.code, message: e.lastError.err.message, at: e.lastError.at.toISOString() } : undefined,
+      lastError: e.lastError
+        ? { code: e.lastError.err.code, message: e.lastError.err.message, at: e.lastError.at.toISOString() }
+        : undefined,
       stale: !!e.current?.stale,
     }));
   }
@@ -164,7 +172,11 @@ export class WatchResolver implements Resolver {
         if (!e.active) return;
         const bad = opts?.bad?.length ? new BadEntryError(opts.bad) : undefined;
         if (bad) this.logger.warn({ service: e.service, code: bad.code, entries: bad.entries }, bad.message);
-        const changed = !e.hasGood || !sameEndpoints(e.good, endpoints) || !!e.current?.error !== !!bad || (bad && e.current?.error?.message !== bad.message);
+        const changed =
+          !e.hasGood ||
+          !sameEndpoints(e.good, endpoints) ||
+          !!e.current?.error !== !!bad ||
+          (bad && e.current?.error?.message !== bad.message);
         e.hasGood = true;
         e.good = endpoints;
         e.revision = opts?.revision;

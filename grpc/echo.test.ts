@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
-import { ECHO_PROTO_PATH, EchoClient, decodeEchoReply, decodeEchoRequest, encodeEchoReply, encodeEchoRequest, startEchoServer } from '../testkit/echo';
+import {
+  ECHO_PROTO_PATH,
+  EchoClient,
+  decodeEchoReply,
+  decodeEchoRequest,
+  encodeEchoReply,
+  encodeEchoRequest,
+  startEchoServer,
+} from '../testkit/echo';
 
 /** The hand-written Echo wire format agrees with testkit/proto/echo.proto as protobufjs reads it. */
 describe('testkit Echo service', () => {
@@ -27,14 +35,19 @@ describe('testkit Echo service', () => {
     const ours = new EchoClient(`127.0.0.1:${s.port}`);
     try {
       const t0 = performance.now();
-      const r = await new Promise<any>((res, rej) => (g as any).Echo({ message: 'm' }, (e: Error, v: unknown) => (e ? rej(e) : res(v))));
+      const r = await new Promise<any>((res, rej) =>
+        (g as any).Echo({ message: 'm' }, (e: Error, v: unknown) => (e ? rej(e) : res(v))),
+      );
       assert.ok(performance.now() - t0 >= 35);
       assert.equal(r.message, 'm');
       assert.equal(r.serverId, 'e1');
       assert.equal(r.port, s.port);
       const mine = await ours.echo({ message: 'n' });
       assert.equal(mine.serverId, 'e1');
-      await assert.rejects(ours.echo({ fail: true, failCode: grpc.status.ABORTED }), (e: grpc.ServiceError) => e.code === grpc.status.ABORTED);
+      await assert.rejects(
+        ours.echo({ fail: true, failCode: grpc.status.ABORTED }),
+        (e: grpc.ServiceError) => e.code === grpc.status.ABORTED,
+      );
       s.setFailRate(1);
       await assert.rejects(ours.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
       assert.equal(s.calls, 4);

@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { endpointKey, type Endpoint } from '../core';
 
 type GrpcEndpoint = grpc.experimental.Endpoint;
@@ -28,4 +28,3 @@ export function wayfinderEndpointOf(e: GrpcEndpoint): Endpoint {
   const port = a?.port ?? 0;
   return { id: a?.host !== undefined ? endpointKey({ host, port }) : host, host, port, metadata: {} };
 }
-

@@ -5,14 +5,23 @@ import { ConfigError, Discovery, registerBalancer } from '../core';
 import { EchoClient, startEchoServer, type EchoServer } from '../testkit/echo';
 import { freePort, waitFor, withTimeout } from '../testkit/process';
 import { WAYFINDER_ENDPOINT, grpcBridgeStats, installGrpc, parseBridgeTarget, wayfinderEndpointOf } from './index';
-import { captured, captures, doneCalls, memoryDiscovery, setupTestDoubles, testRegistry, uniqueName } from './fixtures/support';
+import {
+  captured,
+  captures,
+  doneCalls,
+  memoryDiscovery,
+  setupTestDoubles,
+  testRegistry,
+  uniqueName,
+} from './fixtures/support';
 
 /**
  * End-to-end tests of the bridge over real loopback gRPC servers and the in-process registries.
  * Every test uses its own registry name, and closes its clients, servers and registries.
  */
 
-const CAPTURE_SC = (opts: Record<string, unknown> = {}) => JSON.stringify({ loadBalancingConfig: [{ wayfinder_grpctest_capture: opts }] });
+const CAPTURE_SC = (opts: Record<string, unknown> = {}) =>
+  JSON.stringify({ loadBalancingConfig: [{ wayfinder_grpctest_capture: opts }] });
 
 describe('grpc bridge', function () {
   this.timeout(20_000);
@@ -27,7 +36,7 @@ describe('grpc bridge', function () {
     assert.ok(inst.schemes.includes('wftest'), 'a scheme registered later is installed by a second installGrpc()');
     assert.ok(inst.policies.includes('wayfinder_grpctest_capture'));
     assert.ok(inst.policies.includes('wayfinder_round_robin'));
-    assert.ok(!inst.schemes.includes('dns') && inst.schemes.includes('wayfinder+dns'), 'dns: stays grpc-js\'s own');
+    assert.ok(!inst.schemes.includes('dns') && inst.schemes.includes('wayfinder+dns'), "dns: stays grpc-js's own");
   });
 
   afterEach(async () => {
@@ -39,8 +48,14 @@ describe('grpc bridge', function () {
     later(() => c.close());
     return c;
   }
-  async function servers(n: number, d: Discovery, extra: Parameters<typeof startEchoServer>[0] = {}): Promise<EchoServer[]> {
-    const out = await Promise.all(Array.from({ length: n }, () => startEchoServer({ discovery: d, drainMs: 0, ...extra })));
+  async function servers(
+    n: number,
+    d: Discovery,
+    extra: Parameters<typeof startEchoServer>[0] = {},
+  ): Promise<EchoServer[]> {
+    const out = await Promise.all(
+      Array.from({ length: n }, () => startEchoServer({ discovery: d, drainMs: 0, ...extra })),
+    );
     for (const s of out) later(() => s.kill());
     return out;
   }
@@ -52,20 +67,37 @@ describe('grpc bridge', function () {
   /** Calls until every id in `ids` answered (bounded); returns the replies' ids. */
   async function untilAllSeen(c: EchoClient, ids: string[], opts = {}): Promise<void> {
     const seen = new Set<string>();
-    await waitFor(`calls to reach ${ids.join(', ')}`, async () => {
-      const r = await c.echo({}, opts);
-      seen.add(r.serverId);
-      return ids.every((id) => seen.has(id));
-    }, { intervalMs: 1, timeoutMs: 5000 });
+    await waitFor(
+      `calls to reach ${ids.join(', ')}`,
+      async () => {
+        const r = await c.echo({}, opts);
+        seen.add(r.serverId);
+        return ids.every((id) => seen.has(id));
+      },
+      { intervalMs: 1, timeoutMs: 5000 },
+    );
   }
 
   describe('targets', () => {
     it('maps each target form to a registry URL and a service', () => {
-      assert.deepEqual(parseBridgeTarget('etcd://127.0.0.1:2379/echo?prefix=/services'), { scheme: 'etcd', adapterScheme: 'etcd', service: 'echo', registryUrl: 'etcd://127.0.0.1:2379?prefix=%2Fservices' });
+      assert.deepEqual(parseBridgeTarget('etcd://127.0.0.1:2379/echo?prefix=/services'), {
+        scheme: 'etcd',
+        adapterScheme: 'etcd',
+        service: 'echo',
+        registryUrl: 'etcd://127.0.0.1:2379?prefix=%2Fservices',
+      });
       assert.equal(parseBridgeTarget('memory://n/echo').registryUrl, 'memory://n');
       assert.equal(parseBridgeTarget('file:///echo?path=/tmp/reg.json').registryUrl, 'file:///tmp/reg.json');
-      assert.equal(parseBridgeTarget('zk://h1:2181,h2:2181/echo?path=/services&format=curator').registryUrl, 'zk://h1:2181,h2:2181/services?format=curator');
-      assert.deepEqual(parseBridgeTarget('wayfinder+dns://127.0.0.1:53/_grpc._tcp.echo'), { scheme: 'wayfinder+dns', adapterScheme: 'dns', service: '_grpc._tcp.echo', registryUrl: 'dns://127.0.0.1:53' });
+      assert.equal(
+        parseBridgeTarget('zk://h1:2181,h2:2181/echo?path=/services&format=curator').registryUrl,
+        'zk://h1:2181,h2:2181/services?format=curator',
+      );
+      assert.deepEqual(parseBridgeTarget('wayfinder+dns://127.0.0.1:53/_grpc._tcp.echo'), {
+        scheme: 'wayfinder+dns',
+        adapterScheme: 'dns',
+        service: '_grpc._tcp.echo',
+        registryUrl: 'dns://127.0.0.1:53',
+      });
       assert.deepEqual(parseBridgeTarget('wayfinder:///echo'), { scheme: 'wayfinder', service: 'echo' });
     });
 
@@ -83,7 +115,10 @@ describe('grpc bridge', function () {
     const { name, d } = await registry();
     const ss = await servers(3, d);
     const c = client(`memory://${name}/echo`);
-    await untilAllSeen(c, ss.map((s) => s.id));
+    await untilAllSeen(
+      c,
+      ss.map((s) => s.id),
+    );
     const counts = new Map<string, number>();
     for (let i = 0; i < 60; i++) {
       const r = await c.echo({ message: `m${i}` });
@@ -109,12 +144,18 @@ describe('grpc bridge', function () {
     const [s] = await servers(1, d);
     const saved = process.env.WAYFINDER_REGISTRY;
     process.env.WAYFINDER_REGISTRY = `memory://${name}`;
-    later(() => (saved === undefined ? delete process.env.WAYFINDER_REGISTRY : (process.env.WAYFINDER_REGISTRY = saved)));
+    later(() =>
+      saved === undefined ? delete process.env.WAYFINDER_REGISTRY : (process.env.WAYFINDER_REGISTRY = saved),
+    );
     const c = new EchoClient('wayfinder:///echo');
     assert.equal((await c.echo()).serverId, s.id);
     assert.ok(grpcBridgeStats().registries.some((r) => r.registry === `memory://${name}` && r.channels === 1));
     c.close();
-    await waitFor('the default discovery to close', () => !grpcBridgeStats().registries.some((r) => r.registry === `memory://${name}`), { timeoutMs: 2000 });
+    await waitFor(
+      'the default discovery to close',
+      () => !grpcBridgeStats().registries.some((r) => r.registry === `memory://${name}`),
+      { timeoutMs: 2000 },
+    );
   });
 
   it('delivers additions and removals to the channel', async () => {
@@ -126,10 +167,14 @@ describe('grpc bridge', function () {
     await untilAllSeen(c, [a.id, b.id]);
     await a.registration!.deregister();
     // After the removal reaches the channel, every call lands on b (a is still up: not a failover).
-    await waitFor('calls to avoid the removed server', async () => {
-      const ids = await Promise.all(Array.from({ length: 6 }, () => c.echo().then((r) => r.serverId)));
-      return ids.every((id) => id === b.id);
-    }, { timeoutMs: 5000, intervalMs: 10 });
+    await waitFor(
+      'calls to avoid the removed server',
+      async () => {
+        const ids = await Promise.all(Array.from({ length: 6 }, () => c.echo().then((r) => r.serverId)));
+        return ids.every((id) => id === b.id);
+      },
+      { timeoutMs: 5000, intervalMs: 10 },
+    );
     const before = a.calls;
     for (let i = 0; i < 10; i++) assert.equal((await c.echo()).serverId, b.id);
     assert.equal(a.calls, before);
@@ -138,7 +183,10 @@ describe('grpc bridge', function () {
   it('an empty set fails fast with UNAVAILABLE; a waitForReady call waits for a server to register', async () => {
     const { name, d } = await registry();
     const c = client(`memory://${name}/echo`);
-    await assert.rejects(c.echo({}, { deadlineMs: 3000 }), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /no endpoints registered/.test(e.details));
+    await assert.rejects(
+      c.echo({}, { deadlineMs: 3000 }),
+      (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /no endpoints registered/.test(e.details),
+    );
     const waiting = c.echo({ message: 'late' }, { waitForReady: true, deadlineMs: 5000 });
     const [s] = await servers(1, d);
     const r = await waiting;
@@ -162,7 +210,11 @@ describe('grpc bridge', function () {
     c1.close();
     c2.close();
     c3.close();
-    await waitFor('the shared registry to close with its last channel', () => !grpcBridgeStats().registries.some((r) => r.registry === `wftest://${name}`), { timeoutMs: 2000 });
+    await waitFor(
+      'the shared registry to close with its last channel',
+      () => !grpcBridgeStats().registries.some((r) => r.registry === `wftest://${name}`),
+      { timeoutMs: 2000 },
+    );
   });
 
   describe('LB policy', () => {
@@ -185,7 +237,12 @@ describe('grpc bridge', function () {
       const ep = { id: 'x', host: '10.0.0.1', port: 5, weight: 3, metadata: { a: 'b' } };
       const ge = { addresses: [{ host: ep.host, port: ep.port }], [WAYFINDER_ENDPOINT]: ep };
       assert.equal(wayfinderEndpointOf({ ...ge }), ep);
-      assert.deepEqual(wayfinderEndpointOf({ addresses: [{ host: '10.0.0.2', port: 6 }] }), { id: '10.0.0.2:6', host: '10.0.0.2', port: 6, metadata: {} });
+      assert.deepEqual(wayfinderEndpointOf({ addresses: [{ host: '10.0.0.2', port: 6 }] }), {
+        id: '10.0.0.2:6',
+        host: '10.0.0.2',
+        port: 6,
+        metadata: {},
+      });
     });
 
     it('a weight/metadata change updates the picker without closing the connection', async () => {
@@ -207,7 +264,7 @@ describe('grpc bridge', function () {
       assert.equal(grpcBridgeStats().childrenCreated, created, 'no child balancer was recreated');
     });
 
-    it('reports call start and end to the pick\'s done(ok, latency); drop maps to a DROP result', async () => {
+    it("reports call start and end to the pick's done(ok, latency); drop maps to a DROP result", async () => {
       const { name, d } = await registry();
       const [s] = await servers(1, d, { latencyMs: 30 });
       const c = client(`memory://${name}/echo`, { 'grpc.service_config': CAPTURE_SC() });
@@ -219,18 +276,28 @@ describe('grpc bridge', function () {
       const recs = doneCalls.slice(n0);
       assert.equal(recs.length, 3);
       assert.ok(recs.every((r) => r.started && r.endpoint.port === s.port));
-      assert.deepEqual(recs.map((r) => r.ok), [true, false, true], 'UNAVAILABLE is a failure, NOT_FOUND an answer');
+      assert.deepEqual(
+        recs.map((r) => r.ok),
+        [true, false, true],
+        'UNAVAILABLE is a failure, NOT_FOUND an answer',
+      );
       assert.ok(recs[0].latencyMs >= 25, `latency ${recs[0].latencyMs}`);
 
       const dropper = client(`memory://${name}/echo`, { 'grpc.service_config': CAPTURE_SC({ drop: true }) });
-      await assert.rejects(dropper.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /dropped by the balancer/.test(e.details));
+      await assert.rejects(
+        dropper.echo(),
+        (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /dropped by the balancer/.test(e.details),
+      );
     });
 
-    it('validates a wayfinder_* service config with the balancer\'s options schema', async () => {
+    it("validates a wayfinder_* service config with the balancer's options schema", async () => {
       const { name, d } = await registry();
       await servers(1, d);
       const c = client(`memory://${name}/echo`, { 'grpc.service_config': CAPTURE_SC({ bogus: 1 }) });
-      await assert.rejects(c.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /unknown option "bogus"/.test(e.details));
+      await assert.rejects(
+        c.echo(),
+        (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /unknown option "bogus"/.test(e.details),
+      );
       const c2 = client(`memory://${name}/echo`, { 'grpc.service_config': CAPTURE_SC({ drop: 'maybe' }) });
       await assert.rejects(c2.echo(), (e: grpc.ServiceError) => /"drop" must be true or false/.test(e.details));
       // A balancer that refuses its (schema-valid) config at create(): calls fail with the reason.
@@ -238,19 +305,36 @@ describe('grpc bridge', function () {
         throw new ConfigError('grpctest_refuses: this configuration cannot work');
       });
       installGrpc();
-      const c4 = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_grpctest_refuses: {} }] }) });
-      await assert.rejects(c4.echo({}, { deadlineMs: 5000 }), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /cannot work/.test(e.details));
+      const c4 = client(`memory://${name}/echo`, {
+        'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_grpctest_refuses: {} }] }),
+      });
+      await assert.rejects(
+        c4.echo({}, { deadlineMs: 5000 }),
+        (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /cannot work/.test(e.details),
+      );
       // The lookaside policy's config is validated the same way (not grpc-js's silent pick_first).
-      const c3 = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_grpclb: { fallbackTimeout: 'soon' } }] }) });
-      await assert.rejects(c3.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /fallbackTimeout/.test(e.details));
+      const c3 = client(`memory://${name}/echo`, {
+        'grpc.service_config': JSON.stringify({
+          loadBalancingConfig: [{ wayfinder_grpclb: { fallbackTimeout: 'soon' } }],
+        }),
+      });
+      await assert.rejects(
+        c3.echo(),
+        (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /fallbackTimeout/.test(e.details),
+      );
     });
 
-    it('keeps the channel\'s method config when adding our default LB policy', async () => {
+    it("keeps the channel's method config when adding our default LB policy", async () => {
       const { name, d } = await registry();
       await servers(1, d, { latencyMs: 300 });
-      const sc = JSON.stringify({ methodConfig: [{ name: [{ service: 'wayfinder.testkit.Echo' }], timeout: '0.05s' }] });
+      const sc = JSON.stringify({
+        methodConfig: [{ name: [{ service: 'wayfinder.testkit.Echo' }], timeout: '0.05s' }],
+      });
       const c = client(`memory://${name}/echo`, { 'grpc.service_config': sc });
-      await assert.rejects(c.echo({}, { deadlineMs: 5000 }), (e: grpc.ServiceError) => e.code === grpc.status.DEADLINE_EXCEEDED);
+      await assert.rejects(
+        c.echo({}, { deadlineMs: 5000 }),
+        (e: grpc.ServiceError) => e.code === grpc.status.DEADLINE_EXCEEDED,
+      );
       const c2 = client(`memory://${name}/echo`, { 'grpc.service_config': sc });
       const n0 = grpcBridgeStats().childrenCreated;
       await c2.echo({}, { deadlineMs: 5000 }).catch(() => undefined);
@@ -261,33 +345,46 @@ describe('grpc bridge', function () {
   describe('the balancers as grpc policies', () => {
     it('registers wayfinder_<name> for every balancer', () => {
       const { policies } = installGrpc();
-      for (const p of ['wayfinder_round_robin', 'wayfinder_weighted', 'wayfinder_p2c']) assert.ok(policies.includes(p), `${p} in ${policies.join(', ')}`);
+      for (const p of ['wayfinder_round_robin', 'wayfinder_weighted', 'wayfinder_p2c'])
+        assert.ok(policies.includes(p), `${p} in ${policies.join(', ')}`);
     });
 
     it('wayfinder_weighted follows the registered weights', async () => {
       const { name, d } = await registry();
       const [light, heavy] = [await servers(1, d, { weight: 1 }), await servers(1, d, { weight: 3 })].flat();
-      const c = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_weighted: {} }] }) });
+      const c = client(`memory://${name}/echo`, {
+        'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_weighted: {} }] }),
+      });
       await untilAllSeen(c, [light.id, heavy.id]);
       const counts = new Map<string, number>();
       for (let i = 0; i < 80; i++) {
         const r = await c.echo();
         counts.set(r.serverId, (counts.get(r.serverId) ?? 0) + 1);
       }
-      assert.ok(Math.abs((counts.get(heavy.id) ?? 0) - 60) <= 2, `heavy got ${counts.get(heavy.id)} of 80 (weight 3:1)`);
+      assert.ok(
+        Math.abs((counts.get(heavy.id) ?? 0) - 60) <= 2,
+        `heavy got ${counts.get(heavy.id)} of 80 (weight 3:1)`,
+      );
     });
 
     it('wayfinder_p2c counts in-flight calls from their real start: a slow server gets fewer calls under load', async () => {
       const { name, d } = await registry();
       const fast = await servers(2, d, { latencyMs: 2 });
       const [slow] = await servers(1, d, { latencyMs: 150 });
-      const c = client(`memory://${name}/echo`, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_p2c: {} }] }) });
-      await untilAllSeen(c, [...fast, slow].map((s) => s.id));
+      const c = client(`memory://${name}/echo`, {
+        'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_p2c: {} }] }),
+      });
+      await untilAllSeen(
+        c,
+        [...fast, slow].map((s) => s.id),
+      );
       const base = new Map([...fast, slow].map((s) => [s.id, s.calls]));
       const t0 = performance.now();
-      await Promise.all(Array.from({ length: 6 }, async () => {
-        while (performance.now() - t0 < 800) await c.echo();
-      }));
+      await Promise.all(
+        Array.from({ length: 6 }, async () => {
+          while (performance.now() - t0 < 800) await c.echo();
+        }),
+      );
       const got = (s: EchoServer) => s.calls - base.get(s.id)!;
       const total = got(slow) + fast.reduce((n, s) => n + got(s), 0);
       assert.ok(total > 30, `load: ${total} calls`);
@@ -304,7 +401,10 @@ describe('grpc bridge', function () {
       later(() => d.close());
       const ss = await servers(2, d);
       const c = client(`wftest://${name}/echo`);
-      await untilAllSeen(c, ss.map((s) => s.id));
+      await untilAllSeen(
+        c,
+        ss.map((s) => s.id),
+      );
       ctl.fail('registry on fire');
       later(() => ctl.recover());
       await new Promise((r) => setImmediate(r));
@@ -322,9 +422,16 @@ describe('grpc bridge', function () {
       later(() => d.close());
       const [s] = await servers(1, d);
       const c = client(`wftest://${name}/echo`);
-      await assert.rejects(c.echo(), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /REGISTRY_UNAVAILABLE: registry down at start/.test(e.details));
+      await assert.rejects(
+        c.echo(),
+        (e: grpc.ServiceError) =>
+          e.code === grpc.status.UNAVAILABLE && /REGISTRY_UNAVAILABLE: registry down at start/.test(e.details),
+      );
       ctl.recover();
-      await waitFor('the channel to recover', () => c.echo().then((r) => r.serverId === s.id), { timeoutMs: 5000, intervalMs: 20 });
+      await waitFor('the channel to recover', () => c.echo().then((r) => r.serverId === s.id), {
+        timeoutMs: 5000,
+        intervalMs: 20,
+      });
     });
   });
 
@@ -338,11 +445,15 @@ describe('grpc bridge', function () {
       let reports = 0;
       let gotFirst!: () => void;
       const first = new Promise<void>((r) => (gotFirst = r));
-      const r = grpc.experimental.createResolver({ scheme: 'wftest', authority: name, path: 'echo' }, () => {
-        reports++;
-        gotFirst();
-        return true;
-      }, {});
+      const r = grpc.experimental.createResolver(
+        { scheme: 'wftest', authority: name, path: 'echo' },
+        () => {
+          reports++;
+          gotFirst();
+          return true;
+        },
+        {},
+      );
       later(() => r.destroy());
       r.updateResolution(); // starts the watch
       await withTimeout(first, 3000, 'the first resolution');
@@ -353,7 +464,7 @@ describe('grpc bridge', function () {
       await waitFor('the deferred refresh', () => ctl.refreshes - base === 3, { timeoutMs: 3000, intervalMs: 20 });
       const elapsed = performance.now() - t0;
       assert.ok(elapsed >= 800, `one token per second: third refresh after ${elapsed.toFixed(0)} ms`);
-      assert.equal(reports, 1, 'unchanged sets are not re-reported (that would reset grpc-js\'s backoff)');
+      assert.equal(reports, 1, "unchanged sets are not re-reported (that would reset grpc-js's backoff)");
     });
 
     it('bounds refreshes while a backend is down under call load', async () => {
@@ -363,7 +474,10 @@ describe('grpc bridge', function () {
       later(() => d.close());
       const deadPort = await freePort();
       await d.registrar.register({ service: 'echo', host: '127.0.0.1', port: deadPort });
-      const c = client(`wftest://${name}/echo`, { 'grpc.initial_reconnect_backoff_ms': 10, 'grpc.max_reconnect_backoff_ms': 20 });
+      const c = client(`wftest://${name}/echo`, {
+        'grpc.initial_reconnect_backoff_ms': 10,
+        'grpc.max_reconnect_backoff_ms': 20,
+      });
       const req0 = grpcBridgeStats().resolutionRequests;
       const base = ctl.refreshes;
       const t0 = performance.now();
@@ -374,8 +488,10 @@ describe('grpc bridge', function () {
       const secs = (performance.now() - t0) / 1000;
       const requests = grpcBridgeStats().resolutionRequests - req0;
       const refreshes = ctl.refreshes - base;
-      // eslint-disable-next-line no-console
-      console.log(`      down backend, ${secs.toFixed(1)} s: ${requests} re-resolution requests from grpc-js, ${refreshes} refreshes forwarded, ${failed} calls failed`);
+
+      console.log(
+        `      down backend, ${secs.toFixed(1)} s: ${requests} re-resolution requests from grpc-js, ${refreshes} refreshes forwarded, ${failed} calls failed`,
+      );
       assert.ok(failed > 0);
       assert.ok(requests >= 1, 'grpc-js asked for re-resolution');
       assert.ok(refreshes <= 2 + Math.ceil(secs) + 1, `refreshes ${refreshes} within burst + rate`);
@@ -428,4 +544,3 @@ describe('grpc bridge', function () {
     });
   });
 });
-

@@ -84,16 +84,25 @@ export function installGrpc(opts: InstallGrpcOptions = {}): GrpcInstallation {
   const d = opts.channelDefaults;
   if (d) {
     if (d.reresolveRatePerSec !== undefined) {
-      if (!(typeof d.reresolveRatePerSec === 'number' && d.reresolveRatePerSec > 0)) throw new ConfigError(`grpc: "reresolveRatePerSec" must be a positive number (got ${JSON.stringify(d.reresolveRatePerSec)})`, { field: 'reresolveRatePerSec' });
+      if (!(typeof d.reresolveRatePerSec === 'number' && d.reresolveRatePerSec > 0))
+        throw new ConfigError(
+          `grpc: "reresolveRatePerSec" must be a positive number (got ${JSON.stringify(d.reresolveRatePerSec)})`,
+          { field: 'reresolveRatePerSec' },
+        );
       settings.reresolveRatePerSec = d.reresolveRatePerSec;
     }
     if (d.reresolveBurst !== undefined) {
-      if (!(Number.isInteger(d.reresolveBurst) && d.reresolveBurst >= 1)) throw new ConfigError(`grpc: "reresolveBurst" must be an integer of at least 1 (got ${JSON.stringify(d.reresolveBurst)})`, { field: 'reresolveBurst' });
+      if (!(Number.isInteger(d.reresolveBurst) && d.reresolveBurst >= 1))
+        throw new ConfigError(
+          `grpc: "reresolveBurst" must be an integer of at least 1 (got ${JSON.stringify(d.reresolveBurst)})`,
+          { field: 'reresolveBurst' },
+        );
       settings.reresolveBurst = d.reresolveBurst;
     }
     if (d.balancer !== undefined) {
       const { name, ...options } = typeof d.balancer === 'string' ? { name: d.balancer } : d.balancer;
-      if (typeof name !== 'string') throw new ConfigError('grpc: "balancer" must be a name or { name, ...options }', { field: 'balancer' });
+      if (typeof name !== 'string')
+        throw new ConfigError('grpc: "balancer" must be a name or { name, ...options }', { field: 'balancer' });
       const policy = registerPolicy(name.replace(/-/g, '_').toLowerCase());
       const entry = { [policy]: options };
       const problem = validateLbConfigList([entry]);
@@ -102,7 +111,8 @@ export function installGrpc(opts: InstallGrpcOptions = {}): GrpcInstallation {
     }
   }
   if (opts.discovery !== undefined) {
-    if (opts.discovery !== null && (typeof opts.discovery !== 'object' || !opts.discovery.resolver)) throw new TypeError('installGrpc(): "discovery" must be a Discovery (or null for the default)');
+    if (opts.discovery !== null && (typeof opts.discovery !== 'object' || !opts.discovery.resolver))
+      throw new TypeError('installGrpc(): "discovery" must be a Discovery (or null for the default)');
     const next = opts.discovery ?? undefined;
     if (next !== settings.discovery) {
       settings.discovery = next;
@@ -130,13 +140,20 @@ export function installGrpc(opts: InstallGrpcOptions = {}): GrpcInstallation {
     dnsReplaced = false;
   }
   const proxyGuarded = guardSchemesFromProxy(installedSchemes);
-  if (!proxyGuarded) settings.logger.warn({}, 'grpc bridge: could not guard grpc-js proxy mapping; set channel option grpc.enable_http_proxy: 0 when http_proxy is set');
-  return { schemes: [...installedSchemes, ...(dnsReplaced ? ['dns'] : [])].sort(), policies: registeredPolicies(), proxyGuarded };
+  if (!proxyGuarded)
+    settings.logger.warn(
+      {},
+      'grpc bridge: could not guard grpc-js proxy mapping; set channel option grpc.enable_http_proxy: 0 when http_proxy is set',
+    );
+  return {
+    schemes: [...installedSchemes, ...(dnsReplaced ? ['dns'] : [])].sort(),
+    policies: registeredPolicies(),
+    proxyGuarded,
+  };
 }
 
 /** Re-registers grpc-js's own DNS resolver (its module's setup() does exactly that). */
 function restoreGrpcDnsResolver(): void {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
   const dnsModule = require('@grpc/grpc-js/build/src/resolver-dns') as { setup(): void };
   dnsModule.setup();
 }

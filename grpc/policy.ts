@@ -16,7 +16,19 @@ import {
 import { wayfinderEndpointOf } from './endpoints';
 import { settings, stats } from './shared';
 
-import { ConnectivityState, LeafLoadBalancer, PickResultType, QueuePicker, UnavailablePicker, createChildChannelControlHelper, type ChannelControlHelper, type GrpcPicker, type LeafLB, type PickArgs, type PickResult } from './grpcjs';
+import {
+  ConnectivityState,
+  LeafLoadBalancer,
+  PickResultType,
+  QueuePicker,
+  UnavailablePicker,
+  createChildChannelControlHelper,
+  type ChannelControlHelper,
+  type GrpcPicker,
+  type LeafLB,
+  type PickArgs,
+  type PickResult,
+} from './grpcjs';
 
 /** LB policy names are `wayfinder_<balancer name>`. */
 export const POLICY_PREFIX = 'wayfinder_';
@@ -57,7 +69,8 @@ function makeConfigClass(policy: string, balancer: string) {
     }
     /** Throws ConfigError naming the option (grpc-js prefixes the policy name). */
     static createFromJson(obj: unknown) {
-      if (obj !== undefined && obj !== null && (typeof obj !== 'object' || Array.isArray(obj))) throw new TypeError(`${policy}: config must be an object`);
+      if (obj !== undefined && obj !== null && (typeof obj !== 'object' || Array.isArray(obj)))
+        throw new TypeError(`${policy}: config must be an object`);
       const def = getBalancer(balancer);
       return new this(validateOptions(def.name, def.options, (obj ?? {}) as Record<string, unknown>));
     }
@@ -95,7 +108,14 @@ interface Child {
 }
 
 function signature(e: Endpoint): string {
-  return JSON.stringify([endpointKey(e), e.id, e.weight ?? 1, e.zone ?? '', e.health ?? '', Object.entries(e.metadata).sort()]);
+  return JSON.stringify([
+    endpointKey(e),
+    e.id,
+    e.weight ?? 1,
+    e.zone ?? '',
+    e.health ?? '',
+    Object.entries(e.metadata).sort(),
+  ]);
 }
 
 /**
@@ -121,7 +141,12 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
    * `started()` (grpc-js may pick several times for one call), so balancers count in-flight calls
    * from there rather than from pick() (the convention of balancers/p2c and slow-start).
    */
-  private readonly ctx: BalancerContext & { explicitStart: true } = { now: monotonicNow, random: Math.random, logger: settings.logger, explicitStart: true };
+  private readonly ctx: BalancerContext & { explicitStart: true } = {
+    now: monotonicNow,
+    random: Math.random,
+    logger: settings.logger,
+    explicitStart: true,
+  };
   private balancerPicker?: Picker;
   private readySig = '';
   private state: grpc.connectivityState = ConnectivityState.IDLE;
@@ -129,18 +154,27 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
   private lastError: string | null = null;
   private resolutionNote = '';
 
-  constructor(private readonly helper: ChannelControlHelper, private readonly policy: string) {
+  constructor(
+    private readonly helper: ChannelControlHelper,
+    private readonly policy: string,
+  ) {
     this.childHelper = createChildChannelControlHelper(helper, {
       updateState: (state, _picker, errorMessage) => {
         if (errorMessage) this.lastError = errorMessage;
         // A child leaving READY means a backend went away: ask the resolver (rate-limited there).
-        if (this.state === ConnectivityState.READY && state !== ConnectivityState.READY) this.helper.requestReresolution();
+        if (this.state === ConnectivityState.READY && state !== ConnectivityState.READY)
+          this.helper.requestReresolution();
         this.recalculate();
       },
     });
   }
 
-  updateAddressList(list: grpc.experimental.StatusOr<grpc.experimental.Endpoint[]>, lbConfig: grpc.experimental.TypedLoadBalancingConfig, options: grpc.ChannelOptions, resolutionNote: string): boolean {
+  updateAddressList(
+    list: grpc.experimental.StatusOr<grpc.experimental.Endpoint[]>,
+    lbConfig: grpc.experimental.TypedLoadBalancingConfig,
+    options: grpc.ChannelOptions,
+    resolutionNote: string,
+  ): boolean {
     const cfg = lbConfig as WayfinderLbConfig;
     if (lbConfig.getLoadBalancerName() !== this.policy || !cfg.options) return false;
     this.resolutionNote = resolutionNote;
@@ -153,7 +187,11 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
         // rather than leaving them queued until their deadline.
         const details = `${this.policy}: ${(e as Error).message}`;
         this.balancer = undefined;
-        this.updateState(ConnectivityState.TRANSIENT_FAILURE, new UnavailablePicker({ code: grpc.status.UNAVAILABLE, details, metadata: new grpc.Metadata() }), details);
+        this.updateState(
+          ConnectivityState.TRANSIENT_FAILURE,
+          new UnavailablePicker({ code: grpc.status.UNAVAILABLE, details, metadata: new grpc.Metadata() }),
+          details,
+        );
         return true;
       }
       this.config = cfg;
@@ -162,7 +200,8 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
     }
     if (!list.ok) {
       // Keep serving what we have; only with nothing at all does the error become the state.
-      if (this.children.size === 0) this.updateState(ConnectivityState.TRANSIENT_FAILURE, new UnavailablePicker(list.error), list.error.details);
+      if (this.children.size === 0)
+        this.updateState(ConnectivityState.TRANSIENT_FAILURE, new UnavailablePicker(list.error), list.error.details);
       return true;
     }
     this.paused = true;
@@ -196,7 +235,8 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
   }
 
   exitIdle(): void {
-    for (const c of this.children.values()) if (c.leaf.getConnectivityState() === ConnectivityState.IDLE) c.leaf.exitIdle();
+    for (const c of this.children.values())
+      if (c.leaf.getConnectivityState() === ConnectivityState.IDLE) c.leaf.exitIdle();
   }
 
   resetBackoff(): void {
@@ -219,11 +259,16 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
   private recalculate(): void {
     if (this.paused || !this.balancer) return;
     const all = [...this.children.values()];
-    const ready = all.filter((c) => c.leaf.getConnectivityState() === ConnectivityState.READY).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const ready = all
+      .filter((c) => c.leaf.getConnectivityState() === ConnectivityState.READY)
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     if (ready.length > 0) {
       const sig = ready.map((c) => c.sig).join('\n');
       if (!this.balancerPicker || sig !== this.readySig) {
-        this.balancerPicker = this.balancer.build(ready.map((c) => c.endpoint), this.ctx);
+        this.balancerPicker = this.balancer.build(
+          ready.map((c) => c.endpoint),
+          this.ctx,
+        );
         this.readySig = sig;
       }
       const leaves = new Map<Endpoint | string, GrpcPicker>();
@@ -232,7 +277,11 @@ class WayfinderLoadBalancer implements grpc.experimental.LoadBalancer {
         leaves.set(c.endpoint, p);
         leaves.set(c.key, p);
       }
-      this.updateState(ConnectivityState.READY, new BridgePicker(this.balancerPicker, leaves, this.policy, this.balancer.usesPickInfo === true), null);
+      this.updateState(
+        ConnectivityState.READY,
+        new BridgePicker(this.balancerPicker, leaves, this.policy, this.balancer.usesPickInfo === true),
+        null,
+      );
     } else if (all.some((c) => c.leaf.getConnectivityState() === ConnectivityState.CONNECTING)) {
       this.updateState(ConnectivityState.CONNECTING, new QueuePicker(this), null);
     } else if (all.length === 0) {
@@ -290,12 +339,23 @@ export class BridgePicker implements GrpcPicker {
     }
     if (p.endpoint === null) {
       if (p.reason === 'drop') {
-        return { pickResultType: PickResultType.DROP, subchannel: null, status: { code: grpc.status.UNAVAILABLE, details: `${this.policy}: call dropped by the balancer`, metadata: new grpc.Metadata() }, onCallStarted: null, onCallEnded: null };
+        return {
+          pickResultType: PickResultType.DROP,
+          subchannel: null,
+          status: {
+            code: grpc.status.UNAVAILABLE,
+            details: `${this.policy}: call dropped by the balancer`,
+            metadata: new grpc.Metadata(),
+          },
+          onCallStarted: null,
+          onCallEnded: null,
+        };
       }
       return failure(`${this.policy}: the balancer chose no endpoint (${p.reason})`);
     }
     const leaf = this.leaves.get(p.endpoint) ?? this.leaves.get(endpointKey(p.endpoint));
-    if (!leaf) return failure(`${this.policy}: the balancer picked ${endpointKey(p.endpoint)}, which is not a ready endpoint`);
+    if (!leaf)
+      return failure(`${this.policy}: the balancer picked ${endpointKey(p.endpoint)}, which is not a ready endpoint`);
     const r = leaf.pick(args);
     if (r.pickResultType !== PickResultType.COMPLETE) return r;
     const done = p.done;
@@ -336,7 +396,13 @@ export class BridgePicker implements GrpcPicker {
 }
 
 function failure(details: string): PickResult {
-  return { pickResultType: PickResultType.TRANSIENT_FAILURE, subchannel: null, status: { code: grpc.status.UNAVAILABLE, details, metadata: new grpc.Metadata() }, onCallStarted: null, onCallEnded: null };
+  return {
+    pickResultType: PickResultType.TRANSIENT_FAILURE,
+    subchannel: null,
+    status: { code: grpc.status.UNAVAILABLE, details, metadata: new grpc.Metadata() },
+    onCallStarted: null,
+    onCallEnded: null,
+  };
 }
 
 /**

@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { dirname, join } from 'node:path';
 
 /**
@@ -19,13 +19,15 @@ import { dirname, join } from 'node:path';
 const PATCHED = Symbol.for('wayfinder.grpc.proxyGuard');
 const ourSchemes = new Set<string>();
 
-type MapProxyName = (target: grpc.experimental.GrpcUri, options: grpc.ChannelOptions) => { target: grpc.experimental.GrpcUri; extraOptions: grpc.ChannelOptions };
+type MapProxyName = (
+  target: grpc.experimental.GrpcUri,
+  options: grpc.ChannelOptions,
+) => { target: grpc.experimental.GrpcUri; extraOptions: grpc.ChannelOptions };
 
 export function guardSchemesFromProxy(schemes: Iterable<string>): boolean {
   for (const s of schemes) ourSchemes.add(s.toLowerCase());
   let mod: { mapProxyName?: MapProxyName & { [PATCHED]?: true } };
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     mod = require(join(dirname(require.resolve('@grpc/grpc-js')), 'http_proxy.js'));
   } catch {
     return false;

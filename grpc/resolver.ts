@@ -1,6 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
 import { dirname, join } from 'node:path';
-import { resolveRegistry, sameEndpoints, toWayfinderError, type Discovery, type Endpoint, type Snapshot, type Watch, type WayfinderError } from '../core';
+import {
+  resolveRegistry,
+  sameEndpoints,
+  toWayfinderError,
+  type Discovery,
+  type Endpoint,
+  type Snapshot,
+  type Watch,
+  type WayfinderError,
+} from '../core';
 import { toGrpcEndpoint } from './endpoints';
 import { validateLbConfigList } from './policy';
 import { acquireRegistry, releaseRegistry, settings, stats, type SharedRegistry } from './shared';
@@ -13,8 +22,9 @@ type StatusOr<T> = grpc.experimental.StatusOr<T>;
 // channel's own service config the way grpc-js would have parsed it (timeouts, retry policies).
 let validateServiceConfig: ((o: unknown) => ServiceConfig) | undefined;
 try {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  validateServiceConfig = require(join(dirname(require.resolve('@grpc/grpc-js')), 'service-config.js')).validateServiceConfig;
+  validateServiceConfig = require(
+    join(dirname(require.resolve('@grpc/grpc-js')), 'service-config.js'),
+  ).validateServiceConfig;
 } catch {
   validateServiceConfig = undefined;
 }
@@ -30,7 +40,8 @@ try {
 export function serviceConfigFor(options: grpc.ChannelOptions): StatusOr<ServiceConfig> | null {
   const lb = [settings.defaultLbConfig];
   const raw = options['grpc.service_config'];
-  if (typeof raw !== 'string' || raw === '') return grpc.experimental.statusOrFromValue<ServiceConfig>({ loadBalancingConfig: lb, methodConfig: [] });
+  if (typeof raw !== 'string' || raw === '')
+    return grpc.experimental.statusOrFromValue<ServiceConfig>({ loadBalancingConfig: lb, methodConfig: [] });
   let parsed: Record<string, unknown>;
   try {
     parsed = JSON.parse(raw);
@@ -40,7 +51,11 @@ export function serviceConfigFor(options: grpc.ChannelOptions): StatusOr<Service
   const list = parsed.loadBalancingConfig;
   if ((Array.isArray(list) && list.length > 0) || parsed.loadBalancingPolicy) {
     const problem = Array.isArray(list) ? validateLbConfigList(list) : undefined;
-    if (problem) return grpc.experimental.statusOrFromError({ code: grpc.status.UNAVAILABLE, details: `invalid service config: ${problem}` });
+    if (problem)
+      return grpc.experimental.statusOrFromError({
+        code: grpc.status.UNAVAILABLE,
+        details: `invalid service config: ${problem}`,
+      });
     return null;
   }
   if (!validateServiceConfig) return null;
@@ -98,7 +113,11 @@ export class BridgeResolver implements grpc.experimental.Resolver {
     return authorityFor(t.service);
   }
 
-  constructor(uri: grpc.experimental.GrpcUri, private readonly listener: grpc.experimental.ResolverListener, options: grpc.ChannelOptions) {
+  constructor(
+    uri: grpc.experimental.GrpcUri,
+    private readonly listener: grpc.experimental.ResolverListener,
+    options: grpc.ChannelOptions,
+  ) {
     try {
       this.target = parseBridgeTarget(uri);
     } catch (e) {
@@ -165,7 +184,11 @@ export class BridgeResolver implements grpc.experimental.Resolver {
   }
 
   private onSnapshot(s: Snapshot, registry: SharedRegistry): void {
-    if (s.error) settings.logger.warn({ service: s.service, code: s.error.code, registry: registry.display }, `grpc bridge: ${s.error.message}`);
+    if (s.error)
+      settings.logger.warn(
+        { service: s.service, code: s.error.code, registry: registry.display },
+        `grpc bridge: ${s.error.message}`,
+      );
     const good = !s.error || s.error.code === 'BAD_ENTRY' || s.endpoints.length > 0 || this.last !== undefined;
     if (!good) return this.reportError(s.error!, registry.display);
     if (this.last && sameEndpoints(this.last, s.endpoints)) return; // the last good set, kept across a registry error
@@ -191,7 +214,10 @@ export class BridgeResolver implements grpc.experimental.Resolver {
     stats.reports++;
     const where = this.target ? `"${this.target.service}"${registry ? ` from ${registry}` : ''}` : 'target';
     this.listener(
-      grpc.experimental.statusOrFromError({ code: grpc.status.UNAVAILABLE, details: `wayfinder: resolving ${where} failed: ${err.code}: ${err.message}` }),
+      grpc.experimental.statusOrFromError({
+        code: grpc.status.UNAVAILABLE,
+        details: `wayfinder: resolving ${where} failed: ${err.code}: ${err.message}`,
+      }),
       {},
       this.serviceConfig,
       err.message,

@@ -22,7 +22,8 @@ describe('grpc serve()', function () {
     later(() => d.close());
     const server = new grpc.Server();
     server.addService(echoServiceDefinition, {
-      Echo: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => cb(null, { message: 'ok', serverId: 's', port: 0, peer: call.getPeer(), zone: '' }),
+      Echo: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) =>
+        cb(null, { message: 'ok', serverId: 's', port: 0, peer: call.getPeer(), zone: '' }),
     });
     const events: string[] = [];
     const tryShutdown = server.tryShutdown.bind(server);
@@ -30,11 +31,23 @@ describe('grpc serve()', function () {
       events.push('tryShutdown');
       tryShutdown(cb);
     };
-    const served = await serve(server, { discovery: d, service: 'echo', host: '127.0.0.1', port: 0, drainMs: 300, signals: false, zone: 'z1', weight: 3 });
+    const served = await serve(server, {
+      discovery: d,
+      service: 'echo',
+      host: '127.0.0.1',
+      port: 0,
+      drainMs: 300,
+      signals: false,
+      zone: 'z1',
+      weight: 3,
+    });
     later(() => served.stop({ force: true }));
     assert.ok(served.port > 0);
     const eps = await d.resolver.resolve('echo');
-    assert.deepEqual(eps.map((e) => [e.host, e.port, e.zone, e.weight]), [['127.0.0.1', served.port, 'z1', 3]]);
+    assert.deepEqual(
+      eps.map((e) => [e.host, e.port, e.zone, e.weight]),
+      [['127.0.0.1', served.port, 'z1', 3]],
+    );
 
     const w = d.resolver.watch('echo', (s: Snapshot) => {
       if (s.endpoints.length === 0) events.push('deregistered');
@@ -83,7 +96,8 @@ describe('grpc serve()', function () {
     const name = uniqueName(prefix);
     const d = await memoryDiscovery(name);
     later(() => d.close());
-    const start = (id: string) => startEchoServer({ id, discovery: d, latencyMs: 10, drainMs: 300, shutdownTimeoutMs: 2000 });
+    const start = (id: string) =>
+      startEchoServer({ id, discovery: d, latencyMs: 10, drainMs: 300, shutdownTimeoutMs: 2000 });
     const servers: EchoServer[] = await Promise.all(['s1', 's2', 's3'].map(start));
     for (const s of servers) later(() => s.kill());
     const c = new EchoClient(`memory://${name}/echo`);
@@ -116,12 +130,16 @@ describe('grpc serve()', function () {
     await waitFor('the replacement to take load', () => replacement.calls > 20, { timeoutMs: 5000 });
     await l.stop();
 
-    // eslint-disable-next-line no-console
-    console.log(`      ${l.ok} calls in ${(performance.now() - t0).toFixed(0)} ms, ${l.failures.length} failed; per server: ${JSON.stringify(Object.fromEntries(l.perServer))}`);
+    console.log(
+      `      ${l.ok} calls in ${(performance.now() - t0).toFixed(0)} ms, ${l.failures.length} failed; per server: ${JSON.stringify(Object.fromEntries(l.perServer))}`,
+    );
     assert.deepEqual(l.failures, [], `failed calls: ${l.failures.length}`);
     assert.ok(okDuringRestart > 16, `calls kept flowing while s1 drained and shut down: ${okDuringRestart}`);
     assert.ok(removedAt !== undefined);
-    assert.ok(s1Calls - removedAt! <= 8, `s1 took ${s1Calls - removedAt!} calls after its removal was visible (at most the in-flight ones)`);
+    assert.ok(
+      s1Calls - removedAt! <= 8,
+      `s1 took ${s1Calls - removedAt!} calls after its removal was visible (at most the in-flight ones)`,
+    );
     for (const id of ['s2', 's3', 's1b']) assert.ok((l.perServer.get(id) ?? 0) > 0, `${id} served calls`);
   });
 
@@ -129,7 +147,10 @@ describe('grpc serve()', function () {
     const { servers, c } = await threeServers('crash');
     const l = load(c);
     later(() => l.stop());
-    await waitFor('calls in flight on s1', () => servers.every((s) => s.calls > 5) && servers[0].inFlight > 0, { timeoutMs: 5000, intervalMs: 1 });
+    await waitFor('calls in flight on s1', () => servers.every((s) => s.calls > 5) && servers[0].inFlight > 0, {
+      timeoutMs: 5000,
+      intervalMs: 1,
+    });
     servers[0].kill();
     await waitFor('more calls after the crash', () => l.ok > 50, { timeoutMs: 5000 });
     await l.stop();
@@ -138,7 +159,9 @@ describe('grpc serve()', function () {
 
   it('on SIGTERM deregisters, keeps serving through the drain, then shuts down and exits by the signal', async function () {
     const fixture = path.join(__dirname, 'fixtures', 'serve-child.ts');
-    const child = spawnManaged(process.execPath, ['--require', 'tsx/cjs', fixture], { env: { ...process.env, DRAIN_MS: '600' } });
+    const child = spawnManaged(process.execPath, ['--require', 'tsx/cjs', fixture], {
+      env: { ...process.env, DRAIN_MS: '600' },
+    });
     later(() => child.kill());
     const events: Record<string, any>[] = [];
     let buf = '';
@@ -155,7 +178,9 @@ describe('grpc serve()', function () {
         }
       }
     });
-    const reg = await waitFor('the child to register', () => events.find((e) => e.event === 'registered'), { timeoutMs: 15_000 }).catch((e) => {
+    const reg = await waitFor('the child to register', () => events.find((e) => e.event === 'registered'), {
+      timeoutMs: 15_000,
+    }).catch((e) => {
       throw new Error(`${e.message}\n${child.output()}`);
     });
     const direct = new EchoClient(`127.0.0.1:${reg.port}`);
@@ -163,13 +188,23 @@ describe('grpc serve()', function () {
     assert.equal((await direct.echo({ message: 'before' })).message, 'before');
 
     child.child.kill('SIGTERM');
-    await waitFor('deregistration', () => events.some((e) => e.event === 'deregistered'), { timeoutMs: 5000, intervalMs: 5 });
+    await waitFor('deregistration', () => events.some((e) => e.event === 'deregistered'), {
+      timeoutMs: 5000,
+      intervalMs: 5,
+    });
     assert.equal((await direct.echo({ message: 'draining' })).message, 'draining', 'serves during the drain');
     const exit = await withTimeout(child.exited, 10_000, 'the child to exit');
     const order = events.map((e) => e.event);
-    assert.deepEqual(order.filter((e) => e !== 'exit'), ['registered', 'deregistered', 'tryShutdown'], child.output());
+    assert.deepEqual(
+      order.filter((e) => e !== 'exit'),
+      ['registered', 'deregistered', 'tryShutdown'],
+      child.output(),
+    );
     const at = (ev: string) => events.find((e) => e.event === ev)!.t as number;
-    assert.ok(at('tryShutdown') - at('deregistered') >= 550, `drain lasted ${at('tryShutdown') - at('deregistered')} ms`);
+    assert.ok(
+      at('tryShutdown') - at('deregistered') >= 550,
+      `drain lasted ${at('tryShutdown') - at('deregistered')} ms`,
+    );
     assert.equal(exit.signal, 'SIGTERM', `exited by the re-raised signal: ${JSON.stringify(exit)}`);
   });
 });

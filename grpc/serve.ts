@@ -1,6 +1,14 @@
 import * as grpc from '@grpc/grpc-js';
 import * as os from 'node:os';
-import { delay, hostPort, silentLogger, type InstanceSpec, type Logger, type Registrar, type Registration } from '../core';
+import {
+  delay,
+  hostPort,
+  silentLogger,
+  type InstanceSpec,
+  type Logger,
+  type Registrar,
+  type Registration,
+} from '../core';
 
 export interface ServeOptions {
   /** Where to register: a Discovery, or anything with a registrar. */
@@ -58,7 +66,9 @@ function defaultHost(): string {
 }
 
 function bindAsync(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))),
+  );
 }
 
 function bounded<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T | 'timeout'> {
@@ -99,14 +109,20 @@ function bounded<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T 
  */
 export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Served> {
   if (!(server instanceof grpc.Server)) throw new TypeError('serve(): server must be a @grpc/grpc-js Server');
-  if (!opts || typeof opts !== 'object' || !opts.discovery?.registrar) throw new TypeError('serve(): opts.discovery (with a registrar) is required');
+  if (!opts || typeof opts !== 'object' || !opts.discovery?.registrar)
+    throw new TypeError('serve(): opts.discovery (with a registrar) is required');
   const logger = opts.logger ?? silentLogger;
   const drainMs = opts.drainMs ?? DEFAULT_DRAIN_MS;
   const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
-  if (!(drainMs >= 0) || !(shutdownTimeoutMs >= 0)) throw new TypeError('serve(): drainMs and shutdownTimeoutMs must be non-negative');
+  if (!(drainMs >= 0) || !(shutdownTimeoutMs >= 0))
+    throw new TypeError('serve(): drainMs and shutdownTimeoutMs must be non-negative');
   const host = opts.host ?? defaultHost();
   const bindHost = opts.bindHost ?? (opts.host !== undefined ? opts.host : '0.0.0.0');
-  const port = await bindAsync(server, hostPort(bindHost, opts.port ?? 0), opts.credentials ?? grpc.ServerCredentials.createInsecure());
+  const port = await bindAsync(
+    server,
+    hostPort(bindHost, opts.port ?? 0),
+    opts.credentials ?? grpc.ServerCredentials.createInsecure(),
+  );
 
   const spec: InstanceSpec = { service: opts.service, host, port };
   for (const k of ['id', 'weight', 'zone', 'metadata'] as const) if (opts[k] !== undefined) (spec as any)[k] = opts[k];
@@ -117,9 +133,14 @@ export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Se
     server.forceShutdown();
     throw e;
   }
-  registration.on('lost', (err) => logger.warn({ service: opts.service, port, err: err?.message }, 'serve(): registration lost; the registrar is restoring it'));
+  registration.on('lost', (err) =>
+    logger.warn(
+      { service: opts.service, port, err: err?.message },
+      'serve(): registration lost; the registrar is restoring it',
+    ),
+  );
 
-  const signals = opts.signals === false ? [] : opts.signals ?? (['SIGTERM', 'SIGINT'] as NodeJS.Signals[]);
+  const signals = opts.signals === false ? [] : (opts.signals ?? (['SIGTERM', 'SIGINT'] as NodeJS.Signals[]));
   const force = new AbortController();
   let stopping: Promise<void> | undefined;
   let raisedBy: NodeJS.Signals | undefined;
@@ -142,13 +163,18 @@ export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Se
   const shutdown = async (): Promise<void> => {
     try {
       const r = await bounded(registration.deregister(), DEREGISTER_TIMEOUT_MS, force.signal);
-      if (r === 'timeout' && !force.signal.aborted) logger.warn({ service: opts.service, port }, 'serve(): deregister timed out; shutting down anyway');
+      if (r === 'timeout' && !force.signal.aborted)
+        logger.warn({ service: opts.service, port }, 'serve(): deregister timed out; shutting down anyway');
     } catch (err) {
       logger.warn({ err, service: opts.service, port }, 'serve(): deregister failed; shutting down anyway');
     }
     if (drainMs > 0 && !force.signal.aborted) await delay(drainMs, force.signal).catch(() => undefined);
     if (!force.signal.aborted) {
-      const tried = await bounded(new Promise<void>((resolve) => server.tryShutdown(() => resolve())), shutdownTimeoutMs, force.signal);
+      const tried = await bounded(
+        new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+        shutdownTimeoutMs,
+        force.signal,
+      );
       if (tried !== 'timeout') return;
       logger.warn({ service: opts.service, port }, 'serve(): calls still running after the shutdown timeout; forcing');
     }

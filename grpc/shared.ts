@@ -132,10 +132,12 @@ export function releaseRegistry(entry: SharedRegistry): void {
   if (entry.refs > 0) return;
   if (shared.get(entry.key) === entry) shared.delete(entry.key);
   if (!entry.owned) return;
-  entry.discovery.then(
-    (d) => d.close(),
-    () => undefined,
-  ).catch((err) => settings.logger.warn({ err }, `grpc bridge: closing registry ${entry.display} failed`));
+  entry.discovery
+    .then(
+      (d) => d.close(),
+      () => undefined,
+    )
+    .catch((err) => settings.logger.warn({ err }, `grpc bridge: closing registry ${entry.display} failed`));
 }
 
 /** Registries currently shared by live resolvers (for diagnostics and tests). */

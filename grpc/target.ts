@@ -52,7 +52,11 @@ export function parseTargetString(target: string): TargetUri {
 export function parseBridgeTarget(target: TargetUri | string): BridgeTarget {
   const uri = typeof target === 'string' ? parseTargetString(target) : target;
   const scheme = (uri.scheme ?? '').toLowerCase();
-  if (!scheme) throw new ConfigError(`gRPC target "${uri.path}" has no scheme; use wayfinder:///<service> or <scheme>://<registry>/<service>`, { field: 'target' });
+  if (!scheme)
+    throw new ConfigError(
+      `gRPC target "${uri.path}" has no scheme; use wayfinder:///<service> or <scheme>://<registry>/<service>`,
+      { field: 'target' },
+    );
   const q = uri.path.indexOf('?');
   const rawService = q >= 0 ? uri.path.slice(0, q) : uri.path;
   const query = q >= 0 ? uri.path.slice(q + 1) : '';
@@ -60,10 +64,15 @@ export function parseBridgeTarget(target: TargetUri | string): BridgeTarget {
   try {
     service = decodeURIComponent(rawService);
   } catch {
-    throw new ConfigError(`gRPC target ${scheme}: the service name is not validly percent-encoded`, { field: 'service' });
+    throw new ConfigError(`gRPC target ${scheme}: the service name is not validly percent-encoded`, {
+      field: 'service',
+    });
   }
   if (service.includes('/')) {
-    throw new ConfigError(`gRPC target ${scheme}: the service name must be one path segment, got ${JSON.stringify(service)}; put a registry path in ?path=`, { field: 'service' });
+    throw new ConfigError(
+      `gRPC target ${scheme}: the service name must be one path segment, got ${JSON.stringify(service)}; put a registry path in ?path=`,
+      { field: 'service' },
+    );
   }
   try {
     checkServiceName(service, `gRPC target ${scheme}:`);
@@ -72,8 +81,16 @@ export function parseBridgeTarget(target: TargetUri | string): BridgeTarget {
   }
 
   if (scheme === DEFAULT_SCHEME) {
-    if (uri.authority) throw new ConfigError(`gRPC target wayfinder: takes no authority (use wayfinder:///${service}); the registry is the default discovery`, { field: 'target' });
-    if (query) throw new ConfigError('gRPC target wayfinder: takes no ?options; configure the default discovery with installGrpc({ discovery }) or WAYFINDER_REGISTRY', { field: 'target' });
+    if (uri.authority)
+      throw new ConfigError(
+        `gRPC target wayfinder: takes no authority (use wayfinder:///${service}); the registry is the default discovery`,
+        { field: 'target' },
+      );
+    if (query)
+      throw new ConfigError(
+        'gRPC target wayfinder: takes no ?options; configure the default discovery with installGrpc({ discovery }) or WAYFINDER_REGISTRY',
+        { field: 'target' },
+      );
     return { scheme, service };
   }
 
@@ -82,9 +99,13 @@ export function parseBridgeTarget(target: TargetUri | string): BridgeTarget {
   const params = new URLSearchParams(query);
   let regPath = '';
   const p = params.getAll('path');
-  if (p.length > 1) throw new ConfigError(`${adapterScheme}: parameter "path" is given more than once`, { field: 'path' });
+  if (p.length > 1)
+    throw new ConfigError(`${adapterScheme}: parameter "path" is given more than once`, { field: 'path' });
   if (p.length === 1) {
-    if (!p[0].startsWith('/')) throw new ConfigError(`${adapterScheme}: "path" must start with "/" (got ${JSON.stringify(p[0])})`, { field: 'path' });
+    if (!p[0].startsWith('/'))
+      throw new ConfigError(`${adapterScheme}: "path" must start with "/" (got ${JSON.stringify(p[0])})`, {
+        field: 'path',
+      });
     regPath = p[0]
       .split('/')
       .map((s) => encodeURIComponent(s))

@@ -19,12 +19,17 @@ function fmtDefault(o: OptionSpec): string {
 
 function fmtType(o: OptionSpec): string {
   if (o.type === 'enum') return o.values!.map((v) => `\`${v}\``).join(' \\| ');
-  const range = o.min !== undefined || o.max !== undefined ? ` (${o.min ?? ''}..${o.max ?? ''}${o.type === 'duration' ? ' ms' : ''})` : '';
+  const range =
+    o.min !== undefined || o.max !== undefined
+      ? ` (${o.min ?? ''}..${o.max ?? ''}${o.type === 'duration' ? ' ms' : ''})`
+      : '';
   return `${o.type}${range}${o.secret ? ', secret' : ''}`;
 }
 
 function optionTable(schema: OptionsSchema): string {
-  const rows = Object.entries(schema).map(([k, o]) => `| \`${k}\` | ${fmtType(o)} | ${fmtDefault(o)} | ${o.doc.replace(/\|/g, '\\|')} |`);
+  const rows = Object.entries(schema).map(
+    ([k, o]) => `| \`${k}\` | ${fmtType(o)} | ${fmtDefault(o)} | ${o.doc.replace(/\|/g, '\\|')} |`,
+  );
   if (!rows.length) return '_No options._';
   return ['| option | type | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
@@ -37,18 +42,33 @@ export function renderOptionTables(): string {
     const def = getAdapter(scheme);
     if (seen.has(def.scheme)) continue;
     seen.add(def.scheme);
-    out.push(`### \`${def.scheme}://\`${def.aliases?.length ? ` (also ${def.aliases.map((a) => `\`${a}://\``).join(', ')})` : ''}`, '', def.description, '');
+    out.push(
+      `### \`${def.scheme}://\`${def.aliases?.length ? ` (also ${def.aliases.map((a) => `\`${a}://\``).join(', ')})` : ''}`,
+      '',
+      def.description,
+      '',
+    );
     if (def.examples?.length) out.push(...def.examples.map((e) => `- \`${e}\``), '');
     const c = def.capabilities;
-    out.push(`Capabilities: watch by ${c.watch}; ${c.register ? 'registers instances' : 'read-only (no registrar)'}; ${c.ttl ? 'dead instances expire (TTL)' : 'no TTL'}; weights ${c.weights ? 'yes' : 'no'}; zones ${c.zones ? 'yes' : 'no'}; metadata ${c.metadata ? 'yes' : 'no'}; lists services ${c.listServices ? 'yes' : 'no'}.`, '');
-    out.push(def.parse ? '_Options are parsed by the adapter\'s own `parse(url)`._' : optionTable(def.options), '');
+    out.push(
+      `Capabilities: watch by ${c.watch}; ${c.register ? 'registers instances' : 'read-only (no registrar)'}; ${c.ttl ? 'dead instances expire (TTL)' : 'no TTL'}; weights ${c.weights ? 'yes' : 'no'}; zones ${c.zones ? 'yes' : 'no'}; metadata ${c.metadata ? 'yes' : 'no'}; lists services ${c.listServices ? 'yes' : 'no'}.`,
+      '',
+    );
+    out.push(def.parse ? "_Options are parsed by the adapter's own `parse(url)`._" : optionTable(def.options), '');
   }
   out.push('### Balancers', '');
   for (const name of builtins.balancers) {
     const def = getBalancer(name);
     if (seen.has(`balancer:${def.name}`)) continue;
     seen.add(`balancer:${def.name}`);
-    out.push(`#### \`${def.name}\` (gRPC policy \`wayfinder_${def.name}\`)`, '', def.description, '', optionTable(def.options), '');
+    out.push(
+      `#### \`${def.name}\` (gRPC policy \`wayfinder_${def.name}\`)`,
+      '',
+      def.description,
+      '',
+      optionTable(def.options),
+      '',
+    );
   }
   return out.join('\n').trimEnd();
 }

@@ -8,7 +8,10 @@ const fs = require('node:fs');
 const PACKAGES = [
   { pkg: 'etcd-server', has: () => onPath('etcd') },
   { pkg: 'etcd-client', has: () => onPath('etcdctl') },
-  { pkg: 'zookeeper', has: () => fs.existsSync('/usr/share/zookeeper') || fs.existsSync('/usr/share/java/zookeeper.jar') },
+  {
+    pkg: 'zookeeper',
+    has: () => fs.existsSync('/usr/share/zookeeper') || fs.existsSync('/usr/share/java/zookeeper.jar'),
+  },
   { pkg: 'dnsmasq-base', has: () => onPath('dnsmasq') || fs.existsSync('/usr/sbin/dnsmasq') },
   { pkg: 'openssl', has: () => onPath('openssl') },
   { pkg: 'kubernetes-client', has: () => onPath('kubectl') },

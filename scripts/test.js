@@ -14,7 +14,10 @@ try {
 }
 
 // Type-check and build dist/ (the docs' runnable examples import the package as users do).
-const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
+const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+  cwd: root,
+  stdio: 'inherit',
+});
 if (tsc.status === 0) require('./copy-assets');
 if (tsc.status !== 0) {
   console.error('[wayfinder] type check failed');
@@ -23,7 +26,10 @@ if (tsc.status !== 0) {
 }
 
 // Without arguments: every suite. With arguments: just those files (e.g. npm test -- adapters/etcd/*.test.ts).
-const specs = process.argv.length > 2 ? process.argv.slice(2) : ['{core,adapters,balancers,grpc,testkit,cli,examples,test}/**/*.test.ts'];
+const specs =
+  process.argv.length > 2
+    ? process.argv.slice(2)
+    : ['{core,adapters,balancers,grpc,testkit,cli,examples,test}/**/*.test.ts'];
 const args = [require.resolve('mocha/bin/mocha.js'), ...specs];
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

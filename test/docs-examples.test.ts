@@ -36,7 +36,8 @@ export function runnableBlocks(text: string): { line: number; code: string }[] {
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].trim() !== '<!-- runnable -->') continue;
     const fence = lines[i + 1]?.trim();
-    if (!fence || !/^```(js|javascript|mjs)$/.test(fence)) throw new Error(`line ${i + 1}: a runnable marker must be followed by a \`\`\`js fence`);
+    if (!fence || !/^```(js|javascript|mjs)$/.test(fence))
+      throw new Error(`line ${i + 1}: a runnable marker must be followed by a \`\`\`js fence`);
     const end = lines.findIndex((l, j) => j > i + 1 && l.trim() === '```');
     if (end < 0) throw new Error(`line ${i + 2}: unterminated code block`);
     blocks.push({ line: i + 2, code: lines.slice(i + 2, end).join('\n') });
@@ -47,7 +48,11 @@ export function runnableBlocks(text: string): { line: number; code: string }[] {
 
 function runModule(file: string, env: Record<string, string>): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [file], { cwd: path.dirname(file), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [file], {
+      cwd: path.dirname(file),
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
@@ -63,12 +68,15 @@ describe('docs: runnable examples', function () {
   this.timeout(40_000);
   const scratch = path.join(root, '.wayfinder-tmp', `docs-${process.pid}`);
   before(function () {
-    if (!existsSync(path.join(root, 'dist', 'core', 'index.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
+    if (!existsSync(path.join(root, 'dist', 'core', 'index.js')))
+      throw new Error('dist/ is missing: run `npm run build` (npm test does)');
     mkdirSync(scratch, { recursive: true });
   });
   after(() => rmSync(scratch, { recursive: true, force: true }));
 
-  const all = docs().flatMap((f) => runnableBlocks(readFileSync(path.join(root, f), 'utf8')).map((b) => ({ file: f, ...b })));
+  const all = docs().flatMap((f) =>
+    runnableBlocks(readFileSync(path.join(root, f), 'utf8')).map((b) => ({ file: f, ...b })),
+  );
   it('has runnable examples to check', () => assert.ok(all.length >= 3, `only ${all.length} runnable blocks`));
   for (const b of all) {
     it(`${b.file}:${b.line} runs`, async () => {

@@ -30,22 +30,39 @@ export function captureLogger(sink: LogLine[] = []): Logger & { lines: LogLine[]
 /** JSON with Errors expanded (message, code, cause chain), cycles cut. */
 export function serialise(v: unknown): string {
   const seen = new WeakSet<object>();
-  return JSON.stringify(v, (_k, x) => {
-    if (x instanceof Error) return { name: x.name, message: x.message, code: (x as { code?: unknown }).code, stack: x.stack, cause: (x as { cause?: unknown }).cause };
-    if (typeof x === 'bigint') return x.toString();
-    if (Buffer.isBuffer(x)) return x.toString('utf8');
-    if (x && typeof x === 'object') {
-      if (seen.has(x)) return '[cycle]';
-      seen.add(x);
-    }
-    return x;
-  }) ?? '';
+  return (
+    JSON.stringify(v, (_k, x) => {
+      if (x instanceof Error)
+        return {
+          name: x.name,
+          message: x.message,
+          code: (x as { code?: unknown }).code,
+          stack: x.stack,
+          cause: (x as { cause?: unknown }).cause,
+        };
+      if (typeof x === 'bigint') return x.toString();
+      if (Buffer.isBuffer(x)) return x.toString('utf8');
+      if (x && typeof x === 'object') {
+        if (seen.has(x)) return '[cycle]';
+        seen.add(x);
+      }
+      return x;
+    }) ?? ''
+  );
 }
 
 /** Runs a TypeScript fixture with tsx; resolves with its stdout lines parsed as JSON. */
-export function runTsChild(file: string, env: Record<string, string>, timeoutMs = 60_000): Promise<{ lines: any[]; code: number | null; stderr: string }> {
+export function runTsChild(
+  file: string,
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+): Promise<{ lines: any[]; code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: path.resolve(__dirname, '..'), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+      cwd: path.resolve(__dirname, '..'),
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -56,7 +73,10 @@ export function runTsChild(file: string, env: Record<string, string>, timeoutMs 
     }, timeoutMs);
     child.on('exit', (code) => {
       clearTimeout(t);
-      const lines = out.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l));
+      const lines = out
+        .split('\n')
+        .filter((l) => l.trim().startsWith('{'))
+        .map((l) => JSON.parse(l));
       resolve({ lines, code, stderr: err });
     });
   });

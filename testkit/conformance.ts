@@ -92,7 +92,10 @@ export class SnapshotRecorder {
       };
       const t = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
-        const seen = this.last ? JSON.stringify(this.last.endpoints.map(endpointKey)) + (this.last.error ? ` error=${this.last.error.code}` : '') : 'none';
+        const seen = this.last
+          ? JSON.stringify(this.last.endpoints.map(endpointKey)) +
+            (this.last.error ? ` error=${this.last.error.code}` : '')
+          : 'none';
         reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last snapshot: ${seen}`));
       }, timeoutMs);
       this.waiters.push(w);
@@ -101,7 +104,10 @@ export class SnapshotRecorder {
 }
 
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
-const hasExactly = (...want: string[]) => (s: Snapshot) => JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
+const hasExactly =
+  (...want: string[]) =>
+  (s: Snapshot) =>
+    JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
 
 /** Each test gets a fresh subject; its watches are closed and cleanup() runs after it, pass or fail. */
 function harness(o: ConformanceOptions, setSubject: (s: ConformanceSubject) => void) {
@@ -181,19 +187,32 @@ export function resolverConformance(o: ConformanceOptions): void {
       // Every snapshot is a complete set: once both are seen, B is never missing until A is gone.
       const both = r.snapshots.findIndex(hasExactly('127.0.0.1:7001', '127.0.0.1:7002'));
       const aGone = r.snapshots.findIndex((x, i) => i > both && !keys(x).includes('127.0.0.1:7001'));
-      for (let i = both; i < aGone; i++) assert.ok(keys(r.snapshots[i]).includes('127.0.0.1:7002'), 'a snapshot was a delta');
+      for (let i = both; i < aGone; i++)
+        assert.ok(keys(r.snapshots[i]).includes('127.0.0.1:7002'), 'a snapshot was a delta');
     });
 
     if (caps.weights || caps.metadata) {
       it('propagates weight and metadata updates without changing identity', async () => {
         const svc = uniqueService();
         const r = watch(svc);
-        const reg = await s.registrar.register({ service: svc, host: '127.0.0.1', port: 7003, weight: 1, metadata: { version: '1' } });
+        const reg = await s.registrar.register({
+          service: svc,
+          host: '127.0.0.1',
+          port: 7003,
+          weight: 1,
+          metadata: { version: '1' },
+        });
         const first = await r.until(hasExactly('127.0.0.1:7003'), prop, 'the endpoint');
         const id = first.endpoints[0].id;
-        await reg.update({ weight: caps.weights ? 5 : undefined, metadata: caps.metadata ? { version: '2' } : undefined });
+        await reg.update({
+          weight: caps.weights ? 5 : undefined,
+          metadata: caps.metadata ? { version: '2' } : undefined,
+        });
         const snap = await r.until(
-          (x) => x.endpoints.length === 1 && (!caps.weights || x.endpoints[0].weight === 5) && (!caps.metadata || x.endpoints[0].metadata.version === '2'),
+          (x) =>
+            x.endpoints.length === 1 &&
+            (!caps.weights || x.endpoints[0].weight === 5) &&
+            (!caps.metadata || x.endpoints[0].metadata.version === '2'),
           prop,
           'the updated weight/metadata',
         );
@@ -389,7 +408,13 @@ export function testBalancerContext(seed = 1): BalancerContext & { advance(ms: n
 }
 
 export function makeEndpoints(n: number, weights?: number[]): Endpoint[] {
-  return Array.from({ length: n }, (_, i) => ({ id: `ep-${i}`, host: '10.0.0.1', port: 8000 + i, weight: weights?.[i], metadata: {} }));
+  return Array.from({ length: n }, (_, i) => ({
+    id: `ep-${i}`,
+    host: '10.0.0.1',
+    port: 8000 + i,
+    weight: weights?.[i],
+    metadata: {},
+  }));
 }
 
 function shares(b: Balancer, eps: Endpoint[], n: number, seed: number): Map<string, number> {
@@ -444,7 +469,8 @@ export function balancerConformance(opts: BalancerConformanceOptions): void {
       o.it(`spreads equal endpoints evenly within ±${tol * 100}% over ${n} picks`, () => {
         const eps = makeEndpoints(3);
         const counts = shares(o.balancer, eps, n, 5);
-        for (const [id, c] of counts) assert.ok(Math.abs(c / n - 1 / 3) <= tol, `${id} got ${((c / n) * 100).toFixed(2)}% of picks`);
+        for (const [id, c] of counts)
+          assert.ok(Math.abs(c / n - 1 / 3) <= tol, `${id} got ${((c / n) * 100).toFixed(2)}% of picks`);
       });
     }
 

@@ -98,8 +98,13 @@ function confFileText(srv: SrvRecord[] = []): string {
       .map((r) => {
         checkName(r.name, 'srv');
         if (r.target !== '.') checkName(r.target, 'srv target');
-        for (const [k, v] of [['port', r.port], ['priority', r.priority ?? 0], ['weight', r.weight ?? 0]] as const) {
-          if (!Number.isInteger(v) || v < 0 || v > 65535) throw new TypeError(`startDnsmasq(): SRV ${k} of ${r.name} must be an integer in 0..65535`);
+        for (const [k, v] of [
+          ['port', r.port],
+          ['priority', r.priority ?? 0],
+          ['weight', r.weight ?? 0],
+        ] as const) {
+          if (!Number.isInteger(v) || v < 0 || v > 65535)
+            throw new TypeError(`startDnsmasq(): SRV ${k} of ${r.name} must be an integer in 0..65535`);
         }
         return `srv-host=${r.name},${r.target},${r.port},${r.priority ?? 0},${r.weight ?? 0}`;
       })
@@ -108,7 +113,8 @@ function confFileText(srv: SrvRecord[] = []): string {
 }
 
 function checkName(name: string, what: string): void {
-  if (!/^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/.test(name)) throw new TypeError(`startDnsmasq(): ${what} name ${JSON.stringify(name)} is not a DNS name`);
+  if (!/^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/.test(name))
+    throw new TypeError(`startDnsmasq(): ${what} name ${JSON.stringify(name)} is not a DNS name`);
 }
 
 function writeAtomic(file: string, text: string): void {
@@ -340,7 +346,13 @@ class DnsmasqRegistration extends RegistrationBase {
     super(spec);
   }
   private record(spec: CheckedSpec): SrvRecord {
-    return { name: dnsmasqSrvName(spec.service, this.o), target: targetName(spec.host, this.o.domain), port: spec.port, priority: 0, weight: spec.weight };
+    return {
+      name: dnsmasqSrvName(spec.service, this.o),
+      target: targetName(spec.host, this.o.domain),
+      port: spec.port,
+      priority: 0,
+      weight: spec.weight,
+    };
   }
   /** Writes (or replaces) this instance's SRV record and its target's address record. */
   async put(spec: CheckedSpec): Promise<void> {
@@ -349,7 +361,9 @@ class DnsmasqRegistration extends RegistrationBase {
     await this.d.updateRecords((r) => {
       const hosts = { ...r.hosts };
       if (net.isIP(spec.host)) hosts[rec.target] = [spec.host];
-      const srv = (r.srv ?? []).filter((x) => !(x.name === mine.name && x.target === mine.target && x.port === mine.port));
+      const srv = (r.srv ?? []).filter(
+        (x) => !(x.name === mine.name && x.target === mine.target && x.port === mine.port),
+      );
       return { hosts, srv: [...srv, rec] };
     });
   }
@@ -359,7 +373,9 @@ class DnsmasqRegistration extends RegistrationBase {
   protected async remove(): Promise<void> {
     const mine = this.record(this.spec);
     await this.d.updateRecords((r) => {
-      const srv = (r.srv ?? []).filter((x) => !(x.name === mine.name && x.target === mine.target && x.port === mine.port));
+      const srv = (r.srv ?? []).filter(
+        (x) => !(x.name === mine.name && x.target === mine.target && x.port === mine.port),
+      );
       const hosts = { ...r.hosts };
       if (net.isIP(this.spec.host) && !srv.some((x) => x.target === mine.target)) delete hosts[mine.target];
       return { hosts, srv };

@@ -49,7 +49,8 @@ function putString(out: number[], field: number, s: string | undefined): void {
 }
 function putUint(out: number[], field: number, v: number | undefined): void {
   if (!v) return;
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new TypeError(`echo: field ${field} must be a uint32, got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new TypeError(`echo: field ${field} must be a uint32, got ${v}`);
   putVarint(out, field << 3);
   putVarint(out, v);
 }
@@ -130,7 +131,10 @@ export const echoServiceDefinition: grpc.ServiceDefinition<grpc.UntypedServiceIm
 // ---- server ----
 
 /** weight, zone, metadata, drainMs and shutdownTimeoutMs mean what they mean for serve(). */
-export interface EchoServerOptions extends Pick<ServeOptions, 'weight' | 'zone' | 'metadata' | 'drainMs' | 'shutdownTimeoutMs'> {
+export interface EchoServerOptions extends Pick<
+  ServeOptions,
+  'weight' | 'zone' | 'metadata' | 'drainMs' | 'shutdownTimeoutMs'
+> {
   /** Reported in every reply. Default "echo-<port>". */
   id?: string;
   /** Bound and registered address. Default 127.0.0.1. */
@@ -191,10 +195,19 @@ export async function startEchoServer(opts: EchoServerOptions = {}): Promise<Ech
       const req = call.request;
       const answer = () => {
         if (req.fail || (failRate > 0 && Math.random() < failRate)) {
-          callback({ code: req.failCode || opts.failCode || grpc.status.UNAVAILABLE, details: `echo ${state.id}: failure requested` });
+          callback({
+            code: req.failCode || opts.failCode || grpc.status.UNAVAILABLE,
+            details: `echo ${state.id}: failure requested`,
+          });
           return;
         }
-        callback(null, { message: req.message ?? '', serverId: state.id, port: state.port, peer, zone: opts.zone ?? '' });
+        callback(null, {
+          message: req.message ?? '',
+          serverId: state.id,
+          port: state.port,
+          peer,
+          zone: opts.zone ?? '',
+        });
       };
       const wait = latencyMs + (req.delayMs ?? 0);
       if (wait <= 0) return answer();
@@ -224,7 +237,11 @@ export async function startEchoServer(opts: EchoServerOptions = {}): Promise<Ech
     state.port = served.port;
   } else {
     state.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      server.bindAsync(
+        `${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 0}`,
+        grpc.ServerCredentials.createInsecure(),
+        (err, port) => (err ? reject(err) : resolve(port)),
+      ),
     );
   }
   if (!state.id) state.id = `echo-${state.port}`;
@@ -271,7 +288,11 @@ export interface EchoCallOptions {
 
 /** A client for the Echo service: `new EchoClient('wayfinder:///echo')`. */
 export class EchoClient extends grpc.Client {
-  constructor(target: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(), options?: grpc.ClientOptions) {
+  constructor(
+    target: string,
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+    options?: grpc.ClientOptions,
+  ) {
     super(target, credentials, options);
   }
 
@@ -279,8 +300,17 @@ export class EchoClient extends grpc.Client {
     return new Promise((resolve, reject) => {
       const callOpts: grpc.CallOptions = { deadline: Date.now() + (opts.deadlineMs ?? 5000) };
       const metadata = opts.metadata?.clone() ?? new grpc.Metadata();
-      if (opts.waitForReady !== undefined) metadata.setOptions({ ...metadata.getOptions(), waitForReady: opts.waitForReady });
-      this.makeUnaryRequest<EchoRequest, EchoReply>(ECHO_METHOD_PATH, encodeEchoRequest, decodeEchoReply, req, metadata, callOpts, (err, reply) => (err ? reject(err) : resolve(reply!)));
+      if (opts.waitForReady !== undefined)
+        metadata.setOptions({ ...metadata.getOptions(), waitForReady: opts.waitForReady });
+      this.makeUnaryRequest<EchoRequest, EchoReply>(
+        ECHO_METHOD_PATH,
+        encodeEchoRequest,
+        decodeEchoReply,
+        req,
+        metadata,
+        callOpts,
+        (err, reply) => (err ? reject(err) : resolve(reply!)),
+      );
     });
   }
 }
@@ -292,16 +322,32 @@ export class EchoClient extends grpc.Client {
  * stops gracefully (deregister, drain `drainMs`, shut down) and every later call must reach the
  * other: the channel followed the registry before the drain ended, so no call hit a closing server.
  */
-export async function grpcFailoverCheck(o: { discovery: { registrar: Registrar }; target: string; service: string; drainMs?: number; timeoutMs?: number }): Promise<void> {
+export async function grpcFailoverCheck(o: {
+  discovery: { registrar: Registrar };
+  target: string;
+  service: string;
+  drainMs?: number;
+  timeoutMs?: number;
+}): Promise<void> {
   const servers: EchoServer[] = [];
   const client = new EchoClient(o.target);
   try {
-    for (const suffix of ['a', 'b']) servers.push(await startEchoServer({ discovery: o.discovery, service: o.service, id: `${o.service}-${suffix}`, host: '127.0.0.1', drainMs: o.drainMs ?? 300 }));
+    for (const suffix of ['a', 'b'])
+      servers.push(
+        await startEchoServer({
+          discovery: o.discovery,
+          service: o.service,
+          id: `${o.service}-${suffix}`,
+          host: '127.0.0.1',
+          drainMs: o.drainMs ?? 300,
+        }),
+      );
     const [a, b] = servers;
     const seen = new Set<string>();
     const deadline = Date.now() + (o.timeoutMs ?? 10_000);
     while (seen.size < 2) {
-      if (Date.now() > deadline) throw new Error(`calls through ${o.target} reached only ${[...seen].join(', ') || 'no server'}`);
+      if (Date.now() > deadline)
+        throw new Error(`calls through ${o.target} reached only ${[...seen].join(', ') || 'no server'}`);
       const r = await client.echo({ message: 'hi' }, { waitForReady: true });
       if (r.message !== 'hi') throw new Error(`echo answered ${JSON.stringify(r.message)}`);
       seen.add(r.serverId);

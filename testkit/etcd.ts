@@ -42,16 +42,77 @@ function openssl(args: string[], cwd: string): void {
 export function makeTestPki(dir: string, cn = 'wayfinder-test-ca'): TestPki {
   mkdirSync(dir, { recursive: true });
   const p = (f: string) => path.join(dir, f);
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${cn}`, '-keyout', p('ca.key'), '-out', p('ca.pem'),
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+      '-keyout',
+      p('ca.key'),
+      '-out',
+      p('ca.pem'),
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
   const leaf = (name: string, ext: string) => {
     writeFileSync(p(`${name}.ext`), ext);
-    openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`)], dir);
-    openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-days', '2', '-out', p(`${name}.pem`), '-extfile', p(`${name}.ext`)], dir);
+    openssl(
+      [
+        'req',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        `/CN=${name}`,
+        '-keyout',
+        p(`${name}.key`),
+        '-out',
+        p(`${name}.csr`),
+      ],
+      dir,
+    );
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        p(`${name}.csr`),
+        '-CA',
+        p('ca.pem'),
+        '-CAkey',
+        p('ca.key'),
+        '-CAcreateserial',
+        '-days',
+        '2',
+        '-out',
+        p(`${name}.pem`),
+        '-extfile',
+        p(`${name}.ext`),
+      ],
+      dir,
+    );
   };
   leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
   leaf('client', 'extendedKeyUsage=clientAuth\n');
-  return { dir, ca: p('ca.pem'), caKey: p('ca.key'), serverCert: p('server.pem'), serverKey: p('server.key'), clientCert: p('client.pem'), clientKey: p('client.key') };
+  return {
+    dir,
+    ca: p('ca.pem'),
+    caKey: p('ca.key'),
+    serverCert: p('server.pem'),
+    serverKey: p('server.key'),
+    clientCert: p('client.pem'),
+    clientKey: p('client.key'),
+  };
 }
 
 export interface EtcdUser {
@@ -117,21 +178,35 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
   const scheme = pki ? 'https' : 'http';
   const url = `${scheme}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
-  const rootPassword = opts.auth ? opts.auth.rootPassword ?? `root-${Math.random().toString(36).slice(2)}` : undefined;
+  const rootPassword = opts.auth
+    ? (opts.auth.rootPassword ?? `root-${Math.random().toString(36).slice(2)}`)
+    : undefined;
   let authEnabled = false;
 
   const args = [
-    '--name', 'wf',
-    '--data-dir', dataDir,
-    '--listen-client-urls', url,
-    '--advertise-client-urls', url,
-    '--listen-peer-urls', peerUrl,
-    '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `wf=${peerUrl}`,
-    '--initial-cluster-state', 'new',
-    '--logger', 'zap',
-    '--log-level', 'warn',
-    ...(opts.progressNotifyIntervalMs ? ['--experimental-watch-progress-notify-interval', `${opts.progressNotifyIntervalMs}ms`] : []),
+    '--name',
+    'wf',
+    '--data-dir',
+    dataDir,
+    '--listen-client-urls',
+    url,
+    '--advertise-client-urls',
+    url,
+    '--listen-peer-urls',
+    peerUrl,
+    '--initial-advertise-peer-urls',
+    peerUrl,
+    '--initial-cluster',
+    `wf=${peerUrl}`,
+    '--initial-cluster-state',
+    'new',
+    '--logger',
+    'zap',
+    '--log-level',
+    'warn',
+    ...(opts.progressNotifyIntervalMs
+      ? ['--experimental-watch-progress-notify-interval', `${opts.progressNotifyIntervalMs}ms`]
+      : []),
     ...(opts.auth?.tokenTtlSec ? ['--auth-token-ttl', String(opts.auth.tokenTtlSec)] : []),
     ...(pki ? ['--cert-file', pki.serverCert, '--key-file', pki.serverKey, '--trusted-ca-file', pki.ca] : []),
     ...(tlsOpt?.clientCertAuth ? ['--client-cert-auth'] : []),
@@ -146,23 +221,41 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
     return a;
   };
   const etcdctl = (cmd: string[], o: { user?: string; input?: string } = {}): string => {
-    const r = spawnSync(etcdctlBin, [...ctlBase(o.user), ...cmd], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, input: o.input, timeout: 15_000 });
-    if (r.status !== 0) throw new Error(`etcdctl ${cmd.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout || String(r.error ?? '')).trim()}`);
+    const r = spawnSync(etcdctlBin, [...ctlBase(o.user), ...cmd], {
+      encoding: 'utf8',
+      env: { ...process.env, ETCDCTL_API: '3' },
+      input: o.input,
+      timeout: 15_000,
+    });
+    if (r.status !== 0)
+      throw new Error(
+        `etcdctl ${cmd.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout || String(r.error ?? '')).trim()}`,
+      );
     return r.stdout;
   };
 
   let proc: ManagedProcess | undefined;
   const launch = async (): Promise<void> => {
-    proc = spawnManaged(etcd, args, { env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' } });
+    proc = spawnManaged(etcd, args, {
+      env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' },
+    });
     const p = proc;
     let exited = false;
     void p.exited.then(() => (exited = true));
-    await waitFor(`etcd on ${url} to become healthy`, () => {
-      if (exited) throw new Error(`etcd exited during start-up: ${p.output().slice(-2000)}`);
-      // Health is a linearizable read: it only passes once the member has a leader and serves.
-      const r = spawnSync(etcdctlBin, [...ctlBase(), 'endpoint', 'health'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 5000 });
-      return r.status === 0;
-    }, { timeoutMs: opts.startTimeoutMs ?? 20_000, intervalMs: 100 }).catch((e) => {
+    await waitFor(
+      `etcd on ${url} to become healthy`,
+      () => {
+        if (exited) throw new Error(`etcd exited during start-up: ${p.output().slice(-2000)}`);
+        // Health is a linearizable read: it only passes once the member has a leader and serves.
+        const r = spawnSync(etcdctlBin, [...ctlBase(), 'endpoint', 'health'], {
+          encoding: 'utf8',
+          env: { ...process.env, ETCDCTL_API: '3' },
+          timeout: 5000,
+        });
+        return r.status === 0;
+      },
+      { timeoutMs: opts.startTimeoutMs ?? 20_000, intervalMs: 100 },
+    ).catch((e) => {
       throw new Error(`${(e as Error).message}\netcd output:\n${p.output().slice(-3000)}`);
     });
   };
@@ -176,7 +269,8 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
       etcdctl(['user', 'add', u.name, '--interactive=false'], { input: `${u.password}\n` });
       etcdctl(['role', 'add', role]);
       for (const pfx of u.read ?? []) etcdctl(['role', 'grant-permission', role, 'read', pfx, '--prefix=true']);
-      for (const pfx of u.readwrite ?? []) etcdctl(['role', 'grant-permission', role, 'readwrite', pfx, '--prefix=true']);
+      for (const pfx of u.readwrite ?? [])
+        etcdctl(['role', 'grant-permission', role, 'readwrite', pfx, '--prefix=true']);
       etcdctl(['user', 'grant-role', u.name, role]);
     }
     etcdctl(['auth', 'enable']);

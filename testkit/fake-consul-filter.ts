@@ -176,7 +176,8 @@ function resolve(obj: unknown, sel: Selector): unknown[] {
     const next: unknown[] = [];
     for (const c of cur) {
       const items = Array.isArray(c) ? c : [c];
-      for (const it of items) next.push(it !== null && typeof it === 'object' ? (it as Record<string, unknown>)[name] : undefined);
+      for (const it of items)
+        next.push(it !== null && typeof it === 'object' ? (it as Record<string, unknown>)[name] : undefined);
     }
     cur = next;
   }
@@ -198,7 +199,14 @@ function evaluate(n: Node, obj: unknown): boolean {
     case 'ne':
       return !resolve(obj, n.sel).some((v) => str(v) === n.value);
     case 'empty': {
-      const empty = resolve(obj, n.sel).every((v) => v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && Object.keys(v as object).length === 0));
+      const empty = resolve(obj, n.sel).every(
+        (v) =>
+          v === undefined ||
+          v === null ||
+          v === '' ||
+          (Array.isArray(v) && v.length === 0) ||
+          (typeof v === 'object' && Object.keys(v as object).length === 0),
+      );
       return n.negate ? !empty : empty;
     }
     case 'in': {

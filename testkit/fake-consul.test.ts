@@ -25,11 +25,19 @@ describe('fake Consul agent (driven by the real consul client)', function () {
   const clients: Client[] = [];
   const ids: { client: Client; id: string }[] = [];
 
-  async function agent(opts: FakeConsulOptions = {}, needsFake = false, ctx?: Mocha.Context): Promise<{ consul: Client; fake?: FakeConsul }> {
+  async function agent(
+    opts: FakeConsulOptions = {},
+    needsFake = false,
+    ctx?: Mocha.Context,
+  ): Promise<{ consul: Client; fake?: FakeConsul }> {
     if (REAL) {
       if (needsFake || opts.acl) ctx?.skip();
       const [host, port] = REAL.replace(/^https?:\/\//, '').split(':');
-      const consul = new Consul({ host, port: Number(port ?? 8500), defaults: process.env.CONSUL_HTTP_TOKEN ? { token: process.env.CONSUL_HTTP_TOKEN } : undefined });
+      const consul = new Consul({
+        host,
+        port: Number(port ?? 8500),
+        defaults: process.env.CONSUL_HTTP_TOKEN ? { token: process.env.CONSUL_HTTP_TOKEN } : undefined,
+      });
       clients.push(consul);
       return { consul };
     }
@@ -55,10 +63,18 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     for (const f of fakes) await f.close();
   });
 
-  it('registers a service with a TTL check and answers /v1/health/service in Consul\'s shape', async () => {
+  it("registers a service with a TTL check and answers /v1/health/service in Consul's shape", async () => {
     const { consul } = await agent();
     const svc = uniqueService('web');
-    await register(consul, { name: svc, id: `${svc}-1`, address: '10.0.0.5', port: 8080, tags: ['primary'], meta: { version: '1' }, check: { ttl: '30s', status: 'passing' } });
+    await register(consul, {
+      name: svc,
+      id: `${svc}-1`,
+      address: '10.0.0.5',
+      port: 8080,
+      tags: ['primary'],
+      meta: { version: '1' },
+      check: { ttl: '30s', status: 'passing' },
+    });
     const listed = await consul.agent.service.list();
     assert.equal(listed[`${svc}-1`].Service, svc);
     assert.equal(listed[`${svc}-1`].Port, 8080);
@@ -71,15 +87,26 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     assert.equal(typeof e.Node.Node, 'string');
     assert.equal(typeof e.Node.Address, 'string');
     assert.equal(typeof e.Node.Datacenter, 'string');
-    assert.deepEqual({ ID: e.Service.ID, Service: e.Service.Service, Tags: e.Service.Tags, Address: e.Service.Address, Port: e.Service.Port, Meta: e.Service.Meta, Weights: e.Service.Weights }, {
-      ID: `${svc}-1`,
-      Service: svc,
-      Tags: ['primary'],
-      Address: '10.0.0.5',
-      Port: 8080,
-      Meta: { version: '1' },
-      Weights: { Passing: 1, Warning: 1 },
-    });
+    assert.deepEqual(
+      {
+        ID: e.Service.ID,
+        Service: e.Service.Service,
+        Tags: e.Service.Tags,
+        Address: e.Service.Address,
+        Port: e.Service.Port,
+        Meta: e.Service.Meta,
+        Weights: e.Service.Weights,
+      },
+      {
+        ID: `${svc}-1`,
+        Service: svc,
+        Tags: ['primary'],
+        Address: '10.0.0.5',
+        Port: 8080,
+        Meta: { version: '1' },
+        Weights: { Passing: 1, Warning: 1 },
+      },
+    );
     const ids = e.Checks.map((c: { CheckID: string }) => c.CheckID).sort();
     assert.deepEqual(ids, ['serfHealth', `service:${svc}-1`]);
     const c = e.Checks.find((x: { CheckID: string }) => x.CheckID === `service:${svc}-1`);
@@ -125,7 +152,12 @@ describe('fake Consul agent (driven by the real consul client)', function () {
 
   it('reaps a service whose check stays critical past DeregisterCriticalServiceAfter', async function () {
     const { consul, fake } = await agent({ reapIntervalMs: 100, minDeregisterCriticalMs: 300 }, true, this);
-    await register(consul, { name: 'reaped', id: 'reaped-1', port: 1, check: { ttl: '200ms', status: 'passing', deregistercriticalserviceafter: '100ms' } });
+    await register(consul, {
+      name: 'reaped',
+      id: 'reaped-1',
+      port: 1,
+      check: { ttl: '200ms', status: 'passing', deregistercriticalserviceafter: '100ms' },
+    });
     assert.deepEqual(fake!.serviceIds(), ['consul', 'reaped-1']);
     const t0 = Date.now();
     while (fake!.serviceIds().includes('reaped-1')) {
@@ -155,7 +187,10 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     // A change wakes it early with a higher index.
     t0 = Date.now();
     const pending = health(consul, { service: svc, index: idx.toString(), wait: '10s' });
-    setTimeout(() => void register(consul, { name: svc, id: `${svc}-b`, port: 3, check: { ttl: '60s', status: 'passing' } }), 200);
+    setTimeout(
+      () => void register(consul, { name: svc, id: `${svc}-b`, port: 3, check: { ttl: '60s', status: 'passing' } }),
+      200,
+    );
     const [r3, body3] = await pending;
     assert.ok(Date.now() - t0 < 3000, 'a change did not wake the blocking query');
     assert.ok(BigInt(r3.headers['x-consul-index']!) > idx);
@@ -169,16 +204,25 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     const t0 = Date.now();
     await health(consul, { service: 'jit', index: r.headers['x-consul-index'], wait: '1600ms' });
     const waited = Date.now() - t0;
-    assert.ok(waited >= 1600 + 90 && waited < 1600 + 100 + 400, `waited ${waited} ms; expected 1600 + ~100 ms of jitter`);
-    await assert.rejects(consul.health.service({ service: 'jit', index: '5', wait: 'soon' } as never), /400|Invalid wait/i);
+    assert.ok(
+      waited >= 1600 + 90 && waited < 1600 + 100 + 400,
+      `waited ${waited} ms; expected 1600 + ~100 ms of jitter`,
+    );
+    await assert.rejects(
+      consul.health.service({ service: 'jit', index: '5', wait: 'soon' } as never),
+      /400|Invalid wait/i,
+    );
     void fake;
   });
 
-  it('the real client\'s watch() follows a service through blocking queries', async () => {
+  it("the real client's watch() follows a service through blocking queries", async () => {
     const { consul } = await agent();
     const svc = uniqueService('watch');
     const seen: number[] = [];
-    const watch = consul.watch({ method: consul.health.service, options: { service: svc, passing: true, wait: '2s' } as never });
+    const watch = consul.watch({
+      method: consul.health.service,
+      options: { service: svc, passing: true, wait: '2s' } as never,
+    });
     const changed = new Promise<void>((resolve, reject) => {
       watch.on('change', (data: unknown[]) => {
         seen.push(data.length);
@@ -189,7 +233,10 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     try {
       await register(consul, { name: svc, id: `${svc}-1`, port: 1, check: { ttl: '60s', status: 'passing' } });
       await register(consul, { name: svc, id: `${svc}-2`, port: 2, check: { ttl: '60s', status: 'passing' } });
-      await Promise.race([changed, new Promise((_, rej) => setTimeout(() => rej(new Error(`no change to 2 instances; saw ${seen}`)), 8000))]);
+      await Promise.race([
+        changed,
+        new Promise((_, rej) => setTimeout(() => rej(new Error(`no change to 2 instances; saw ${seen}`)), 8000)),
+      ]);
     } finally {
       watch.end();
     }
@@ -200,14 +247,21 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     const svc = uniqueService('flt');
     await register(consul, { name: svc, id: `${svc}-a`, port: 1, tags: ['primary', 'v2'], meta: { version: '2' } });
     await register(consul, { name: svc, id: `${svc}-b`, port: 2, tags: ['secondary'], meta: { version: '1' } });
-    const ids = async (o: Record<string, unknown>) => (await consul.health.service({ service: svc, ...o } as never)).map((e: any) => e.Service.ID).sort();
+    const ids = async (o: Record<string, unknown>) =>
+      (await consul.health.service({ service: svc, ...o } as never)).map((e: any) => e.Service.ID).sort();
     assert.deepEqual(await ids({ tag: 'primary' }), [`${svc}-a`]);
     assert.deepEqual(await ids({ filter: '"secondary" in Service.Tags' }), [`${svc}-b`]);
     assert.deepEqual(await ids({ filter: 'Service.Meta.version == "2" and "v2" in Service.Tags' }), [`${svc}-a`]);
     assert.deepEqual(await ids({ filter: 'Service.Meta["version"] != "2"' }), [`${svc}-b`]);
-    assert.deepEqual(await ids({ filter: 'not ("primary" in Service.Tags) or Service.Port == 1' }), [`${svc}-a`, `${svc}-b`]);
+    assert.deepEqual(await ids({ filter: 'not ("primary" in Service.Tags) or Service.Port == 1' }), [
+      `${svc}-a`,
+      `${svc}-b`,
+    ]);
     assert.deepEqual(await ids({ filter: 'Service.ID matches "-a$"' }), [`${svc}-a`]);
-    await assert.rejects(consul.health.service({ service: svc, filter: 'Service.Meta.version ==' } as never), /400|Bad Request|Failed to create/i);
+    await assert.rejects(
+      consul.health.service({ service: svc, filter: 'Service.Meta.version ==' } as never),
+      /400|Bad Request|Failed to create/i,
+    );
   });
 
   it('lists services with their tags from /v1/catalog/services', async () => {
@@ -226,8 +280,14 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     await register(consul, { name: svc, id: svc, port: 1, check: { ttl: '60s', status: 'passing' } });
     await consul.agent.service.deregister(svc);
     assert.equal((await consul.health.service(svc)).length, 0);
-    await assert.rejects(consul.agent.check.pass(`service:${svc}`), (e: { response?: { statusCode: number } }) => e.response?.statusCode === 404);
-    await assert.rejects(consul.agent.service.deregister(`${svc}-never`), (e: { response?: { statusCode: number } }) => e.response?.statusCode === 404);
+    await assert.rejects(
+      consul.agent.check.pass(`service:${svc}`),
+      (e: { response?: { statusCode: number } }) => e.response?.statusCode === 404,
+    );
+    await assert.rejects(
+      consul.agent.service.deregister(`${svc}-never`),
+      (e: { response?: { statusCode: number } }) => e.response?.statusCode === 404,
+    );
   });
 
   it('answers "No path to datacenter" for an unknown dc and forwards to a WAN-joined one', async function () {
@@ -260,9 +320,20 @@ describe('fake Consul agent (driven by the real consul client)', function () {
       const bogus = new Consul({ host: fake!.host, port: fake!.port, defaults: { token: 'secret-nope' } });
       const reader = new Consul({ host: fake!.host, port: fake!.port, defaults: { token: 'secret-reader' } });
       clients.push(anon, bogus, reader);
-      await assert.rejects(bogus.health.service('web'), (e: { response?: { statusCode: number; body: unknown } }) => e.response?.statusCode === 403 && /ACL not found/.test(String(e.response.body)));
-      await assert.rejects(reader.agent.service.register({ name: 'web', port: 1 } as never), (e: { response?: { statusCode: number; body: unknown } }) => e.response?.statusCode === 403 && /Permission denied.*service:write/.test(String(e.response.body)));
-      await assert.rejects(anon.agent.service.register({ name: 'web', port: 1 } as never), (e: { response?: { statusCode: number } }) => e.response?.statusCode === 403);
+      await assert.rejects(
+        bogus.health.service('web'),
+        (e: { response?: { statusCode: number; body: unknown } }) =>
+          e.response?.statusCode === 403 && /ACL not found/.test(String(e.response.body)),
+      );
+      await assert.rejects(
+        reader.agent.service.register({ name: 'web', port: 1 } as never),
+        (e: { response?: { statusCode: number; body: unknown } }) =>
+          e.response?.statusCode === 403 && /Permission denied.*service:write/.test(String(e.response.body)),
+      );
+      await assert.rejects(
+        anon.agent.service.register({ name: 'web', port: 1 } as never),
+        (e: { response?: { statusCode: number } }) => e.response?.statusCode === 403,
+      );
       const last = fake!.requests[fake!.requests.length - 2];
       assert.equal(last.tokenVia, 'header');
       assert.ok(!last.rawUrl.includes('secret'), 'the client put the token in the URL');
@@ -276,14 +347,23 @@ describe('fake Consul agent (driven by the real consul client)', function () {
       clients.push(writer, webOnly, anon);
       await writer.agent.service.register({ name: 'web', id: 'web-1', port: 1 } as never);
       await writer.agent.service.register({ name: 'db', id: 'db-1', port: 2 } as never);
-      const [okRes, okBody] = (await webOnly.health.service({ service: 'web', ctx: withRes() } as never)) as unknown as [Res, unknown[]];
+      const [okRes, okBody] = (await webOnly.health.service({
+        service: 'web',
+        ctx: withRes(),
+      } as never)) as unknown as [Res, unknown[]];
       assert.equal(okBody.length, 1);
       assert.equal(okRes.headers['x-consul-results-filtered-by-acls'], undefined);
-      const [res, body] = (await webOnly.health.service({ service: 'db', ctx: withRes() } as never)) as unknown as [Res, unknown[]];
+      const [res, body] = (await webOnly.health.service({ service: 'db', ctx: withRes() } as never)) as unknown as [
+        Res,
+        unknown[],
+      ];
       assert.equal(res.statusCode, 200);
       assert.deepEqual(body, []);
       assert.equal(res.headers['x-consul-results-filtered-by-acls'], 'true');
-      const [cres, cat] = (await webOnly.catalog.service.list({ ctx: withRes() } as never)) as unknown as [Res, Record<string, string[]>];
+      const [cres, cat] = (await webOnly.catalog.service.list({ ctx: withRes() } as never)) as unknown as [
+        Res,
+        Record<string, string[]>,
+      ];
       assert.deepEqual(Object.keys(cat), ['web']);
       assert.equal(cres.headers['x-consul-results-filtered-by-acls'], 'true');
       assert.deepEqual(await anon.health.service('web'), []);
@@ -294,7 +374,8 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     it('restart() forgets services and starts the index low again; restart({persist}) keeps them', async function () {
       const { consul, fake } = await agent({}, true, this);
       await consul.agent.service.register({ name: 'r', id: 'r1', port: 1 } as never);
-      for (let i = 0; i < 5; i++) await consul.agent.service.register({ name: 'r', id: `r1`, port: 1, meta: { i: String(i) } } as never);
+      for (let i = 0; i < 5; i++)
+        await consul.agent.service.register({ name: 'r', id: `r1`, port: 1, meta: { i: String(i) } } as never);
       const before = fake!.index;
       await fake!.restart({ persist: true });
       assert.deepEqual(fake!.serviceIds(), ['consul', 'r1']);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { FilterError, parseFilter } from './fake-consul-filter';
+import { type FilterError, parseFilter } from './fake-consul-filter';
 
 /**
  * A protocol-faithful fake of one Consul agent (which is also its datacenter's server), built from
@@ -105,7 +105,10 @@ interface Service {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -145,7 +148,11 @@ class State {
   tableIndex = 1n;
   waiters = new Set<() => void>();
   readonly nodeId = randomUUID();
-  constructor(readonly dc: string, readonly node: string, readonly nodeAddress: string) {}
+  constructor(
+    readonly dc: string,
+    readonly node: string,
+    readonly nodeAddress: string,
+  ) {}
 
   bump(serviceName: string): bigint {
     this.index += 1n;
@@ -312,7 +319,11 @@ export class FakeConsul {
 
   /** Health-query requests for `service` (blocking or not), for rate assertions. */
   healthRequests(service?: string): FakeRequest[] {
-    return this.requests.filter((r) => r.path.startsWith('/v1/health/service/') && (service === undefined || r.path === `/v1/health/service/${service}`));
+    return this.requests.filter(
+      (r) =>
+        r.path.startsWith('/v1/health/service/') &&
+        (service === undefined || r.path === `/v1/health/service/${service}`),
+    );
   }
 
   // ---- HTTP ----
@@ -320,7 +331,19 @@ export class FakeConsul {
   private seed(): void {
     // A server agent registers the "consul" service for itself.
     const s = this.state;
-    s.services.set('consul', { ID: 'consul', Service: 'consul', Tags: [], Address: '', Meta: null, Port: 8300, Weights: { Passing: 1, Warning: 1 }, EnableTagOverride: false, checks: [], CreateIndex: s.index, ModifyIndex: s.index });
+    s.services.set('consul', {
+      ID: 'consul',
+      Service: 'consul',
+      Tags: [],
+      Address: '',
+      Meta: null,
+      Port: 8300,
+      Weights: { Passing: 1, Warning: 1 },
+      EnableTagOverride: false,
+      checks: [],
+      CreateIndex: s.index,
+      ModifyIndex: s.index,
+    });
     s.bump('consul');
   }
 
@@ -336,7 +359,8 @@ export class FakeConsul {
     const auth = req.headers.authorization;
     const bearer = typeof auth === 'string' && /^bearer\s+/i.test(auth) ? auth.replace(/^bearer\s+/i, '') : undefined;
     const queryToken = url.searchParams.get('token') ?? undefined;
-    const token = (typeof headerToken === 'string' && headerToken !== '' ? headerToken : undefined) ?? bearer ?? queryToken;
+    const token =
+      (typeof headerToken === 'string' && headerToken !== '' ? headerToken : undefined) ?? bearer ?? queryToken;
     this.requests.push({
       method: req.method ?? 'GET',
       path: url.pathname,
@@ -370,7 +394,15 @@ export class FakeConsul {
     });
   }
 
-  private async route(method: string, path: string, q: Map<string, string[]>, token: string | undefined, body: string, res: http.ServerResponse, req: http.IncomingMessage): Promise<void> {
+  private async route(
+    method: string,
+    path: string,
+    q: Map<string, string[]>,
+    token: string | undefined,
+    body: string,
+    res: http.ServerResponse,
+    req: http.IncomingMessage,
+  ): Promise<void> {
     const one = (k: string) => q.get(k)?.[0];
     const authz = this.authorizer(token);
     const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
@@ -405,7 +437,17 @@ export class FakeConsul {
           filtered = true;
           continue;
         }
-        out[s.ID] = { ID: s.ID, Service: s.Service, Tags: s.Tags, Meta: s.Meta ?? {}, Port: s.Port, Address: s.Address, Weights: s.Weights, EnableTagOverride: s.EnableTagOverride, Datacenter: this.datacenter };
+        out[s.ID] = {
+          ID: s.ID,
+          Service: s.Service,
+          Tags: s.Tags,
+          Meta: s.Meta ?? {},
+          Port: s.Port,
+          Address: s.Address,
+          Weights: s.Weights,
+          EnableTagOverride: s.EnableTagOverride,
+          Datacenter: this.datacenter,
+        };
       }
       return this.json(res, out, { filtered });
     }
@@ -428,39 +470,55 @@ export class FakeConsul {
         }
       }
       const name = seg[3];
-      return this.blocking(req, res, q, state, () => state.serviceIndex.get(name) ?? state.tableIndex, () => {
-        let filtered = false;
-        const out: unknown[] = [];
-        for (const s of [...state.services.values()].filter((x) => x.Service === name).sort((a, b) => (a.ID < b.ID ? -1 : 1))) {
-          if (!authz.service(s.Service, 'read') || !authz.node(state.node, 'read')) {
-            filtered = true;
-            continue;
+      return this.blocking(
+        req,
+        res,
+        q,
+        state,
+        () => state.serviceIndex.get(name) ?? state.tableIndex,
+        () => {
+          let filtered = false;
+          const out: unknown[] = [];
+          for (const s of [...state.services.values()]
+            .filter((x) => x.Service === name)
+            .sort((a, b) => (a.ID < b.ID ? -1 : 1))) {
+            if (!authz.service(s.Service, 'read') || !authz.node(state.node, 'read')) {
+              filtered = true;
+              continue;
+            }
+            const entry = this.healthEntry(state, s);
+            if (passing && !entry.Checks.every((c) => c.Status === 'passing')) continue;
+            if (!tags.every((t) => s.Tags.includes(t))) continue;
+            if (match && !match(entry)) continue;
+            out.push(entry);
           }
-          const entry = this.healthEntry(state, s);
-          if (passing && !entry.Checks.every((c) => c.Status === 'passing')) continue;
-          if (!tags.every((t) => s.Tags.includes(t))) continue;
-          if (match && !match(entry)) continue;
-          out.push(entry);
-        }
-        return { body: out, filtered };
-      });
+          return { body: out, filtered };
+        },
+      );
     }
     if (p === 'catalog/services') {
       onlyMethod('GET');
       const state = this.dcState(one('dc'));
-      return this.blocking(req, res, q, state, () => state.tableIndex, () => {
-        let filtered = false;
-        const out: Record<string, string[]> = {};
-        for (const s of state.services.values()) {
-          if (!authz.service(s.Service, 'read')) {
-            filtered = true;
-            continue;
+      return this.blocking(
+        req,
+        res,
+        q,
+        state,
+        () => state.tableIndex,
+        () => {
+          let filtered = false;
+          const out: Record<string, string[]> = {};
+          for (const s of state.services.values()) {
+            if (!authz.service(s.Service, 'read')) {
+              filtered = true;
+              continue;
+            }
+            const tags = new Set([...(out[s.Service] ?? []), ...s.Tags]);
+            out[s.Service] = [...tags].sort();
           }
-          const tags = new Set([...(out[s.Service] ?? []), ...s.Tags]);
-          out[s.Service] = [...tags].sort();
-        }
-        return { body: out, filtered };
-      });
+          return { body: out, filtered };
+        },
+      );
     }
     throw new HttpError(404, `Not Found`);
   }
@@ -473,7 +531,14 @@ export class FakeConsul {
   }
 
   /** Runs a read, blocking per Consul's rules when `index` > 0, then answers with the index headers. */
-  private blocking(req: http.IncomingMessage, res: http.ServerResponse, q: Map<string, string[]>, state: State, indexOf: () => bigint, read: () => { body: unknown; filtered: boolean }): Promise<void> {
+  private blocking(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    q: Map<string, string[]>,
+    state: State,
+    indexOf: () => bigint,
+    read: () => { body: unknown; filtered: boolean },
+  ): Promise<void> {
     const rawIndex = q.get('index')?.[0];
     let minIndex = 0n;
     if (rawIndex !== undefined && rawIndex !== '') {
@@ -546,29 +611,76 @@ export class FakeConsul {
   }
 
   private healthEntry(state: State, s: Service) {
-    const tagged = { lan: state.nodeAddress, lan_ipv4: state.nodeAddress, wan: state.nodeAddress, wan_ipv4: state.nodeAddress };
-    const nodeCheck = { Node: state.node, CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'passing', Notes: '', Output: 'Agent alive and reachable', ServiceID: '', ServiceName: '', ServiceTags: [] as string[], Type: '', Interval: '', Timeout: '', ExposedPort: 0, Definition: {}, CreateIndex: 1n, ModifyIndex: 1n };
-    const checks = s.checks.map((id) => state.checks.get(id)).filter((c): c is Check => !!c).map((c) => ({
+    const tagged = {
+      lan: state.nodeAddress,
+      lan_ipv4: state.nodeAddress,
+      wan: state.nodeAddress,
+      wan_ipv4: state.nodeAddress,
+    };
+    const nodeCheck = {
       Node: state.node,
-      CheckID: c.CheckID,
-      Name: c.Name,
-      Status: c.Status,
-      Notes: c.Notes,
-      Output: c.Output,
-      ServiceID: c.ServiceID,
-      ServiceName: c.ServiceName,
-      ServiceTags: s.Tags,
-      Type: 'ttl',
+      CheckID: 'serfHealth',
+      Name: 'Serf Health Status',
+      Status: 'passing',
+      Notes: '',
+      Output: 'Agent alive and reachable',
+      ServiceID: '',
+      ServiceName: '',
+      ServiceTags: [] as string[],
+      Type: '',
       Interval: '',
       Timeout: '',
       ExposedPort: 0,
       Definition: {},
-      CreateIndex: c.CreateIndex,
-      ModifyIndex: c.ModifyIndex,
-    }));
+      CreateIndex: 1n,
+      ModifyIndex: 1n,
+    };
+    const checks = s.checks
+      .map((id) => state.checks.get(id))
+      .filter((c): c is Check => !!c)
+      .map((c) => ({
+        Node: state.node,
+        CheckID: c.CheckID,
+        Name: c.Name,
+        Status: c.Status,
+        Notes: c.Notes,
+        Output: c.Output,
+        ServiceID: c.ServiceID,
+        ServiceName: c.ServiceName,
+        ServiceTags: s.Tags,
+        Type: 'ttl',
+        Interval: '',
+        Timeout: '',
+        ExposedPort: 0,
+        Definition: {},
+        CreateIndex: c.CreateIndex,
+        ModifyIndex: c.ModifyIndex,
+      }));
     return {
-      Node: { ID: state.nodeId, Node: state.node, Address: state.nodeAddress, Datacenter: state.dc, TaggedAddresses: tagged, Meta: { 'consul-network-segment': '' }, CreateIndex: 1n, ModifyIndex: 1n },
-      Service: { ID: s.ID, Service: s.Service, Tags: s.Tags, Address: s.Address, Meta: s.Meta, Port: s.Port, Weights: s.Weights, EnableTagOverride: s.EnableTagOverride, Proxy: { Mode: '', MeshGateway: {}, Expose: {} }, Connect: {}, CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex },
+      Node: {
+        ID: state.nodeId,
+        Node: state.node,
+        Address: state.nodeAddress,
+        Datacenter: state.dc,
+        TaggedAddresses: tagged,
+        Meta: { 'consul-network-segment': '' },
+        CreateIndex: 1n,
+        ModifyIndex: 1n,
+      },
+      Service: {
+        ID: s.ID,
+        Service: s.Service,
+        Tags: s.Tags,
+        Address: s.Address,
+        Meta: s.Meta,
+        Port: s.Port,
+        Weights: s.Weights,
+        EnableTagOverride: s.EnableTagOverride,
+        Proxy: { Mode: '', MeshGateway: {}, Expose: {} },
+        Connect: {},
+        CreateIndex: s.CreateIndex,
+        ModifyIndex: s.ModifyIndex,
+      },
       Checks: [nodeCheck, ...checks],
     };
   }
@@ -582,29 +694,37 @@ export class FakeConsul {
     } catch {
       throw new HttpError(400, 'Request decode failed: invalid JSON');
     }
-    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'Request decode failed: expected an object');
+    if (!body || typeof body !== 'object' || Array.isArray(body))
+      throw new HttpError(400, 'Request decode failed: expected an object');
     const name = field(body, 'Name');
     if (typeof name !== 'string' || name === '') throw new HttpError(400, 'Missing service name');
     if (!authz.service(name, 'write')) throw authz.denied('service:write', name);
     const idRaw = field(body, 'ID');
     const id = typeof idRaw === 'string' && idRaw !== '' ? idRaw : name;
     const port = field(body, 'Port') ?? 0;
-    if (typeof port !== 'number' || !Number.isInteger(port)) throw new HttpError(400, 'Request decode failed: Port must be an integer');
+    if (typeof port !== 'number' || !Number.isInteger(port))
+      throw new HttpError(400, 'Request decode failed: Port must be an integer');
     const address = field(body, 'Address') ?? '';
     if (typeof address !== 'string') throw new HttpError(400, 'Request decode failed: Address must be a string');
     const tags = field(body, 'Tags') ?? [];
-    if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) throw new HttpError(400, 'Request decode failed: Tags must be a list of strings');
+    if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string'))
+      throw new HttpError(400, 'Request decode failed: Tags must be a list of strings');
     const metaRaw = field(body, 'Meta');
     let meta: Record<string, string> | null = null;
     if (metaRaw !== undefined && metaRaw !== null) {
-      if (typeof metaRaw !== 'object' || Array.isArray(metaRaw)) throw new HttpError(400, 'Request decode failed: Meta must be a map');
+      if (typeof metaRaw !== 'object' || Array.isArray(metaRaw))
+        throw new HttpError(400, 'Request decode failed: Meta must be a map');
       meta = {};
       const entries = Object.entries(metaRaw as Record<string, unknown>);
-      if (entries.length > 64) throw new HttpError(400, 'Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs');
+      if (entries.length > 64)
+        throw new HttpError(400, 'Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs');
       for (const [k, v] of entries) {
-        if (typeof v !== 'string') throw new HttpError(400, `Request decode failed: Meta value of ${JSON.stringify(k)} must be a string`);
-        if (k === '' || k.length > 128 || !META_KEY.test(k)) throw new HttpError(400, `Invalid Service Meta: Key contains invalid characters: ${JSON.stringify(k)}`);
-        if (k.startsWith('consul-')) throw new HttpError(400, `Invalid Service Meta: Key prefix 'consul-' is reserved for internal use`);
+        if (typeof v !== 'string')
+          throw new HttpError(400, `Request decode failed: Meta value of ${JSON.stringify(k)} must be a string`);
+        if (k === '' || k.length > 128 || !META_KEY.test(k))
+          throw new HttpError(400, `Invalid Service Meta: Key contains invalid characters: ${JSON.stringify(k)}`);
+        if (k.startsWith('consul-'))
+          throw new HttpError(400, `Invalid Service Meta: Key prefix 'consul-' is reserved for internal use`);
         if (v.length > 512) throw new HttpError(400, `Invalid Service Meta: Value is too long (limit: 512 characters)`);
         meta[k] = v;
       }
@@ -616,8 +736,10 @@ export class FakeConsul {
       const wa = field(w, 'Warning');
       if (ps !== undefined) weights.Passing = ps as number;
       if (wa !== undefined) weights.Warning = wa as number;
-      if (!Number.isInteger(weights.Passing) || weights.Passing < 1) throw new HttpError(400, 'Invalid Weights: Passing must be greater than 0');
-      if (!Number.isInteger(weights.Warning) || weights.Warning < 0) throw new HttpError(400, 'Invalid Weights: Warning must be greater or equal than 0');
+      if (!Number.isInteger(weights.Passing) || weights.Passing < 1)
+        throw new HttpError(400, 'Invalid Weights: Passing must be greater than 0');
+      if (!Number.isInteger(weights.Warning) || weights.Warning < 0)
+        throw new HttpError(400, 'Invalid Weights: Warning must be greater or equal than 0');
     }
     const single = field(body, 'Check') as Record<string, unknown> | undefined;
     const many = field(body, 'Checks') as Record<string, unknown>[] | undefined;
@@ -629,20 +751,41 @@ export class FakeConsul {
     }
     const checks: Check[] = defs.map((d, i) => {
       const ttlRaw = field(d, 'TTL');
-      for (const k of ['HTTP', 'TCP', 'GRPC', 'Args', 'Script', 'H2PING', 'UDP', 'AliasService', 'AliasNode', 'DockerContainerID']) {
+      for (const k of [
+        'HTTP',
+        'TCP',
+        'GRPC',
+        'Args',
+        'Script',
+        'H2PING',
+        'UDP',
+        'AliasService',
+        'AliasNode',
+        'DockerContainerID',
+      ]) {
         if (field(d, k)) throw new HttpError(400, `fake consul: only TTL checks are implemented (got ${k})`);
       }
-      if (typeof ttlRaw !== 'string') throw new HttpError(400, 'Invalid check: TTL must be set (only TTL checks are implemented by the fake)');
+      if (typeof ttlRaw !== 'string')
+        throw new HttpError(400, 'Invalid check: TTL must be set (only TTL checks are implemented by the fake)');
       const ttlMs = parseGoDuration(ttlRaw);
-      if (ttlMs === undefined || ttlMs <= 0) throw new HttpError(400, `Invalid check: TTL ${JSON.stringify(ttlRaw)} is not a valid duration`);
-      const checkId = (field(d, 'CheckID') as string) || (field(d, 'ID') as string) || (defs.length > 1 ? `service:${id}:${i + 1}` : `service:${id}`);
+      if (ttlMs === undefined || ttlMs <= 0)
+        throw new HttpError(400, `Invalid check: TTL ${JSON.stringify(ttlRaw)} is not a valid duration`);
+      const checkId =
+        (field(d, 'CheckID') as string) ||
+        (field(d, 'ID') as string) ||
+        (defs.length > 1 ? `service:${id}:${i + 1}` : `service:${id}`);
       const status = field(d, 'Status');
-      if (status !== undefined && status !== '' && !['passing', 'warning', 'critical'].includes(status as string)) throw new HttpError(400, `Invalid check: Status ${JSON.stringify(status)}`);
+      if (status !== undefined && status !== '' && !['passing', 'warning', 'critical'].includes(status as string))
+        throw new HttpError(400, `Invalid check: Status ${JSON.stringify(status)}`);
       const dcsaRaw = field(d, 'DeregisterCriticalServiceAfter');
       let deregisterAfterMs: number | undefined;
       if (dcsaRaw !== undefined && dcsaRaw !== '') {
         const v = typeof dcsaRaw === 'string' ? parseGoDuration(dcsaRaw) : undefined;
-        if (v === undefined) throw new HttpError(400, `Invalid check: DeregisterCriticalServiceAfter ${JSON.stringify(dcsaRaw)} is not a valid duration`);
+        if (v === undefined)
+          throw new HttpError(
+            400,
+            `Invalid check: DeregisterCriticalServiceAfter ${JSON.stringify(dcsaRaw)} is not a valid duration`,
+          );
         // Consul raises values under the minimum to it (and logs a warning).
         deregisterAfterMs = v > 0 ? Math.max(v, this.minDeregisterMs) : undefined;
       }
@@ -650,7 +793,9 @@ export class FakeConsul {
       const st = (status as Check['Status']) || existing?.Status || 'critical';
       return {
         CheckID: checkId,
-        Name: (field(d, 'Name') as string) || (defs.length > 1 ? `Service '${name}' check ${i + 1}` : `Service '${name}' check`),
+        Name:
+          (field(d, 'Name') as string) ||
+          (defs.length > 1 ? `Service '${name}' check ${i + 1}` : `Service '${name}' check`),
         Status: st,
         Notes: (field(d, 'Notes') as string) ?? '',
         Output: existing?.Output ?? '',
@@ -658,7 +803,7 @@ export class FakeConsul {
         ServiceName: name,
         ttlMs,
         deregisterAfterMs,
-        criticalSince: st === 'critical' ? existing?.criticalSince ?? Date.now() : undefined,
+        criticalSince: st === 'critical' ? (existing?.criticalSince ?? Date.now()) : undefined,
         CreateIndex: existing?.CreateIndex ?? 0n,
         ModifyIndex: 0n,
       };
@@ -708,7 +853,11 @@ export class FakeConsul {
   private updateTtl(checkId: string, status: Check['Status'], note: string, authz: Authorizer): void {
     const state = this.state;
     const c = state.checks.get(checkId);
-    if (!c) throw new HttpError(404, `Unknown check ID ${JSON.stringify(checkId)}. Ensure that the check ID is passed, not the check name.`);
+    if (!c)
+      throw new HttpError(
+        404,
+        `Unknown check ID ${JSON.stringify(checkId)}. Ensure that the check ID is passed, not the check name.`,
+      );
     if (!authz.service(c.ServiceName, 'write')) throw authz.denied('service:write', c.ServiceName);
     this.setStatus(state, c, status, note);
     this.armTtl(state, c);
@@ -757,12 +906,18 @@ export class FakeConsul {
       if (!rules) throw new HttpError(403, 'ACL not found');
     }
     const accessor = token ? `fake-accessor-${hashish(token)}` : '00000000-0000-0000-0000-000000000002';
-    const decide = (exact: Record<string, AclPolicy> | undefined, prefix: Record<string, AclPolicy> | undefined, name: string, want: 'read' | 'write'): boolean => {
+    const decide = (
+      exact: Record<string, AclPolicy> | undefined,
+      prefix: Record<string, AclPolicy> | undefined,
+      name: string,
+      want: 'read' | 'write',
+    ): boolean => {
       if (rules!.management) return true;
       let pol: AclPolicy | undefined = exact?.[name];
       if (!pol && prefix) {
         let best = -1;
-        for (const [pfx, p] of Object.entries(prefix)) if (name.startsWith(pfx) && pfx.length > best) [best, pol] = [pfx.length, p];
+        for (const [pfx, p] of Object.entries(prefix))
+          if (name.startsWith(pfx) && pfx.length > best) [best, pol] = [pfx.length, p];
       }
       if (!pol) return acl.defaultPolicy === 'allow';
       return pol === 'write' || (pol === 'read' && want === 'read');
@@ -770,7 +925,11 @@ export class FakeConsul {
     return {
       service: (name, want) => decide(rules!.service, rules!.servicePrefix, name, want),
       node: (name, want) => decide(rules!.node, rules!.nodePrefix, name, want),
-      denied: (perm, name) => new HttpError(403, `Permission denied: token with AccessorID '${accessor}' lacks permission '${perm}' on ${JSON.stringify(name)}`),
+      denied: (perm, name) =>
+        new HttpError(
+          403,
+          `Permission denied: token with AccessorID '${accessor}' lacks permission '${perm}' on ${JSON.stringify(name)}`,
+        ),
     };
   }
 }
@@ -780,7 +939,11 @@ interface Authorizer {
   node(name: string, want: 'read' | 'write'): boolean;
   denied(perm: string, name: string): HttpError;
 }
-const allowAll: Authorizer = { service: () => true, node: () => true, denied: (p, n) => new HttpError(403, `Permission denied: lacks permission '${p}' on ${JSON.stringify(n)}`) };
+const allowAll: Authorizer = {
+  service: () => true,
+  node: () => true,
+  denied: (p, n) => new HttpError(403, `Permission denied: lacks permission '${p}' on ${JSON.stringify(n)}`),
+};
 
 /** A stable, non-reversible tag for a token in messages (never the token itself). */
 function hashish(s: string): string {

@@ -112,7 +112,11 @@ type Selector = (labels: Record<string, string>) => boolean;
 type FieldSelector = (s: Slice) => boolean;
 
 class HttpError extends Error {
-  constructor(readonly code: number, readonly reason: string, message: string) {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -133,7 +137,13 @@ export interface FakeKubeApi {
   /** A kubeconfig (YAML) for this server: token inline, or `tokenFile` (kubectl's `tokenFile`). */
   kubeconfig(opts?: { token?: string; tokenFile?: string; namespace?: string; context?: string }): string;
   /** Writes kubeconfig() to a file (default: in the fake's temp dir) and returns its path. */
-  writeKubeconfig(opts?: { token?: string; tokenFile?: string; namespace?: string; context?: string; file?: string }): string;
+  writeKubeconfig(opts?: {
+    token?: string;
+    tokenFile?: string;
+    namespace?: string;
+    context?: string;
+    file?: string;
+  }): string;
 
   // ---- admin API (in-process, bypasses auth and validation, like writing to the store) ----
   /** Adds or replaces the endpoint with this address and port set in `service`'s slices. */
@@ -214,15 +224,27 @@ function parseFieldSelector(sel: string | undefined): FieldSelector {
     const m = /^\s*([a-zA-Z.]+)\s*(==|=|!=)\s*(.*?)\s*$/.exec(raw);
     if (!m) throw new HttpError(400, 'BadRequest', `invalid selector: '${sel}'; can't understand '${raw}'`);
     const [, field, op, v] = m;
-    const get = field === 'metadata.name' ? (s: Slice) => s.metadata.name : field === 'metadata.namespace' ? (s: Slice) => s.metadata.namespace : undefined;
-    if (!get) throw new HttpError(400, 'BadRequest', `"${field}" is not a known field selector: only "metadata.name", "metadata.namespace"`);
+    const get =
+      field === 'metadata.name'
+        ? (s: Slice) => s.metadata.name
+        : field === 'metadata.namespace'
+          ? (s: Slice) => s.metadata.namespace
+          : undefined;
+    if (!get)
+      throw new HttpError(
+        400,
+        'BadRequest',
+        `"${field}" is not a known field selector: only "metadata.name", "metadata.namespace"`,
+      );
     return op === '!=' ? (s: Slice) => get(s) !== v : (s: Slice) => get(s) === v;
   });
   return (s) => preds.every((p) => p(s));
 }
 
 const portsKey = (ports: FakeKubePort[]) =>
-  JSON.stringify([...ports].map((p) => [p.name ?? '', p.port ?? null, p.protocol ?? 'TCP', p.appProtocol ?? '']).sort());
+  JSON.stringify(
+    [...ports].map((p) => [p.name ?? '', p.port ?? null, p.protocol ?? 'TCP', p.appProtocol ?? '']).sort(),
+  );
 const addressType = (a: string) => (net.isIPv4(a) ? 'IPv4' : net.isIPv6(a) ? 'IPv6' : 'FQDN');
 
 function age(from: string): string {
@@ -296,7 +318,12 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
   }
 
   function matches(w: WatchStream, s: Slice | undefined): boolean {
-    return !!s && (w.namespace === undefined || s.metadata.namespace === w.namespace) && w.selector(s.metadata.labels ?? {}) && w.fields(s);
+    return (
+      !!s &&
+      (w.namespace === undefined || s.metadata.namespace === w.namespace) &&
+      w.selector(s.metadata.labels ?? {}) &&
+      w.fields(s)
+    );
   }
 
   /** Like the apiserver's watch cache: an object leaving (entering) the selection is DELETED (ADDED). */
@@ -319,12 +346,18 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
   }
 
   const bookmark = (w: WatchStream, annotations?: Record<string, string>) =>
-    send(w, 'BOOKMARK', { kind: 'EndpointSlice', apiVersion: `${GROUP}/v1`, metadata: { resourceVersion: String(rv), ...(annotations ? { annotations } : {}) } });
+    send(w, 'BOOKMARK', {
+      kind: 'EndpointSlice',
+      apiVersion: `${GROUP}/v1`,
+      metadata: { resourceVersion: String(rv), ...(annotations ? { annotations } : {}) },
+    });
 
   // ---- the controller's slicing, for the admin API ----
 
   function serviceSlices(ns: string, service: string): Slice[] {
-    return [...objects.values()].filter((s) => s.metadata.namespace === ns && s.metadata.labels?.[SVC_LABEL] === service);
+    return [...objects.values()].filter(
+      (s) => s.metadata.namespace === ns && s.metadata.labels?.[SVC_LABEL] === service,
+    );
   }
 
   function endpointObject(ns: string, ep: FakeKubeEndpoint): Record<string, unknown> {
@@ -332,7 +365,12 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     const o: Record<string, unknown> = {
       addresses: [ep.address],
       conditions: { ready, serving: ep.serving ?? ready, terminating: ep.terminating ?? false },
-      targetRef: { kind: 'Pod', namespace: ns, name: ep.pod ?? `pod-${ep.address.replace(/[^A-Za-z0-9]/g, '-')}`, uid: randomUUID() },
+      targetRef: {
+        kind: 'Pod',
+        namespace: ns,
+        name: ep.pod ?? `pod-${ep.address.replace(/[^A-Za-z0-9]/g, '-')}`,
+        uid: randomUUID(),
+      },
     };
     if (ep.hostname) o.hostname = ep.hostname;
     if (ep.nodeName) o.nodeName = ep.nodeName;
@@ -346,7 +384,11 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
       metadata: {
-        name: `${service}-${randomBytes(4).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, 'x').slice(0, 5)}`,
+        name: `${service}-${randomBytes(4)
+          .toString('base64url')
+          .toLowerCase()
+          .replace(/[^a-z0-9]/g, 'x')
+          .slice(0, 5)}`,
         generateName: `${service}-`,
         namespace: ns,
         uid: randomUUID(),
@@ -354,15 +396,23 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         generation: 1,
         creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
         labels: { [SVC_LABEL]: service, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
-        annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+        annotations: {
+          'endpoints.kubernetes.io/last-change-trigger-time': new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+        },
       },
       addressType: type,
       endpoints: [],
-      ports: ports.map((p) => ({ name: p.name ?? '', port: p.port, protocol: p.protocol ?? 'TCP', ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
+      ports: ports.map((p) => ({
+        name: p.name ?? '',
+        port: p.port,
+        protocol: p.protocol ?? 'TCP',
+        ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
+      })),
     };
   }
 
-  const sliceHas = (s: Slice, address: string) => s.endpoints.some((e) => (e.addresses as string[] | undefined)?.[0] === address);
+  const sliceHas = (s: Slice, address: string) =>
+    s.endpoints.some((e) => (e.addresses as string[] | undefined)?.[0] === address);
   const slicePortsKey = (s: Slice) => portsKey((s.ports ?? []).map((p) => ({ ...p, name: p.name || undefined })));
 
   /** Applies changes to a draft of the service's slices, then commits one event per changed slice. */
@@ -386,15 +436,25 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     }
   }
 
-  function upsertInto(ns: string, service: string, draft: Map<string, Slice>, touched: Set<string>, ep: FakeKubeEndpoint): void {
+  function upsertInto(
+    ns: string,
+    service: string,
+    draft: Map<string, Slice>,
+    touched: Set<string>,
+    ep: FakeKubeEndpoint,
+  ): void {
     const type = addressType(ep.address);
     const pk = portsKey(ep.ports);
     const obj = endpointObject(ns, ep);
     for (const [key, s] of draft) {
       if (s.addressType === type && slicePortsKey(s) === pk && sliceHas(s, ep.address)) {
         const i = s.endpoints.findIndex((e) => (e.addresses as string[])[0] === ep.address);
-        if (JSON.stringify({ ...s.endpoints[i], targetRef: undefined }) !== JSON.stringify({ ...obj, targetRef: undefined })) {
-          (obj.targetRef as { uid: string }).uid = (s.endpoints[i].targetRef as { uid: string } | undefined)?.uid ?? randomUUID();
+        if (
+          JSON.stringify({ ...s.endpoints[i], targetRef: undefined }) !==
+          JSON.stringify({ ...obj, targetRef: undefined })
+        ) {
+          (obj.targetRef as { uid: string }).uid =
+            (s.endpoints[i].targetRef as { uid: string } | undefined)?.uid ?? randomUUID();
           s.endpoints[i] = obj;
           touched.add(key);
         }
@@ -415,7 +475,12 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     touched.add(key);
   }
 
-  function deleteFrom(draft: Map<string, Slice>, touched: Set<string>, address: string, ports?: FakeKubePort[]): boolean {
+  function deleteFrom(
+    draft: Map<string, Slice>,
+    touched: Set<string>,
+    address: string,
+    ports?: FakeKubePort[],
+  ): boolean {
     let found = false;
     for (const [key, s] of draft) {
       if (ports && slicePortsKey(s) !== portsKey(ports)) continue;
@@ -429,11 +494,21 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     return found;
   }
 
-
   // ---- writes through the API (what a real client can do; the admin API is the store's back door) ----
 
   const namespaces = new Map<string, string>([['default', new Date().toISOString().replace(/\.\d+Z$/, 'Z')]]);
-  const nsObject = (name: string, phase = 'Active') => ({ kind: 'Namespace', apiVersion: 'v1', metadata: { name, uid: randomUUID(), creationTimestamp: namespaces.get(name) ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'), labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase } });
+  const nsObject = (name: string, phase = 'Active') => ({
+    kind: 'Namespace',
+    apiVersion: 'v1',
+    metadata: {
+      name,
+      uid: randomUUID(),
+      creationTimestamp: namespaces.get(name) ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      labels: { 'kubernetes.io/metadata.name': name },
+    },
+    spec: { finalizers: ['kubernetes'] },
+    status: { phase },
+  });
 
   function readBody(req: IncomingMessage): Promise<any> {
     return new Promise((resolve, reject) => {
@@ -444,18 +519,35 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         try {
           resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
         } catch (e) {
-          reject(new HttpError(400, 'BadRequest', `the body of the request was in an unknown format: ${(e as Error).message}`));
+          reject(
+            new HttpError(
+              400,
+              'BadRequest',
+              `the body of the request was in an unknown format: ${(e as Error).message}`,
+            ),
+          );
         }
       });
     });
   }
 
-  async function handleNamespaces(req: IncomingMessage, res: ServerResponse, name: string | undefined, log: FakeKubeRequest, fail: (c: number, r: string, m: string) => void): Promise<void> {
+  async function handleNamespaces(
+    req: IncomingMessage,
+    res: ServerResponse,
+    name: string | undefined,
+    log: FakeKubeRequest,
+    fail: (c: number, r: string, m: string) => void,
+  ): Promise<void> {
     try {
       if (req.method === 'GET' && name === undefined) {
         log.verb = 'list';
         const names = new Set([...namespaces.keys(), ...[...objects.values()].map((s) => s.metadata.namespace)]);
-        return json(res, 200, { kind: 'NamespaceList', apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: [...names].sort().map((n) => nsObject(n)) });
+        return json(res, 200, {
+          kind: 'NamespaceList',
+          apiVersion: 'v1',
+          metadata: { resourceVersion: String(rv) },
+          items: [...names].sort().map((n) => nsObject(n)),
+        });
       }
       if (req.method === 'GET') {
         log.verb = 'get';
@@ -465,26 +557,38 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
       if (req.method === 'POST' && name === undefined) {
         const body = await readBody(req);
         const n = body?.metadata?.name;
-        if (typeof n !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n)) return fail(422, 'Invalid', `Namespace "${n}" is invalid: metadata.name: Invalid value`);
+        if (typeof n !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n))
+          return fail(422, 'Invalid', `Namespace "${n}" is invalid: metadata.name: Invalid value`);
         if (namespaces.has(n)) return fail(409, 'AlreadyExists', `namespaces "${n}" already exists`);
         namespaces.set(n, new Date().toISOString().replace(/\.\d+Z$/, 'Z'));
         return json(res, 201, nsObject(n));
       }
       if (req.method === 'DELETE' && name !== undefined) {
         if (!namespaces.has(name)) return fail(404, 'NotFound', `namespaces "${name}" not found`);
-        for (const s of [...objects.values()]) if (s.metadata.namespace === name) commit('DELETED', keyOf(name, s.metadata.name), clone(s), s);
+        for (const s of [...objects.values()])
+          if (s.metadata.namespace === name) commit('DELETED', keyOf(name, s.metadata.name), clone(s), s);
         const obj = nsObject(name, 'Terminating');
         namespaces.delete(name);
         return json(res, 200, obj);
       }
-      return fail(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${req.method})`);
+      return fail(
+        405,
+        'MethodNotAllowed',
+        `the server does not allow this method on the requested resource (${req.method})`,
+      );
     } catch (e) {
       if (e instanceof HttpError) return fail(e.code, e.reason, e.message);
       return fail(500, 'InternalError', (e as Error).message);
     }
   }
 
-  async function handleWrite(req: IncomingMessage, res: ServerResponse, ns: string | undefined, name: string | undefined, fail: (c: number, r: string, m: string) => void): Promise<void> {
+  async function handleWrite(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ns: string | undefined,
+    name: string | undefined,
+    fail: (c: number, r: string, m: string) => void,
+  ): Promise<void> {
     try {
       if (ns === undefined) return fail(405, 'MethodNotAllowed', 'writes need a namespace');
       if (!namespaces.has(ns)) return fail(404, 'NotFound', `namespaces "${ns}" not found`);
@@ -492,30 +596,83 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         const prev = objects.get(keyOf(ns, name));
         if (!prev) return fail(404, 'NotFound', `endpointslices.${GROUP} "${name}" not found`);
         commit('DELETED', keyOf(ns, name), clone(prev), prev);
-        return json(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, group: GROUP, kind: 'endpointslices', uid: prev.metadata.uid } });
+        return json(res, 200, {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Success',
+          details: { name, group: GROUP, kind: 'endpointslices', uid: prev.metadata.uid },
+        });
       }
-      if (req.method !== 'POST' && req.method !== 'PUT') return fail(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${req.method})`);
+      if (req.method !== 'POST' && req.method !== 'PUT')
+        return fail(
+          405,
+          'MethodNotAllowed',
+          `the server does not allow this method on the requested resource (${req.method})`,
+        );
       const body = await readBody(req);
       const invalid = validateSlice(body);
-      if (invalid) return fail(422, 'Invalid', `EndpointSlice.${GROUP} "${body?.metadata?.name ?? ''}" is invalid: ${invalid}`);
+      if (invalid)
+        return fail(422, 'Invalid', `EndpointSlice.${GROUP} "${body?.metadata?.name ?? ''}" is invalid: ${invalid}`);
       const md = body.metadata ?? {};
-      if (md.namespace !== undefined && md.namespace !== ns) return fail(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
+      if (md.namespace !== undefined && md.namespace !== ns)
+        return fail(
+          400,
+          'BadRequest',
+          'the namespace of the provided object does not match the namespace sent on the request',
+        );
       if (req.method === 'POST') {
         if (name !== undefined) return fail(405, 'MethodNotAllowed', 'POST goes to the collection');
-        const n = md.name ?? (md.generateName ? `${md.generateName}${randomBytes(4).toString('hex').slice(0, 5)}` : undefined);
-        if (typeof n !== 'string') return fail(422, 'Invalid', 'metadata.name: Required value: name or generateName is required');
-        if (objects.has(keyOf(ns, n))) return fail(409, 'AlreadyExists', `endpointslices.${GROUP} "${n}" already exists`);
-        const s: Slice = { ...clone(body), apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { ...md, name: n, namespace: ns, uid: randomUUID(), generation: 1, resourceVersion: '', creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), labels: md.labels ?? {} } };
+        const n =
+          md.name ?? (md.generateName ? `${md.generateName}${randomBytes(4).toString('hex').slice(0, 5)}` : undefined);
+        if (typeof n !== 'string')
+          return fail(422, 'Invalid', 'metadata.name: Required value: name or generateName is required');
+        if (objects.has(keyOf(ns, n)))
+          return fail(409, 'AlreadyExists', `endpointslices.${GROUP} "${n}" already exists`);
+        const s: Slice = {
+          ...clone(body),
+          apiVersion: 'discovery.k8s.io/v1',
+          kind: 'EndpointSlice',
+          metadata: {
+            ...md,
+            name: n,
+            namespace: ns,
+            uid: randomUUID(),
+            generation: 1,
+            resourceVersion: '',
+            creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+            labels: md.labels ?? {},
+          },
+        };
         commit('ADDED', keyOf(ns, n), s);
         return json(res, 201, clone(s));
       }
-      if (name === undefined || md.name !== name) return fail(400, 'BadRequest', 'the name of the object does not match the name on the URL');
+      if (name === undefined || md.name !== name)
+        return fail(400, 'BadRequest', 'the name of the object does not match the name on the URL');
       const prev = objects.get(keyOf(ns, name));
       if (!prev) return fail(404, 'NotFound', `endpointslices.${GROUP} "${name}" not found`);
       if (md.resourceVersion && md.resourceVersion !== prev.metadata.resourceVersion) {
-        return fail(409, 'Conflict', `Operation cannot be fulfilled on endpointslices.${GROUP} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+        return fail(
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on endpointslices.${GROUP} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        );
       }
-      const s: Slice = { ...clone(body), apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { ...md, name, namespace: ns, uid: prev.metadata.uid, creationTimestamp: prev.metadata.creationTimestamp, generation: prev.metadata.generation + 1, resourceVersion: '', labels: md.labels ?? {} } };
+      const s: Slice = {
+        ...clone(body),
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: {
+          ...md,
+          name,
+          namespace: ns,
+          uid: prev.metadata.uid,
+          creationTimestamp: prev.metadata.creationTimestamp,
+          generation: prev.metadata.generation + 1,
+          resourceVersion: '',
+          labels: md.labels ?? {},
+        },
+      };
       commit('MODIFIED', keyOf(ns, name), s, prev);
       return json(res, 200, clone(s));
     } catch (e) {
@@ -527,14 +684,22 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
   /** The apiserver's validation of what clients write (the admin API skips it, to store malformed data). */
   function validateSlice(b: any): string | undefined {
     if (!b || typeof b !== 'object') return 'body must be an object';
-    if (!['IPv4', 'IPv6', 'FQDN'].includes(b.addressType)) return `addressType: Unsupported value: ${JSON.stringify(b.addressType)}: supported values: "FQDN", "IPv4", "IPv6"`;
+    if (!['IPv4', 'IPv6', 'FQDN'].includes(b.addressType))
+      return `addressType: Unsupported value: ${JSON.stringify(b.addressType)}: supported values: "FQDN", "IPv4", "IPv6"`;
     if (!Array.isArray(b.endpoints)) return 'endpoints: Required value';
     if (b.endpoints.length > 1000) return 'endpoints: Too many: must have at most 1000 items';
     for (const [i, e] of b.endpoints.entries()) {
-      if (!Array.isArray(e?.addresses) || e.addresses.length < 1 || e.addresses.length > 100) return `endpoints[${i}].addresses: Required value: must contain at least 1 address`;
+      if (!Array.isArray(e?.addresses) || e.addresses.length < 1 || e.addresses.length > 100)
+        return `endpoints[${i}].addresses: Required value: must contain at least 1 address`;
       for (const a of e.addresses) {
-        const ok = b.addressType === 'IPv4' ? net.isIPv4(a) : b.addressType === 'IPv6' ? net.isIPv6(a) : typeof a === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(a);
-        if (!ok) return `endpoints[${i}].addresses[0]: Invalid value: ${JSON.stringify(a)}: must be a valid ${b.addressType} address`;
+        const ok =
+          b.addressType === 'IPv4'
+            ? net.isIPv4(a)
+            : b.addressType === 'IPv6'
+              ? net.isIPv6(a)
+              : typeof a === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(a);
+        if (!ok)
+          return `endpoints[${i}].addresses[0]: Invalid value: ${JSON.stringify(a)}: must be a valid ${b.addressType} address`;
       }
     }
     if (b.ports != null && (!Array.isArray(b.ports) || b.ports.length > 20000)) return 'ports: Invalid value';
@@ -552,7 +717,12 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
 
   function json(res: ServerResponse, code: number, body: unknown): void {
     const text = JSON.stringify(body);
-    res.writeHead(code, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Content-Length': Buffer.byteLength(text), 'Audit-Id': randomUUID() });
+    res.writeHead(code, {
+      'Content-Type': 'application/json',
+      'Cache-Control': 'no-cache, private',
+      'Content-Length': Buffer.byteLength(text),
+      'Audit-Id': randomUUID(),
+    });
     res.end(text);
   }
 
@@ -562,16 +732,52 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
       apiVersion: 'meta.k8s.io/v1',
       metadata: { resourceVersion: listRv, ...(cont ? { continue: cont } : {}) },
       columnDefinitions: [
-        { name: 'Name', type: 'string', format: 'name', description: 'Name must be unique within a namespace.', priority: 0 },
-        { name: 'AddressType', type: 'string', format: '', description: 'addressType specifies the type of address carried by this EndpointSlice.', priority: 0 },
-        { name: 'Ports', type: 'string', format: '', description: 'ports specifies the list of network ports exposed by each endpoint in this slice.', priority: 0 },
-        { name: 'Endpoints', type: 'string', format: '', description: 'endpoints is a list of unique endpoints in this slice.', priority: 0 },
-        { name: 'Age', type: 'string', format: '', description: 'CreationTimestamp is a timestamp representing the server time when this object was created.', priority: 0 },
+        {
+          name: 'Name',
+          type: 'string',
+          format: 'name',
+          description: 'Name must be unique within a namespace.',
+          priority: 0,
+        },
+        {
+          name: 'AddressType',
+          type: 'string',
+          format: '',
+          description: 'addressType specifies the type of address carried by this EndpointSlice.',
+          priority: 0,
+        },
+        {
+          name: 'Ports',
+          type: 'string',
+          format: '',
+          description: 'ports specifies the list of network ports exposed by each endpoint in this slice.',
+          priority: 0,
+        },
+        {
+          name: 'Endpoints',
+          type: 'string',
+          format: '',
+          description: 'endpoints is a list of unique endpoints in this slice.',
+          priority: 0,
+        },
+        {
+          name: 'Age',
+          type: 'string',
+          format: '',
+          description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
+          priority: 0,
+        },
       ],
       rows: items.map((s) => {
         const addrs = s.endpoints.flatMap((e) => (e.addresses as string[] | undefined) ?? []);
-        const shown = addrs.length === 0 ? '<none>' : addrs.slice(0, 3).join(',') + (addrs.length > 3 ? ` + ${addrs.length - 3} more...` : '');
-        const ports = !s.ports || s.ports.length === 0 ? '<unset>' : s.ports.map((p) => (p.port === undefined ? '<unset>' : String(p.port))).join(',');
+        const shown =
+          addrs.length === 0
+            ? '<none>'
+            : addrs.slice(0, 3).join(',') + (addrs.length > 3 ? ` + ${addrs.length - 3} more...` : '');
+        const ports =
+          !s.ports || s.ports.length === 0
+            ? '<unset>'
+            : s.ports.map((p) => (p.port === undefined ? '<unset>' : String(p.port))).join(',');
         return {
           cells: [s.metadata.name, s.addressType, ports, shown, age(s.metadata.creationTimestamp)],
           object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: s.metadata },
@@ -582,11 +788,17 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
 
   const wantsTable = (req: IncomingMessage) => /as=Table/.test(req.headers.accept ?? '');
 
-  function handleList(req: IncomingMessage, res: ServerResponse, ns: string | undefined, q: Record<string, string>): void {
+  function handleList(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ns: string | undefined,
+    q: Record<string, string>,
+  ): void {
     const selector = parseLabelSelector(q.labelSelector);
     const fields = parseFieldSelector(q.fieldSelector);
     const limit = q.limit ? Number(q.limit) : 0;
-    if (q.limit && (!Number.isInteger(limit) || limit < 0)) throw new HttpError(400, 'BadRequest', `limit: Invalid value: "${q.limit}"`);
+    if (q.limit && (!Number.isInteger(limit) || limit < 0))
+      throw new HttpError(400, 'BadRequest', `limit: Invalid value: "${q.limit}"`);
     let at = rv;
     let after = '';
     if (q.continue) {
@@ -597,50 +809,91 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         throw new HttpError(400, 'BadRequest', 'continue key is not valid: illegal base64 data');
       }
       if (tok.rv < compactedRv) {
-        throw new HttpError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+        throw new HttpError(
+          410,
+          'Expired',
+          'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+        );
       }
       at = tok.rv;
       after = tok.start;
     } else if (q.resourceVersion && q.resourceVersion !== '0') {
       const want = Number(q.resourceVersion);
-      if (!Number.isInteger(want) || want < 0) throw new HttpError(400, 'BadRequest', `resourceVersion: Invalid value: "${q.resourceVersion}": must be a valid resourceVersion`);
+      if (!Number.isInteger(want) || want < 0)
+        throw new HttpError(
+          400,
+          'BadRequest',
+          `resourceVersion: Invalid value: "${q.resourceVersion}": must be a valid resourceVersion`,
+        );
       if (q.resourceVersionMatch === 'Exact') at = want;
       else if (want > rv) throw new HttpError(504, 'Timeout', `Too large resource version: ${want}, current: ${rv}`);
     }
     const state = at === rv ? objects : stateAt(at);
     const all = [...state.entries()]
-      .filter(([, s]) => (ns === undefined || s.metadata.namespace === ns) && selector(s.metadata.labels ?? {}) && fields(s))
+      .filter(
+        ([, s]) => (ns === undefined || s.metadata.namespace === ns) && selector(s.metadata.labels ?? {}) && fields(s),
+      )
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .filter(([k]) => k > after);
     const page = limit > 0 ? all.slice(0, limit) : all;
     const more = limit > 0 && all.length > limit;
-    const cont = more ? Buffer.from(JSON.stringify({ rv: at, start: page[page.length - 1][0] })).toString('base64') : undefined;
+    const cont = more
+      ? Buffer.from(JSON.stringify({ rv: at, start: page[page.length - 1][0] })).toString('base64')
+      : undefined;
     const items = page.map(([, s]) => clone(s));
     if (wantsTable(req)) return json(res, 200, table(items, String(at), cont));
     json(res, 200, {
       kind: 'EndpointSliceList',
       apiVersion: `${GROUP}/v1`,
-      metadata: { resourceVersion: String(at), ...(cont ? { continue: cont, remainingItemCount: all.length - limit } : {}) },
+      metadata: {
+        resourceVersion: String(at),
+        ...(cont ? { continue: cont, remainingItemCount: all.length - limit } : {}),
+      },
       items,
     });
   }
 
-  function handleWatch(res: ServerResponse, ns: string | undefined, q: Record<string, string>, log: FakeKubeRequest): void {
+  function handleWatch(
+    res: ServerResponse,
+    ns: string | undefined,
+    q: Record<string, string>,
+    log: FakeKubeRequest,
+  ): void {
     const selector = parseLabelSelector(q.labelSelector);
     const fields = parseFieldSelector(q.fieldSelector);
-    const w: WatchStream = { id: ++watchSerial, namespace: ns, selector, fields, res, bookmarks: q.allowWatchBookmarks === 'true' || q.allowWatchBookmarks === '1', stalled: false, closed: false, timers: [] };
+    const w: WatchStream = {
+      id: ++watchSerial,
+      namespace: ns,
+      selector,
+      fields,
+      res,
+      bookmarks: q.allowWatchBookmarks === 'true' || q.allowWatchBookmarks === '1',
+      stalled: false,
+      closed: false,
+      timers: [],
+    };
     const fromRaw = q.resourceVersion ?? '';
     const sendInitial = q.sendInitialEvents === 'true';
     if (sendInitial && (q.resourceVersionMatch !== 'NotOlderThan' || !w.bookmarks)) {
-      throw new HttpError(422, 'Invalid', 'sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true');
+      throw new HttpError(
+        422,
+        'Invalid',
+        'sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true',
+      );
     }
     let from: number | undefined;
     if (fromRaw !== '' && fromRaw !== '0') {
       from = Number(fromRaw);
-      if (!Number.isInteger(from) || from < 0) throw new HttpError(400, 'BadRequest', `resourceVersion: Invalid value: "${fromRaw}"`);
+      if (!Number.isInteger(from) || from < 0)
+        throw new HttpError(400, 'BadRequest', `resourceVersion: Invalid value: "${fromRaw}"`);
     }
     const timeoutMs = q.timeoutSeconds !== undefined ? Number(q.timeoutSeconds) * 1000 : defaultTimeoutMs;
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked', 'Audit-Id': randomUUID() });
+    res.writeHead(200, {
+      'Content-Type': 'application/json',
+      'Cache-Control': 'no-cache, private',
+      'Transfer-Encoding': 'chunked',
+      'Audit-Id': randomUUID(),
+    });
     res.flushHeaders();
     res.on('close', () => endWatch(w));
     // Watching from a compacted resourceVersion: 200, one ERROR event with a 410 Status, then the end.
@@ -654,7 +907,9 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     watches.add(w);
     if (from === undefined || sendInitial) {
       // "Get State and Start at Most Recent" (or the streaming list): synthetic ADDED for what exists.
-      for (const s of [...objects.values()].sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion))) {
+      for (const s of [...objects.values()].sort(
+        (a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion),
+      )) {
         if (matches(w, s)) send(w, 'ADDED', clone(s));
       }
       if (sendInitial) bookmark(w, { 'k8s.io/initial-events-end': 'true' });
@@ -682,14 +937,45 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
 
   function discovery(res: ServerResponse, p: string, host: string): boolean {
     if (p === '/version') {
-      json(res, 200, { major: '1', minor: '32', gitVersion: 'v1.32.0-wayfinder-fake', gitCommit: '0000000', gitTreeState: 'clean', buildDate: '2025-01-01T00:00:00Z', goVersion: 'go1.23', compiler: 'gc', platform: 'linux/amd64' });
+      json(res, 200, {
+        major: '1',
+        minor: '32',
+        gitVersion: 'v1.32.0-wayfinder-fake',
+        gitCommit: '0000000',
+        gitTreeState: 'clean',
+        buildDate: '2025-01-01T00:00:00Z',
+        goVersion: 'go1.23',
+        compiler: 'gc',
+        platform: 'linux/amd64',
+      });
     } else if (p === '/api') {
-      json(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: host }] });
+      json(res, 200, {
+        kind: 'APIVersions',
+        versions: ['v1'],
+        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: host }],
+      });
     } else if (p === '/apis') {
       const gv = { groupVersion: `${GROUP}/v1`, version: 'v1' };
-      json(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [{ name: GROUP, versions: [gv], preferredVersion: gv }] });
+      json(res, 200, {
+        kind: 'APIGroupList',
+        apiVersion: 'v1',
+        groups: [{ name: GROUP, versions: [gv], preferredVersion: gv }],
+      });
     } else if (p === '/api/v1') {
-      json(res, 200, { kind: 'APIResourceList', groupVersion: 'v1', resources: [{ name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['create', 'delete', 'get', 'list'], shortNames: ['ns'] }] });
+      json(res, 200, {
+        kind: 'APIResourceList',
+        groupVersion: 'v1',
+        resources: [
+          {
+            name: 'namespaces',
+            singularName: 'namespace',
+            namespaced: false,
+            kind: 'Namespace',
+            verbs: ['create', 'delete', 'get', 'list'],
+            shortNames: ['ns'],
+          },
+        ],
+      });
     } else if (p === `/apis/${GROUP}`) {
       const gv = { groupVersion: `${GROUP}/v1`, version: 'v1' };
       json(res, 200, { kind: 'APIGroup', apiVersion: 'v1', name: GROUP, versions: [gv], preferredVersion: gv });
@@ -698,7 +984,15 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         kind: 'APIResourceList',
         apiVersion: 'v1',
         groupVersion: `${GROUP}/v1`,
-        resources: [{ name: 'endpointslices', singularName: 'endpointslice', namespaced: true, kind: 'EndpointSlice', verbs: ['create', 'delete', 'get', 'list', 'update', 'watch'] }],
+        resources: [
+          {
+            name: 'endpointslices',
+            singularName: 'endpointslice',
+            namespaced: true,
+            kind: 'EndpointSlice',
+            verbs: ['create', 'delete', 'get', 'list', 'update', 'watch'],
+          },
+        ],
       });
     } else return false;
     return true;
@@ -709,7 +1003,14 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     const q: Record<string, string> = {};
     for (const [k, v] of u.searchParams) q[k] = v;
     const p = u.pathname.replace(/\/+$/, '') || '/';
-    const log: FakeKubeRequest = { method: req.method ?? 'GET', path: p, query: q, status: 200, verb: 'other', tokenGeneration: authenticate(req) };
+    const log: FakeKubeRequest = {
+      method: req.method ?? 'GET',
+      path: p,
+      query: q,
+      status: 200,
+      verb: 'other',
+      tokenGeneration: authenticate(req),
+    };
     requests.push(log);
     const fail = (code: number, reason: string, message: string) => {
       log.status = code;
@@ -723,8 +1024,17 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         return;
       }
       const nsm = /^\/api\/v1\/namespaces(?:\/([^/]+))?$/.exec(p);
-      if (nsm) return void handleNamespaces(req, res, nsm[1] !== undefined ? decodeURIComponent(nsm[1]) : undefined, log, fail);
-      const m = new RegExp(`^/apis/${GROUP.replace('.', '\\.')}/v1(?:/namespaces/([^/]+))?/endpointslices(?:/([^/]+))?$`).exec(p);
+      if (nsm)
+        return void handleNamespaces(
+          req,
+          res,
+          nsm[1] !== undefined ? decodeURIComponent(nsm[1]) : undefined,
+          log,
+          fail,
+        );
+      const m = new RegExp(
+        `^/apis/${GROUP.replace('.', '\\.')}/v1(?:/namespaces/([^/]+))?/endpointslices(?:/([^/]+))?$`,
+      ).exec(p);
       if (!m) return fail(404, 'NotFound', 'the server could not find the requested resource');
       const ns = m[1] !== undefined ? decodeURIComponent(m[1]) : undefined;
       const name = m[2] !== undefined ? decodeURIComponent(m[2]) : undefined;
@@ -764,7 +1074,9 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
 
   const kubeconfig = (o: { token?: string; tokenFile?: string; namespace?: string; context?: string } = {}) => {
     const ctx = o.context ?? 'fake';
-    const user = o.tokenFile ? `    tokenFile: ${JSON.stringify(o.tokenFile)}` : `    token: ${JSON.stringify(o.token ?? tokens[tokens.length - 1])}`;
+    const user = o.tokenFile
+      ? `    tokenFile: ${JSON.stringify(o.tokenFile)}`
+      : `    token: ${JSON.stringify(o.token ?? tokens[tokens.length - 1])}`;
     return [
       'apiVersion: v1',
       'kind: Config',
@@ -832,7 +1144,8 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     putSlice(raw) {
       const ns = raw.metadata?.namespace;
       const name = raw.metadata?.name;
-      if (typeof ns !== 'string' || typeof name !== 'string') throw new TypeError('putSlice(): metadata.namespace and metadata.name are required');
+      if (typeof ns !== 'string' || typeof name !== 'string')
+        throw new TypeError('putSlice(): metadata.namespace and metadata.name are required');
       const key = keyOf(ns, name);
       const prev = objects.get(key);
       const s = clone(raw) as Slice;
@@ -844,7 +1157,10 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
         namespace: ns,
         name,
         uid: given.uid ?? prev?.metadata.uid ?? randomUUID(),
-        creationTimestamp: given.creationTimestamp ?? prev?.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+        creationTimestamp:
+          given.creationTimestamp ??
+          prev?.metadata.creationTimestamp ??
+          new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
         labels: given.labels ?? {},
         generation: (prev?.metadata.generation ?? 0) + 1,
         resourceVersion: '',
@@ -859,7 +1175,13 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
       return true;
     },
     slices(ns, service) {
-      return [...objects.values()].filter((s) => (ns === undefined || s.metadata.namespace === ns) && (service === undefined || s.metadata.labels?.[SVC_LABEL] === service)).map(clone);
+      return [...objects.values()]
+        .filter(
+          (s) =>
+            (ns === undefined || s.metadata.namespace === ns) &&
+            (service === undefined || s.metadata.labels?.[SVC_LABEL] === service),
+        )
+        .map(clone);
     },
     compact() {
       base = new Map(objects);

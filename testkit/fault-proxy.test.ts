@@ -82,7 +82,8 @@ describe('testkit: faultProxy', () => {
       await assert.rejects(faultProxy({ target: bad }), /loopback/, bad);
     }
     await assert.rejects(faultProxy({ target: { host: '192.168.1.1', port: 1 } }), /loopback/);
-    for (const ok of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', '::ffff:127.0.0.1']) assert.ok(isLoopbackHost(ok), ok);
+    for (const ok of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', '::ffff:127.0.0.1'])
+      assert.ok(isLoopbackHost(ok), ok);
     assert.equal(proxy.host, '127.0.0.1');
   });
 
@@ -100,7 +101,11 @@ describe('testkit: faultProxy', () => {
     c.s.write('lost');
     const fresh = await dial(); // accepted: the client believes it is connected
     fresh.s.write('also lost');
-    const settled = await Promise.race([c.closed.then(() => 'closed'), fresh.closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('silent'), 500))]);
+    const settled = await Promise.race([
+      c.closed.then(() => 'closed'),
+      fresh.closed.then(() => 'closed'),
+      new Promise((r) => setTimeout(() => r('silent'), 500)),
+    ]);
     assert.equal(settled, 'silent');
     assert.equal(c.received(), 'a', 'nothing comes back');
     assert.equal(echo.connections, 1, 'the new connection never reached the target');

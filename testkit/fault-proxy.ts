@@ -86,8 +86,10 @@ function parseTarget(t: FaultProxyOptions['target']): { host: string; port: numb
   } else {
     throw new TypeError('faultProxy(): "target" is required');
   }
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`faultProxy(): target port must be in 1..65535, got ${port}`);
-  if (typeof host !== 'string' || !isLoopbackHost(host)) throw new TypeError(`faultProxy(): only loopback targets are allowed, got ${JSON.stringify(host)}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new TypeError(`faultProxy(): target port must be in 1..65535, got ${port}`);
+  if (typeof host !== 'string' || !isLoopbackHost(host))
+    throw new TypeError(`faultProxy(): only loopback targets are allowed, got ${JSON.stringify(host)}`);
   return { host, port };
 }
 

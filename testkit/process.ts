@@ -30,7 +30,9 @@ export function tempDir(prefix = 'wayfinder-'): { dir: string; remove(): void } 
 
 export class TimeoutError extends Error {
   constructor(what: string, ms: number, last?: unknown) {
-    super(`timed out after ${ms} ms waiting for ${what}${last !== undefined ? ` (last: ${last instanceof Error ? last.message : String(last)})` : ''}`);
+    super(
+      `timed out after ${ms} ms waiting for ${what}${last !== undefined ? ` (last: ${last instanceof Error ? last.message : String(last)})` : ''}`,
+    );
     this.name = 'TimeoutError';
   }
 }
@@ -40,7 +42,11 @@ export class TimeoutError extends Error {
  * For conditions with no event to wait on (a port accepting, a server answering). Errors thrown by
  * the probe count as "not yet" and the last one is reported on timeout.
  */
-export async function waitFor<T>(what: string, probe: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number } = {}): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  opts: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<NonNullable<T>> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const interval = opts.intervalMs ?? 50;
   const deadline = Date.now() + timeoutMs;
@@ -70,7 +76,10 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
 
 /** Raised when a server binary is missing; under CI=true tests must fail on it, never skip. */
 export class MissingBinaryError extends Error {
-  constructor(readonly binary: string, readonly pkg: string) {
+  constructor(
+    readonly binary: string,
+    readonly pkg: string,
+  ) {
     super(`${binary} not found: install Debian's "${pkg}" (npm test does this when run as root)`);
     this.name = 'MissingBinaryError';
   }
@@ -94,7 +103,6 @@ export function requireBinaryOrSkip(ctx: Mocha.Context, find: () => unknown): bo
     return true;
   } catch (e) {
     if (e instanceof MissingBinaryError && !process.env.CI) {
-      // eslint-disable-next-line no-console
       console.warn(`    skipped: ${e.message}`);
       ctx.skip();
     }
@@ -190,14 +198,17 @@ export function spawnManaged(cmd: string, args: string[], opts: SpawnOptions = {
 
 /** Resolves once host:port accepts a TCP connection. */
 export async function tcpReady(host: string, port: number, timeoutMs = 10_000): Promise<void> {
-  await waitFor(`${host}:${port} to accept connections`, () =>
-    new Promise<boolean>((resolve) => {
-      const s = net.connect({ host, port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    }),
-  { timeoutMs });
+  await waitFor(
+    `${host}:${port} to accept connections`,
+    () =>
+      new Promise<boolean>((resolve) => {
+        const s = net.connect({ host, port });
+        s.once('connect', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once('error', () => resolve(false));
+      }),
+    { timeoutMs },
+  );
 }

@@ -3,7 +3,16 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zookeeper from 'node-zookeeper-client';
 import { hardClose } from '../adapters/zookeeper/client';
-import { MissingBinaryError, findBinary, freePort, spawnManaged, tempDir, waitFor, withTimeout, type ManagedProcess } from './process';
+import {
+  MissingBinaryError,
+  findBinary,
+  freePort,
+  spawnManaged,
+  tempDir,
+  waitFor,
+  withTimeout,
+  type ManagedProcess,
+} from './process';
 
 /**
  * Launches a real standalone ZooKeeper (Debian's `zookeeper` package, 3.8) on a free loopback port
@@ -24,7 +33,8 @@ export interface ZooKeeperInstall {
 /** Finds java and ZooKeeper's jars; throws MissingBinaryError (naming the Debian package) otherwise. */
 export function findZooKeeper(): ZooKeeperInstall {
   const java = findBinary('java', 'default-jre-headless', ['/usr/bin/java']);
-  if (!existsSync(path.join(JAVA_DIR, 'zookeeper.jar'))) throw new MissingBinaryError(path.join(JAVA_DIR, 'zookeeper.jar'), 'zookeeper');
+  if (!existsSync(path.join(JAVA_DIR, 'zookeeper.jar')))
+    throw new MissingBinaryError(path.join(JAVA_DIR, 'zookeeper.jar'), 'zookeeper');
   const jars = JARS.map((j) => path.join(JAVA_DIR, j)).filter((j) => existsSync(j));
   // If Debian renames a dependency, fall back to the whole directory (slower start, same result).
   const cp = jars.length === JARS.length ? jars : [`${JAVA_DIR}/*`];
@@ -101,7 +111,11 @@ function fourLetterWord(host: string, port: number, cmd: string, timeoutMs: numb
 }
 
 /** Joins a session with its id and password and closes it; 'expired' when the server says it is gone. */
-async function joinAndClose(port: number, creds: ZkSessionCredentials, timeoutMs: number): Promise<'expired' | 'closed'> {
+async function joinAndClose(
+  port: number,
+  creds: ZkSessionCredentials,
+  timeoutMs: number,
+): Promise<'expired' | 'closed'> {
   const c = zookeeper.createClient(`127.0.0.1:${port}`, {
     sessionTimeout: 30_000,
     spinDelay: 100,
@@ -177,10 +191,14 @@ export async function startZooKeeper(opts: StartZooKeeperOptions = {}): Promise<
     const p = (proc = spawnManaged(install.java, args, { cwd: tmp.dir }));
     let exited = false;
     void p.exited.then(() => (exited = true));
-    await waitFor(`ZooKeeper on 127.0.0.1:${port} to answer ruok`, async () => {
-      if (exited) throw new Error(`ZooKeeper exited during start-up: ${p.output().slice(-2000)}`);
-      return (await fourLetterWord('127.0.0.1', port, 'ruok', 1000)) === 'imok';
-    }, { timeoutMs: opts.startTimeoutMs ?? 30_000, intervalMs: 100 }).catch(async (e) => {
+    await waitFor(
+      `ZooKeeper on 127.0.0.1:${port} to answer ruok`,
+      async () => {
+        if (exited) throw new Error(`ZooKeeper exited during start-up: ${p.output().slice(-2000)}`);
+        return (await fourLetterWord('127.0.0.1', port, 'ruok', 1000)) === 'imok';
+      },
+      { timeoutMs: opts.startTimeoutMs ?? 30_000, intervalMs: 100 },
+    ).catch(async (e) => {
       await p.stop(1000);
       throw new Error(`${(e as Error).message}\nZooKeeper output:\n${p.output().slice(-3000)}`);
     });

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import Consul = require("consul");
+import Consul = require('consul');
 
 /**
  * A thin wrapper over the `consul` npm client (v2), exposing only the calls the adapter makes and
@@ -85,7 +85,11 @@ export class ConsulClient {
     this.#token = o.token;
   }
 
-  private opts(extra: Record<string, unknown>, signal?: AbortSignal, timeoutMs?: number): { opts: Record<string, unknown>; ctx: EventEmitter & { includeResponse: boolean }; cleanup(): void } {
+  private opts(
+    extra: Record<string, unknown>,
+    signal?: AbortSignal,
+    timeoutMs?: number,
+  ): { opts: Record<string, unknown>; ctx: EventEmitter & { includeResponse: boolean }; cleanup(): void } {
     const ctx = Object.assign(new EventEmitter(), { includeResponse: true });
     const token = this.#token();
     const opts: Record<string, unknown> = { ...extra, ctx };
@@ -96,7 +100,13 @@ export class ConsulClient {
     return { opts, ctx, cleanup: () => signal?.removeEventListener('abort', onAbort) };
   }
 
-  private async call<T>(what: string, fn: (opts: Record<string, unknown>) => Promise<unknown>, extra: Record<string, unknown>, signal?: AbortSignal, timeoutMs?: number): Promise<{ body: T; headers: Record<string, string | string[] | undefined> }> {
+  private async call<T>(
+    what: string,
+    fn: (opts: Record<string, unknown>) => Promise<unknown>,
+    extra: Record<string, unknown>,
+    signal?: AbortSignal,
+    timeoutMs?: number,
+  ): Promise<{ body: T; headers: Record<string, string | string[] | undefined> }> {
     // Every request this client makes is idempotent (GETs, and PUTs that set state), so one reset
     // of a reused keep-alive socket (e.g. the agent restarted since) is retried once on a new one.
     for (let attempt = 0; ; attempt++) {
@@ -117,7 +127,18 @@ export class ConsulClient {
   }
 
   /** GET /v1/health/service/:service, blocking when index > 0. */
-  async healthService(q: { service: string; passing: boolean; index: bigint; waitMs: number; dc?: string; filter?: string; timeoutMs: number }, signal?: AbortSignal): Promise<BlockingResult<HealthEntry[]>> {
+  async healthService(
+    q: {
+      service: string;
+      passing: boolean;
+      index: bigint;
+      waitMs: number;
+      dc?: string;
+      filter?: string;
+      timeoutMs: number;
+    },
+    signal?: AbortSignal,
+  ): Promise<BlockingResult<HealthEntry[]>> {
     const extra: Record<string, unknown> = { service: q.service, passing: q.passing };
     if (q.index > 0n) {
       extra.index = q.index.toString();
@@ -125,16 +146,36 @@ export class ConsulClient {
     }
     if (q.dc) extra.dc = q.dc;
     if (q.filter) extra.filter = q.filter;
-    const { body, headers } = await this.call<HealthEntry[]>(`health.service ${q.service}`, (o) => this.consul.health.service(o as never), extra, signal, q.timeoutMs);
-    return { body: Array.isArray(body) ? body : [], index: safeBigInt(headers['x-consul-index']), filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true' };
+    const { body, headers } = await this.call<HealthEntry[]>(
+      `health.service ${q.service}`,
+      (o) => this.consul.health.service(o as never),
+      extra,
+      signal,
+      q.timeoutMs,
+    );
+    return {
+      body: Array.isArray(body) ? body : [],
+      index: safeBigInt(headers['x-consul-index']),
+      filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true',
+    };
   }
 
   /** GET /v1/catalog/services (name -> tags). */
   async catalogServices(q: { dc?: string; timeoutMs: number }): Promise<BlockingResult<Record<string, string[]>>> {
     const extra: Record<string, unknown> = {};
     if (q.dc) extra.dc = q.dc;
-    const { body, headers } = await this.call<Record<string, string[]>>('catalog.services', (o) => this.consul.catalog.service.list(o as never), extra, undefined, q.timeoutMs);
-    return { body: body && typeof body === 'object' ? body : {}, index: safeBigInt(headers['x-consul-index']), filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true' };
+    const { body, headers } = await this.call<Record<string, string[]>>(
+      'catalog.services',
+      (o) => this.consul.catalog.service.list(o as never),
+      extra,
+      undefined,
+      q.timeoutMs,
+    );
+    return {
+      body: body && typeof body === 'object' ? body : {},
+      index: safeBigInt(headers['x-consul-index']),
+      filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true',
+    };
   }
 
   /**
@@ -142,21 +183,53 @@ export class ConsulClient {
    * drops `Weights`, so this goes through the same client's request pipeline with a full body.
    */
   async register(reg: ServiceRegistration, timeoutMs: number): Promise<void> {
-    const raw = this.consul as unknown as { _put(req: object, mw: (request: any, next: (...a: unknown[]) => void) => void): Promise<unknown> };
-    const mw = (request: { err?: unknown; res?: unknown }, next: (...a: unknown[]) => void) => (request.err ? next(false, request.err) : next(false, undefined, [request.res, undefined]));
-    await this.call('agent.service.register', (o) => {
-      const headers: Record<string, string> = {};
-      if (typeof o.token === 'string') headers['x-consul-token'] = o.token;
-      return raw._put({ name: 'agent.service.register', path: '/agent/service/register', type: 'json', body: reg, headers, ctx: o.ctx, timeout: o.timeout }, mw);
-    }, {}, undefined, timeoutMs);
+    const raw = this.consul as unknown as {
+      _put(req: object, mw: (request: any, next: (...a: unknown[]) => void) => void): Promise<unknown>;
+    };
+    const mw = (request: { err?: unknown; res?: unknown }, next: (...a: unknown[]) => void) =>
+      request.err ? next(false, request.err) : next(false, undefined, [request.res, undefined]);
+    await this.call(
+      'agent.service.register',
+      (o) => {
+        const headers: Record<string, string> = {};
+        if (typeof o.token === 'string') headers['x-consul-token'] = o.token;
+        return raw._put(
+          {
+            name: 'agent.service.register',
+            path: '/agent/service/register',
+            type: 'json',
+            body: reg,
+            headers,
+            ctx: o.ctx,
+            timeout: o.timeout,
+          },
+          mw,
+        );
+      },
+      {},
+      undefined,
+      timeoutMs,
+    );
   }
 
   async deregister(id: string, timeoutMs: number): Promise<void> {
-    await this.call('agent.service.deregister', (o) => this.consul.agent.service.deregister(o as never), { id }, undefined, timeoutMs);
+    await this.call(
+      'agent.service.deregister',
+      (o) => this.consul.agent.service.deregister(o as never),
+      { id },
+      undefined,
+      timeoutMs,
+    );
   }
 
   async passCheck(checkId: string, timeoutMs: number): Promise<void> {
-    await this.call('agent.check.pass', (o) => this.consul.agent.check.pass(o as never), { id: checkId }, undefined, timeoutMs);
+    await this.call(
+      'agent.check.pass',
+      (o) => this.consul.agent.check.pass(o as never),
+      { id: checkId },
+      undefined,
+      timeoutMs,
+    );
   }
 
   close(): void {
@@ -166,16 +239,32 @@ export class ConsulClient {
 
 /** Rebuilds a vendor error as a ConsulCallError carrying only status and Consul's message. */
 function sanitize(what: string, e: unknown, signal?: AbortSignal): ConsulCallError {
-  const err = e as { message?: string; isAbort?: boolean; isTimeout?: boolean; isResponse?: boolean; response?: { statusCode?: number; body?: unknown }; code?: string };
+  const err = e as {
+    message?: string;
+    isAbort?: boolean;
+    isTimeout?: boolean;
+    isResponse?: boolean;
+    response?: { statusCode?: number; body?: unknown };
+    code?: string;
+  };
   if (signal?.aborted || err?.isAbort) return new ConsulCallError(`${what}: aborted`, 0, 'aborted');
-  if (err?.isTimeout) return new ConsulCallError(`${what}: no answer in time (${stripPrefix(err.message)})`, 0, 'timeout');
+  if (err?.isTimeout)
+    return new ConsulCallError(`${what}: no answer in time (${stripPrefix(err.message)})`, 0, 'timeout');
   if (err?.isResponse && err.response) {
     const status = err.response.statusCode ?? 0;
     const body = err.response.body;
     const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : '';
-    return new ConsulCallError(`${what}: HTTP ${status}${text ? `: ${text.trim().slice(0, 300)}` : ''}`, status, 'http');
+    return new ConsulCallError(
+      `${what}: HTTP ${status}${text ? `: ${text.trim().slice(0, 300)}` : ''}`,
+      status,
+      'http',
+    );
   }
-  return new ConsulCallError(`${what}: ${stripPrefix(err?.message ?? String(e))}${err?.code ? ` (${err.code})` : ''}`, 0, 'network');
+  return new ConsulCallError(
+    `${what}: ${stripPrefix(err?.message ?? String(e))}${err?.code ? ` (${err.code})` : ''}`,
+    0,
+    'network',
+  );
 }
 
 function stripPrefix(m: string | undefined): string {

@@ -45,7 +45,15 @@ export interface ConsulOptions {
   timeout: number;
 }
 
-export const consulCapabilities = { watch: 'push', register: true, ttl: true, weights: true, zones: true, metadata: true, listServices: true } as const;
+export const consulCapabilities = {
+  watch: 'push',
+  register: true,
+  ttl: true,
+  weights: true,
+  zones: true,
+  metadata: true,
+  listServices: true,
+} as const;
 
 const META_KEY = /^[a-zA-Z0-9_-]{1,128}$/;
 
@@ -76,7 +84,11 @@ class TokenSource {
       this.#mtime = st.mtimeMs;
     } catch (e) {
       // Never echo the file's contents; its path and the OS error are safe.
-      if (initial) throw new ConfigError(`consul: "token-file" ${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { field: 'token-file', cause: undefined });
+      if (initial)
+        throw new ConfigError(
+          `consul: "token-file" ${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+          { field: 'token-file', cause: undefined },
+        );
     }
   }
   /** Forces a re-read on the next get() (after the agent said the token is unknown). */
@@ -98,14 +110,21 @@ class TokenSource {
 
 /** Consul's filter expression for the configured tag and metadata filters (undefined when none). */
 export function buildFilter(tags: string[], meta: [string, string][]): string | undefined {
-  const parts = [...tags.map((t) => `${JSON.stringify(t)} in Service.Tags`), ...meta.map(([k, v]) => `Service.Meta[${JSON.stringify(k)}] == ${JSON.stringify(v)}`)];
+  const parts = [
+    ...tags.map((t) => `${JSON.stringify(t)} in Service.Tags`),
+    ...meta.map(([k, v]) => `Service.Meta[${JSON.stringify(k)}] == ${JSON.stringify(v)}`),
+  ];
   return parts.length ? parts.join(' and ') : undefined;
 }
 
 function parseMeta(items: string[]): [string, string][] {
   return items.map((item) => {
     const m = /^([^:=]+)[:=](.*)$/.exec(item);
-    if (!m || !META_KEY.test(m[1])) throw new ConfigError(`consul: "meta" entries must be key:value with a key of [A-Za-z0-9_-] (got ${JSON.stringify(item)})`, { field: 'meta' });
+    if (!m || !META_KEY.test(m[1]))
+      throw new ConfigError(
+        `consul: "meta" entries must be key:value with a key of [A-Za-z0-9_-] (got ${JSON.stringify(item)})`,
+        { field: 'meta' },
+      );
     return [m[1], m[2]];
   });
 }
@@ -132,7 +151,7 @@ export function entryToRaw(e: HealthEntry, zoneKey: string): { key: string; valu
   if (e.Checks != null && !Array.isArray(e.Checks)) return { key, value: null };
   const health = aggregate(e.Checks);
   const w = s.Weights ?? {};
-  const weight = health === 'warning' ? w.Warning ?? 1 : w.Passing ?? 1;
+  const weight = health === 'warning' ? (w.Warning ?? 1) : (w.Passing ?? 1);
   if (weight === 0) return null;
   const metadata: Record<string, unknown> = { ...(s.Meta ?? {}) };
   const zone = metadata[zoneKey];
@@ -191,14 +210,25 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
       try {
         const blocking = index > 0n;
         const r = await client.healthService(
-          { service, passing: !o['include-warning'], index, waitMs: o.wait, dc: o.dc, filter, timeoutMs: blocking ? o.wait + Math.ceil(o.wait / 16) + BLOCKING_GRACE_MS : o.timeout },
+          {
+            service,
+            passing: !o['include-warning'],
+            index,
+            waitMs: o.wait,
+            dc: o.dc,
+            filter,
+            timeoutMs: blocking ? o.wait + Math.ceil(o.wait / 16) + BLOCKING_GRACE_MS : o.timeout,
+          },
           ac.signal,
         );
         if (ac.signal.aborted) return;
         backoff.reset();
         const got = r.index ?? 0n;
         if (blocking && got < index) {
-          logger.info({ service, from: index.toString(), to: got.toString() }, 'consul: X-Consul-Index went backwards; restarting the blocking loop');
+          logger.info(
+            { service, from: index.toString(), to: got.toString() },
+            'consul: X-Consul-Index went backwards; restarting the blocking loop',
+          );
           index = 0n;
         } else {
           // Consul's rule: an index below 1 would not block, so wait on 1 instead.
@@ -207,13 +237,23 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
         if (r.filteredByAcls) {
           if (r.body.length === 0) {
             sh.tokens.invalidate(); // a rotated token file may be the fix: read it again
-            sink.error(new AuthFailedError(`consul: the ACL token may not read "${service}" (results filtered by ACLs; needs service:read and node:read); keeping the last known endpoints`));
+            sink.error(
+              new AuthFailedError(
+                `consul: the ACL token may not read "${service}" (results filtered by ACLs; needs service:read and node:read); keeping the last known endpoints`,
+              ),
+            );
             continue;
           }
-          if (!warnedFiltered) logger.warn({ service }, 'consul: some instances were filtered out by ACLs (X-Consul-Results-Filtered-By-ACLs); using the visible ones');
+          if (!warnedFiltered)
+            logger.warn(
+              { service },
+              'consul: some instances were filtered out by ACLs (X-Consul-Results-Filtered-By-ACLs); using the visible ones',
+            );
           warnedFiltered = true;
         }
-        const raws = r.body.map((e) => entryToRaw(e, o['zone-key'])).filter((x): x is { key: string; value: unknown } => x !== null);
+        const raws = r.body
+          .map((e) => entryToRaw(e, o['zone-key']))
+          .filter((x): x is { key: string; value: unknown } => x !== null);
         const { endpoints, bad } = collectEndpoints(raws);
         sink.update(endpoints, { revision: got.toString(), bad });
       } catch (e) {
@@ -224,7 +264,9 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
           sh.tokens.invalidate();
           wf = new AuthFailedError(`consul: watching "${service}" was refused by ${client.address}: ${err.message}`);
         } else {
-          wf = new RegistryUnavailableError(`consul: watching "${service}" at ${client.address} failed: ${err.message}`);
+          wf = new RegistryUnavailableError(
+            `consul: watching "${service}" at ${client.address} failed: ${err.message}`,
+          );
         }
         sink.error(wf);
         // Re-read without blocking next time: the agent may have restarted with a lower index.
@@ -240,10 +282,15 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
 /** Throws TypeError for metadata Consul would refuse (so the caller learns why before any call). */
 function checkMeta(meta: Record<string, string>): void {
   const entries = Object.entries(meta);
-  if (entries.length > 63) throw new TypeError('register(): Consul allows at most 64 metadata pairs (one is kept for the zone)');
+  if (entries.length > 63)
+    throw new TypeError('register(): Consul allows at most 64 metadata pairs (one is kept for the zone)');
   for (const [k, v] of entries) {
-    if (!META_KEY.test(k) || k.startsWith('consul-')) throw new TypeError(`register(): metadata key ${JSON.stringify(k)} is not accepted by Consul (needs [A-Za-z0-9_-], at most 128 characters, no "consul-" prefix)`);
-    if (v.length > 512) throw new TypeError(`register(): metadata value of ${JSON.stringify(k)} is longer than Consul's 512 characters`);
+    if (!META_KEY.test(k) || k.startsWith('consul-'))
+      throw new TypeError(
+        `register(): metadata key ${JSON.stringify(k)} is not accepted by Consul (needs [A-Za-z0-9_-], at most 128 characters, no "consul-" prefix)`,
+      );
+    if (v.length > 512)
+      throw new TypeError(`register(): metadata value of ${JSON.stringify(k)} is longer than Consul's 512 characters`);
   }
 }
 
@@ -251,7 +298,9 @@ function mapWriteError(what: string, e: unknown): Error {
   const err = e as ConsulCallError;
   if (err?.status === 403) return new AuthFailedError(`consul: ${what} was refused: ${err.message}`);
   if (err?.status === 400) return new TypeError(`consul: ${what} was rejected: ${err.message}`);
-  return new RegistryUnavailableError(`consul: ${what} failed: ${err?.message ?? String(e)}`, { cause: e instanceof ConsulCallError ? e : undefined });
+  return new RegistryUnavailableError(`consul: ${what} failed: ${err?.message ?? String(e)}`, {
+    cause: e instanceof ConsulCallError ? e : undefined,
+  });
 }
 
 /**
@@ -265,7 +314,10 @@ export class ConsulRegistration extends RegistrationBase {
   private lastOk: number;
   private readonly checkId: string;
 
-  constructor(spec: CheckedSpec, private readonly sh: Shared) {
+  constructor(
+    spec: CheckedSpec,
+    private readonly sh: Shared,
+  ) {
     super(spec, sh.logger);
     this.checkId = `service:${spec.id}`;
     this.lastOk = Date.now();
@@ -283,7 +335,13 @@ export class ConsulRegistration extends RegistrationBase {
       Tags: o['register-tags'],
       Meta: meta,
       Weights: { Passing: spec.weight, Warning: 1 },
-      Check: { CheckID: this.checkId, Name: 'wayfinder TTL', TTL: goDuration(o.ttl), Status: 'passing', DeregisterCriticalServiceAfter: goDuration(o['deregister-after']) },
+      Check: {
+        CheckID: this.checkId,
+        Name: 'wayfinder TTL',
+        TTL: goDuration(o.ttl),
+        Status: 'passing',
+        DeregisterCriticalServiceAfter: goDuration(o['deregister-after']),
+      },
     };
   }
 
@@ -317,18 +375,29 @@ export class ConsulRegistration extends RegistrationBase {
       if (this.deregistered) return;
       const err = e as ConsulCallError;
       if (err.status === 404) {
-        this.emitLost(new RegistrationLostError(`consul: the agent at ${this.sh.client.address} no longer knows "${this.id}" (agent restarted?); re-registering`));
+        this.emitLost(
+          new RegistrationLostError(
+            `consul: the agent at ${this.sh.client.address} no longer knows "${this.id}" (agent restarted?); re-registering`,
+          ),
+        );
         try {
           await this.sh.client.register(this.body(this.spec), t);
           this.lastOk = Date.now();
           this.emitRestored();
         } catch (e2) {
-          this.logger.warn({ service: this.service, id: this.id, err: (e2 as Error).message }, 'consul: re-registration failed; retrying');
+          this.logger.warn(
+            { service: this.service, id: this.id, err: (e2 as Error).message },
+            'consul: re-registration failed; retrying',
+          );
         }
       } else {
         this.logger.warn({ service: this.service, id: this.id, err: err.message }, 'consul: TTL update failed');
         if (Date.now() - this.lastOk > this.sh.o.ttl) {
-          this.emitLost(new RegistrationLostError(`consul: no TTL update reached ${this.sh.client.address} for longer than the ${this.sh.o.ttl} ms TTL: ${err.message}`));
+          this.emitLost(
+            new RegistrationLostError(
+              `consul: no TTL update reached ${this.sh.client.address} for longer than the ${this.sh.o.ttl} ms TTL: ${err.message}`,
+            ),
+          );
         }
       }
     } finally {
@@ -375,15 +444,28 @@ class ConsulRegistrar extends RegistrarBase<ConsulRegistration> {
 }
 
 /** Resolver, registrar and service listing over one Consul agent. */
-export function createConsulRegistry(o: ConsulOptions, ctx: Partial<AdapterContext> & { env?: Record<string, string | undefined> } = {}): AdapterInstance & { client: ConsulClient } {
+export function createConsulRegistry(
+  o: ConsulOptions,
+  ctx: Partial<AdapterContext> & { env?: Record<string, string | undefined> } = {},
+): AdapterInstance & { client: ConsulClient } {
   const logger = ctx.logger ?? silentLogger;
-  const fullCtx: AdapterContext = { logger, now: ctx.now ?? (() => performance.now()), random: ctx.random ?? Math.random };
+  const fullCtx: AdapterContext = {
+    logger,
+    now: ctx.now ?? (() => performance.now()),
+    random: ctx.random ?? Math.random,
+  };
   const [hostPart] = o.hosts;
   const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(hostPart);
-  if (!m) throw new ConfigError(`consul: "hosts" entry ${JSON.stringify(hostPart)} is not host[:port]`, { field: 'hosts' });
+  if (!m)
+    throw new ConfigError(`consul: "hosts" entry ${JSON.stringify(hostPart)} is not host[:port]`, { field: 'hosts' });
   const tokens = new TokenSource(o.token, o['token-file'], ctx.env ?? process.env);
   parseMeta(o.meta);
-  const client = new ConsulClient({ host: m[1] ?? m[2], port: m[3] ? Number(m[3]) : 8500, secure: o.tls, token: () => tokens.get() });
+  const client = new ConsulClient({
+    host: m[1] ?? m[2],
+    port: m[3] ? Number(m[3]) : 8500,
+    secure: o.tls,
+    token: () => tokens.get(),
+  });
   const sh: Shared = { client, tokens, o, logger, ctx: fullCtx };
   const wakers = new Map<string, () => void>();
   const resolver = new WatchResolver('consul', (service, sink) => subscribe(sh, service, sink, wakers), {
@@ -414,28 +496,94 @@ export function createConsulRegistry(o: ConsulOptions, ctx: Partial<AdapterConte
 
 export const consulAdapter = defineAdapter<ConsulOptions>({
   scheme: 'consul',
-  description: 'HashiCorp Consul: blocking queries on /v1/health/service, agent registration with a TTL check. consul://127.0.0.1:8500?dc=dc1&token-file=/path',
+  description:
+    'HashiCorp Consul: blocking queries on /v1/health/service, agent registration with a TTL check. consul://127.0.0.1:8500?dc=dc1&token-file=/path',
   capabilities: consulCapabilities,
   options: {
-    hosts: { type: 'list', default: ['127.0.0.1:8500'], doc: 'The Consul agent, host:port (one agent; default 127.0.0.1:8500).', check: (v: string[]) => (v.length === 1 ? undefined : 'must name exactly one agent (host:port)') },
-    dc: { type: 'string', doc: "Datacenter to query (default: the agent's own).", check: (v: string) => (/^[A-Za-z0-9_-]+$/.test(v) ? undefined : 'must match [A-Za-z0-9_-]+') },
-    'token-file': { type: 'string', doc: 'File holding the ACL token (re-read when it changes). Else CONSUL_HTTP_TOKEN_FILE / CONSUL_HTTP_TOKEN.' },
-    token: { type: 'string', secret: true, doc: 'ACL token (prefer token-file: URLs end up in logs). Sent only as the X-Consul-Token header.' },
+    hosts: {
+      type: 'list',
+      default: ['127.0.0.1:8500'],
+      doc: 'The Consul agent, host:port (one agent; default 127.0.0.1:8500).',
+      check: (v: string[]) => (v.length === 1 ? undefined : 'must name exactly one agent (host:port)'),
+    },
+    dc: {
+      type: 'string',
+      doc: "Datacenter to query (default: the agent's own).",
+      check: (v: string) => (/^[A-Za-z0-9_-]+$/.test(v) ? undefined : 'must match [A-Za-z0-9_-]+'),
+    },
+    'token-file': {
+      type: 'string',
+      doc: 'File holding the ACL token (re-read when it changes). Else CONSUL_HTTP_TOKEN_FILE / CONSUL_HTTP_TOKEN.',
+    },
+    token: {
+      type: 'string',
+      secret: true,
+      doc: 'ACL token (prefer token-file: URLs end up in logs). Sent only as the X-Consul-Token header.',
+    },
     tls: { type: 'boolean', default: false, doc: 'Talk HTTPS to the agent.' },
-    wait: { type: 'duration', default: 300_000, min: 1000, max: 600_000, doc: "Blocking-query wait (Consul's default 5m, max 10m); a request silent for wait + wait/16 + 1s is abandoned." },
-    rate: { type: 'number', default: 1, min: 0.01, max: 1000, doc: 'Blocking requests per second per watched service once the burst is spent (token bucket).' },
-    burst: { type: 'integer', default: 3, min: 1, max: 1000, doc: 'Requests allowed back to back before the rate applies.' },
+    wait: {
+      type: 'duration',
+      default: 300_000,
+      min: 1000,
+      max: 600_000,
+      doc: "Blocking-query wait (Consul's default 5m, max 10m); a request silent for wait + wait/16 + 1s is abandoned.",
+    },
+    rate: {
+      type: 'number',
+      default: 1,
+      min: 0.01,
+      max: 1000,
+      doc: 'Blocking requests per second per watched service once the burst is spent (token bucket).',
+    },
+    burst: {
+      type: 'integer',
+      default: 3,
+      min: 1,
+      max: 1000,
+      doc: 'Requests allowed back to back before the rate applies.',
+    },
     tag: { type: 'list', default: [], doc: 'Only instances carrying all these tags (sent as a Consul filter).' },
-    meta: { type: 'list', default: [], doc: 'Only instances whose service meta has these key:value pairs (sent as a Consul filter).' },
-    'include-warning': { type: 'boolean', default: false, doc: 'Also use instances whose checks warn (at Weights.Warning; 0 excludes them). Default: passing only.' },
-    'zone-key': { type: 'string', default: 'zone', doc: 'Service meta key holding the zone.', check: (v: string) => (META_KEY.test(v) ? undefined : 'must match [A-Za-z0-9_-]{1,128}') },
-    ttl: { type: 'duration', default: 10_000, min: 1000, max: 3_600_000, doc: 'TTL of the check a registration keeps passing (updated every ttl/3).' },
-    'deregister-after': { type: 'duration', default: 60_000, min: 60_000, doc: "DeregisterCriticalServiceAfter: a crashed instance is reaped after this (Consul's minimum 1m)." },
+    meta: {
+      type: 'list',
+      default: [],
+      doc: 'Only instances whose service meta has these key:value pairs (sent as a Consul filter).',
+    },
+    'include-warning': {
+      type: 'boolean',
+      default: false,
+      doc: 'Also use instances whose checks warn (at Weights.Warning; 0 excludes them). Default: passing only.',
+    },
+    'zone-key': {
+      type: 'string',
+      default: 'zone',
+      doc: 'Service meta key holding the zone.',
+      check: (v: string) => (META_KEY.test(v) ? undefined : 'must match [A-Za-z0-9_-]{1,128}'),
+    },
+    ttl: {
+      type: 'duration',
+      default: 10_000,
+      min: 1000,
+      max: 3_600_000,
+      doc: 'TTL of the check a registration keeps passing (updated every ttl/3).',
+    },
+    'deregister-after': {
+      type: 'duration',
+      default: 60_000,
+      min: 60_000,
+      doc: "DeregisterCriticalServiceAfter: a crashed instance is reaped after this (Consul's minimum 1m).",
+    },
     'register-tags': { type: 'list', default: [], doc: 'Tags given to registered instances.' },
-    timeout: { type: 'duration', default: 10_000, min: 100, max: 600_000, doc: 'Timeout of non-blocking calls (registration, TTL updates, first reads).' },
+    timeout: {
+      type: 'duration',
+      default: 10_000,
+      min: 100,
+      max: 600_000,
+      doc: 'Timeout of non-blocking calls (registration, TTL updates, first reads).',
+    },
   },
   validate(o) {
-    if (o.token && o['token-file']) throw new ConfigError('consul: give "token" or "token-file", not both', { field: 'token' });
+    if (o.token && o['token-file'])
+      throw new ConfigError('consul: give "token" or "token-file", not both', { field: 'token' });
     parseMeta(o.meta);
   },
   create(options, ctx) {

@@ -59,7 +59,10 @@ export class DnsClient {
   /** A (family 4) or AAAA (family 6) records; [] when the name has none. */
   async addresses(name: string, family: 4 | 6): Promise<{ records: AddressRecord[]; nxdomain: boolean }> {
     try {
-      const rs = family === 4 ? await this.resolver.resolve4(name, { ttl: true }) : await this.resolver.resolve6(name, { ttl: true });
+      const rs =
+        family === 4
+          ? await this.resolver.resolve4(name, { ttl: true })
+          : await this.resolver.resolve6(name, { ttl: true });
       return { records: rs.map((r) => ({ address: r.address, ttl: r.ttl, family })), nxdomain: false };
     } catch (e) {
       return { records: [], nxdomain: this.noRecords(e, name, family === 4 ? 'A' : 'AAAA') === 'ENOTFOUND' };

@@ -1,17 +1,44 @@
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { ConfigError, Discovery, endpointKey, isWayfinderError, resolveRegistry, silentLogger, type Snapshot, type Watch } from '../../core';
-import { SnapshotRecorder, dnsmasqRegistrar, dnsmasqSrvName, findDnsmasq, freePort, requireBinaryOrSkip, resolverConformance, startDnsmasq, uniqueService, type Dnsmasq } from '../../testkit';
+import {
+  ConfigError,
+  Discovery,
+  endpointKey,
+  isWayfinderError,
+  resolveRegistry,
+  silentLogger,
+  type Snapshot,
+  type Watch,
+} from '../../core';
+import {
+  SnapshotRecorder,
+  dnsmasqRegistrar,
+  dnsmasqSrvName,
+  findDnsmasq,
+  freePort,
+  requireBinaryOrSkip,
+  resolverConformance,
+  startDnsmasq,
+  uniqueService,
+  type Dnsmasq,
+} from '../../testkit';
 import { createDnsRegistry, dnsAdapter, parseDnsService, type DnsOptions } from './index';
 
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
-const exactly = (...want: string[]) => (s: Snapshot) => JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
+const exactly =
+  (...want: string[]) =>
+  (s: Snapshot) =>
+    JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
 
 /** Builds the adapter the way users do: from a registry URL, validated by the schema. */
 function fromUrl(url: string) {
   const { def, options } = resolveRegistry(url);
   assert.equal(def.scheme, 'dns');
-  return dnsAdapter.create(options as unknown as DnsOptions, { logger: silentLogger, now: () => performance.now(), random: Math.random }) as ReturnType<typeof createDnsRegistry>;
+  return dnsAdapter.create(options as unknown as DnsOptions, {
+    logger: silentLogger,
+    now: () => performance.now(),
+    random: Math.random,
+  }) as ReturnType<typeof createDnsRegistry>;
 }
 
 /** A TCP listener on host:0 that accepts and holds connections (a stand-in backend for probes). */
@@ -32,7 +59,6 @@ async function listener(host = '127.0.0.1'): Promise<{ port: number; close(): Pr
   };
 }
 
-
 /** Registers an afterEach that closes, newest first, whatever the test passed to the returned track(). */
 function closeAfterEach(): <T extends { close(): unknown }>(x: T) => T {
   const closers: (() => unknown)[] = [];
@@ -44,7 +70,9 @@ function closeAfterEach(): <T extends { close(): unknown }>(x: T) => T {
 
 describe('dns adapter: configuration and service names', () => {
   it('maps the URL authority to nameservers and validates options in one place', () => {
-    const { options } = resolveRegistry('dns://127.0.0.1:5353,[::1]:53?min-refresh=1s&max-refresh=10s&timeout=500ms&tries=3&family=ipv4');
+    const { options } = resolveRegistry(
+      'dns://127.0.0.1:5353,[::1]:53?min-refresh=1s&max-refresh=10s&timeout=500ms&tries=3&family=ipv4',
+    );
     assert.deepEqual(options.hosts, ['127.0.0.1:5353', '[::1]:53']);
     assert.equal(options['min-refresh'], 1000);
     assert.equal(options['max-refresh'], 10_000);
@@ -71,7 +99,8 @@ describe('dns adapter: configuration and service names', () => {
     for (const [url, field, msg] of bad) {
       assert.throws(
         () => resolveRegistry(url),
-        (e: unknown) => e instanceof ConfigError && e.field === field && msg.test(e.message) && e.message.startsWith('dns: '),
+        (e: unknown) =>
+          e instanceof ConfigError && e.field === field && msg.test(e.message) && e.message.startsWith('dns: '),
         url,
       );
     }
@@ -81,10 +110,25 @@ describe('dns adapter: configuration and service names', () => {
     assert.deepEqual(parseDnsService('echo.svc.test:50051'), { kind: 'address', name: 'echo.svc.test', port: 50051 });
     assert.deepEqual(parseDnsService('_grpc._tcp.echo.svc.test'), { kind: 'srv', name: '_grpc._tcp.echo.svc.test' });
     assert.deepEqual(parseDnsService('127.0.0.9:80'), { kind: 'literal', host: '127.0.0.9', port: 80 });
-    assert.deepEqual(parseDnsService('echo', { srv: '_grpc._tcp', domain: 'default.svc.cluster.local' }), { kind: 'srv', name: '_grpc._tcp.echo.default.svc.cluster.local' });
-    assert.deepEqual(parseDnsService('echo', { port: 8080, domain: 'svc.test' }), { kind: 'address', name: 'echo.svc.test', port: 8080 });
-    assert.deepEqual(parseDnsService('echo.other:1', { domain: 'svc.test' }), { kind: 'address', name: 'echo.other', port: 1 }, 'dotted names are not extended');
-    assert.deepEqual(parseDnsService('echo.:1', { domain: 'svc.test' }), { kind: 'address', name: 'echo', port: 1 }, 'a trailing dot means absolute');
+    assert.deepEqual(parseDnsService('echo', { srv: '_grpc._tcp', domain: 'default.svc.cluster.local' }), {
+      kind: 'srv',
+      name: '_grpc._tcp.echo.default.svc.cluster.local',
+    });
+    assert.deepEqual(parseDnsService('echo', { port: 8080, domain: 'svc.test' }), {
+      kind: 'address',
+      name: 'echo.svc.test',
+      port: 8080,
+    });
+    assert.deepEqual(
+      parseDnsService('echo.other:1', { domain: 'svc.test' }),
+      { kind: 'address', name: 'echo.other', port: 1 },
+      'dotted names are not extended',
+    );
+    assert.deepEqual(
+      parseDnsService('echo.:1', { domain: 'svc.test' }),
+      { kind: 'address', name: 'echo', port: 1 },
+      'a trailing dot means absolute',
+    );
     assert.throws(() => parseDnsService('echo'), /needs a port/);
     assert.throws(() => parseDnsService('echo:0'), /port that is not in 1\.\.65535/);
     assert.throws(() => parseDnsService('echo:http'), TypeError);
@@ -104,7 +148,9 @@ describe('dns adapter: configuration and service names', () => {
     try {
       assert.equal(d.capabilities.register, false);
       assert.equal(d.capabilities.watch, 'poll');
-      await assert.rejects(d.registrar.register({ service: 'echo', host: '127.0.0.1', port: 1 }), (e: unknown) => isWayfinderError(e, 'NOT_SUPPORTED'));
+      await assert.rejects(d.registrar.register({ service: 'echo', host: '127.0.0.1', port: 1 }), (e: unknown) =>
+        isWayfinderError(e, 'NOT_SUPPORTED'),
+      );
     } finally {
       await d.close();
     }
@@ -127,7 +173,9 @@ describe('dns adapter against a real dnsmasq', function () {
     timing: { propagationMs: 5000 },
     factory: async () => {
       const d = await startDnsmasq({ domains: ['test'] });
-      const { resolver } = fromUrl(`${d.url}?srv=_grpc._tcp&domain=${zone}&min-refresh=150ms&max-refresh=1s&timeout=300ms&tries=2`);
+      const { resolver } = fromUrl(
+        `${d.url}?srv=_grpc._tcp&domain=${zone}&min-refresh=150ms&max-refresh=1s&timeout=300ms&tries=2`,
+      );
       const registrar = dnsmasqRegistrar(d, { domain: zone, srv: '_grpc._tcp' });
       let bad = 0;
       return {
@@ -135,7 +183,18 @@ describe('dns adapter against a real dnsmasq', function () {
         registrar,
         // An SRV record whose target has no address: what an operator's typo looks like in DNS.
         injectBadEntry: async (service) => {
-          await d.updateRecords((r) => ({ ...r, srv: [...(r.srv ?? []), { name: dnsmasqSrvName(service, { domain: zone }), target: `missing-${bad++}.${zone}`, port: 7999, weight: 1 }] }));
+          await d.updateRecords((r) => ({
+            ...r,
+            srv: [
+              ...(r.srv ?? []),
+              {
+                name: dnsmasqSrvName(service, { domain: zone }),
+                target: `missing-${bad++}.${zone}`,
+                port: 7999,
+                weight: 1,
+              },
+            ],
+          }));
         },
         cleanup: async () => {
           await resolver.close();
@@ -172,7 +231,8 @@ describe('dns adapter against a real dnsmasq', function () {
       assert.ok(took <= maxMs + 1000, `scale-up seen after ${took} ms, max-refresh is ${maxMs} ms`);
       assert.equal(snap.error, undefined);
       // Every snapshot in between still held the first instance: nothing was dropped.
-      for (const s of r.snapshots) assert.ok(keys(s).includes('127.0.0.2:50051'), `a snapshot lost the existing instance: ${keys(s)}`);
+      for (const s of r.snapshots)
+        assert.ok(keys(s).includes('127.0.0.2:50051'), `a snapshot lost the existing instance: ${keys(s)}`);
     });
 
     it('follows the record TTL within the bounds (1 s TTL is seen well before a 20 s max-refresh)', async () => {
@@ -195,7 +255,10 @@ describe('dns adapter against a real dnsmasq', function () {
       const windowMs = 2000;
       await new Promise((res) => setTimeout(res, windowMs)); // measuring a rate: the wait is the measurement
       const n = d.queryCount('A') - before;
-      assert.ok(n >= 2 && n <= windowMs / 400 + 1, `${n} A queries in ${windowMs} ms with min-refresh 400 ms and TTL 0`);
+      assert.ok(
+        n >= 2 && n <= windowMs / 400 + 1,
+        `${n} A queries in ${windowMs} ms with min-refresh 400 ms and TTL 0`,
+      );
       assert.equal(d.queryCount('AAAA'), 0, 'family=ipv4 asked for AAAA');
     });
 
@@ -218,7 +281,10 @@ describe('dns adapter against a real dnsmasq', function () {
       }
       const n = d.queryCount('A') - before;
       const elapsed = Date.now() - t0;
-      assert.ok(n <= Math.ceil(elapsed / 500) + 1, `${n} lookups in ${elapsed} ms of refresh() spam with min-refresh 500 ms`);
+      assert.ok(
+        n <= Math.ceil(elapsed / 500) + 1,
+        `${n} lookups in ${elapsed} ms of refresh() spam with min-refresh 500 ms`,
+      );
       assert.ok(n >= 2, `refresh() spam caused only ${n} lookups`);
     });
 
@@ -259,7 +325,11 @@ describe('dns adapter against a real dnsmasq', function () {
     it('a closed nameserver port is REGISTRY_UNAVAILABLE, never an empty set', async () => {
       const port = await freePort();
       const resolver = track(fromUrl(`dns://127.0.0.1:${port}?min-refresh=200ms&timeout=200ms&tries=1`).resolver);
-      await assert.rejects(resolver.resolve('echo.svc.test:80'), (e: unknown) => isWayfinderError(e, 'REGISTRY_UNAVAILABLE') && /ECONNREFUSED|ETIMEOUT/.test((e as Error).message));
+      await assert.rejects(
+        resolver.resolve('echo.svc.test:80'),
+        (e: unknown) =>
+          isWayfinderError(e, 'REGISTRY_UNAVAILABLE') && /ECONNREFUSED|ETIMEOUT/.test((e as Error).message),
+      );
       const r = new SnapshotRecorder();
       track(resolver.watch('echo.svc.test:80', r.onSnapshot));
       const snap = await r.until(() => true, 3000, 'a first snapshot');
@@ -288,7 +358,10 @@ describe('dns adapter against a real dnsmasq', function () {
       d = await startDnsmasq({ records: { hosts: { 'echo.svc.test': ['127.0.0.2'] } } });
       const resolver = track(fromUrl(`${d.url}?min-refresh=150ms&max-refresh=1s&timeout=200ms&tries=1`).resolver);
       // dnsmasq answers names outside its local domains with REFUSED (it has no upstream).
-      await assert.rejects(resolver.resolve('echo.example.com:80'), (e: unknown) => isWayfinderError(e, 'REGISTRY_UNAVAILABLE') && /EREFUSED/.test((e as Error).message));
+      await assert.rejects(
+        resolver.resolve('echo.example.com:80'),
+        (e: unknown) => isWayfinderError(e, 'REGISTRY_UNAVAILABLE') && /EREFUSED/.test((e as Error).message),
+      );
       const r = new SnapshotRecorder();
       track(resolver.watch('echo.svc.test:50051', r.onSnapshot));
       await r.until(exactly('127.0.0.2:50051'), 3000, 'the good set');
@@ -322,7 +395,11 @@ describe('dns adapter against a real dnsmasq', function () {
       const resolver = track(fromUrl(`${d.url}?min-refresh=200ms&timeout=300ms`).resolver);
       const eps = await resolver.resolve(name);
       const w = Object.fromEntries(eps.map((e) => [endpointKey(e), e.weight]));
-      assert.deepEqual(w, { [`127.0.0.1:${a.port}`]: 30, [`127.0.0.2:${b.port}`]: 10, '127.0.0.1:7003': 1 }, 'weight 0 maps to 1; priority 20 is left out');
+      assert.deepEqual(
+        w,
+        { [`127.0.0.1:${a.port}`]: 30, [`127.0.0.2:${b.port}`]: 10, '127.0.0.1:7003': 1 },
+        'weight 0 maps to 1; priority 20 is left out',
+      );
       assert.equal(eps.find((e) => e.port === a.port)?.metadata['dns.target'], 't1.svc.test');
     });
 
@@ -346,13 +423,22 @@ describe('dns adapter against a real dnsmasq', function () {
       assert.deepEqual((await probing.resolve(name)).map(endpointKey), [`127.0.0.3:${backup.port}`]);
       // Without probing, DNS alone says the priority-0 group exists, so it is used.
       const trusting = track(fromUrl(`${d.url}?min-refresh=200ms&probe=false`).resolver);
-      assert.deepEqual((await trusting.resolve(name)).map(endpointKey).sort(), [`127.0.0.1:${dead1}`, `127.0.0.1:${dead2}`].sort());
+      assert.deepEqual(
+        (await trusting.resolve(name)).map(endpointKey).sort(),
+        [`127.0.0.1:${dead1}`, `127.0.0.1:${dead2}`].sort(),
+      );
       // When the preferred group comes back, the next lookup returns to it.
       const r = new SnapshotRecorder();
       track(probing.watch(name, r.onSnapshot));
       await r.until(exactly(`127.0.0.3:${backup.port}`), 3000, 'the backup group');
       const revived = track(await listener('127.0.0.1'));
-      await d.setRecords({ ...d.records(), srv: [...d.records().srv!.filter((x) => x.port !== dead1), { name, target: 't1.svc.test', port: revived.port, priority: 0, weight: 10 }] });
+      await d.setRecords({
+        ...d.records(),
+        srv: [
+          ...d.records().srv!.filter((x) => x.port !== dead1),
+          { name, target: 't1.svc.test', port: revived.port, priority: 0, weight: 10 },
+        ],
+      });
       await r.until(exactly(`127.0.0.1:${dead2}`, `127.0.0.1:${revived.port}`), 5000, 'the priority-0 group again');
       await backup.close();
     });
@@ -395,7 +481,7 @@ describe('dns adapter against a real dnsmasq', function () {
 
 describe('dns adapter: gRPC end to end against a real dnsmasq', function () {
   this.timeout(30_000);
-  /* eslint-disable @typescript-eslint/no-var-requires */
+
   let grpcMod: typeof import('../../grpc') | undefined;
   let echoMod: typeof import('../../testkit/echo') | undefined;
   const cleanups: (() => unknown)[] = [];
@@ -425,12 +511,17 @@ describe('dns adapter: gRPC end to end against a real dnsmasq', function () {
 
   it('wayfinder+dns:// target: a scale-up reaches a busy channel within max-refresh, with no call failing and no connection dropped', async () => {
     const [a, b] = await twoServers();
-    cleanups.push(() => a.kill(), () => b.kill());
+    cleanups.push(
+      () => a.kill(),
+      () => b.kill(),
+    );
     const d = await startDnsmasq({ localTtl: 3600, records: { hosts: { 'echo.svc.test': ['127.0.0.2'] } } });
     cleanups.push(() => d.stop());
     const maxMs = 1500;
     // grpc-js owns the dns: scheme, so the bridge serves this registry as wayfinder+dns: (see grpc/index.ts).
-    const ours = new echoMod!.EchoClient(`wayfinder+dns://${d.address}/echo.svc.test:${a.port}?min-refresh=200ms&max-refresh=${maxMs}ms`);
+    const ours = new echoMod!.EchoClient(
+      `wayfinder+dns://${d.address}/echo.svc.test:${a.port}?min-refresh=200ms&max-refresh=${maxMs}ms`,
+    );
     // grpc-js's own dns: resolver on the same records, for comparison. It honours the target's
     // nameserver only with GRPC_NODE_USE_ALTERNATIVE_RESOLVER=true (read once at load, so set on
     // its module for this test and restored after); otherwise it uses getaddrinfo.
@@ -442,7 +533,10 @@ describe('dns adapter: gRPC end to end against a real dnsmasq', function () {
       'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
       'grpc.enable_http_proxy': 0,
     });
-    cleanups.push(() => ours.close(), () => theirs.close());
+    cleanups.push(
+      () => ours.close(),
+      () => theirs.close(),
+    );
 
     for (let i = 0; i < 5; i++) {
       assert.equal((await ours.echo({ message: 'x' })).serverId, 'A');
@@ -472,18 +566,26 @@ describe('dns adapter: gRPC end to end against a real dnsmasq', function () {
     for (let i = 0; i < 10; i++) spread.add((await ours.echo({})).serverId);
     assert.deepEqual([...spread].sort(), ['A', 'B']);
     // grpc-js's dns: resolver re-resolves only when a connection drops, so it never saw B.
-    assert.ok(!theirsBy.includes('B'), 'grpc-js dns: saw the scale-up (behaviour changed upstream; docs/adapters/dns.md needs updating)');
+    assert.ok(
+      !theirsBy.includes('B'),
+      'grpc-js dns: saw the scale-up (behaviour changed upstream; docs/adapters/dns.md needs updating)',
+    );
   });
 
   it('installGrpc({ replaceDns: true }) serves plain dns:// targets with this adapter (scale-ups seen), and false gives dns: back', async () => {
     const [a, b] = await twoServers();
-    cleanups.push(() => a.kill(), () => b.kill());
+    cleanups.push(
+      () => a.kill(),
+      () => b.kill(),
+    );
     const d = await startDnsmasq({ localTtl: 3600, records: { hosts: { 'echo.svc.test': ['127.0.0.2'] } } });
     cleanups.push(() => d.stop());
     const inst = grpcMod!.installGrpc({ replaceDns: true });
     cleanups.push(() => void grpcMod!.installGrpc({ replaceDns: false }));
     assert.ok(inst.schemes.includes('dns'));
-    const client = new echoMod!.EchoClient(`dns://${d.address}/echo.svc.test:${a.port}?max-refresh=1s&min-refresh=200ms`);
+    const client = new echoMod!.EchoClient(
+      `dns://${d.address}/echo.svc.test:${a.port}?max-refresh=1s&min-refresh=200ms`,
+    );
     cleanups.push(() => client.close());
     assert.equal((await client.echo({})).serverId, 'A');
     await d.setRecords({ hosts: { 'echo.svc.test': ['127.0.0.2', '127.0.0.3'] } });
@@ -496,7 +598,9 @@ describe('dns adapter: gRPC end to end against a real dnsmasq', function () {
     assert.ok(sawB, 'a dns: channel never saw the scale-up with replaceDns');
     assert.ok(!grpcMod!.installGrpc({ replaceDns: false }).schemes.includes('dns'));
     // grpc-js's own resolver is back: it rejects our ?options as part of the host name.
-    const plain = new echoMod!.EchoClient(`dns://${d.address}/echo.svc.test:${a.port}?max-refresh=1s`, undefined, { 'grpc.enable_http_proxy': 0 });
+    const plain = new echoMod!.EchoClient(`dns://${d.address}/echo.svc.test:${a.port}?max-refresh=1s`, undefined, {
+      'grpc.enable_http_proxy': 0,
+    });
     cleanups.push(() => plain.close());
     await assert.rejects(plain.echo({}, { deadlineMs: 3000 }));
   });

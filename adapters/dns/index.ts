@@ -55,7 +55,8 @@ function isDnsName(name: string): boolean {
 function checkNameserver(s: string): string | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\]]+))(?::(\d+))?$/.exec(s);
   const ip = m?.[1] ?? m?.[2];
-  if (!m || !ip || !net.isIP(ip)) return `must be IP addresses with an optional port (ip, ip:port or [ipv6]:port), got "${s}"`;
+  if (!m || !ip || !net.isIP(ip))
+    return `must be IP addresses with an optional port (ip, ip:port or [ipv6]:port), got "${s}"`;
   if (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535)) return `port in "${s}" must be in 1..65535`;
   return undefined;
 }
@@ -162,7 +163,12 @@ export class DnsLookups {
         return { endpoints: [{ id: endpointKey(q), host: q.host, port: q.port, metadata: {} }], bad: [] };
       case 'address': {
         const recs = await this.addresses(q.name);
-        const { endpoints, bad } = collectEndpoints(recs.map((r) => ({ key: `${q.name} ${r.family === 4 ? 'A' : 'AAAA'} ${r.address}`, value: { host: r.address, port: q.port } })));
+        const { endpoints, bad } = collectEndpoints(
+          recs.map((r) => ({
+            key: `${q.name} ${r.family === 4 ? 'A' : 'AAAA'} ${r.address}`,
+            value: { host: r.address, port: q.port },
+          })),
+        );
         return { endpoints, bad, ttl: minTtl(recs) };
       }
       case 'srv':
@@ -189,7 +195,10 @@ export class DnsLookups {
       if (r.name === '' || r.name === '.') continue; // "." target: the service is decidedly not available there
       const as = addrs.get(r.name) ?? [];
       if (as.length === 0) {
-        bad.push({ key, reason: `target ${r.name} has no ${this.o.family === 'ipv4' ? 'A' : this.o.family === 'ipv6' ? 'AAAA' : 'A or AAAA'} record` });
+        bad.push({
+          key,
+          reason: `target ${r.name} has no ${this.o.family === 'ipv4' ? 'A' : this.o.family === 'ipv6' ? 'AAAA' : 'A or AAAA'} record`,
+        });
         continue;
       }
       let g = groups.get(r.priority);
@@ -228,7 +237,12 @@ function minTtl(recs: AddressRecord[]): number | undefined {
 function describeFailure(e: unknown, q: DnsQuery, servers: string[]): RegistryUnavailableError {
   const via = servers.length ? servers.join(',') : 'the system nameservers';
   const what = q.kind === 'srv' ? `SRV ${q.name}` : q.kind === 'address' ? q.name : q.host;
-  const detail = e instanceof DnsQueryError ? `${e.type} ${e.query} failed with ${e.code}` : e instanceof Error ? e.message : String(e);
+  const detail =
+    e instanceof DnsQueryError
+      ? `${e.type} ${e.query} failed with ${e.code}`
+      : e instanceof Error
+        ? e.message
+        : String(e);
   return new RegistryUnavailableError(`dns: resolving ${what} via ${via}: ${detail}`, { cause: e });
 }
 
@@ -259,7 +273,15 @@ export interface DnsRegistryContext {
   random?: () => number;
 }
 
-const DEFAULTS: DnsOptions = { hosts: [], 'min-refresh': 5000, 'max-refresh': 30_000, timeout: 2000, tries: 2, family: 'any', probe: true };
+const DEFAULTS: DnsOptions = {
+  hosts: [],
+  'min-refresh': 5000,
+  'max-refresh': 30_000,
+  timeout: 2000,
+  tries: 2,
+  family: 'any',
+  probe: true,
+};
 
 /**
  * A DNS resolver over the given (or the system's) nameservers.
@@ -271,7 +293,10 @@ const DEFAULTS: DnsOptions = { hosts: [], 'min-refresh': 5000, 'max-refresh': 30
  * max-refresh. refresh(service) brings the next lookup forward to no earlier than min-refresh
  * after the previous one started. Lookups of one service never overlap.
  */
-export function createDnsRegistry(options: Partial<DnsOptions> = {}, ctx: DnsRegistryContext = {}): AdapterInstance & { resolver: WatchResolver } {
+export function createDnsRegistry(
+  options: Partial<DnsOptions> = {},
+  ctx: DnsRegistryContext = {},
+): AdapterInstance & { resolver: WatchResolver } {
   const o: DnsOptions = { ...DEFAULTS, ...options };
   const logger = ctx.logger ?? silentLogger;
   const client = new DnsClient({ servers: o.hosts, timeoutMs: o.timeout, tries: o.tries });
@@ -347,22 +372,86 @@ export function createDnsRegistry(options: Partial<DnsOptions> = {}, ctx: DnsReg
 
 export const dnsAdapter = defineAdapter<DnsOptions>({
   scheme: 'dns',
-  description: 'DNS A/AAAA (name:port) and SRV (_svc._proto.name) records, re-resolved by TTL within bounds. Read-only.',
-  capabilities: { watch: 'poll', register: false, ttl: false, weights: true, zones: false, metadata: false, listServices: false },
+  description:
+    'DNS A/AAAA (name:port) and SRV (_svc._proto.name) records, re-resolved by TTL within bounds. Read-only.',
+  capabilities: {
+    watch: 'poll',
+    register: false,
+    ttl: false,
+    weights: true,
+    zones: false,
+    metadata: false,
+    listServices: false,
+  },
   options: {
-    hosts: { type: 'list', default: [], doc: 'Nameservers as ip[:port] (the URL authority, dns://127.0.0.1:53); none = the system nameservers.', check: (v: string[]) => v.map(checkNameserver).find(Boolean) },
-    'min-refresh': { type: 'duration', default: 5000, min: 100, doc: 'Shortest interval between lookups of one service, whatever the TTL; also the rate limit of on-demand refreshes.' },
-    'max-refresh': { type: 'duration', default: 30_000, min: 100, doc: 'Longest interval between lookups of one service, whatever the TTL: the bound on seeing a scale-up.' },
-    timeout: { type: 'duration', default: 2000, min: 10, max: 60_000, doc: 'Per-try query timeout (c-ares doubles it on each retry round); also the TCP probe timeout.' },
-    tries: { type: 'integer', default: 2, min: 1, max: 10, doc: 'Query attempts per nameserver before a lookup fails.' },
-    family: { type: 'enum', values: ['any', 'ipv4', 'ipv6'], default: 'any', doc: 'Which address records to ask for: A and AAAA, A only, or AAAA only.' },
-    srv: { type: 'string', doc: 'SRV prefix for plain service names, e.g. "_grpc._tcp": service "echo" is looked up as _grpc._tcp.echo.', check: (v: string) => (/^(_[A-Za-z0-9-]+\.)*_[A-Za-z0-9-]+$/.test(v) ? undefined : 'must be SRV labels such as "_grpc._tcp"') },
-    port: { type: 'integer', min: 1, max: 65535, doc: 'Port for plain service names looked up as A/AAAA (when "srv" is not set).' },
-    domain: { type: 'string', doc: 'Appended to single-label names, like a search domain: "echo" -> "echo.<domain>".', check: (v: string) => (isDnsName(v.replace(/\.$/, '')) ? undefined : 'must be a DNS name such as "default.svc.cluster.local"') },
-    probe: { type: 'boolean', default: true, doc: 'With several SRV priority groups, TCP-probe the lowest and fall back to the next when none of its endpoints accepts a connection.' },
+    hosts: {
+      type: 'list',
+      default: [],
+      doc: 'Nameservers as ip[:port] (the URL authority, dns://127.0.0.1:53); none = the system nameservers.',
+      check: (v: string[]) => v.map(checkNameserver).find(Boolean),
+    },
+    'min-refresh': {
+      type: 'duration',
+      default: 5000,
+      min: 100,
+      doc: 'Shortest interval between lookups of one service, whatever the TTL; also the rate limit of on-demand refreshes.',
+    },
+    'max-refresh': {
+      type: 'duration',
+      default: 30_000,
+      min: 100,
+      doc: 'Longest interval between lookups of one service, whatever the TTL: the bound on seeing a scale-up.',
+    },
+    timeout: {
+      type: 'duration',
+      default: 2000,
+      min: 10,
+      max: 60_000,
+      doc: 'Per-try query timeout (c-ares doubles it on each retry round); also the TCP probe timeout.',
+    },
+    tries: {
+      type: 'integer',
+      default: 2,
+      min: 1,
+      max: 10,
+      doc: 'Query attempts per nameserver before a lookup fails.',
+    },
+    family: {
+      type: 'enum',
+      values: ['any', 'ipv4', 'ipv6'],
+      default: 'any',
+      doc: 'Which address records to ask for: A and AAAA, A only, or AAAA only.',
+    },
+    srv: {
+      type: 'string',
+      doc: 'SRV prefix for plain service names, e.g. "_grpc._tcp": service "echo" is looked up as _grpc._tcp.echo.',
+      check: (v: string) =>
+        /^(_[A-Za-z0-9-]+\.)*_[A-Za-z0-9-]+$/.test(v) ? undefined : 'must be SRV labels such as "_grpc._tcp"',
+    },
+    port: {
+      type: 'integer',
+      min: 1,
+      max: 65535,
+      doc: 'Port for plain service names looked up as A/AAAA (when "srv" is not set).',
+    },
+    domain: {
+      type: 'string',
+      doc: 'Appended to single-label names, like a search domain: "echo" -> "echo.<domain>".',
+      check: (v: string) =>
+        isDnsName(v.replace(/\.$/, '')) ? undefined : 'must be a DNS name such as "default.svc.cluster.local"',
+    },
+    probe: {
+      type: 'boolean',
+      default: true,
+      doc: 'With several SRV priority groups, TCP-probe the lowest and fall back to the next when none of its endpoints accepts a connection.',
+    },
   },
   validate(options) {
-    if (options['min-refresh'] > options['max-refresh']) throw new ConfigError(`dns: "min-refresh" (${options['min-refresh']}ms) must not exceed "max-refresh" (${options['max-refresh']}ms)`, { field: 'min-refresh' });
+    if (options['min-refresh'] > options['max-refresh'])
+      throw new ConfigError(
+        `dns: "min-refresh" (${options['min-refresh']}ms) must not exceed "max-refresh" (${options['max-refresh']}ms)`,
+        { field: 'min-refresh' },
+      );
   },
   create(options, ctx) {
     return createDnsRegistry(options, { logger: ctx.logger, random: ctx.random });

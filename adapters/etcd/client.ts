@@ -38,7 +38,8 @@ export interface KV {
 
 // A policy that just runs the call (cockatiel's IPolicy shape, without importing cockatiel).
 const noopPolicy = {
-  execute: <T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
+  execute: <T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>) =>
+    Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
   onSuccess: () => ({ dispose() {} }),
   onFailure: () => ({ dispose() {} }),
 } as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
@@ -54,7 +55,10 @@ export class EtcdClient {
     const scheme = opts.tls ? 'https' : 'http';
     this.raw = new Etcd3({
       hosts: opts.hosts.map((h) => `${scheme}://${h}`),
-      credentials: opts.tls?.ca || opts.tls?.cert ? { rootCertificate: opts.tls.ca as Buffer, privateKey: opts.tls.key, certChain: opts.tls.cert } : undefined,
+      credentials:
+        opts.tls?.ca || opts.tls?.cert
+          ? { rootCertificate: opts.tls.ca as Buffer, privateKey: opts.tls.key, certChain: opts.tls.cert }
+          : undefined,
       auth: opts.auth ? { username: opts.auth.username, password: opts.auth.password } : undefined,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.requestTimeoutMs }),
       faultHandling: { host: () => noopPolicy, global: noopPolicy },
@@ -78,7 +82,12 @@ export class EtcdClient {
     let revision: number | undefined;
     for (;;) {
       const res = await this.call('reading ' + prefix, () =>
-        this.raw.kv.range({ key: start, range_end: range.end, limit: pageSize, ...(revision !== undefined ? { revision: String(revision) } : {}) }),
+        this.raw.kv.range({
+          key: start,
+          range_end: range.end,
+          limit: pageSize,
+          ...(revision !== undefined ? { revision: String(revision) } : {}),
+        }),
       );
       if (revision === undefined) revision = Number(res.header.revision);
       for (const kv of res.kvs) kvs.push({ key: kv.key.toString('utf8'), value: kv.value });
@@ -91,7 +100,9 @@ export class EtcdClient {
   /** Lists the distinct first path segments under `prefix` (keys only). */
   async listChildren(prefix: string): Promise<string[]> {
     const range = Range.prefix(prefix);
-    const res = await this.call('listing ' + prefix, () => this.raw.kv.range({ key: range.start, range_end: range.end, keys_only: true }));
+    const res = await this.call('listing ' + prefix, () =>
+      this.raw.kv.range({ key: range.start, range_end: range.end, keys_only: true }),
+    );
     const names = new Set<string>();
     for (const kv of res.kvs) {
       const rest = kv.key.toString('utf8').slice(prefix.length);
@@ -102,7 +113,9 @@ export class EtcdClient {
   }
 
   async put(key: string, value: string, lease?: string): Promise<void> {
-    await this.call('writing ' + key, () => this.raw.kv.put({ key: Buffer.from(key), value: Buffer.from(value), ...(lease ? { lease } : {}) }));
+    await this.call('writing ' + key, () =>
+      this.raw.kv.put({ key: Buffer.from(key), value: Buffer.from(value), ...(lease ? { lease } : {}) }),
+    );
   }
 
   async delete(key: string): Promise<void> {
@@ -139,7 +152,9 @@ export class EtcdClient {
    * were opened with; the adapter calls this when a stream fails with an invalid-token error.
    */
   invalidateToken(): void {
-    (this.raw as unknown as { pool?: { authenticator?: { invalidateMetadata(): void } } }).pool?.authenticator?.invalidateMetadata();
+    (
+      this.raw as unknown as { pool?: { authenticator?: { invalidateMetadata(): void } } }
+    ).pool?.authenticator?.invalidateMetadata();
   }
 
   close(): void {
@@ -175,12 +190,20 @@ export class EtcdClient {
       e instanceof GRPCUnauthenticatedError ||
       e instanceof EtcdUserNotFoundError ||
       e instanceof EtcdInvalidAuthTokenError ||
-      /permission denied|authentication failed|user name is empty|invalid auth token|auth: revision in header is old/i.test(msg)
+      /permission denied|authentication failed|user name is empty|invalid auth token|auth: revision in header is old/i.test(
+        msg,
+      )
     ) {
       return new AuthFailedError(`etcd: ${what}: ${msg}`, { cause: e });
     }
-    if (this.tls && /certificate|self[- ]signed|ssl|tls|handshake|unable to verify|wrong version number|CERT_|alert/i.test(msg)) {
-      return new AuthFailedError(`etcd: ${what}: TLS handshake failed (server not trusted by the configured CA, or client certificate refused): ${msg}`, { cause: e });
+    if (
+      this.tls &&
+      /certificate|self[- ]signed|ssl|tls|handshake|unable to verify|wrong version number|CERT_|alert/i.test(msg)
+    ) {
+      return new AuthFailedError(
+        `etcd: ${what}: TLS handshake failed (server not trusted by the configured CA, or client certificate refused): ${msg}`,
+        { cause: e },
+      );
     }
     return new RegistryUnavailableError(`etcd: ${what}: ${msg}`, { cause: e });
   }

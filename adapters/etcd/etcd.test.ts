@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Discovery, endpointKey, isWayfinderError, resolveRegistry, type Logger, type Registration, type Snapshot } from '../../core';
+import {
+  Discovery,
+  endpointKey,
+  isWayfinderError,
+  resolveRegistry,
+  type Logger,
+  type Registration,
+  type Snapshot,
+} from '../../core';
 import { SnapshotRecorder, registrarConformance, resolverConformance, uniqueService } from '../../testkit/conformance';
 import { startEtcd, makeTestPki, findEtcd, findEtcdctl, findOpenssl, type EtcdServer } from '../../testkit/etcd';
 import { requireBinaryOrSkip, tempDir, waitFor, withTimeout } from '../../testkit/process';
@@ -11,7 +19,10 @@ import { grpcFailoverCheck } from '../../testkit/echo';
 import { createEtcdRegistry, etcdAdapter, etcdCapabilities, type EtcdRegistration } from './index';
 
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
-const only = (...want: string[]) => (s: Snapshot) => !s.error && JSON.stringify(keys(s)) === JSON.stringify(want.sort());
+const only =
+  (...want: string[]) =>
+  (s: Snapshot) =>
+    !s.error && JSON.stringify(keys(s)) === JSON.stringify(want.sort());
 
 let prefixSerial = 0;
 const uniquePrefix = () => `/wf-test-${process.pid}-${prefixSerial++}`;
@@ -19,12 +30,17 @@ const uniquePrefix = () => `/wf-test-${process.pid}-${prefixSerial++}`;
 /** Keeps log lines so tests can check what the adapter reported (and that no secret leaked). */
 function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
-  const rec = (level: string) => (obj: object | string, msg?: string) => void lines.push(`${level} ${typeof obj === 'string' ? obj : `${msg ?? ''} ${JSON.stringify(obj)}`}`);
+  const rec = (level: string) => (obj: object | string, msg?: string) =>
+    void lines.push(`${level} ${typeof obj === 'string' ? obj : `${msg ?? ''} ${JSON.stringify(obj)}`}`);
   return { lines, debug: rec('debug'), info: rec('info'), warn: rec('warn'), error: rec('error') };
 }
 
 function onceEvent(reg: Registration, event: 'lost' | 'restored', ms: number): Promise<Error | undefined> {
-  return withTimeout(new Promise<Error | undefined>((resolve) => reg.on(event, (e) => resolve(e))), ms, `registration "${event}"`);
+  return withTimeout(
+    new Promise<Error | undefined>((resolve) => reg.on(event, (e) => resolve(e))),
+    ms,
+    `registration "${event}"`,
+  );
 }
 
 describe('etcd adapter', function () {
@@ -42,7 +58,12 @@ describe('etcd adapter', function () {
     etcd = await startEtcd();
   });
   afterEach(async () => {
-    await Promise.allSettled(toClose.splice(0).reverse().map((c) => c.close()));
+    await Promise.allSettled(
+      toClose
+        .splice(0)
+        .reverse()
+        .map((c) => c.close()),
+    );
   });
   after(async () => {
     await etcd?.close();
@@ -69,12 +90,28 @@ describe('etcd adapter', function () {
       cleanup: () => r.close!(),
     };
   };
-  resolverConformance({ it, describe, name: 'etcd', factory, capabilities: etcdCapabilities, timing: { propagationMs: 3000, ttlMs: 4000 } });
-  registrarConformance({ it, describe, name: 'etcd', factory, capabilities: etcdCapabilities, timing: { propagationMs: 3000, ttlMs: 4000 } });
+  resolverConformance({
+    it,
+    describe,
+    name: 'etcd',
+    factory,
+    capabilities: etcdCapabilities,
+    timing: { propagationMs: 3000, ttlMs: 4000 },
+  });
+  registrarConformance({
+    it,
+    describe,
+    name: 'etcd',
+    factory,
+    capabilities: etcdCapabilities,
+    timing: { propagationMs: 3000, ttlMs: 4000 },
+  });
 
   describe('configuration', () => {
     it('parses hosts, prefix, format, ttl and timeouts from the URL', () => {
-      const { options, display } = resolveRegistry('etcd://user:s3cret@h1:2379,h2?prefix=/svc&format=grpc-go&ttl=5s&request-timeout=2s');
+      const { options, display } = resolveRegistry(
+        'etcd://user:s3cret@h1:2379,h2?prefix=/svc&format=grpc-go&ttl=5s&request-timeout=2s',
+      );
       assert.deepEqual(options.hosts, ['h1:2379', 'h2']);
       assert.equal(options.prefix, '/svc');
       assert.equal(options.format, 'grpc-go');
@@ -96,13 +133,24 @@ describe('etcd adapter', function () {
         ['etcd://:s3cret@127.0.0.1:2379', 'username', /password needs a "username"/],
       ];
       for (const [url, field, re] of bad) {
-        assert.throws(() => resolveRegistry(url), (e: unknown) => isWayfinderError(e, 'CONFIG_INVALID') && (e as { field?: string }).field === field && re.test((e as Error).message) && !(e as Error).message.includes('s3cret'), url);
+        assert.throws(
+          () => resolveRegistry(url),
+          (e: unknown) =>
+            isWayfinderError(e, 'CONFIG_INVALID') &&
+            (e as { field?: string }).field === field &&
+            re.test((e as Error).message) &&
+            !(e as Error).message.includes('s3cret'),
+          url,
+        );
       }
     });
 
     it('reads the password from password-file and refuses an unreadable one', async () => {
       const missing = '/nonexistent/wayfinder-etcd-password';
-      await assert.rejects(Discovery.fromConfig(`etcd://user@${etcd.address}?password-file=${missing}`), (e: unknown) => isWayfinderError(e, 'CONFIG_INVALID') && (e as { field?: string }).field === 'password-file');
+      await assert.rejects(
+        Discovery.fromConfig(`etcd://user@${etcd.address}?password-file=${missing}`),
+        (e: unknown) => isWayfinderError(e, 'CONFIG_INVALID') && (e as { field?: string }).field === 'password-file',
+      );
       assert.equal(etcdAdapter.options['password'].secret, true);
     });
   });
@@ -132,7 +180,10 @@ describe('etcd adapter', function () {
       const w = r.resolver.watch(svc, rec.onSnapshot);
       toClose.push({ close: () => w.close() });
       await rec.until(only('127.0.0.1:7202'), 5000, 'the set after the compacted gap');
-      assert.ok(logger.lines.some((l) => /re-listing/.test(l) && /compacted/.test(l)), `no compaction re-list logged: ${logger.lines.join('\n')}`);
+      assert.ok(
+        logger.lines.some((l) => /re-listing/.test(l) && /compacted/.test(l)),
+        `no compaction re-list logged: ${logger.lines.join('\n')}`,
+      );
       // The new watch works: a later change arrives.
       const reg = await r.registrar.register({ service: svc, host: '127.0.0.1', port: 7203 });
       await rec.until(only('127.0.0.1:7202', '127.0.0.1:7203'), 3000, 'a change after the re-list');
@@ -181,10 +232,14 @@ describe('etcd adapter', function () {
       await waitFor('the watch to be created', async () => (await metric()) === before + 1, { timeoutMs: 3000 });
       const other = new SnapshotRecorder();
       const w2 = r.resolver.watch(uniqueService(), other.onSnapshot);
-      await waitFor('a second service to get its own watch', async () => (await metric()) === before + 2, { timeoutMs: 3000 });
+      await waitFor('a second service to get its own watch', async () => (await metric()) === before + 2, {
+        timeoutMs: 3000,
+      });
       for (const w of ws) w.close();
       w2.close();
-      await waitFor('the watches to be cancelled with their last watcher', async () => (await metric()) === before, { timeoutMs: 3000 });
+      await waitFor('the watches to be cancelled with their last watcher', async () => (await metric()) === before, {
+        timeoutMs: 3000,
+      });
     });
 
     it('skips malformed values, reporting each as BAD_ENTRY, and keeps the rest', async () => {
@@ -200,7 +255,9 @@ describe('etcd adapter', function () {
       toClose.push({ close: () => w.close() });
       const s = await rec.until((x) => x.error?.code === 'BAD_ENTRY', 3000, 'BAD_ENTRY');
       assert.deepEqual(keys(s), ['127.0.0.1:7221']);
-      const entries = (s.error as unknown as { entries: { key: string; reason: string }[] }).entries.map((e) => e.key.split('/').pop()).sort();
+      const entries = (s.error as unknown as { entries: { key: string; reason: string }[] }).entries
+        .map((e) => e.key.split('/').pop())
+        .sort();
       assert.deepEqual(entries, ['x1', 'x2', 'x3']);
     });
 
@@ -221,7 +278,11 @@ describe('etcd adapter', function () {
       const svc = uniqueService('go');
       // What go.etcd.io/etcd/client/v3/naming/endpoints' AddEndpoint writes for target "<prefix>/<svc>".
       etcd.etcdctl(['put', `${prefix}/${svc}/10.0.0.1:50051`, '{"Op":0,"Addr":"10.0.0.1:50051","Metadata":null}']);
-      etcd.etcdctl(['put', `${prefix}/${svc}/10.0.0.2:50051`, '{"Op":0,"Addr":"10.0.0.2:50051","Metadata":{"zone":"z1","weight":3,"version":"2"}}']);
+      etcd.etcdctl([
+        'put',
+        `${prefix}/${svc}/10.0.0.2:50051`,
+        '{"Op":0,"Addr":"10.0.0.2:50051","Metadata":{"zone":"z1","weight":3,"version":"2"}}',
+      ]);
       etcd.etcdctl(['put', `${prefix}/${svc}/[::1]:50051`, '{"Op":0,"Addr":"[::1]:50051","Metadata":"free text"}']);
       etcd.etcdctl(['put', `${prefix}/${svc}/junk`, '{"Op":0,"Addr":"no-port"}']);
       const rec = new SnapshotRecorder();
@@ -244,8 +305,17 @@ describe('etcd adapter', function () {
       const prefix = uniquePrefix();
       const r = registry({ prefix, format: 'grpc-go' });
       const svc = uniqueService('go');
-      const reg = await r.registrar.register({ service: svc, host: '127.0.0.1', port: 7241, weight: 2, metadata: { v: '1' } });
-      const out = etcd.etcdctl(['get', '--prefix', `${prefix}/${svc}/`]).trim().split('\n');
+      const reg = await r.registrar.register({
+        service: svc,
+        host: '127.0.0.1',
+        port: 7241,
+        weight: 2,
+        metadata: { v: '1' },
+      });
+      const out = etcd
+        .etcdctl(['get', '--prefix', `${prefix}/${svc}/`])
+        .trim()
+        .split('\n');
       assert.equal(out[0], `${prefix}/${svc}/127.0.0.1:7241`);
       const value = JSON.parse(out[1]);
       assert.deepEqual(value, { Op: 0, Addr: '127.0.0.1:7241', Metadata: { v: '1', weight: 2 } });
@@ -298,7 +368,20 @@ describe('etcd adapter', function () {
       const rec = new SnapshotRecorder();
       const w = r.resolver.watch(svc, rec.onSnapshot);
       toClose.push({ close: () => w.close() });
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'fixtures', 'registrant.ts'), etcd.address, prefix, svc, '7271', '2000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          path.join(__dirname, 'fixtures', 'registrant.ts'),
+          etcd.address,
+          prefix,
+          svc,
+          '7271',
+          '2000',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       toClose.push({ close: () => void child.kill('SIGKILL') });
       let out = '';
       child.stdout.on('data', (d) => (out += d));
@@ -319,7 +402,12 @@ describe('etcd adapter', function () {
       own = await startEtcd();
     });
     afterEach(async () => {
-      await Promise.allSettled(toClose.splice(0).reverse().map((c) => c.close()));
+      await Promise.allSettled(
+        toClose
+          .splice(0)
+          .reverse()
+          .map((c) => c.close()),
+      );
       await own?.close();
     });
 
@@ -358,7 +446,11 @@ describe('etcd adapter', function () {
       await own.restart({ wipe: true });
       await lost;
       await restored;
-      const after = await rec.until((s) => only('127.0.0.1:7311')(s) && Number(s.revision) < Number(first.revision), 5000, 'the re-registered endpoint at the new, lower revision');
+      const after = await rec.until(
+        (s) => only('127.0.0.1:7311')(s) && Number(s.revision) < Number(first.revision),
+        5000,
+        'the re-registered endpoint at the new, lower revision',
+      );
       assert.ok(Number(after.revision) < Number(first.revision));
       const other = await r.registrar.register({ service: svc, host: '127.0.0.1', port: 7312 });
       await rec.until(only('127.0.0.1:7311', '127.0.0.1:7312'), 3000, 'a change after the wipe');
@@ -383,7 +475,9 @@ describe('etcd adapter', function () {
 
     it('resolves and registers over TLS with a client certificate', async () => {
       const pki = sec.pki!;
-      const d = await Discovery.fromConfig(`etcd://${sec.address}?ca=${pki.ca}&cert=${pki.clientCert}&key=${pki.clientKey}`);
+      const d = await Discovery.fromConfig(
+        `etcd://${sec.address}?ca=${pki.ca}&cert=${pki.clientCert}&key=${pki.clientKey}`,
+      );
       toClose.push(d);
       const svc = uniqueService();
       await d.registrar.register({ service: svc, host: '127.0.0.1', port: 7401 });
@@ -392,11 +486,18 @@ describe('etcd adapter', function () {
 
     it('fails closed with AUTH_FAILED when the server is not signed by the configured CA', async () => {
       const pki = sec.pki!;
-      const d = await Discovery.fromConfig(`etcd://${sec.address}?ca=${wrong.ca}&cert=${pki.clientCert}&key=${pki.clientKey}&request-timeout=2s`);
+      const d = await Discovery.fromConfig(
+        `etcd://${sec.address}?ca=${wrong.ca}&cert=${pki.clientCert}&key=${pki.clientKey}&request-timeout=2s`,
+      );
       toClose.push(d);
       const svc = uniqueService();
-      await assert.rejects(withTimeout(d.resolver.resolve(svc), 10_000, 'resolve'), (e: unknown) => isWayfinderError(e, 'AUTH_FAILED'));
-      await assert.rejects(withTimeout(d.registrar.register({ service: svc, host: '127.0.0.1', port: 7402 }), 10_000, 'register'), (e: unknown) => isWayfinderError(e, 'AUTH_FAILED'));
+      await assert.rejects(withTimeout(d.resolver.resolve(svc), 10_000, 'resolve'), (e: unknown) =>
+        isWayfinderError(e, 'AUTH_FAILED'),
+      );
+      await assert.rejects(
+        withTimeout(d.registrar.register({ service: svc, host: '127.0.0.1', port: 7402 }), 10_000, 'register'),
+        (e: unknown) => isWayfinderError(e, 'AUTH_FAILED'),
+      );
     });
   });
 
@@ -433,9 +534,18 @@ describe('etcd adapter', function () {
       const svc = uniqueService();
       await writer.registrar.register({ service: svc, host: '127.0.0.1', port: 7501 });
       assert.deepEqual((await reader.resolver.resolve(svc)).map(endpointKey), ['127.0.0.1:7501']);
-      const err = await reader.registrar.register({ service: svc, host: '127.0.0.1', port: 7502 }).then(() => undefined, (e) => e);
+      const err = await reader.registrar.register({ service: svc, host: '127.0.0.1', port: 7502 }).then(
+        () => undefined,
+        (e) => e,
+      );
       assert.ok(isWayfinderError(err, 'AUTH_FAILED'), `expected AUTH_FAILED, got ${err}`);
-      for (const text of [String(err?.message), JSON.stringify(err), ...logger.lines, writer.description, JSON.stringify(writer.status())]) {
+      for (const text of [
+        String(err?.message),
+        JSON.stringify(err),
+        ...logger.lines,
+        writer.description,
+        JSON.stringify(writer.status()),
+      ]) {
         assert.ok(!text.includes(readerPw) && !text.includes(writerPw), `a password leaked into: ${text}`);
       }
     });
@@ -443,7 +553,10 @@ describe('etcd adapter', function () {
     it('a wrong password fails with AUTH_FAILED and does not leak', async () => {
       const d = await Discovery.fromConfig(`etcd://reader:not-the-Pa55@${sec.address}`);
       toClose.push(d);
-      const err = await withTimeout(d.resolver.resolve(uniqueService()), 10_000, 'resolve').then(() => undefined, (e) => e);
+      const err = await withTimeout(d.resolver.resolve(uniqueService()), 10_000, 'resolve').then(
+        () => undefined,
+        (e) => e,
+      );
       assert.ok(isWayfinderError(err, 'AUTH_FAILED'), `expected AUTH_FAILED, got ${err}`);
       assert.ok(!String(err.message).includes('not-the-Pa55'));
     });

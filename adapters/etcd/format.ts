@@ -63,7 +63,8 @@ export function decodeValue(format: KeyFormat, id: string, value: Buffer): Recor
   if (md !== undefined && md !== null) {
     if (typeof md === 'object' && !Array.isArray(md)) {
       const out: Record<string, string> = {};
-      for (const [k, val] of Object.entries(md as Record<string, unknown>)) out[k] = typeof val === 'string' ? val : JSON.stringify(val);
+      for (const [k, val] of Object.entries(md as Record<string, unknown>))
+        out[k] = typeof val === 'string' ? val : JSON.stringify(val);
       raw.metadata = out;
       const w = (md as Record<string, unknown>).weight;
       const wn = typeof w === 'string' && /^\d+$/.test(w) ? Number(w) : w;

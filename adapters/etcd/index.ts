@@ -43,34 +43,83 @@ export interface EtcdOptions {
 }
 
 export const etcdOptionsSchema: OptionsSchema = {
-  hosts: { type: 'list', default: ['127.0.0.1:2379'], doc: 'etcd client endpoints host[:port] (port 2379 when omitted); from the URL authority.' },
+  hosts: {
+    type: 'list',
+    default: ['127.0.0.1:2379'],
+    doc: 'etcd client endpoints host[:port] (port 2379 when omitted); from the URL authority.',
+  },
   prefix: {
     type: 'string',
     default: '/services',
     doc: 'Key prefix; a service lives under <prefix>/<service>/. "/" means the root.',
-    check: (v: string) => (!v.startsWith('/') ? 'must start with "/"' : /\/\/|\s/.test(v) ? 'must not contain "//" or whitespace' : undefined),
+    check: (v: string) =>
+      !v.startsWith('/')
+        ? 'must start with "/"'
+        : /\/\/|\s/.test(v)
+          ? 'must not contain "//" or whitespace'
+          : undefined,
   },
-  format: { type: 'enum', values: ['wayfinder', 'grpc-go'], default: 'wayfinder', doc: 'Key/value layout: "wayfinder" (JSON instance) or "grpc-go" (go.etcd.io/etcd/client/v3/naming/endpoints).' },
-  ttl: { type: 'duration', default: 10_000, min: 2000, max: 3_600_000, doc: 'Lease TTL of registered instances (whole seconds; etcd allows 2 s at least). A dead instance disappears within it.' },
+  format: {
+    type: 'enum',
+    values: ['wayfinder', 'grpc-go'],
+    default: 'wayfinder',
+    doc: 'Key/value layout: "wayfinder" (JSON instance) or "grpc-go" (go.etcd.io/etcd/client/v3/naming/endpoints).',
+  },
+  ttl: {
+    type: 'duration',
+    default: 10_000,
+    min: 2000,
+    max: 3_600_000,
+    doc: 'Lease TTL of registered instances (whole seconds; etcd allows 2 s at least). A dead instance disappears within it.',
+  },
   username: { type: 'string', doc: 'etcd user (auth); from the URL (etcd://user:pass@host) or this option.' },
   password: { type: 'string', secret: true, doc: 'Password of `username`. Prefer password-file; never logged.' },
-  'password-file': { type: 'string', doc: 'File holding the password (trailing newline ignored), read when the registry is created.' },
+  'password-file': {
+    type: 'string',
+    doc: 'File holding the password (trailing newline ignored), read when the registry is created.',
+  },
   tls: { type: 'boolean', default: false, doc: 'Use TLS with the system CAs; implied by ca/cert/key.' },
   ca: { type: 'string', doc: 'PEM file of the CA that signed the etcd server certificate.' },
   cert: { type: 'string', doc: 'PEM file of the client certificate (with `key`), for etcd --client-cert-auth.' },
   key: { type: 'string', doc: 'PEM file of the client private key (with `cert`).' },
-  'dial-timeout': { type: 'duration', default: 5000, min: 100, doc: 'Bound for a new watch stream to be confirmed by etcd.' },
-  'request-timeout': { type: 'duration', default: 5000, min: 100, doc: 'Deadline of each etcd request (read, write, lease, authenticate) and of an answer to a watch progress request.' },
-  'progress-interval': { type: 'duration', default: 10_000, min: 100, doc: 'A watch quiet for this long is probed with a progress request; no answer within request-timeout means the stream is dead and is re-established.' },
+  'dial-timeout': {
+    type: 'duration',
+    default: 5000,
+    min: 100,
+    doc: 'Bound for a new watch stream to be confirmed by etcd.',
+  },
+  'request-timeout': {
+    type: 'duration',
+    default: 5000,
+    min: 100,
+    doc: 'Deadline of each etcd request (read, write, lease, authenticate) and of an answer to a watch progress request.',
+  },
+  'progress-interval': {
+    type: 'duration',
+    default: 10_000,
+    min: 100,
+    doc: 'A watch quiet for this long is probed with a progress request; no answer within request-timeout means the stream is dead and is re-established.',
+  },
 };
 
-export const etcdCapabilities: Capabilities = { watch: 'push', register: true, ttl: true, weights: true, zones: true, metadata: true, listServices: true };
+export const etcdCapabilities: Capabilities = {
+  watch: 'push',
+  register: true,
+  ttl: true,
+  weights: true,
+  zones: true,
+  metadata: true,
+  listServices: true,
+};
 
 function readFileOption(field: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new ConfigError(`etcd: "${field}" file ${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { field, cause: e });
+    throw new ConfigError(
+      `etcd: "${field}" file ${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      { field, cause: e },
+    );
   }
 }
 
@@ -80,7 +129,8 @@ function normaliseHosts(hosts: string[]): string[] {
     const m = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]/]+)(?::(\d+))?$/.exec(h.replace(/^https?:\/\//, ''));
     if (!m) throw new ConfigError(`etcd: "hosts" entry ${JSON.stringify(h)} is not host[:port]`, { field: 'hosts' });
     const port = m[2] ? Number(m[2]) : 2379;
-    if (port < 1 || port > 65535) throw new ConfigError(`etcd: "hosts" entry ${JSON.stringify(h)} has a port outside 1..65535`, { field: 'hosts' });
+    if (port < 1 || port > 65535)
+      throw new ConfigError(`etcd: "hosts" entry ${JSON.stringify(h)} has a port outside 1..65535`, { field: 'hosts' });
     return `${m[1]}:${port}`;
   });
 }
@@ -98,7 +148,10 @@ class EtcdRegistration extends RegistrationBase {
   private latest: CheckedSpec;
   private gone = false;
 
-  constructor(spec: CheckedSpec, private readonly reg: EtcdRegistrar) {
+  constructor(
+    spec: CheckedSpec,
+    private readonly reg: EtcdRegistrar,
+  ) {
     super(spec, reg.logger);
     this.latest = spec;
   }
@@ -155,7 +208,10 @@ class EtcdRegistration extends RegistrationBase {
         this.emitRestored();
         return;
       } catch (e) {
-        this.logger.warn({ service: this.service, id: this.id, err: (e as Error).message }, 'etcd: restoring a lost registration failed; retrying');
+        this.logger.warn(
+          { service: this.service, id: this.id, err: (e as Error).message },
+          'etcd: restoring a lost registration failed; retrying',
+        );
         await delay(backoff.next());
       }
     }
@@ -204,7 +260,9 @@ export type { EtcdRegistration, EtcdRegistrar };
  * (`<prefix>/<service>/`) shared by all its watchers; the registrar gives each instance its own
  * lease. close() releases the client after both are closed.
  */
-export function createEtcdRegistry(opts: EtcdRegistryOptions = {}): AdapterInstance & { client: EtcdClient; resolver: WatchResolver; registrar: EtcdRegistrar } {
+export function createEtcdRegistry(
+  opts: EtcdRegistryOptions = {},
+): AdapterInstance & { client: EtcdClient; resolver: WatchResolver; registrar: EtcdRegistrar } {
   const o = { ...(defaults() as EtcdOptions), ...stripUndefined(opts) } as EtcdOptions & EtcdRegistryOptions;
   const logger = opts.logger ?? silentLogger;
   const random = opts.random ?? Math.random;
@@ -212,13 +270,27 @@ export function createEtcdRegistry(opts: EtcdRegistryOptions = {}): AdapterInsta
   const hosts = normaliseHosts(o.hosts);
   let password = o.password;
   if (o['password-file']) {
-    if (password !== undefined) throw new ConfigError('etcd: give "password" or "password-file", not both', { field: 'password-file' });
-    password = readFileOption('password-file', o['password-file']).toString('utf8').replace(/\r?\n$/, '');
+    if (password !== undefined)
+      throw new ConfigError('etcd: give "password" or "password-file", not both', { field: 'password-file' });
+    password = readFileOption('password-file', o['password-file'])
+      .toString('utf8')
+      .replace(/\r?\n$/, '');
   }
-  if (password !== undefined && !o.username) throw new ConfigError('etcd: a password needs a "username"', { field: 'username' });
-  if (!!o.cert !== !!o.key) throw new ConfigError(`etcd: "${o.cert ? 'key' : 'cert'}" is required with "${o.cert ? 'cert' : 'key'}" (client certificate and key go together)`, { field: o.cert ? 'key' : 'cert' });
+  if (password !== undefined && !o.username)
+    throw new ConfigError('etcd: a password needs a "username"', { field: 'username' });
+  if (!!o.cert !== !!o.key)
+    throw new ConfigError(
+      `etcd: "${o.cert ? 'key' : 'cert'}" is required with "${o.cert ? 'cert' : 'key'}" (client certificate and key go together)`,
+      { field: o.cert ? 'key' : 'cert' },
+    );
   const useTls = o.tls || !!o.ca || !!o.cert;
-  const tls = useTls ? { ca: o.ca ? readFileOption('ca', o.ca) : undefined, cert: o.cert ? readFileOption('cert', o.cert) : undefined, key: o.key ? readFileOption('key', o.key) : undefined } : undefined;
+  const tls = useTls
+    ? {
+        ca: o.ca ? readFileOption('ca', o.ca) : undefined,
+        cert: o.cert ? readFileOption('cert', o.cert) : undefined,
+        key: o.key ? readFileOption('key', o.key) : undefined,
+      }
+    : undefined;
   const client = new EtcdClient({
     hosts,
     tls,
@@ -258,7 +330,8 @@ export function createEtcdRegistry(opts: EtcdRegistryOptions = {}): AdapterInsta
 
 function defaults(): Partial<EtcdOptions> {
   const out: Record<string, unknown> = {};
-  for (const [k, spec] of Object.entries(etcdOptionsSchema)) if (spec.default !== undefined) out[k] = Array.isArray(spec.default) ? [...spec.default] : spec.default;
+  for (const [k, spec] of Object.entries(etcdOptionsSchema))
+    if (spec.default !== undefined) out[k] = Array.isArray(spec.default) ? [...spec.default] : spec.default;
   return out as Partial<EtcdOptions>;
 }
 function stripUndefined<T extends object>(o: T): Partial<T> {
@@ -267,14 +340,24 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 
 export const etcdAdapter = defineAdapter<EtcdOptions>({
   scheme: 'etcd',
-  description: 'etcd v3: watch-based resolver, lease-based registrar; wayfinder or grpc-go key layout. etcd://h1:2379,h2:2379?prefix=/services',
+  description:
+    'etcd v3: watch-based resolver, lease-based registrar; wayfinder or grpc-go key layout. etcd://h1:2379,h2:2379?prefix=/services',
   capabilities: etcdCapabilities,
   options: etcdOptionsSchema,
   validate(o) {
-    if (o.ttl % 1000 !== 0) throw new ConfigError(`etcd: "ttl" must be a whole number of seconds (etcd leases have 1 s granularity), got ${o.ttl} ms`, { field: 'ttl' });
-    if (o.password !== undefined && o['password-file'] !== undefined) throw new ConfigError('etcd: give "password" or "password-file", not both', { field: 'password-file' });
-    if ((o.password !== undefined || o['password-file'] !== undefined) && !o.username) throw new ConfigError('etcd: a password needs a "username"', { field: 'username' });
-    if (!!o.cert !== !!o.key) throw new ConfigError(`etcd: "${o.cert ? 'key' : 'cert'}" is required with "${o.cert ? 'cert' : 'key'}"`, { field: o.cert ? 'key' : 'cert' });
+    if (o.ttl % 1000 !== 0)
+      throw new ConfigError(
+        `etcd: "ttl" must be a whole number of seconds (etcd leases have 1 s granularity), got ${o.ttl} ms`,
+        { field: 'ttl' },
+      );
+    if (o.password !== undefined && o['password-file'] !== undefined)
+      throw new ConfigError('etcd: give "password" or "password-file", not both', { field: 'password-file' });
+    if ((o.password !== undefined || o['password-file'] !== undefined) && !o.username)
+      throw new ConfigError('etcd: a password needs a "username"', { field: 'username' });
+    if (!!o.cert !== !!o.key)
+      throw new ConfigError(`etcd: "${o.cert ? 'key' : 'cert'}" is required with "${o.cert ? 'cert' : 'key'}"`, {
+        field: o.cert ? 'key' : 'cert',
+      });
     normaliseHosts(o.hosts);
   },
   create(options, ctx) {

@@ -56,7 +56,10 @@ export class LeaseKeeper {
 
   private armWatchdog(): void {
     clearTimeout(this.watchdog);
-    this.watchdog = setTimeout(() => this.lost(`no keep-alive acknowledged for its TTL of ${this.ttlMs} ms`), Math.max(0, this.expiresAt - Date.now()));
+    this.watchdog = setTimeout(
+      () => this.lost(`no keep-alive acknowledged for its TTL of ${this.ttlMs} ms`),
+      Math.max(0, this.expiresAt - Date.now()),
+    );
     this.watchdog.unref();
   }
 
@@ -80,7 +83,8 @@ export class LeaseKeeper {
     this.stream = s;
     s.on('data', (res: ILeaseKeepAliveResponse) => {
       if (this.stopped || this.stream !== s) return;
-      if (res.TTL === '0' || Number(res.TTL) <= 0) return this.lost('etcd no longer knows it (revoked, expired, or etcd lost its data)');
+      if (res.TTL === '0' || Number(res.TTL) <= 0)
+        return this.lost('etcd no longer knows it (revoked, expired, or etcd lost its data)');
       this.expiresAt = Date.now() + Number(res.TTL) * 1000;
       this.armWatchdog();
     });

@@ -78,7 +78,11 @@ export class ServiceWatch {
       try {
         const { revision, kvs } = await this.client.list(this.prefix, 1000);
         if (this.stopped) return;
-        if (revision < this.highest) this.o.logger.warn({ prefix: this.prefix, was: this.highest, now: revision }, 'etcd: store revision went backwards (data dir replaced); re-listed');
+        if (revision < this.highest)
+          this.o.logger.warn(
+            { prefix: this.prefix, was: this.highest, now: revision },
+            'etcd: store revision went backwards (data dir replaced); re-listed',
+          );
         this.highest = revision;
         this.entries.clear();
         for (const kv of kvs) this.entries.set(kv.key, this.decode(kv.key, kv.value));
@@ -92,10 +96,14 @@ export class ServiceWatch {
           continue;
         }
         const err = this.client.toError(e, `watching ${this.prefix}`);
-        if ((e as Error)?.constructor === EtcdInvalidAuthTokenError || /invalid auth token/.test(err.message)) this.client.invalidateToken();
+        if ((e as Error)?.constructor === EtcdInvalidAuthTokenError || /invalid auth token/.test(err.message))
+          this.client.invalidateToken();
         this.sink.error(err);
         try {
-          await delay(err.code === 'AUTH_FAILED' ? Math.max(1000, this.backoff.next()) : this.backoff.next(), this.stopCtl.signal);
+          await delay(
+            err.code === 'AUTH_FAILED' ? Math.max(1000, this.backoff.next()) : this.backoff.next(),
+            this.stopCtl.signal,
+          );
         } catch {
           return;
         }
@@ -167,7 +175,15 @@ export class ServiceWatch {
         // requestTimeoutMs means the stream is dead even if its TCP connection looks alive.
         const expectWithin = (ms: number, what: string) => {
           clearTimeout(deadline);
-          deadline = setTimeout(() => fail(new RegistryUnavailableError(`etcd: ${what} within ${ms} ms; the watch stream is presumed dead, reconnecting`)), ms);
+          deadline = setTimeout(
+            () =>
+              fail(
+                new RegistryUnavailableError(
+                  `etcd: ${what} within ${ms} ms; the watch stream is presumed dead, reconnecting`,
+                ),
+              ),
+            ms,
+          );
           deadline.unref();
         };
         const heard = () => {
@@ -186,10 +202,16 @@ export class ServiceWatch {
         stream.on('data', (res: IWatchResponse) => {
           if (this.stopped) return clear();
           const rev = Number(res.header?.revision ?? 0);
-          if (rev > 0 && rev < this.highest) return fail(new Relist(`revision went backwards (${this.highest} -> ${rev})`));
+          if (rev > 0 && rev < this.highest)
+            return fail(new Relist(`revision went backwards (${this.highest} -> ${rev})`));
           if (res.canceled) {
-            if (res.compact_revision && res.compact_revision !== '0') return fail(new Relist(`watch revision ${startRevision} was compacted (compact revision ${res.compact_revision})`));
-            return fail(this.client.toError(new Error(res.cancel_reason || 'watch cancelled by etcd'), `watching ${this.prefix}`));
+            if (res.compact_revision && res.compact_revision !== '0')
+              return fail(
+                new Relist(`watch revision ${startRevision} was compacted (compact revision ${res.compact_revision})`),
+              );
+            return fail(
+              this.client.toError(new Error(res.cancel_reason || 'watch cancelled by etcd'), `watching ${this.prefix}`),
+            );
           }
           if (res.created) {
             created = true;
@@ -211,7 +233,14 @@ export class ServiceWatch {
         stream.on('error', (e: Error) => fail(e));
         stream.on('end', () => fail(new RegistryUnavailableError('etcd: the watch stream ended')));
         try {
-          stream.write({ create_request: { key: Buffer.from(this.prefix), range_end: rangeEnd(this.prefix), start_revision: String(startRevision), progress_notify: true } });
+          stream.write({
+            create_request: {
+              key: Buffer.from(this.prefix),
+              range_end: rangeEnd(this.prefix),
+              start_revision: String(startRevision),
+              progress_notify: true,
+            },
+          });
         } catch (e) {
           fail(e as Error);
         }
@@ -233,4 +262,3 @@ function rangeEnd(prefix: string): Buffer {
   }
   return Buffer.from([0]);
 }
-

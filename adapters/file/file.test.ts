@@ -3,18 +3,39 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createFileRegistry, fileAdapter, FileRegistration, type FileRegistry } from '.';
-import { DEFAULT_FILE_REGISTRY, Discovery, endpointKey, resolveRegistry, type Registration, type Snapshot } from '../../core';
-import { registrarConformance, resolverConformance, SnapshotRecorder, spawnManaged, tempDir, uniqueService, waitFor, withTimeout, type ManagedProcess } from '../../testkit';
+import { createFileRegistry, fileAdapter, type FileRegistration, type FileRegistry } from '.';
+import {
+  DEFAULT_FILE_REGISTRY,
+  Discovery,
+  endpointKey,
+  resolveRegistry,
+  type Registration,
+  type Snapshot,
+} from '../../core';
+import {
+  registrarConformance,
+  resolverConformance,
+  SnapshotRecorder,
+  spawnManaged,
+  tempDir,
+  uniqueService,
+  waitFor,
+  withTimeout,
+  type ManagedProcess,
+} from '../../testkit';
 import { LOCK_STALE_MS } from './lock';
 import { bucketOf, fileStore, parseDoc } from './store';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'register.ts');
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
-const hasExactly = (...want: string[]) => (s: Snapshot) => JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
+const hasExactly =
+  (...want: string[]) =>
+  (s: Snapshot) =>
+    JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const readDoc = (file: string) => parseDoc(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '');
-const entriesOf = (file: string, service: string) => Object.keys((readDoc(file).services[service] as object) ?? {}).sort();
+const entriesOf = (file: string, service: string) =>
+  Object.keys((readDoc(file).services[service] as object) ?? {}).sort();
 
 /** Writes a lock file as another process would hold it. */
 const lockOf = (file: string, info: object) => {
@@ -57,7 +78,12 @@ class Child {
   private waiters: { pred: (e: Child['events'][number]) => boolean; resolve(): void }[] = [];
   readonly proc: ManagedProcess;
   constructor(scratch: Scratch, env: Record<string, string>) {
-    this.proc = scratch.track(spawnManaged(process.execPath, ['--import', 'tsx', FIXTURE], { env: { ...process.env, ...env }, cwd: path.resolve(__dirname, '..', '..') }));
+    this.proc = scratch.track(
+      spawnManaged(process.execPath, ['--import', 'tsx', FIXTURE], {
+        env: { ...process.env, ...env },
+        cwd: path.resolve(__dirname, '..', '..'),
+      }),
+    );
     let buf = '';
     this.proc.child.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
@@ -68,7 +94,8 @@ class Child {
         try {
           const e = JSON.parse(line);
           this.events.push(e);
-          for (const w of [...this.waiters]) if (w.pred(e)) (this.waiters.splice(this.waiters.indexOf(w), 1), w.resolve());
+          for (const w of [...this.waiters])
+            if (w.pred(e)) (this.waiters.splice(this.waiters.indexOf(w), 1), w.resolve());
         } catch {
           /* not an event line */
         }
@@ -83,7 +110,9 @@ class Child {
     const failed = this.events.find((e) => e.event === 'error');
     if (failed) return Promise.reject(new Error(`child failed: ${failed.message}`));
     return withTimeout(
-      new Promise<void>((resolve) => this.waiters.push({ pred: (e) => e.event === event || e.event === 'error', resolve })),
+      new Promise<void>((resolve) =>
+        this.waiters.push({ pred: (e) => e.event === event || e.event === 'error', resolve }),
+      ),
       timeoutMs,
       `child event "${event}" (output: ${this.proc.output().slice(-500)})`,
     ).then(() => {
@@ -116,8 +145,22 @@ const conformanceFactory = async () => {
     },
   };
 };
-resolverConformance({ it, describe, name: 'file', factory: conformanceFactory, capabilities: fileAdapter.capabilities, timing: { propagationMs: 1000, ttlMs: TEST_TTL_MS } });
-registrarConformance({ it, describe, name: 'file', factory: conformanceFactory, capabilities: fileAdapter.capabilities, timing: { propagationMs: 1000, ttlMs: TEST_TTL_MS } });
+resolverConformance({
+  it,
+  describe,
+  name: 'file',
+  factory: conformanceFactory,
+  capabilities: fileAdapter.capabilities,
+  timing: { propagationMs: 1000, ttlMs: TEST_TTL_MS },
+});
+registrarConformance({
+  it,
+  describe,
+  name: 'file',
+  factory: conformanceFactory,
+  capabilities: fileAdapter.capabilities,
+  timing: { propagationMs: 1000, ttlMs: TEST_TTL_MS },
+});
 
 // ---- adapter-specific ----
 
@@ -155,11 +198,21 @@ describe('file adapter', function () {
         ['file:///tmp/r.json?path=/x', /^file: "path" goes in the URL itself/],
       ];
       for (const [url, re] of cases) {
-        assert.throws(() => resolveRegistry(url), (e: Error & { code?: string }) => re.test(e.message) && e.code === 'CONFIG_INVALID', url);
+        assert.throws(
+          () => resolveRegistry(url),
+          (e: Error & { code?: string }) => re.test(e.message) && e.code === 'CONFIG_INVALID',
+          url,
+        );
       }
       assert.throws(() => createFileRegistry({ ttl: '0.5s' }), /file: "ttl" must be a duration/);
-      assert.throws(() => createFileRegistry({ ttl: '0.5s' }), (e: Error & { field?: string }) => e.field === 'ttl');
-      await assert.rejects(Discovery.fromConfig('file:///tmp/r.json?heartbeat=1h'), (e: Error & { field?: string }) => e.field === 'heartbeat');
+      assert.throws(
+        () => createFileRegistry({ ttl: '0.5s' }),
+        (e: Error & { field?: string }) => e.field === 'ttl',
+      );
+      await assert.rejects(
+        Discovery.fromConfig('file:///tmp/r.json?heartbeat=1h'),
+        (e: Error & { field?: string }) => e.field === 'heartbeat',
+      );
     });
 
     it('is the default registry of Discovery.fromConfig()', async () => {
@@ -182,18 +235,22 @@ describe('file adapter', function () {
       const service = uniqueService('crowd');
       const N = 8;
       const PER = 5;
-      const children = Array.from({ length: N }, (_, i) =>
-        new Child(scratch, {
-          REG_PATH: file,
-          REG_SERVICE: service,
-          REG_PORTS: Array.from({ length: PER }, (_, j) => String(20000 + i * 100 + j)).join(','),
-          REG_TTL: '3s',
-          REG_HEARTBEAT: '100ms',
-          REG_GO: go,
-        }),
+      const children = Array.from(
+        { length: N },
+        (_, i) =>
+          new Child(scratch, {
+            REG_PATH: file,
+            REG_SERVICE: service,
+            REG_PORTS: Array.from({ length: PER }, (_, j) => String(20000 + i * 100 + j)).join(','),
+            REG_TTL: '3s',
+            REG_HEARTBEAT: '100ms',
+            REG_GO: go,
+          }),
       );
       await Promise.all(children.map((c) => c.until('ready', 30_000)));
-      const want = children.flatMap((_, i) => Array.from({ length: PER }, (_, j) => `127.0.0.1:${20000 + i * 100 + j}`)).sort();
+      const want = children
+        .flatMap((_, i) => Array.from({ length: PER }, (_, j) => `127.0.0.1:${20000 + i * 100 + j}`))
+        .sort();
       const reader = scratch.registry({ path: file, ttl: '3s' });
       const rec = new SnapshotRecorder();
       const w = reader.resolver.watch(service, rec.onSnapshot);
@@ -208,10 +265,18 @@ describe('file adapter', function () {
       const lost = children.flatMap((c) => c.events.filter((e) => e.event === 'lost'));
       assert.deepEqual(lost, [], 'a registrant saw its entry vanish');
       const first = rec.snapshots.findIndex(hasExactly(...want));
-      for (const s of rec.snapshots.slice(first)) assert.equal(s.endpoints.length, want.length, `a snapshot after the full set was missing entries: ${keys(s).length}`);
+      for (const s of rec.snapshots.slice(first))
+        assert.equal(
+          s.endpoints.length,
+          want.length,
+          `a snapshot after the full set was missing entries: ${keys(s).length}`,
+        );
       // SIGTERM: each deregisters (concurrently) and the registry ends empty.
       await Promise.all(children.map((c) => c.proc.stop(5000)));
-      assert.deepEqual(children.map((c) => c.proc.child.exitCode), Array(N).fill(0));
+      assert.deepEqual(
+        children.map((c) => c.proc.child.exitCode),
+        Array(N).fill(0),
+      );
       await rec.until(hasExactly(), 2000, 'everything deregistered');
       assert.deepEqual(entriesOf(file, service), []);
       w.close();
@@ -220,7 +285,13 @@ describe('file adapter', function () {
     it('a registrant killed with SIGKILL disappears within its TTL, not before ~ttl - heartbeat, with no write', async function () {
       const file = scratch.file();
       const service = uniqueService('kill');
-      const child = new Child(scratch, { REG_PATH: file, REG_SERVICE: service, REG_PORTS: '21001', REG_TTL: '1.5s', REG_HEARTBEAT: '500ms' });
+      const child = new Child(scratch, {
+        REG_PATH: file,
+        REG_SERVICE: service,
+        REG_PORTS: '21001',
+        REG_TTL: '1.5s',
+        REG_HEARTBEAT: '500ms',
+      });
       await child.until('registered', 20_000);
       const reader = scratch.registry({ path: file, ttl: '1.5s' });
       const rec = new SnapshotRecorder();
@@ -284,24 +355,32 @@ describe('file adapter', function () {
 
     it('notifies a watcher within 100 ms of a register (fs.watch), median a few ms', async () => {
       const { fromRename, fromCall } = await latencies(true, 25);
-      console.log(`      fs.watch: rename -> snapshot ${fmt(fromRename)}; register() call -> snapshot ${fmt(fromCall)} (n=${fromRename.length})`);
+      console.log(
+        `      fs.watch: rename -> snapshot ${fmt(fromRename)}; register() call -> snapshot ${fmt(fromCall)} (n=${fromRename.length})`,
+      );
       assert.ok(Math.max(...fromRename) < 100, `slowest ${Math.max(...fromRename).toFixed(1)} ms`);
       assert.ok(median(fromRename) < 50, `median ${median(fromRename).toFixed(1)} ms`);
     });
 
     it('notifies within 100 ms by the poll alone when fs.watch is off, at a small CPU cost', async () => {
       const { fromRename, fromCall } = await latencies(false, 15);
-      console.log(`      poll only (50 ms): rename -> snapshot ${fmt(fromRename)}; register() call -> snapshot ${fmt(fromCall)} (n=${fromRename.length})`);
+      console.log(
+        `      poll only (50 ms): rename -> snapshot ${fmt(fromRename)}; register() call -> snapshot ${fmt(fromCall)} (n=${fromRename.length})`,
+      );
       // The poll bound is 50 ms + one read; timers slip on a loaded 2-core machine, so one sample
       // in the 15 may exceed 100 ms, none 150 ms.
       const over = fromRename.filter((x) => x >= 100).length;
-      assert.ok(over <= 1 && Math.max(...fromRename) < 150, `${over} samples over 100 ms, slowest ${Math.max(...fromRename).toFixed(1)} ms`);
+      assert.ok(
+        over <= 1 && Math.max(...fromRename) < 150,
+        `${over} samples over 100 ms, slowest ${Math.max(...fromRename).toFixed(1)} ms`,
+      );
       assert.ok(median(fromRename) < 60, `median ${median(fromRename).toFixed(1)} ms`);
       assert.ok(median(fromRename) > 2, 'the poll-only path answered as fast as fs.watch: is fs.watch really off?');
       // Cost of polling: an idle process watching 20 services of one file for 2 s.
       const file = scratch.file();
       const writer = scratch.registry({ path: file });
-      for (let i = 0; i < 20; i++) await writer.registrar.register({ service: `idle-${i}`, host: '127.0.0.1', port: 23000 + i });
+      for (let i = 0; i < 20; i++)
+        await writer.registrar.register({ service: `idle-${i}`, host: '127.0.0.1', port: 23000 + i });
       const reader = scratch.registry({ path: file, poll: '50ms' });
       const recs = Array.from({ length: 20 }, (_, i) => {
         const r = new SnapshotRecorder();
@@ -320,7 +399,9 @@ describe('file adapter', function () {
       const s1 = reader.watchStats();
       const pct = ((c.user + c.system) / 1000 / ms) * 100;
       const ticks = s1.polls - s0.polls;
-      console.log(`      idle watching 20 services (poll 50 ms, fs.watch on): ${ticks} poll ticks in ${ms.toFixed(0)} ms, ${s1.reads - s0.reads} reads, whole test process ${pct.toFixed(2)}% of one core`);
+      console.log(
+        `      idle watching 20 services (poll 50 ms, fs.watch on): ${ticks} poll ticks in ${ms.toFixed(0)} ms, ${s1.reads - s0.reads} reads, whole test process ${pct.toFixed(2)}% of one core`,
+      );
       // One watcher for all 20 services; an unchanged file is only stat'ed, never re-read.
       assert.ok(ticks >= 25 && ticks <= 41, `${ticks} poll ticks in ${ms.toFixed(0)} ms`);
       assert.equal(s1.reads - s0.reads, 0, 'an unchanged file was re-read');
@@ -347,10 +428,19 @@ describe('file adapter', function () {
         ['a JSON array', '[1, 2]'],
       ]) {
         fs.writeFileSync(file, text);
-        const s = await rec.until((x) => x.error?.code === 'REGISTRY_UNAVAILABLE' && x.error.message.includes(what === 'a JSON array' ? 'top level' : 'JSON'), 1000, `REGISTRY_UNAVAILABLE for ${what}`);
+        const s = await rec.until(
+          (x) =>
+            x.error?.code === 'REGISTRY_UNAVAILABLE' &&
+            x.error.message.includes(what === 'a JSON array' ? 'top level' : 'JSON'),
+          1000,
+          `REGISTRY_UNAVAILABLE for ${what}`,
+        );
         assert.ok(both(s), `${what}: the last good set was not kept: ${keys(s)}`);
         assert.equal(s.stale, true);
-        await assert.rejects(reader.listServices(), (e: Error & { code?: string }) => e.code === 'REGISTRY_UNAVAILABLE');
+        await assert.rejects(
+          reader.listServices(),
+          (e: Error & { code?: string }) => e.code === 'REGISTRY_UNAVAILABLE',
+        );
       }
       fs.writeFileSync(file, good);
       const fixed = await rec.until((x) => !x.error, 1000, 'recovery once the file is fixed');
@@ -360,7 +450,10 @@ describe('file adapter', function () {
       const reads = reader.watchStats().reads;
       const seen = rec.snapshots.length;
       fs.writeFileSync(file, '');
-      await waitFor('the reader to read the empty file', () => reader.watchStats().reads > reads, { timeoutMs: 2000, intervalMs: 10 });
+      await waitFor('the reader to read the empty file', () => reader.watchStats().reads > reads, {
+        timeoutMs: 2000,
+        intervalMs: 10,
+      });
       assert.equal(rec.snapshots.length, seen, 'an empty file changed the set');
       fs.writeFileSync(file, good);
       w.close();
@@ -396,7 +489,15 @@ describe('file adapter', function () {
           services: {
             api: {
               'static-a': { host: '127.0.0.1', port: 25001 },
-              'live-b': { host: '127.0.0.1', port: 25002, weight: 3, zone: 'z1', metadata: { v: '2' }, heartbeat: now, ttl: 60_000 },
+              'live-b': {
+                host: '127.0.0.1',
+                port: 25002,
+                weight: 3,
+                zone: 'z1',
+                metadata: { v: '2' },
+                heartbeat: now,
+                ttl: 60_000,
+              },
               'bad-port': { host: '127.0.0.1', port: 'x', heartbeat: now, ttl: 60_000 },
               'bad-heartbeat': { host: '127.0.0.1', port: 25003, heartbeat: 'yesterday' },
               dead: { host: '127.0.0.1', port: 25004, heartbeat: now - 120_000, ttl: 60_000 },
@@ -411,7 +512,10 @@ describe('file adapter', function () {
       const s = await rec.until((x) => x.error?.code === 'BAD_ENTRY', 1000, 'BAD_ENTRY');
       assert.deepEqual(keys(s), ['127.0.0.1:25001', '127.0.0.1:25002']);
       const b = s.endpoints.find((e) => e.port === 25002)!;
-      assert.deepEqual({ id: b.id, weight: b.weight, zone: b.zone, metadata: b.metadata }, { id: 'live-b', weight: 3, zone: 'z1', metadata: { v: '2' } });
+      assert.deepEqual(
+        { id: b.id, weight: b.weight, zone: b.zone, metadata: b.metadata },
+        { id: 'live-b', weight: 3, zone: 'z1', metadata: { v: '2' } },
+      );
       const bad = (s.error as unknown as { entries: { key: string }[] }).entries.map((e) => e.key).sort();
       assert.deepEqual(bad, ['api/bad-heartbeat', 'api/bad-port']);
       const rb = new SnapshotRecorder();
@@ -464,13 +568,19 @@ describe('file adapter', function () {
       const lat: number[] = [];
       for (let i = 0; i < 5; i++) {
         let seenAt = 0;
-        const seen = rec.until((s) => keys(s).includes(`127.0.0.1:${26110 + i}`) && (seenAt = performance.now()) > 0, 500);
+        const seen = rec.until(
+          (s) => keys(s).includes(`127.0.0.1:${26110 + i}`) && (seenAt = performance.now()) > 0,
+          500,
+        );
         await reg.registrar.register({ service, host: '127.0.0.1', port: 26110 + i });
         const at = visible.get((await seen).revision!);
         assert.ok(at !== undefined && seenAt >= at, `snapshot before its write? (seen ${seenAt}, written ${at})`);
         lat.push(seenAt - at);
       }
-      assert.ok(median(lat) < 15, `median ${median(lat).toFixed(1)} ms: fs.watch was not re-armed on the new directory`);
+      assert.ok(
+        median(lat) < 15,
+        `median ${median(lat).toFixed(1)} ms: fs.watch was not re-armed on the new directory`,
+      );
     } finally {
       off();
     }
@@ -486,12 +596,16 @@ describe('file adapter', function () {
       const events: string[] = [];
       r.on('lost', () => events.push('lost'));
       r.on('restored', () => events.push('restored'));
-      const cycle = async (n: number) => waitFor(`lost+restored #${n}`, () => events.length >= 2 * n, { timeoutMs: 1000, intervalMs: 10 });
+      const cycle = async (n: number) =>
+        waitFor(`lost+restored #${n}`, () => events.length >= 2 * n, { timeoutMs: 1000, intervalMs: 10 });
 
       fs.unlinkSync(file);
       await cycle(1);
       // Each registration restores itself on its own heartbeat.
-      await waitFor('both entries back', () => entriesOf(file, service).length === 2, { timeoutMs: 1000, intervalMs: 10 });
+      await waitFor('both entries back', () => entriesOf(file, service).length === 2, {
+        timeoutMs: 1000,
+        intervalMs: 10,
+      });
       assert.deepEqual(entriesOf(file, service), ['127.0.0.1:27001', '127.0.0.1:27002']);
 
       // Remove just r's entry, atomically, as another tool might.
@@ -501,7 +615,9 @@ describe('file adapter', function () {
       fs.renameSync(`${file}.edit`, file);
       await cycle(2);
       assert.deepEqual(events, ['lost', 'restored', 'lost', 'restored']);
-      const back = (readDoc(file).services[service] as Record<string, { metadata: Record<string, string>; pid: number }>)['127.0.0.1:27001'];
+      const back = (
+        readDoc(file).services[service] as Record<string, { metadata: Record<string, string>; pid: number }>
+      )['127.0.0.1:27001'];
       assert.deepEqual(back.metadata, { v: '1' });
       assert.equal(back.pid, process.pid);
       // deregister() removes at once; the other stays.
@@ -534,7 +650,10 @@ describe('file adapter', function () {
       fs.unlinkSync(`${file}.lock`);
       await waitFor('restored', () => events.some((x) => x.e === 'restored'), { timeoutMs: 1000, intervalMs: 10 });
       await rec.until(hasExactly('127.0.0.1:27201'), 1000, 'the endpoint back');
-      assert.deepEqual(events.map((x) => x.e), ['lost', 'restored']);
+      assert.deepEqual(
+        events.map((x) => x.e),
+        ['lost', 'restored'],
+      );
     });
 
     it('update() changes weight/zone/metadata in place and heartbeats keep the new values', async () => {
@@ -546,14 +665,16 @@ describe('file adapter', function () {
       await r.update({ weight: 7, zone: 'eu-1', metadata: { color: 'blue' } });
       await new Promise((res) => setTimeout(res, 350));
       const e = (readDoc(file).services[service] as Record<string, Record<string, unknown>>)['127.0.0.1:27101'];
-      assert.deepEqual({ weight: e.weight, zone: e.zone, metadata: e.metadata }, { weight: 7, zone: 'eu-1', metadata: { color: 'blue' } });
+      assert.deepEqual(
+        { weight: e.weight, zone: e.zone, metadata: e.metadata },
+        { weight: 7, zone: 'eu-1', metadata: { color: 'blue' } },
+      );
       assert.ok(readDoc(file).revision >= before + 3, 'heartbeats did not write');
       assert.ok(Date.now() - (e.heartbeat as number) < 300, 'stale heartbeat');
     });
   });
 
   describe('lock', () => {
-
     it('breaks a stale lock whose holder pid is dead', async () => {
       const file = scratch.file();
       const dead = spawnSync(process.execPath, ['-e', '']).pid;
@@ -568,7 +689,11 @@ describe('file adapter', function () {
       // A lock carrying our own pid that this process does not hold: left by an earlier process
       // that had the same pid (containers reuse low pids).
       lockOf(file, { pid: process.pid, time: Date.now() });
-      await withTimeout(reg.registrar.register({ service: 'locked', host: '127.0.0.1', port: 28004 }), 1000, 'register past our-pid lock');
+      await withTimeout(
+        reg.registrar.register({ service: 'locked', host: '127.0.0.1', port: 28004 }),
+        1000,
+        'register past our-pid lock',
+      );
       assert.deepEqual(entriesOf(file, 'locked'), ['127.0.0.1:28001', '127.0.0.1:28004']);
     });
 
@@ -576,12 +701,18 @@ describe('file adapter', function () {
       const file = scratch.file();
       const reg = scratch.registry({ path: file });
       lockOf(file, { pid: process.ppid, time: Date.now() - LOCK_STALE_MS - 1000 });
-      await withTimeout(reg.registrar.register({ service: 'old', host: '127.0.0.1', port: 28002 }), 1000, 'register past an old lock');
+      await withTimeout(
+        reg.registrar.register({ service: 'old', host: '127.0.0.1', port: 28002 }),
+        1000,
+        'register past an old lock',
+      );
 
       // A fresh lock of a live process is respected until it is released.
       lockOf(file, { pid: process.ppid, time: Date.now() });
       let done = false;
-      const p = reg.registrar.register({ service: 'old', host: '127.0.0.1', port: 28003 }).then((x) => ((done = true), x));
+      const p = reg.registrar
+        .register({ service: 'old', host: '127.0.0.1', port: 28003 })
+        .then((x) => ((done = true), x));
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(done, false, 'registered while another process held the lock');
       assert.deepEqual(entriesOf(file, 'old'), ['127.0.0.1:28002']);
@@ -598,7 +729,10 @@ describe('file adapter', function () {
       await d.registrar.register({ service: 'echo', host: '127.0.0.1', port: 29001, zone: 'a' });
       await d.registrar.register({ service: 'other', host: '127.0.0.1', port: 29002 });
       const eps = await d.resolver.resolve('echo');
-      assert.deepEqual(eps.map((e) => [endpointKey(e), e.zone]), [['127.0.0.1:29001', 'a']]);
+      assert.deepEqual(
+        eps.map((e) => [endpointKey(e), e.zone]),
+        [['127.0.0.1:29001', 'a']],
+      );
       assert.deepEqual(await d.listServices(), ['echo', 'other']);
       const e = (readDoc(file).services.echo as Record<string, Record<string, unknown>>)['127.0.0.1:29001'];
       assert.equal(e.ttl, 2000);

@@ -19,7 +19,16 @@ import {
   type CheckedSpec,
   type Logger,
 } from '../../core';
-import { bucketOf, deleteEntry, fileStore, getEntry, liveServices, parseDoc, serviceView, type FileStore } from './store';
+import {
+  bucketOf,
+  deleteEntry,
+  fileStore,
+  getEntry,
+  liveServices,
+  parseDoc,
+  serviceView,
+  type FileStore,
+} from './store';
 import { FileWatcher } from './watcher';
 import { promises as fsp } from 'node:fs';
 
@@ -59,14 +68,19 @@ const SCHEMA = {
     type: 'string',
     default: DEFAULT_FILE_REGISTRY,
     doc: `Absolute path of the registry file; its directory is created on first registration. Default ${DEFAULT_FILE_REGISTRY} (the URL path: file:///abs/path/registry.json).`,
-    check: (v: string) => (path.isAbsolute(v) ? (v.endsWith('/') ? 'must name a file, not a directory' : undefined) : `must be an absolute path (got ${JSON.stringify(v)})`),
+    check: (v: string) =>
+      path.isAbsolute(v)
+        ? v.endsWith('/')
+          ? 'must name a file, not a directory'
+          : undefined
+        : `must be an absolute path (got ${JSON.stringify(v)})`,
   },
   ttl: {
     type: 'duration',
     default: 10_000,
     min: 1000,
     max: 86_400_000,
-    doc: 'How long a registration lives without a heartbeat: a process that died (even kill -9) disappears within this time. Written into each entry; readers honour the entry\'s own ttl. Default 10s.',
+    doc: "How long a registration lives without a heartbeat: a process that died (even kill -9) disappears within this time. Written into each entry; readers honour the entry's own ttl. Default 10s.",
   },
   heartbeat: {
     type: 'duration',
@@ -89,7 +103,10 @@ const SCHEMA = {
 
 function checkCrossFields(o: { ttl: number; heartbeat?: number }): void {
   if (o.heartbeat !== undefined && o.heartbeat >= o.ttl) {
-    throw new ConfigError(`file: "heartbeat" must be shorter than "ttl" (got heartbeat ${o.heartbeat}ms, ttl ${o.ttl}ms); ttl/3 is recommended`, { field: 'heartbeat' });
+    throw new ConfigError(
+      `file: "heartbeat" must be shorter than "ttl" (got heartbeat ${o.heartbeat}ms, ttl ${o.ttl}ms); ttl/3 is recommended`,
+      { field: 'heartbeat' },
+    );
   }
 }
 
@@ -121,7 +138,14 @@ export class FileRegistration extends RegistrationBase {
   }
 
   private entry(spec: CheckedSpec, now: number): Record<string, unknown> {
-    return { ...instanceToJson(spec), heartbeat: now, ttl: this.opts.ttl, pid: process.pid, hostname: os.hostname(), registrant: this.token };
+    return {
+      ...instanceToJson(spec),
+      heartbeat: now,
+      ttl: this.opts.ttl,
+      pid: process.pid,
+      hostname: os.hostname(),
+      registrant: this.token,
+    };
   }
 
   /** Writes the entry for the first time and starts the heartbeat. */
@@ -199,7 +223,12 @@ export class FileRegistration extends RegistrationBase {
     const silent = Date.now() - this.lastOk;
     if (silent < this.opts.ttl) return;
     const why = err instanceof Error ? err.message : 'the write is still waiting (lock held?)';
-    this.emitLost(new RegistrationLostError(`file: no heartbeat written for ${this.service}/${this.id} in ${silent} ms (ttl ${this.opts.ttl} ms): ${why}`, { cause: err }));
+    this.emitLost(
+      new RegistrationLostError(
+        `file: no heartbeat written for ${this.service}/${this.id} in ${silent} ms (ttl ${this.opts.ttl} ms): ${why}`,
+        { cause: err },
+      ),
+    );
   }
 
   /** One heartbeat: refresh our entry, or, if it vanished, emit lost, re-create it, emit restored. */
@@ -208,15 +237,27 @@ export class FileRegistration extends RegistrationBase {
       await this.store.mutate((doc, now) => {
         if (this.stopped) return;
         const cur = getEntry(doc, this.service, this.id);
-        if (!cur) this.emitLost(new RegistrationLostError(`file: entry ${this.service}/${this.id} vanished from ${this.opts.path}; re-registering`));
-        else if (cur.registrant !== this.token) this.logger.warn({ service: this.service, id: this.id, pid: cur.pid }, 'file registry: another registrant wrote the same instance id; overwriting');
+        if (!cur)
+          this.emitLost(
+            new RegistrationLostError(
+              `file: entry ${this.service}/${this.id} vanished from ${this.opts.path}; re-registering`,
+            ),
+          );
+        else if (cur.registrant !== this.token)
+          this.logger.warn(
+            { service: this.service, id: this.id, pid: cur.pid },
+            'file registry: another registrant wrote the same instance id; overwriting',
+          );
         bucketOf(doc, this.service)[this.id] = this.entry(this.current, now);
       }, this.opts.ttl);
       if (this.stopped) return;
       this.lastOk = Date.now();
       this.emitRestored();
     } catch (e) {
-      this.logger.warn({ service: this.service, id: this.id, err: (e as Error).message }, 'file registry: heartbeat failed');
+      this.logger.warn(
+        { service: this.service, id: this.id, err: (e as Error).message },
+        'file registry: heartbeat failed',
+      );
       this.checkDeadline(e);
     }
   }
@@ -292,7 +333,10 @@ export interface FileRegistry extends AdapterInstance {
  * A resolver and registrar over one registry file. Options as in the URL (`ttl: '1.5s'` or ms);
  * invalid ones throw ConfigError naming the field.
  */
-export function createFileRegistry(options: Partial<Record<keyof FileOptions, unknown>> = {}, logger: Logger = silentLogger): FileRegistry {
+export function createFileRegistry(
+  options: Partial<Record<keyof FileOptions, unknown>> = {},
+  logger: Logger = silentLogger,
+): FileRegistry {
   const opts = resolveOptions(options);
   const store = fileStore(opts.path);
   store.setLogger(logger);
@@ -307,7 +351,8 @@ export function createFileRegistry(options: Partial<Record<keyof FileOptions, un
       try {
         text = await fsp.readFile(opts.path, 'utf8');
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new RegistryUnavailableError(`file: cannot read ${opts.path}: ${(e as Error).message}`, { cause: e });
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+          throw new RegistryUnavailableError(`file: cannot read ${opts.path}: ${(e as Error).message}`, { cause: e });
       }
       try {
         return liveServices(parseDoc(text), Date.now(), opts.ttl);
@@ -320,15 +365,31 @@ export function createFileRegistry(options: Partial<Record<keyof FileOptions, un
 
 export const fileAdapter = defineAdapter<FileOptions>({
   scheme: 'file',
-  description: 'The embedded default: a JSON registry file shared by the processes of one host (heartbeats, TTL, fs.watch). file:///abs/path/registry.json',
-  capabilities: { watch: 'push', register: true, ttl: true, weights: true, zones: true, metadata: true, listServices: true },
+  description:
+    'The embedded default: a JSON registry file shared by the processes of one host (heartbeats, TTL, fs.watch). file:///abs/path/registry.json',
+  capabilities: {
+    watch: 'push',
+    register: true,
+    ttl: true,
+    weights: true,
+    zones: true,
+    metadata: true,
+    listServices: true,
+  },
   options: SCHEMA,
   fromUrl(url) {
     for (const k of ['path', 'hosts']) {
-      if (k in url.params) throw new ConfigError(`file: "${k}" goes in the URL itself (file:///abs/path/registry.json), not as a ?${k}= parameter`, { field: k });
+      if (k in url.params)
+        throw new ConfigError(
+          `file: "${k}" goes in the URL itself (file:///abs/path/registry.json), not as a ?${k}= parameter`,
+          { field: k },
+        );
     }
     if (url.hosts.length > 1 || (url.hosts[0] && url.hosts[0].host !== 'localhost') || url.hosts[0]?.port) {
-      throw new ConfigError(`file: the registry is a local file; write file:///abs/path/registry.json (got ${url.redacted})`, { field: 'path' });
+      throw new ConfigError(
+        `file: the registry is a local file; write file:///abs/path/registry.json (got ${url.redacted})`,
+        { field: 'path' },
+      );
     }
     const raw: Record<string, unknown> = { ...url.params };
     if (url.path && url.path !== '/') raw.path = url.path;

@@ -70,7 +70,14 @@ async function observe(file: string): Promise<Observed | undefined> {
 function parseInfo(content: string): LockInfo | undefined {
   try {
     const o = JSON.parse(content);
-    if (o && typeof o === 'object' && Number.isInteger(o.pid) && typeof o.time === 'number' && typeof o.nonce === 'string') return o as LockInfo;
+    if (
+      o &&
+      typeof o === 'object' &&
+      Number.isInteger(o.pid) &&
+      typeof o.time === 'number' &&
+      typeof o.nonce === 'string'
+    )
+      return o as LockInfo;
   } catch {
     /* unreadable: judged by mtime */
   }
@@ -82,7 +89,8 @@ async function staleReason(file: string, obs: Observed, staleMs: number): Promis
   const info = parseInfo(obs.content);
   if (info) {
     if (info.hostname === os.hostname()) {
-      if (info.pid === process.pid && !held.has(info.nonce)) return `it was left by an earlier process with our pid ${info.pid}`;
+      if (info.pid === process.pid && !held.has(info.nonce))
+        return `it was left by an earlier process with our pid ${info.pid}`;
       if (!pidAlive(info.pid)) return `its holder pid ${info.pid} is dead`;
     }
     const age = Date.now() - info.time;
@@ -141,13 +149,19 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
   let wait = 1;
   let holder = '';
   for (;;) {
-    const info: LockInfo = { pid: process.pid, hostname: os.hostname(), time: Date.now(), nonce: randomBytes(8).toString('hex') };
+    const info: LockInfo = {
+      pid: process.pid,
+      hostname: os.hostname(),
+      time: Date.now(),
+      nonce: randomBytes(8).toString('hex'),
+    };
     let fh: fsp.FileHandle | undefined;
     try {
       fh = await fsp.open(file, 'wx');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST') throw new RegistryUnavailableError(`file: cannot create lock ${file}: ${(e as Error).message}`, { cause: e });
+      if (code !== 'EEXIST')
+        throw new RegistryUnavailableError(`file: cannot create lock ${file}: ${(e as Error).message}`, { cause: e });
     }
     if (fh) {
       try {
@@ -177,11 +191,16 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
         if (!(await exists(file))) continue;
       }
       const other = parseInfo(obs.content);
-      holder = other ? `pid ${other.pid} on ${other.hostname} since ${new Date(other.time).toISOString()}` : 'an unknown holder';
+      holder = other
+        ? `pid ${other.pid} on ${other.hostname} since ${new Date(other.time).toISOString()}`
+        : 'an unknown holder';
     } else {
       holder = `an unreadable lock (${(unreadable as Error).message})`;
     }
-    if (Date.now() - start >= timeoutMs) throw new RegistryUnavailableError(`file: timed out after ${timeoutMs} ms waiting for lock ${file} held by ${holder}`);
+    if (Date.now() - start >= timeoutMs)
+      throw new RegistryUnavailableError(
+        `file: timed out after ${timeoutMs} ms waiting for lock ${file} held by ${holder}`,
+      );
     // Jittered, growing wait: holders keep it for milliseconds.
     await delay(wait + Math.random() * wait);
     wait = Math.min(wait * 2, 20);
@@ -203,7 +222,10 @@ async function releaseLock(file: string, info: LockInfo, logger: Logger): Promis
       await fsp.unlink(file).catch(() => {});
       return;
     }
-    logger.warn({ lock: file, heldMs: Date.now() - info.time }, 'file registry: our lock was broken while held (held longer than the stale bound)');
+    logger.warn(
+      { lock: file, heldMs: Date.now() - info.time },
+      'file registry: our lock was broken while held (held longer than the stale bound)',
+    );
   } finally {
     held.delete(info.nonce);
   }

@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { RegistryUnavailableError, collectEndpoints, silentLogger, type BadEntry, type Endpoint, type Logger } from '../../core';
+import {
+  RegistryUnavailableError,
+  collectEndpoints,
+  silentLogger,
+  type BadEntry,
+  type Endpoint,
+  type Logger,
+} from '../../core';
 import { acquireLock, type LockOptions } from './lock';
 
 /**
@@ -37,7 +44,10 @@ export function emptyDoc(): RegistryDoc {
 
 /** Raised for a file that is not a registry we can read (invalid JSON, wrong shape, newer version). */
 export class DocFormatError extends Error {
-  constructor(message: string, readonly newer = false) {
+  constructor(
+    message: string,
+    readonly newer = false,
+  ) {
     super(message);
     this.name = 'DocFormatError';
   }
@@ -56,7 +66,10 @@ export function parseDoc(text: string): RegistryDoc {
   }
   if (!isObject(data)) throw new DocFormatError('the top level must be a JSON object');
   if (data.version !== undefined && (typeof data.version !== 'number' || data.version > FORMAT_VERSION)) {
-    throw new DocFormatError(`format version ${JSON.stringify(data.version)} is newer than this wayfinder reads (${FORMAT_VERSION})`, true);
+    throw new DocFormatError(
+      `format version ${JSON.stringify(data.version)} is newer than this wayfinder reads (${FORMAT_VERSION})`,
+      true,
+    );
   }
   if (data.services !== undefined && !isObject(data.services)) throw new DocFormatError('"services" must be an object');
   return {
@@ -72,9 +85,11 @@ export function parseDoc(text: string): RegistryDoc {
 export function entryExpiry(raw: unknown, defaultTtl: number): { expires: number } | { bad: string } {
   if (!isObject(raw) || raw.heartbeat === undefined) return { expires: Infinity };
   const hb = raw.heartbeat;
-  if (typeof hb !== 'number' || !Number.isFinite(hb)) return { bad: '"heartbeat" must be a timestamp in epoch milliseconds' };
+  if (typeof hb !== 'number' || !Number.isFinite(hb))
+    return { bad: '"heartbeat" must be a timestamp in epoch milliseconds' };
   const ttl = raw.ttl ?? defaultTtl;
-  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) return { bad: '"ttl" must be a positive number of milliseconds' };
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0)
+    return { bad: '"ttl" must be a positive number of milliseconds' };
   return { expires: hb + ttl };
 }
 
@@ -89,7 +104,8 @@ export interface ServiceView {
 export function serviceView(doc: RegistryDoc, service: string, now: number, defaultTtl: number): ServiceView {
   const bucket = doc.services[service];
   if (bucket === undefined) return { endpoints: [], bad: [] };
-  if (!isObject(bucket)) return { endpoints: [], bad: [{ key: service, reason: 'a service must map instance ids to entries' }] };
+  if (!isObject(bucket))
+    return { endpoints: [], bad: [{ key: service, reason: 'a service must map instance ids to entries' }] };
   const raw: { key: string; value: unknown }[] = [];
   const bad: BadEntry[] = [];
   let nextExpiry: number | undefined;
@@ -101,7 +117,8 @@ export function serviceView(doc: RegistryDoc, service: string, now: number, defa
       continue;
     }
     if (exp.expires <= now) continue;
-    if (exp.expires !== Infinity) nextExpiry = nextExpiry === undefined ? exp.expires : Math.min(nextExpiry, exp.expires);
+    if (exp.expires !== Infinity)
+      nextExpiry = nextExpiry === undefined ? exp.expires : Math.min(nextExpiry, exp.expires);
     raw.push({ key, value: isObject(value) && value.id === undefined ? { ...value, id } : value });
   }
   const c = collectEndpoints(raw);
@@ -191,7 +208,10 @@ export class FileStore {
   private logger: Logger = silentLogger;
   private readonly writeListeners = new Set<(w: WriteInfo) => void>();
 
-  constructor(readonly file: string, private readonly opts: StoreOptions = {}) {}
+  constructor(
+    readonly file: string,
+    private readonly opts: StoreOptions = {},
+  ) {}
 
   /** Calls `fn` after each write this process makes to the file. Returns the remover. */
   onWrite(fn: (w: WriteInfo) => void): () => void {
@@ -279,7 +299,9 @@ export class FileStore {
       return { doc: parseDoc(text) };
     } catch (e) {
       if (e instanceof DocFormatError && !e.newer) return { doc: emptyDoc(), corrupt: e.message };
-      throw new RegistryUnavailableError(`file: ${this.file}: ${(e as Error).message}; not overwriting it`, { cause: e });
+      throw new RegistryUnavailableError(`file: ${this.file}: ${(e as Error).message}; not overwriting it`, {
+        cause: e,
+      });
     }
   }
 
@@ -287,9 +309,16 @@ export class FileStore {
     const aside = `${this.file}.corrupt-${Date.now()}`;
     try {
       await fsp.rename(this.file, aside);
-      this.logger.warn({ file: this.file, movedTo: aside, reason }, `file registry: ${this.file} was unreadable (${reason}); moved it to ${aside} and started afresh`);
+      this.logger.warn(
+        { file: this.file, movedTo: aside, reason },
+        `file registry: ${this.file} was unreadable (${reason}); moved it to ${aside} and started afresh`,
+      );
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new RegistryUnavailableError(`file: cannot move the unreadable ${this.file} aside: ${(e as Error).message}`, { cause: e });
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new RegistryUnavailableError(
+          `file: cannot move the unreadable ${this.file} aside: ${(e as Error).message}`,
+          { cause: e },
+        );
     }
   }
 

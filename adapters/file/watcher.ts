@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { RegistryUnavailableError, silentLogger, type Logger } from '../../core';
 import { emptyDoc, parseDoc, type RegistryDoc } from './store';
 
-export type ReadState = { ok: true; doc: RegistryDoc; sig: string } | { ok: false; error: RegistryUnavailableError; sig: string };
+export type ReadState =
+  { ok: true; doc: RegistryDoc; sig: string } | { ok: false; error: RegistryUnavailableError; sig: string };
 
 export interface FileWatcherOptions {
   /** Poll interval (ms): the bound on noticing a change that fs.watch missed. */
@@ -72,7 +73,10 @@ export class FileWatcher {
   /** Number of poll ticks (for measurements). */
   polls = 0;
 
-  constructor(readonly file: string, private readonly opts: FileWatcherOptions) {
+  constructor(
+    readonly file: string,
+    private readonly opts: FileWatcherOptions,
+  ) {
     this.dir = path.dirname(file);
     this.base = path.basename(file);
     this.logger = opts.logger ?? silentLogger;
@@ -124,7 +128,10 @@ export class FileWatcher {
         if (!name || name === this.base || !this.fsw) void this.check(false);
       });
       w.on('error', (err) => {
-        this.logger.debug({ dir: this.dir, err: err.message }, 'file registry: directory watch failed; polling until it can be re-armed');
+        this.logger.debug(
+          { dir: this.dir, err: err.message },
+          'file registry: directory watch failed; polling until it can be re-armed',
+        );
         if (this.fsw === w) this.fsw = undefined;
         w.close();
       });
@@ -213,7 +220,14 @@ export class FileWatcher {
       try {
         next = { ok: true, doc: parseDoc(text), sig };
       } catch (e) {
-        next = { ok: false, error: new RegistryUnavailableError(`file: ${this.file} is unreadable: ${(e as Error).message}; keeping the last good set`, { cause: e }), sig };
+        next = {
+          ok: false,
+          error: new RegistryUnavailableError(
+            `file: ${this.file} is unreadable: ${(e as Error).message}; keeping the last good set`,
+            { cause: e },
+          ),
+          sig,
+        };
       }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -224,7 +238,11 @@ export class FileWatcher {
       } else {
         sig = `error:${code}`;
         if (!force && this.state && sig === this.state.sig) return;
-        next = { ok: false, error: new RegistryUnavailableError(`file: cannot read ${this.file}: ${(e as Error).message}`, { cause: e }), sig };
+        next = {
+          ok: false,
+          error: new RegistryUnavailableError(`file: cannot read ${this.file}: ${(e as Error).message}`, { cause: e }),
+          sig,
+        };
       }
     } finally {
       await fh?.close().catch(() => {});

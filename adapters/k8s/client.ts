@@ -31,7 +31,11 @@ export interface KubeClientOptions {
 
 /** A failed API request: the HTTP status (0 for transport errors) and the Status reason when given. */
 export class KubeRequestError extends Error {
-  constructor(readonly statusCode: number, message: string, readonly reason?: string) {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    readonly reason?: string,
+  ) {
     super(message);
     this.name = 'KubeRequestError';
   }
@@ -66,7 +70,10 @@ export class KubeClient {
       if (existsSync(nsFile)) this.namespace = readFileSync(nsFile, 'utf8').trim() || undefined;
       this.source = 'in-cluster';
     } else {
-      const file = o.kubeconfig ?? env.KUBECONFIG?.split(path.delimiter).find((f) => f && existsSync(f)) ?? path.join(env.HOME ?? os.homedir(), '.kube', 'config');
+      const file =
+        o.kubeconfig ??
+        env.KUBECONFIG?.split(path.delimiter).find((f) => f && existsSync(f)) ??
+        path.join(env.HOME ?? os.homedir(), '.kube', 'config');
       if (!existsSync(file)) {
         throw new ConfigError(
           `k8s: no Kubernetes config: not running in a cluster (KUBERNETES_SERVICE_HOST and ${path.join(saDir, 'token')}) and no kubeconfig at ${file}; set "kubeconfig"`,
@@ -76,16 +83,30 @@ export class KubeClient {
       try {
         this.kc.loadFromFile(file);
       } catch (e) {
-        throw new ConfigError(`k8s: cannot load kubeconfig ${file}: ${(e as Error).message}`, { field: 'kubeconfig', cause: e });
+        throw new ConfigError(`k8s: cannot load kubeconfig ${file}: ${(e as Error).message}`, {
+          field: 'kubeconfig',
+          cause: e,
+        });
       }
       if (o.context) {
         if (!this.kc.getContextObject(o.context)) {
-          throw new ConfigError(`k8s: "context" ${JSON.stringify(o.context)} is not in ${file}; its contexts: ${this.kc.getContexts().map((c) => c.name).join(', ') || '(none)'}`, { field: 'context' });
+          throw new ConfigError(
+            `k8s: "context" ${JSON.stringify(o.context)} is not in ${file}; its contexts: ${
+              this.kc
+                .getContexts()
+                .map((c) => c.name)
+                .join(', ') || '(none)'
+            }`,
+            { field: 'context' },
+          );
         }
         this.kc.setCurrentContext(o.context);
       }
       const ctx = this.kc.getContextObject(this.kc.getCurrentContext());
-      if (!ctx || !this.kc.getCurrentCluster()) throw new ConfigError(`k8s: kubeconfig ${file} has no usable current context; set "context"`, { field: 'context' });
+      if (!ctx || !this.kc.getCurrentCluster())
+        throw new ConfigError(`k8s: kubeconfig ${file} has no usable current context; set "context"`, {
+          field: 'context',
+        });
       this.namespace = ctx.namespace || undefined;
       this.tokenFile = o.tokenFile ?? userTokenFile(file, ctx.user);
       this.source = file;
@@ -109,7 +130,10 @@ export class KubeClient {
     try {
       next = readFileSync(this.tokenFile, 'utf8').trim();
     } catch (e) {
-      this.o.logger.warn({ file: this.tokenFile, err: (e as Error).message }, 'k8s: cannot read the token file; keeping the current token');
+      this.o.logger.warn(
+        { file: this.tokenFile, err: (e as Error).message },
+        'k8s: cannot read the token file; keeping the current token',
+      );
       return false;
     }
     this.tokenReadAt = this.o.now();
@@ -117,7 +141,12 @@ export class KubeClient {
     this.token = next;
     const name = this.kc.getCurrentUser()?.name;
     const users = this.kc.users.map((u): User => (u.name === name ? { ...u, token: next } : u));
-    this.kc.loadFromOptions({ clusters: this.kc.clusters, users, contexts: this.kc.contexts, currentContext: this.kc.getCurrentContext() });
+    this.kc.loadFromOptions({
+      clusters: this.kc.clusters,
+      users,
+      contexts: this.kc.contexts,
+      currentContext: this.kc.getCurrentContext(),
+    });
     return true;
   }
 
@@ -148,8 +177,17 @@ export class KubeClient {
           }
           if (res.statusCode === 200 && body && typeof body === 'object') return resolve(body);
           const code = res.statusCode ?? 0;
-          const msg = body?.kind === 'Status' && typeof body.message === 'string' ? body.message : `HTTP ${code}${res.statusMessage ? ` ${res.statusMessage}` : ''}`;
-          reject(new KubeRequestError(code === 200 ? 0 : code, code === 200 ? 'the API server sent a response that is not JSON' : msg, body?.reason));
+          const msg =
+            body?.kind === 'Status' && typeof body.message === 'string'
+              ? body.message
+              : `HTTP ${code}${res.statusMessage ? ` ${res.statusMessage}` : ''}`;
+          reject(
+            new KubeRequestError(
+              code === 200 ? 0 : code,
+              code === 200 ? 'the API server sent a response that is not JSON' : msg,
+              body?.reason,
+            ),
+          );
         });
       });
       req.on('timeout', () => req.destroy(new Error(`no response within ${timeoutMs} ms`)));
@@ -163,19 +201,29 @@ export class KubeClient {
    * once when the stream ends: with null for a clean end, else the error (statusCode set for HTTP
    * failures). Neither is called after abort().
    */
-  watch(apiPath: string, query: Record<string, string | number | boolean>, onEvent: (type: string, obj: any) => void, onDone: (err: (Error & { statusCode?: number }) | null) => void): WatchHandle {
+  watch(
+    apiPath: string,
+    query: Record<string, string | number | boolean>,
+    onEvent: (type: string, obj: any) => void,
+    onDone: (err: (Error & { statusCode?: number }) | null) => void,
+  ): WatchHandle {
     this.refreshToken();
     let aborted = false;
     let controller: AbortController | undefined;
     new Watch(this.kc)
-      .watch(apiPath, query, (type, obj) => {
-        if (!aborted) onEvent(type, obj);
-      }, (err) => {
-        if (!aborted) {
-          aborted = true;
-          onDone(err ?? null);
-        }
-      })
+      .watch(
+        apiPath,
+        query,
+        (type, obj) => {
+          if (!aborted) onEvent(type, obj);
+        },
+        (err) => {
+          if (!aborted) {
+            aborted = true;
+            onDone(err ?? null);
+          }
+        },
+      )
       .then((c) => {
         controller = c;
         if (aborted) c.abort();
@@ -198,7 +246,9 @@ export class KubeClient {
 /** The kubeconfig user's `tokenFile` (client-go's name; `token-file` also accepted), made absolute. */
 function userTokenFile(kubeconfig: string, userName: string): string | undefined {
   try {
-    const doc = parseYaml(readFileSync(kubeconfig, 'utf8')) as { users?: { name?: string; user?: Record<string, unknown> }[] };
+    const doc = parseYaml(readFileSync(kubeconfig, 'utf8')) as {
+      users?: { name?: string; user?: Record<string, unknown> }[];
+    };
     const u = doc?.users?.find((x) => x?.name === userName)?.user;
     const f = u?.tokenFile ?? u?.['token-file'];
     if (typeof f !== 'string' || f === '') return undefined;

@@ -59,18 +59,33 @@ export function parseK8sTarget(name: string, defaultNamespace: string): K8sTarge
   const service = labels[0];
   const namespace = labels.length > 1 ? labels[1] : defaultNamespace;
   if (labels.length > 2 && labels[2] !== 'svc') {
-    throw new ConfigError(`k8s: target ${JSON.stringify(name)} must be service[.namespace[.svc...]][:port]`, { field: 'service' });
+    throw new ConfigError(`k8s: target ${JSON.stringify(name)} must be service[.namespace[.svc...]][:port]`, {
+      field: 'service',
+    });
   }
-  if (!DNS1035.test(service)) throw new ConfigError(`k8s: service name ${JSON.stringify(service)} in ${JSON.stringify(name)} is not a Kubernetes service name (lowercase letters, digits, '-', starting with a letter, at most 63)`, { field: 'service' });
-  if (!DNS1123.test(namespace)) throw new ConfigError(`k8s: namespace ${JSON.stringify(namespace)} in ${JSON.stringify(name)} is not a Kubernetes namespace name`, { field: 'namespace' });
+  if (!DNS1035.test(service))
+    throw new ConfigError(
+      `k8s: service name ${JSON.stringify(service)} in ${JSON.stringify(name)} is not a Kubernetes service name (lowercase letters, digits, '-', starting with a letter, at most 63)`,
+      { field: 'service' },
+    );
+  if (!DNS1123.test(namespace))
+    throw new ConfigError(
+      `k8s: namespace ${JSON.stringify(namespace)} in ${JSON.stringify(name)} is not a Kubernetes namespace name`,
+      { field: 'namespace' },
+    );
   const t: K8sTarget = { service, namespace };
   if (port !== undefined) {
     if (/^\d+$/.test(port)) {
       const n = Number(port);
-      if (n < 1 || n > 65535) throw new ConfigError(`k8s: port in ${JSON.stringify(name)} must be in 1..65535`, { field: 'port' });
+      if (n < 1 || n > 65535)
+        throw new ConfigError(`k8s: port in ${JSON.stringify(name)} must be in 1..65535`, { field: 'port' });
       t.portNumber = n;
     } else if (PORT_NAME.test(port)) t.portName = port;
-    else throw new ConfigError(`k8s: port ${JSON.stringify(port)} in ${JSON.stringify(name)} is neither a number nor a port name`, { field: 'port' });
+    else
+      throw new ConfigError(
+        `k8s: port ${JSON.stringify(port)} in ${JSON.stringify(name)} is neither a number nor a port name`,
+        { field: 'port' },
+      );
   }
   return t;
 }
@@ -92,10 +107,13 @@ function slicePort(t: K8sTarget, ports: unknown): { port?: number; reason?: stri
   }
   if (list.length === 1 && typeof list[0].port === 'number') return { port: list[0].port };
   if (list.length === 0) return { reason: 'the slice lists no port; give one in the target (service.namespace:port)' };
-  return { reason: `the slice has ${list.length} ports (${list.map((p) => p.name || p.port).join(', ')}); name one in the target (service.namespace:name)` };
+  return {
+    reason: `the slice has ${list.length} ports (${list.map((p) => p.name || p.port).join(', ')}); name one in the target (service.namespace:name)`,
+  };
 }
 
-const FQDN = /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/;
+const FQDN =
+  /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/;
 
 /**
  * Merges a service's slices into one endpoint set: `ready` endpoints (a missing condition counts as
@@ -127,9 +145,11 @@ export function endpointsFromSlices(t: K8sTarget, slices: Iterable<any>, termina
     s.endpoints.forEach((e: any, i: number) => {
       const ekey = `${key}/endpoints[${i}]`;
       const addr = Array.isArray(e?.addresses) ? e.addresses[0] : undefined;
-      if (typeof addr !== 'string') return bad.push({ key: ekey, reason: '"addresses" must be a non-empty list of strings' });
+      if (typeof addr !== 'string')
+        return bad.push({ key: ekey, reason: '"addresses" must be a non-empty list of strings' });
       const fits = type === 'IPv4' ? isIP(addr) === 4 : type === 'IPv6' ? isIP(addr) === 6 : FQDN.test(addr);
-      if (!fits) return bad.push({ key: ekey, reason: `address ${JSON.stringify(addr)} is not a valid ${type} address` });
+      if (!fits)
+        return bad.push({ key: ekey, reason: `address ${JSON.stringify(addr)} is not a valid ${type} address` });
       const c = e.conditions && typeof e.conditions === 'object' ? e.conditions : {};
       const isReady = c.ready !== false;
       const serving = c.serving ?? isReady;
@@ -141,7 +161,8 @@ export function endpointsFromSlices(t: K8sTarget, slices: Iterable<any>, termina
       if (typeof e.hostname === 'string') metadata['k8s.hostname'] = e.hostname;
       const value = { host: addr, port, zone: typeof zone === 'string' ? zone : undefined, metadata };
       if (isReady) ready.push({ key: ekey, value });
-      else if (serving && terminating) draining.push({ key: ekey, value: { ...value, metadata: { ...metadata, 'k8s.terminating': 'true' } } });
+      else if (serving && terminating)
+        draining.push({ key: ekey, value: { ...value, metadata: { ...metadata, 'k8s.terminating': 'true' } } });
     });
   }
   const r = collectEndpoints(ready);
@@ -154,7 +175,7 @@ type WatchEnd =
   | { kind: 'closed'; events: number; ms: number }
   | { kind: 'idle' }
   | { kind: 'expired' }
-  | { kind: 'failed'; err: KubeRequestError | Error & { statusCode?: number } };
+  | { kind: 'failed'; err: KubeRequestError | (Error & { statusCode?: number }) };
 
 /**
  * One service's list+watch loop. Contract: list, then watch from the list's resourceVersion with
@@ -233,11 +254,17 @@ class SliceWatch {
           else await this.sleep(this.backoff.next());
           break;
         case 'idle':
-          this.logger.warn({ service: this.t.service, namespace: this.t.namespace, idleMs: this.o['idle-timeout'] }, 'k8s: watch silent past idle-timeout; restarting it');
+          this.logger.warn(
+            { service: this.t.service, namespace: this.t.namespace, idleMs: this.o['idle-timeout'] },
+            'k8s: watch silent past idle-timeout; restarting it',
+          );
           await this.sleep(this.backoff.next());
           break;
         case 'expired':
-          this.logger.info({ service: this.t.service, namespace: this.t.namespace }, 'k8s: resourceVersion expired (410); re-listing');
+          this.logger.info(
+            { service: this.t.service, namespace: this.t.namespace },
+            'k8s: resourceVersion expired (410); re-listing',
+          );
           this.rv = '';
           relist = true;
           break;
@@ -245,7 +272,10 @@ class SliceWatch {
           relist = true;
           if (!end.err.statusCode) {
             // A dropped stream (reset, proxy cut) is routine: re-list at once; only a failing list is reported.
-            this.logger.warn({ service: this.t.service, namespace: this.t.namespace, err: end.err.message }, 'k8s: watch stream failed; re-listing');
+            this.logger.warn(
+              { service: this.t.service, namespace: this.t.namespace, err: end.err.message },
+              'k8s: watch stream failed; re-listing',
+            );
             break;
           }
           if (!(await this.fail(end.err))) await this.sleep(this.backoff.next());
@@ -258,7 +288,10 @@ class SliceWatch {
   private async fail(err: KubeRequestError | (Error & { statusCode?: number })): Promise<boolean> {
     const code = err.statusCode ?? 0;
     if (code === 401 && this.client.refreshToken(true)) {
-      this.logger.info({ service: this.t.service }, 'k8s: 401 with the old token; retrying with the token re-read from its file');
+      this.logger.info(
+        { service: this.t.service },
+        'k8s: 401 with the old token; retrying with the token re-read from its file',
+      );
       return true;
     }
     this.sink.error(this.toError(err));
@@ -268,8 +301,16 @@ class SliceWatch {
   private toError(err: Error & { statusCode?: number }): WayfinderError {
     const code = err.statusCode ?? 0;
     const where = `k8s: endpointslices of ${this.t.namespace}/${this.t.service} at ${this.client.server}`;
-    if (code === 401) return new AuthFailedError(`${where}: the API server refused the credentials (401 Unauthorized)${this.client.hasTokenFile ? '; the token file was re-read and did not help' : ''}`, { cause: err });
-    if (code === 403) return new AuthFailedError(`${where}: forbidden (403): the identity needs get/list/watch on endpointslices.discovery.k8s.io in namespace "${this.t.namespace}" (see docs/adapters/k8s.md)`, { cause: err });
+    if (code === 401)
+      return new AuthFailedError(
+        `${where}: the API server refused the credentials (401 Unauthorized)${this.client.hasTokenFile ? '; the token file was re-read and did not help' : ''}`,
+        { cause: err },
+      );
+    if (code === 403)
+      return new AuthFailedError(
+        `${where}: forbidden (403): the identity needs get/list/watch on endpointslices.discovery.k8s.io in namespace "${this.t.namespace}" (see docs/adapters/k8s.md)`,
+        { cause: err },
+      );
     return new RegistryUnavailableError(`${where}: ${code ? `HTTP ${code}: ` : ''}${err.message}`, { cause: err });
   }
 
@@ -353,7 +394,14 @@ class SliceWatch {
         return;
       case 'ERROR':
         if (obj?.code === 410) return finish({ kind: 'expired' });
-        return finish({ kind: 'failed', err: new KubeRequestError(typeof obj?.code === 'number' ? obj.code : 0, `watch error: ${obj?.message ?? 'unknown'}`, obj?.reason) });
+        return finish({
+          kind: 'failed',
+          err: new KubeRequestError(
+            typeof obj?.code === 'number' ? obj.code : 0,
+            `watch error: ${obj?.message ?? 'unknown'}`,
+            obj?.reason,
+          ),
+        });
       default:
         return;
     }
@@ -366,7 +414,11 @@ class SliceWatch {
     const run = () => {
       this.emitScheduled = false;
       if (this.stopped) return;
-      const { endpoints, bad } = endpointsFromSlices(this.t, [...this.slices.keys()].sort().map((k) => this.slices.get(k)), this.o['terminating-fallback']);
+      const { endpoints, bad } = endpointsFromSlices(
+        this.t,
+        [...this.slices.keys()].sort().map((k) => this.slices.get(k)),
+        this.o['terminating-fallback'],
+      );
       this.sink.update(endpoints, { revision: this.rv || undefined, bad });
     };
     if (now) return run();
@@ -377,10 +429,22 @@ class SliceWatch {
 }
 
 /** Resolver over the Kubernetes API. `client` is shared by every service watched. */
-export function createK8sRegistry(options: Partial<K8sOptions> = {}, ctx: { logger?: Logger; random?: () => number; env?: Record<string, string | undefined> } = {}): AdapterInstance & { client: KubeClient; namespace: string } {
+export function createK8sRegistry(
+  options: Partial<K8sOptions> = {},
+  ctx: { logger?: Logger; random?: () => number; env?: Record<string, string | undefined> } = {},
+): AdapterInstance & { client: KubeClient; namespace: string } {
   const o: K8sOptions = { ...(validateDefaults() as K8sOptions), ...stripUndefined(options) };
   const logger = ctx.logger ?? silentLogger;
-  const client = new KubeClient({ kubeconfig: o.kubeconfig, context: o.context, tokenFile: o['token-file'], serviceAccountDir: o['service-account-dir'], tokenRefreshMs: o['token-refresh'], env: ctx.env, logger, now: monotonicNow });
+  const client = new KubeClient({
+    kubeconfig: o.kubeconfig,
+    context: o.context,
+    tokenFile: o['token-file'],
+    serviceAccountDir: o['service-account-dir'],
+    tokenRefreshMs: o['token-refresh'],
+    env: ctx.env,
+    logger,
+    now: monotonicNow,
+  });
   const namespace = o.namespace ?? client.namespace ?? 'default';
   const resolver = new WatchResolver(
     'k8s',
@@ -408,24 +472,72 @@ function validateDefaults(): Partial<K8sOptions> {
 export const k8sAdapter = defineAdapter<K8sOptions>({
   scheme: 'k8s',
   aliases: ['kubernetes'],
-  description: 'Kubernetes EndpointSlices (discovery.k8s.io/v1) by list+watch; targets service[.namespace][:port|:portname]. Read-only.',
+  description:
+    'Kubernetes EndpointSlices (discovery.k8s.io/v1) by list+watch; targets service[.namespace][:port|:portname]. Read-only.',
   examples: ['k8s://', 'k8s://?namespace=prod', 'kubernetes://?kubeconfig=/home/me/.kube/config&context=staging'],
-  capabilities: { watch: 'push', register: false, ttl: false, weights: false, zones: true, metadata: false, listServices: false },
+  capabilities: {
+    watch: 'push',
+    register: false,
+    ttl: false,
+    weights: false,
+    zones: true,
+    metadata: false,
+    listServices: false,
+  },
   options: {
-    namespace: { type: 'string', doc: "Namespace of targets that name none (service:port). Default: the kubeconfig context's namespace, the service account's namespace in a pod, else \"default\".", check: (v: string) => (DNS1123.test(v) ? undefined : 'must be a Kubernetes namespace name') },
-    kubeconfig: { type: 'string', doc: 'Path of a kubeconfig file. Default: in a pod, the service account (in-cluster config); else $KUBECONFIG, else ~/.kube/config.' },
+    namespace: {
+      type: 'string',
+      doc: 'Namespace of targets that name none (service:port). Default: the kubeconfig context\'s namespace, the service account\'s namespace in a pod, else "default".',
+      check: (v: string) => (DNS1123.test(v) ? undefined : 'must be a Kubernetes namespace name'),
+    },
+    kubeconfig: {
+      type: 'string',
+      doc: 'Path of a kubeconfig file. Default: in a pod, the service account (in-cluster config); else $KUBECONFIG, else ~/.kube/config.',
+    },
     context: { type: 'string', doc: "kubeconfig context to use (default: the file's current-context)." },
-    'token-file': { type: 'string', doc: "Bearer token file, re-read every token-refresh and after a 401. Default: the service account token in a pod, or the kubeconfig user's tokenFile." },
-    'token-refresh': { type: 'duration', default: 60_000, min: 1000, doc: 'How often the token file is re-read (bound service-account tokens rotate hourly).' },
-    'service-account-dir': { type: 'string', default: SERVICE_ACCOUNT_DIR, doc: 'Where the in-cluster token, ca.crt and namespace files are.' },
-    'watch-timeout': { type: 'duration', default: 300_000, min: 1000, doc: 'Server-side watch timeout asked for (timeoutSeconds, jittered up to +25%); the watch is then resumed from its resourceVersion.' },
-    'idle-timeout': { type: 'duration', default: 180_000, min: 100, doc: 'A watch with no event and no bookmark for this long is presumed dead and restarted (the API server sends bookmarks about every minute).' },
-    'backoff-base': { type: 'duration', default: 200, min: 1, doc: 'First retry delay after a failure (exponential, jittered).' },
+    'token-file': {
+      type: 'string',
+      doc: "Bearer token file, re-read every token-refresh and after a 401. Default: the service account token in a pod, or the kubeconfig user's tokenFile.",
+    },
+    'token-refresh': {
+      type: 'duration',
+      default: 60_000,
+      min: 1000,
+      doc: 'How often the token file is re-read (bound service-account tokens rotate hourly).',
+    },
+    'service-account-dir': {
+      type: 'string',
+      default: SERVICE_ACCOUNT_DIR,
+      doc: 'Where the in-cluster token, ca.crt and namespace files are.',
+    },
+    'watch-timeout': {
+      type: 'duration',
+      default: 300_000,
+      min: 1000,
+      doc: 'Server-side watch timeout asked for (timeoutSeconds, jittered up to +25%); the watch is then resumed from its resourceVersion.',
+    },
+    'idle-timeout': {
+      type: 'duration',
+      default: 180_000,
+      min: 100,
+      doc: 'A watch with no event and no bookmark for this long is presumed dead and restarted (the API server sends bookmarks about every minute).',
+    },
+    'backoff-base': {
+      type: 'duration',
+      default: 200,
+      min: 1,
+      doc: 'First retry delay after a failure (exponential, jittered).',
+    },
     'backoff-max': { type: 'duration', default: 30_000, min: 1, doc: 'Longest retry delay.' },
-    'terminating-fallback': { type: 'boolean', default: true, doc: 'When no endpoint is ready, use those still serving while terminating (graceful shutdown) instead of none.' },
+    'terminating-fallback': {
+      type: 'boolean',
+      default: true,
+      doc: 'When no endpoint is ready, use those still serving while terminating (graceful shutdown) instead of none.',
+    },
   },
   validate(o) {
-    if (o['backoff-max'] < o['backoff-base']) throw new ConfigError('k8s: "backoff-max" must not be below "backoff-base"', { field: 'backoff-max' });
+    if (o['backoff-max'] < o['backoff-base'])
+      throw new ConfigError('k8s: "backoff-max" must not be below "backoff-base"', { field: 'backoff-max' });
   },
   create(options, ctx) {
     return createK8sRegistry(options, { logger: ctx.logger, random: ctx.random });

@@ -7,7 +7,12 @@ import { createK8sRegistry, endpointsFromSlices, k8sAdapter, parseK8sTarget, typ
 import { ConfigError, Discovery, endpointKey, type Snapshot } from '../../core';
 import { installGrpc } from '../../grpc';
 import { EchoClient, startEchoServer } from '../../testkit/echo';
-import { resolverConformance, SnapshotRecorder, uniqueService, type ConformanceSubject } from '../../testkit/conformance';
+import {
+  resolverConformance,
+  SnapshotRecorder,
+  uniqueService,
+  type ConformanceSubject,
+} from '../../testkit/conformance';
 import { startFakeKubeApi, type FakeKubeApi, type FakeKubeEndpoint } from '../../testkit/fake-kube-api';
 import { createTestNamespace, FakeKubeAdminRegistrar, KubeApiRegistrar } from '../../testkit/fake-kube-api-registrar';
 import { findBinary, requireBinaryOrSkip, tempDir, waitFor, withTimeout } from '../../testkit/process';
@@ -21,19 +26,40 @@ import { findBinary, requireBinaryOrSkip, tempDir, waitFor, withTimeout } from '
 
 const REAL_KUBECONFIG = process.env.WAYFINDER_TEST_KUBECONFIG;
 const PROP = 3000;
-const fast: Partial<K8sOptions> = { 'backoff-base': 50, 'backoff-max': 500, 'watch-timeout': 60_000, 'idle-timeout': 60_000 };
+const fast: Partial<K8sOptions> = {
+  'backoff-base': 50,
+  'backoff-max': 500,
+  'watch-timeout': 60_000,
+  'idle-timeout': 60_000,
+};
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
-const has = (...want: string[]) => (s: Snapshot) => JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
+const has =
+  (...want: string[]) =>
+  (s: Snapshot) =>
+    JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
 let nsSerial = 0;
 const uniqueNs = () => `wf-${process.pid}-${Date.now().toString(36)}-${nsSerial++}`;
-const ep = (address: string, port = 8080, extra: Partial<FakeKubeEndpoint> = {}): FakeKubeEndpoint => ({ address, ports: [{ name: 'grpc', port }], ...extra });
+const ep = (address: string, port = 8080, extra: Partial<FakeKubeEndpoint> = {}): FakeKubeEndpoint => ({
+  address,
+  ports: [{ name: 'grpc', port }],
+  ...extra,
+});
 
-function kubectl(kubeconfig: string, cacheDir: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function kubectl(
+  kubeconfig: string,
+  cacheDir: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   // Async on purpose: the fake serves from this very process.
   return new Promise((resolve) => {
-    execFile(findBinary('kubectl', 'kubernetes-client'), ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code as number) ?? 1 : 0, stdout, stderr });
-    });
+    execFile(
+      findBinary('kubectl', 'kubernetes-client'),
+      ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, ...args],
+      { timeout: 30_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (((err as { code?: number }).code as number) ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -63,7 +89,10 @@ describe('k8s adapter', function () {
     closers.push(() => reg.resolver.close());
     return reg;
   };
-  const watch = (reg: { resolver: { watch: (s: string, fn: (s: Snapshot) => void) => { close(): void } } }, service: string) => {
+  const watch = (
+    reg: { resolver: { watch: (s: string, fn: (s: Snapshot) => void) => { close(): void } } },
+    service: string,
+  ) => {
     const r = new SnapshotRecorder();
     const w = reg.resolver.watch(service, r.onSnapshot);
     closers.push(() => w.close());
@@ -119,10 +148,31 @@ describe('k8s adapter', function () {
   };
 
   if (REAL_KUBECONFIG) {
-    resolverConformance({ it, describe, name: 'k8s (real cluster from WAYFINDER_TEST_KUBECONFIG)', factory: apiFactory(() => REAL_KUBECONFIG), capabilities: k8sAdapter.capabilities, timing: { propagationMs: 10_000 } });
+    resolverConformance({
+      it,
+      describe,
+      name: 'k8s (real cluster from WAYFINDER_TEST_KUBECONFIG)',
+      factory: apiFactory(() => REAL_KUBECONFIG),
+      capabilities: k8sAdapter.capabilities,
+      timing: { propagationMs: 10_000 },
+    });
   }
-  resolverConformance({ it, describe, name: 'k8s (fake API server, admin writes)', factory: fakeAdminFactory, capabilities: k8sAdapter.capabilities, timing: { propagationMs: PROP } });
-  resolverConformance({ it, describe, name: 'k8s (fake API server, writes through the API)', factory: apiFactory(() => kubeconfig), capabilities: k8sAdapter.capabilities, timing: { propagationMs: PROP } });
+  resolverConformance({
+    it,
+    describe,
+    name: 'k8s (fake API server, admin writes)',
+    factory: fakeAdminFactory,
+    capabilities: k8sAdapter.capabilities,
+    timing: { propagationMs: PROP },
+  });
+  resolverConformance({
+    it,
+    describe,
+    name: 'k8s (fake API server, writes through the API)',
+    factory: apiFactory(() => kubeconfig),
+    capabilities: k8sAdapter.capabilities,
+    timing: { propagationMs: PROP },
+  });
 
   // ---- the fake's fidelity, driven by the real clients ----
 
@@ -138,9 +188,17 @@ describe('k8s adapter', function () {
       const kc = kcFor(fake);
       const api = kc.makeApiClient(DiscoveryV1Api);
       const sel = 'kubernetes.io/service-name=alpha';
-      const inf = makeInformer<V1EndpointSlice>(kc, `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`, () => api.listNamespacedEndpointSlice({ namespace: ns, labelSelector: sel }), sel);
+      const inf = makeInformer<V1EndpointSlice>(
+        kc,
+        `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
+        () => api.listNamespacedEndpointSlice({ namespace: ns, labelSelector: sel }),
+        sel,
+      );
       const seen: string[] = [];
-      for (const verb of ['add', 'update', 'delete']) inf.on(verb, (o) => seen.push(`${verb}:${o.metadata?.labels?.['kubernetes.io/service-name']}:${o.endpoints.length}`));
+      for (const verb of ['add', 'update', 'delete'])
+        inf.on(verb, (o) =>
+          seen.push(`${verb}:${o.metadata?.labels?.['kubernetes.io/service-name']}:${o.endpoints.length}`),
+        );
       fake.upsertEndpoint(ns, 'alpha', ep('10.1.0.1'));
       await inf.start();
       closers.push(() => inf.stop());
@@ -161,7 +219,12 @@ describe('k8s adapter', function () {
       const events: { type: string; obj: any }[] = [];
       const t0 = Date.now();
       const done = new Promise<unknown>((resolve) => {
-        void new Watch(kc).watch(p, { allowWatchBookmarks: true, timeoutSeconds: 1, resourceVersion: fake.resourceVersion }, (type, obj) => events.push({ type, obj }), resolve);
+        void new Watch(kc).watch(
+          p,
+          { allowWatchBookmarks: true, timeoutSeconds: 1, resourceVersion: fake.resourceVersion },
+          (type, obj) => events.push({ type, obj }),
+          resolve,
+        );
       });
       await waitFor('a first bookmark', () => events.some((e) => e.type === 'BOOKMARK'), { timeoutMs: PROP });
       fake.upsertEndpoint(ns, 'gamma', ep('10.2.0.1'));
@@ -169,7 +232,10 @@ describe('k8s adapter', function () {
       assert.equal(err, null, 'a timeout is a clean end of stream');
       const ms = Date.now() - t0;
       assert.ok(ms >= 900 && ms < 4000, `ended after ${ms} ms, asked for 1 s`);
-      assert.deepEqual(events.filter((e) => e.type !== 'BOOKMARK').map((e) => e.type), ['ADDED']);
+      assert.deepEqual(
+        events.filter((e) => e.type !== 'BOOKMARK').map((e) => e.type),
+        ['ADDED'],
+      );
       const last = events[events.length - 1];
       assert.equal(last.type, 'BOOKMARK');
       assert.equal(last.obj.metadata.resourceVersion, fake.resourceVersion);
@@ -178,7 +244,14 @@ describe('k8s adapter', function () {
       fake.upsertEndpoint(ns, 'gamma', ep('10.2.0.2'));
       fake.compact();
       const got: { type: string; obj: any }[] = [];
-      await withTimeout(new Promise((resolve) => void new Watch(kc).watch(p, { resourceVersion: old }, (type, obj) => got.push({ type, obj }), resolve)), 5000, 'the expired watch to end');
+      await withTimeout(
+        new Promise(
+          (resolve) =>
+            void new Watch(kc).watch(p, { resourceVersion: old }, (type, obj) => got.push({ type, obj }), resolve),
+        ),
+        5000,
+        'the expired watch to end',
+      );
       assert.equal(got.length, 1);
       assert.equal(got[0].type, 'ERROR');
       assert.equal(got[0].obj.code, 410);
@@ -194,22 +267,52 @@ describe('k8s adapter', function () {
       assert.equal(page1.items.length, 2);
       assert.ok(page1.metadata?._continue, 'a continue token');
       assert.equal(page1.metadata?.remainingItemCount, 1);
-      const page2 = await api.listNamespacedEndpointSlice({ namespace: ns, limit: 2, _continue: page1.metadata!._continue });
+      const page2 = await api.listNamespacedEndpointSlice({
+        namespace: ns,
+        limit: 2,
+        _continue: page1.metadata!._continue,
+      });
       assert.equal(page2.items.length, 1);
       assert.equal(page2.metadata?._continue, undefined);
       fake.upsertEndpoint(ns, 'p1', ep('10.3.0.2'));
-      const exact = await api.listNamespacedEndpointSlice({ namespace: ns, resourceVersion: before, resourceVersionMatch: 'Exact', labelSelector: 'kubernetes.io/service-name=p1' });
+      const exact = await api.listNamespacedEndpointSlice({
+        namespace: ns,
+        resourceVersion: before,
+        resourceVersionMatch: 'Exact',
+        labelSelector: 'kubernetes.io/service-name=p1',
+      });
       assert.equal(exact.items[0].endpoints.length, 1, 'Exact returned the state at that resourceVersion');
       fake.compact();
-      await assert.rejects(api.listNamespacedEndpointSlice({ namespace: ns, limit: 2, _continue: page1.metadata!._continue }), (e: any) => e.code === 410);
-      await assert.rejects(api.listNamespacedEndpointSlice({ namespace: ns, labelSelector: 'a in (b' }), (e: any) => e.code === 400);
+      await assert.rejects(
+        api.listNamespacedEndpointSlice({ namespace: ns, limit: 2, _continue: page1.metadata!._continue }),
+        (e: any) => e.code === 410,
+      );
+      await assert.rejects(
+        api.listNamespacedEndpointSlice({ namespace: ns, labelSelector: 'a in (b' }),
+        (e: any) => e.code === 400,
+      );
     });
 
     it('refuses a wrong bearer token with 401 on list and watch', async () => {
       const ns = uniqueNs();
       const kc = kcFor(fake, 'not-the-token');
-      await assert.rejects(kc.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({ namespace: ns }), (e: any) => e.code === 401);
-      const err: any = await withTimeout(new Promise((resolve) => void new Watch(kc).watch(`/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`, {}, () => {}, resolve)), 5000, 'the refused watch');
+      await assert.rejects(
+        kc.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({ namespace: ns }),
+        (e: any) => e.code === 401,
+      );
+      const err: any = await withTimeout(
+        new Promise(
+          (resolve) =>
+            void new Watch(kc).watch(
+              `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
+              {},
+              () => {},
+              resolve,
+            ),
+        ),
+        5000,
+        'the refused watch',
+      );
       assert.equal(err?.statusCode, 401);
     });
   });
@@ -236,17 +339,52 @@ describe('k8s adapter', function () {
       assert.match(row!, /IPv4\s+50051\s+10\.4\.0\.1,10\.4\.0\.2,10\.4\.0\.3 \+ 2 more\.\.\./);
       assert.equal(lines.length, 3, 'two slices and a header');
 
-      const js = await kubectl(kubeconfig, cache, ['get', 'endpointslices', '-n', ns, '-l', 'kubernetes.io/service-name=echo', '-o', 'json']);
+      const js = await kubectl(kubeconfig, cache, [
+        'get',
+        'endpointslices',
+        '-n',
+        ns,
+        '-l',
+        'kubernetes.io/service-name=echo',
+        '-o',
+        'json',
+      ]);
       assert.equal(js.code, 0, js.stderr);
       const items = JSON.parse(js.stdout).items;
-      assert.deepEqual(items.map((i: any) => i.metadata.name), [echoSlice.metadata.name]);
-      assert.deepEqual(items[0].endpoints.map((e: any) => e.addresses[0]), many.map((e) => e.address));
+      assert.deepEqual(
+        items.map((i: any) => i.metadata.name),
+        [echoSlice.metadata.name],
+      );
+      assert.deepEqual(
+        items[0].endpoints.map((e: any) => e.addresses[0]),
+        many.map((e) => e.address),
+      );
 
-      const jp = await kubectl(kubeconfig, cache, ['get', 'endpointslice', echoSlice.metadata.name, '-n', ns, '-o', 'jsonpath={.ports[0].name}:{.ports[0].port}']);
+      const jp = await kubectl(kubeconfig, cache, [
+        'get',
+        'endpointslice',
+        echoSlice.metadata.name,
+        '-n',
+        ns,
+        '-o',
+        'jsonpath={.ports[0].name}:{.ports[0].port}',
+      ]);
       assert.equal(jp.stdout, 'grpc:50051', jp.stderr);
 
-      const all = await kubectl(kubeconfig, cache, ['get', 'endpointslices', '-A', '-l', 'kubernetes.io/service-name=other', '-o', 'name']);
-      assert.equal(all.stdout.trim(), `endpointslice.discovery.k8s.io/${fake.slices(ns, 'other')[0].metadata.name}`, all.stderr);
+      const all = await kubectl(kubeconfig, cache, [
+        'get',
+        'endpointslices',
+        '-A',
+        '-l',
+        'kubernetes.io/service-name=other',
+        '-o',
+        'name',
+      ]);
+      assert.equal(
+        all.stdout.trim(),
+        `endpointslice.discovery.k8s.io/${fake.slices(ns, 'other')[0].metadata.name}`,
+        all.stderr,
+      );
 
       const missing = await kubectl(kubeconfig, cache, ['get', 'endpointslice', 'nope', '-n', ns]);
       assert.notEqual(missing.code, 0);
@@ -263,7 +401,11 @@ describe('k8s adapter', function () {
 
   describe('targets and endpoint selection', () => {
     it('parses service[.namespace][:port|:name] and rejects what Kubernetes would', () => {
-      assert.deepEqual(parseK8sTarget('echo.default:grpc', 'x'), { service: 'echo', namespace: 'default', portName: 'grpc' });
+      assert.deepEqual(parseK8sTarget('echo.default:grpc', 'x'), {
+        service: 'echo',
+        namespace: 'default',
+        portName: 'grpc',
+      });
       assert.deepEqual(parseK8sTarget('echo:8080', 'prod'), { service: 'echo', namespace: 'prod', portNumber: 8080 });
       assert.deepEqual(parseK8sTarget('echo.ns.svc.cluster.local', 'x'), { service: 'echo', namespace: 'ns' });
       assert.throws(() => parseK8sTarget('Echo', 'x'), ConfigError);
@@ -274,7 +416,13 @@ describe('k8s adapter', function () {
 
     it('resolves a named port, a numeric port and the namespace in the target; reports an ambiguous port', async () => {
       const ns = uniqueNs();
-      fake.upsertEndpoint(ns, 'multi', { address: '10.5.0.1', ports: [{ name: 'grpc', port: 50051 }, { name: 'http', port: 8080 }] });
+      fake.upsertEndpoint(ns, 'multi', {
+        address: '10.5.0.1',
+        ports: [
+          { name: 'grpc', port: 50051 },
+          { name: 'http', port: 8080 },
+        ],
+      });
       const reg = resolverFor({ namespace: 'default' });
       await watch(reg, `multi.${ns}:grpc`).until(has('10.5.0.1:50051'), PROP, 'the grpc port');
       await watch(reg, `multi.${ns}:http`).until(has('10.5.0.1:8080'), PROP, 'the http port');
@@ -300,7 +448,13 @@ describe('k8s adapter', function () {
       assert.equal(new Set(keys(first)).size, 250);
       fake.setEndpoints(ns, 'big', all.slice(0, 130));
       const after = await r.until((s) => s.endpoints.length === 130, PROP, '130 endpoints');
-      assert.deepEqual(keys(after), all.slice(0, 130).map((e) => `${e.address}:8080`).sort());
+      assert.deepEqual(
+        keys(after),
+        all
+          .slice(0, 130)
+          .map((e) => `${e.address}:8080`)
+          .sort(),
+      );
       // One update per burst of slice events, not one per slice.
       const sizes = r.snapshots.map((s) => s.endpoints.length);
       assert.ok(!sizes.some((n) => n !== 250 && n !== 130), `intermediate partial sets: ${sizes}`);
@@ -328,7 +482,14 @@ describe('k8s adapter', function () {
       const s4 = await strict.until(() => true, PROP, 'a snapshot');
       assert.deepEqual(s4.endpoints, [], 'no fallback when turned off');
       // Pure function: a missing condition counts as ready, as the API documents.
-      const out = endpointsFromSlices({ service: 'x', namespace: 'n', portNumber: 1 }, [{ metadata: { name: 's', namespace: 'n' }, addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.1'] }], ports: [] }]);
+      const out = endpointsFromSlices({ service: 'x', namespace: 'n', portNumber: 1 }, [
+        {
+          metadata: { name: 's', namespace: 'n' },
+          addressType: 'IPv4',
+          endpoints: [{ addresses: ['10.0.0.1'] }],
+          ports: [],
+        },
+      ]);
       assert.deepEqual(out.endpoints.map(endpointKey), ['10.0.0.1:1']);
     });
   });
@@ -348,10 +509,20 @@ describe('k8s adapter', function () {
       f.closeWatches();
       await r.until(has('10.8.0.1:8080', '10.8.0.2:8080'), PROP, 'the missed endpoint after a re-list');
       const watches = f.requests.filter((q) => q.verb === 'watch');
-      assert.ok(watches.some((q) => q.expired), 'it resumed from its old resourceVersion and got 410');
+      assert.ok(
+        watches.some((q) => q.expired),
+        'it resumed from its old resourceVersion and got 410',
+      );
       assert.ok(f.requests.filter((q) => q.verb === 'list').length > listsBefore, 'it re-listed');
-      await waitFor('a new watch from the new list', () => f.requests.filter((q) => q.verb === 'watch' && !q.expired).length >= 2, { timeoutMs: PROP });
-      assert.ok(r.snapshots.every((s) => !s.error), 'a 410 is routine, not an error');
+      await waitFor(
+        'a new watch from the new list',
+        () => f.requests.filter((q) => q.verb === 'watch' && !q.expired).length >= 2,
+        { timeoutMs: PROP },
+      );
+      assert.ok(
+        r.snapshots.every((s) => !s.error),
+        'a 410 is routine, not an error',
+      );
     });
 
     it('restarts a watch that goes silent (no events, no bookmarks) after idle-timeout', async () => {
@@ -364,7 +535,11 @@ describe('k8s adapter', function () {
       const watchesBefore = f.requests.filter((q) => q.verb === 'watch').length;
       // Bookmarks every 200 ms keep a healthy watch alive past idle-timeout: no restart.
       await new Promise((res) => setTimeout(res, 1500));
-      assert.equal(f.requests.filter((q) => q.verb === 'watch').length, watchesBefore, 'a watch with bookmarks was restarted');
+      assert.equal(
+        f.requests.filter((q) => q.verb === 'watch').length,
+        watchesBefore,
+        'a watch with bookmarks was restarted',
+      );
       const t0 = Date.now();
       assert.equal(f.stallWatches(), 1);
       f.upsertEndpoint(ns, 'echo', ep('10.9.0.2'));
@@ -392,7 +567,10 @@ describe('k8s adapter', function () {
       f.rotateToken('token-two', { closeWatches: true });
       f.upsertEndpoint(ns, 'echo', ep('10.10.0.2'));
       await r.until(has('10.10.0.1:8080', '10.10.0.2:8080'), PROP, 'the change, with the new token');
-      assert.ok(r.snapshots.every((s) => !s.error), 'a rotation cured by re-reading the file is not an error');
+      assert.ok(
+        r.snapshots.every((s) => !s.error),
+        'a rotation cured by re-reading the file is not an error',
+      );
       const refused = f.requests.filter((q) => q.tokenGeneration < 0).length;
       assert.ok(refused >= 1, 'the old token was tried and refused first');
 
@@ -429,7 +607,10 @@ describe('k8s adapter', function () {
       writeFileSync(path.join(sa, 'ca.crt'), fake.caPem);
       writeFileSync(path.join(sa, 'namespace'), ns);
       fake.upsertEndpoint(ns, 'echo', ep('10.12.0.1'));
-      const reg = createK8sRegistry({ 'service-account-dir': sa, ...fast }, { env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(fake.port) } });
+      const reg = createK8sRegistry(
+        { 'service-account-dir': sa, ...fast },
+        { env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(fake.port) } },
+      );
       closers.push(() => reg.resolver.close());
       assert.equal(reg.namespace, ns);
       assert.equal(reg.client.source, 'in-cluster');
@@ -442,15 +623,34 @@ describe('k8s adapter', function () {
       const kcCtx = fake.writeKubeconfig({ context: 'other', namespace: ns });
       const d = await Discovery.fromConfig(`k8s://?kubeconfig=${encodeURIComponent(kcCtx)}&context=other`);
       closers.push(() => d.close());
-      assert.deepEqual((await d.resolver.resolve('echo:grpc')).map(endpointKey), ['10.13.0.1:8080'], 'the namespace came from the context');
-      await assert.rejects(d.registrar.register({ service: 'echo', host: '10.0.0.1', port: 1 }), (e: any) => e.code === 'NOT_SUPPORTED');
+      assert.deepEqual(
+        (await d.resolver.resolve('echo:grpc')).map(endpointKey),
+        ['10.13.0.1:8080'],
+        'the namespace came from the context',
+      );
+      await assert.rejects(
+        d.registrar.register({ service: 'echo', host: '10.0.0.1', port: 1 }),
+        (e: any) => e.code === 'NOT_SUPPORTED',
+      );
       const alias = await Discovery.fromConfig({ registry: { scheme: 'kubernetes', kubeconfig, namespace: ns } });
       closers.push(() => alias.close());
       assert.equal(alias.scheme, 'k8s');
-      await assert.rejects(Discovery.fromConfig(`k8s://?kubeconfig=${encodeURIComponent(kcCtx)}&context=missing`), (e: any) => e instanceof ConfigError && e.field === 'context' && /other/.test(e.message));
-      await assert.rejects(Discovery.fromConfig('k8s://?kubeconfig=/nonexistent/kubeconfig'), (e: any) => e instanceof ConfigError && e.field === 'kubeconfig');
-      await assert.rejects(Discovery.fromConfig('k8s://?namespace=Bad_NS'), (e: any) => e instanceof ConfigError && e.field === 'namespace');
-      await assert.rejects(Discovery.fromConfig('k8s://?idle-timeout=soon'), (e: any) => e instanceof ConfigError && e.field === 'idle-timeout');
+      await assert.rejects(
+        Discovery.fromConfig(`k8s://?kubeconfig=${encodeURIComponent(kcCtx)}&context=missing`),
+        (e: any) => e instanceof ConfigError && e.field === 'context' && /other/.test(e.message),
+      );
+      await assert.rejects(
+        Discovery.fromConfig('k8s://?kubeconfig=/nonexistent/kubeconfig'),
+        (e: any) => e instanceof ConfigError && e.field === 'kubeconfig',
+      );
+      await assert.rejects(
+        Discovery.fromConfig('k8s://?namespace=Bad_NS'),
+        (e: any) => e instanceof ConfigError && e.field === 'namespace',
+      );
+      await assert.rejects(
+        Discovery.fromConfig('k8s://?idle-timeout=soon'),
+        (e: any) => e instanceof ConfigError && e.field === 'idle-timeout',
+      );
       await assert.rejects(Discovery.fromConfig('k8s://somehost:443'), (e: any) => e instanceof ConfigError);
     });
   });
@@ -460,7 +660,10 @@ describe('k8s adapter', function () {
     const twoPods = async () => {
       const a = await startEchoServer({ id: 'echo-a', host: '127.0.0.1' });
       const b = await startEchoServer({ id: 'echo-b', host: '127.0.0.2', port: a.port });
-      closers.push(() => a.kill(), () => b.kill());
+      closers.push(
+        () => a.kill(),
+        () => b.kill(),
+      );
       fake.setEndpoints('default', 'echo', [ep('127.0.0.1', a.port), ep('127.0.0.2', a.port)]);
       // The targets name no registry options: the adapter finds the kubeconfig as kubectl would.
       const saved = process.env.KUBECONFIG;
@@ -473,11 +676,15 @@ describe('k8s adapter', function () {
       return a.port;
     };
     const callsReach = async (client: EchoClient, want: string[]) => {
-      await waitFor(`calls to reach exactly ${want}`, async () => {
-        const ids = new Set<string>();
-        for (let i = 0; i < 8; i++) ids.add((await client.echo({}, { waitForReady: true })).serverId);
-        return JSON.stringify([...ids].sort()) === JSON.stringify(want);
-      }, { timeoutMs: 5000 });
+      await waitFor(
+        `calls to reach exactly ${want}`,
+        async () => {
+          const ids = new Set<string>();
+          for (let i = 0; i < 8; i++) ids.add((await client.echo({}, { waitForReady: true })).serverId);
+          return JSON.stringify([...ids].sort()) === JSON.stringify(want);
+        },
+        { timeoutMs: 5000 },
+      );
     };
 
     it('calls echo pods through k8s:///echo.default:<port>, following endpoint changes', async () => {

@@ -43,7 +43,10 @@ export class MemoryStore {
     return [...(this.services.get(service) ?? new Map()).entries()].map(([key, value]) => ({ key, value }));
   }
   serviceNames(): string[] {
-    return [...this.services.entries()].filter(([, m]) => m.size > 0).map(([s]) => s).sort();
+    return [...this.services.entries()]
+      .filter(([, m]) => m.size > 0)
+      .map(([s]) => s)
+      .sort();
   }
   get currentRevision(): number {
     return this.revision;
@@ -72,7 +75,11 @@ export interface MemoryOptions {
 }
 
 class MemoryRegistration extends RegistrationBase {
-  constructor(spec: CheckedSpec, private readonly store: MemoryStore, logger: Logger) {
+  constructor(
+    spec: CheckedSpec,
+    private readonly store: MemoryStore,
+    logger: Logger,
+  ) {
     super(spec, logger);
   }
   protected async write(spec: CheckedSpec): Promise<void> {
@@ -84,7 +91,10 @@ class MemoryRegistration extends RegistrationBase {
 }
 
 class MemoryRegistrar extends RegistrarBase<MemoryRegistration> {
-  constructor(private readonly store: MemoryStore, private readonly logger: Logger) {
+  constructor(
+    private readonly store: MemoryStore,
+    private readonly logger: Logger,
+  ) {
     super('memory');
   }
   protected async create(spec: CheckedSpec): Promise<MemoryRegistration> {
@@ -95,7 +105,10 @@ class MemoryRegistrar extends RegistrarBase<MemoryRegistration> {
 }
 
 /** Resolver and registrar over a MemoryStore (a fresh private one by default). */
-export function createMemoryRegistry(store: MemoryStore = new MemoryStore(), logger?: Logger): AdapterInstance & { store: MemoryStore } {
+export function createMemoryRegistry(
+  store: MemoryStore = new MemoryStore(),
+  logger?: Logger,
+): AdapterInstance & { store: MemoryStore } {
   const resolver = new WatchResolver(
     'memory',
     (service, sink) => {
@@ -119,14 +132,29 @@ export function createMemoryRegistry(store: MemoryStore = new MemoryStore(), log
 
 export const memoryAdapter = defineAdapter<MemoryOptions>({
   scheme: 'memory',
-  description: 'In-process registry: tests, examples, single-process apps. memory://name shares a store within the process.',
-  capabilities: { watch: 'push', register: true, ttl: false, weights: true, zones: true, metadata: true, listServices: true },
+  description:
+    'In-process registry: tests, examples, single-process apps. memory://name shares a store within the process.',
+  capabilities: {
+    watch: 'push',
+    register: true,
+    ttl: false,
+    weights: true,
+    zones: true,
+    metadata: true,
+    listServices: true,
+  },
   options: {
-    name: { type: 'string', default: 'default', doc: 'Store name; registries with the same name in one process share entries.', check: (v: string) => (/^[A-Za-z0-9._-]+$/.test(v) ? undefined : 'must match [A-Za-z0-9._-]+') },
+    name: {
+      type: 'string',
+      default: 'default',
+      doc: 'Store name; registries with the same name in one process share entries.',
+      check: (v: string) => (/^[A-Za-z0-9._-]+$/.test(v) ? undefined : 'must match [A-Za-z0-9._-]+'),
+    },
   },
   fromUrl(url) {
     const raw: Record<string, unknown> = { ...url.params };
-    if (url.hosts.length > 1) throw new ConfigError(`memory: give one store name (got ${url.hosts.length})`, { field: 'name' });
+    if (url.hosts.length > 1)
+      throw new ConfigError(`memory: give one store name (got ${url.hosts.length})`, { field: 'name' });
     if (url.hosts[0]) raw.name = url.hosts[0].host;
     return raw;
   },

@@ -16,8 +16,22 @@ const factory = async () => {
   };
 };
 
-resolverConformance({ it, describe, name: 'memory', factory, capabilities: memoryAdapter.capabilities, timing: { propagationMs: 1000 } });
-registrarConformance({ it, describe, name: 'memory', factory, capabilities: memoryAdapter.capabilities, timing: { propagationMs: 1000 } });
+resolverConformance({
+  it,
+  describe,
+  name: 'memory',
+  factory,
+  capabilities: memoryAdapter.capabilities,
+  timing: { propagationMs: 1000 },
+});
+registrarConformance({
+  it,
+  describe,
+  name: 'memory',
+  factory,
+  capabilities: memoryAdapter.capabilities,
+  timing: { propagationMs: 1000 },
+});
 
 describe('memory adapter', () => {
   it('memory://name URLs in one process share a store', async () => {

@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as zookeeper from 'node-zookeeper-client';
-import { AuthFailedError, ClosedError, RegistryUnavailableError, WayfinderError, silentLogger, type Logger } from '../../core';
+import {
+  AuthFailedError,
+  ClosedError,
+  RegistryUnavailableError,
+  WayfinderError,
+  silentLogger,
+  type Logger,
+} from '../../core';
 
 /**
  * A thin wrapper over node-zookeeper-client: one logical session that survives expiry (a new
@@ -39,7 +46,10 @@ export interface ZkSessionOptions {
 
 /** A ZooKeeper error code (node-zookeeper-client's Exception), or undefined for anything else. */
 export function zkCode(err: unknown): number | undefined {
-  return err && typeof err === 'object' && typeof (err as { code?: unknown }).code === 'number' && typeof (err as { getName?: unknown }).getName === 'function'
+  return err &&
+    typeof err === 'object' &&
+    typeof (err as { code?: unknown }).code === 'number' &&
+    typeof (err as { getName?: unknown }).getName === 'function'
     ? (err as { code: number }).code
     : undefined;
 }
@@ -150,7 +160,8 @@ export class ZkSession extends EventEmitter {
       spinDelay: 250,
       retries: 0,
     });
-    if (this.options.auth) c.addAuthInfo('digest', Buffer.from(`${this.options.auth.username}:${this.options.auth.password}`));
+    if (this.options.auth)
+      c.addAuthInfo('digest', Buffer.from(`${this.options.auth.username}:${this.options.auth.password}`));
     this.client = c;
     this.installWatchdog(c);
     const current = () => gen === this.generation && !this.closed;
@@ -219,23 +230,33 @@ export class ZkSession extends EventEmitter {
     const timeout = this.options.sessionTimeoutMs;
     // A handshake answers in milliseconds; a restarting server may accept the TCP connection and
     // never answer it, so do not wait the Java client's whole connect timeout (session / hosts).
-    const connectTimeout = Math.min(Math.max(1000, Math.floor(timeout / 3)), 3000, Math.max(1000, Math.floor(timeout / Math.max(1, this.options.hosts.length))));
-    const timer = setInterval(() => {
-      if (this.client !== c || this.closed) return clearInterval(timer);
-      const sock = cm.socket as { connecting?: boolean; destroyed?: boolean; destroy(): void } | undefined;
-      if (!sock || sock.destroyed || sock.connecting) return;
-      const now = Date.now();
-      const negotiated = c.getSessionTimeout() || timeout;
-      if (cm.state === CM_CONNECTING && tcpUpAt && now - tcpUpAt > connectTimeout) {
-        this.logger.warn({ ms: now - tcpUpAt }, `${this.name}: no answer to the session handshake; reconnecting`);
-        tcpUpAt = 0;
-        sock.destroy();
-      } else if (cm.state === CM_CONNECTED && now - lastRecv > (negotiated * 2) / 3) {
-        this.logger.warn({ ms: now - lastRecv }, `${this.name}: nothing heard from ZooKeeper for 2/3 of the session timeout; reconnecting`);
-        lastRecv = now;
-        sock.destroy();
-      }
-    }, Math.max(100, Math.min(1000, Math.floor(timeout / 6))));
+    const connectTimeout = Math.min(
+      Math.max(1000, Math.floor(timeout / 3)),
+      3000,
+      Math.max(1000, Math.floor(timeout / Math.max(1, this.options.hosts.length))),
+    );
+    const timer = setInterval(
+      () => {
+        if (this.client !== c || this.closed) return clearInterval(timer);
+        const sock = cm.socket as { connecting?: boolean; destroyed?: boolean; destroy(): void } | undefined;
+        if (!sock || sock.destroyed || sock.connecting) return;
+        const now = Date.now();
+        const negotiated = c.getSessionTimeout() || timeout;
+        if (cm.state === CM_CONNECTING && tcpUpAt && now - tcpUpAt > connectTimeout) {
+          this.logger.warn({ ms: now - tcpUpAt }, `${this.name}: no answer to the session handshake; reconnecting`);
+          tcpUpAt = 0;
+          sock.destroy();
+        } else if (cm.state === CM_CONNECTED && now - lastRecv > (negotiated * 2) / 3) {
+          this.logger.warn(
+            { ms: now - lastRecv },
+            `${this.name}: nothing heard from ZooKeeper for 2/3 of the session timeout; reconnecting`,
+          );
+          lastRecv = now;
+          sock.destroy();
+        }
+      },
+      Math.max(100, Math.min(1000, Math.floor(timeout / 6))),
+    );
     timer.unref();
   }
 
@@ -254,7 +275,15 @@ export class ZkSession extends EventEmitter {
       };
       const onConnected = () => done();
       const onClosed = () => done(new ClosedError(`${this.name} session`));
-      const t = setTimeout(() => done(new RegistryUnavailableError(`${this.name}: cannot reach ZooKeeper at ${this.options.hosts.join(',')} within ${timeoutMs} ms`)), timeoutMs);
+      const t = setTimeout(
+        () =>
+          done(
+            new RegistryUnavailableError(
+              `${this.name}: cannot reach ZooKeeper at ${this.options.hosts.join(',')} within ${timeoutMs} ms`,
+            ),
+          ),
+        timeoutMs,
+      );
       this.on('connected', onConnected);
       this.on('closed', onClosed);
     });
@@ -265,16 +294,23 @@ export class ZkSession extends EventEmitter {
    * op timeout. Vendor errors are passed through unchanged (callers test their code with zkCode());
    * a timeout rejects with REGISTRY_UNAVAILABLE. A timed-out request may still reach the server.
    */
-  async run<T>(what: string, fn: (c: zookeeper.Client, cb: Cb<T>) => void, timeoutMs = this.options.opTimeoutMs): Promise<T> {
+  async run<T>(
+    what: string,
+    fn: (c: zookeeper.Client, cb: Cb<T>) => void,
+    timeoutMs = this.options.opTimeoutMs,
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     await this.whenConnected(timeoutMs);
     const c = this.client!;
     return new Promise<T>((resolve, reject) => {
       let settled = false;
-      const t = setTimeout(() => {
-        settled = true;
-        reject(new RegistryUnavailableError(`${this.name}: ${what} got no answer within ${timeoutMs} ms`));
-      }, Math.max(1, deadline - Date.now()));
+      const t = setTimeout(
+        () => {
+          settled = true;
+          reject(new RegistryUnavailableError(`${this.name}: ${what} got no answer within ${timeoutMs} ms`));
+        },
+        Math.max(1, deadline - Date.now()),
+      );
       try {
         fn(c, (err, value) => {
           if (settled) return;
@@ -291,20 +327,33 @@ export class ZkSession extends EventEmitter {
     });
   }
 
-  getChildren(path: string, watcher?: (e: zookeeper.Event) => void): Promise<{ children: string[]; stat: zookeeper.Stat }> {
+  getChildren(
+    path: string,
+    watcher?: (e: zookeeper.Event) => void,
+  ): Promise<{ children: string[]; stat: zookeeper.Stat }> {
     return this.run(`listing ${path}`, (c, cb) => {
-      const done = (err: unknown, children?: string[], stat?: zookeeper.Stat) => cb(err, { children: children ?? [], stat: stat! });
+      const done = (err: unknown, children?: string[], stat?: zookeeper.Stat) =>
+        cb(err, { children: children ?? [], stat: stat! });
       if (watcher) c.getChildren(path, watcher, done);
       else c.getChildren(path, done);
     });
   }
 
-  getData(path: string, watcher?: (e: zookeeper.Event) => void, timeoutMs?: number): Promise<{ data: Buffer | undefined; stat: zookeeper.Stat }> {
-    return this.run(`reading ${path}`, (c, cb) => {
-      const done = (err: unknown, data?: Buffer, stat?: zookeeper.Stat) => cb(err, { data: data ?? undefined, stat: stat! });
-      if (watcher) c.getData(path, watcher, done);
-      else c.getData(path, done);
-    }, timeoutMs);
+  getData(
+    path: string,
+    watcher?: (e: zookeeper.Event) => void,
+    timeoutMs?: number,
+  ): Promise<{ data: Buffer | undefined; stat: zookeeper.Stat }> {
+    return this.run(
+      `reading ${path}`,
+      (c, cb) => {
+        const done = (err: unknown, data?: Buffer, stat?: zookeeper.Stat) =>
+          cb(err, { data: data ?? undefined, stat: stat! });
+        if (watcher) c.getData(path, watcher, done);
+        else c.getData(path, done);
+      },
+      timeoutMs,
+    );
   }
 
   /** The node's stat, or undefined when it does not exist (an exists-watch is left either way). */
@@ -392,8 +441,12 @@ export function toZkError(err: unknown, what: string, name = 'zk'): WayfinderErr
   if (err instanceof WayfinderError) return err;
   const code = zkCode(err);
   if (code === ZK.NO_AUTH || code === ZK.AUTH_FAILED || code === ZK.INVALID_ACL) {
-    return new AuthFailedError(`${name}: ${what}: not authorised (${(err as { getName(): string }).getName()}); the node's ACL allows this only to its owner's digest identity; configure "username" and "password" (or "password-file") for that identity`, { cause: err });
+    return new AuthFailedError(
+      `${name}: ${what}: not authorised (${(err as { getName(): string }).getName()}); the node's ACL allows this only to its owner's digest identity; configure "username" and "password" (or "password-file") for that identity`,
+      { cause: err },
+    );
   }
-  const msg = code !== undefined ? (err as { getName(): string }).getName() : err instanceof Error ? err.message : String(err);
+  const msg =
+    code !== undefined ? (err as { getName(): string }).getName() : err instanceof Error ? err.message : String(err);
   return new RegistryUnavailableError(`${name}: ${what}: ${msg}`, { cause: err });
 }

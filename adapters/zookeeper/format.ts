@@ -59,16 +59,24 @@ export function decodeCurator(nodeName: string, data: Buffer | undefined): Decod
   if (!j.ok) return j;
   const o = j.value;
   if (!isObject(o)) return { ok: false, reason: 'not a JSON object (Curator ServiceInstance)' };
-  if (typeof o.address !== 'string' || o.address === '') return { ok: false, reason: 'Curator ServiceInstance: "address" must be a non-empty string' };
+  if (typeof o.address !== 'string' || o.address === '')
+    return { ok: false, reason: 'Curator ServiceInstance: "address" must be a non-empty string' };
   const port = o.port ?? o.sslPort;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return { ok: false, reason: 'Curator ServiceInstance: "port" (or "sslPort") must be an integer in 1..65535' };
-  const value: Record<string, unknown> = { id: typeof o.id === 'string' && o.id ? o.id : nodeName, host: o.address, port, metadata: {} };
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
+    return { ok: false, reason: 'Curator ServiceInstance: "port" (or "sslPort") must be an integer in 1..65535' };
+  const value: Record<string, unknown> = {
+    id: typeof o.id === 'string' && o.id ? o.id : nodeName,
+    host: o.address,
+    port,
+    metadata: {},
+  };
   const p = o.payload;
   if (isObject(p)) {
     value.metadata = isObject(p.metadata) ? scalarStrings(p.metadata, new Set()) : scalarStrings(p, PAYLOAD_RESERVED);
     if (p.weight !== undefined && p.weight !== null) {
       const w = typeof p.weight === 'string' && /^\d+$/.test(p.weight) ? Number(p.weight) : p.weight;
-      if (typeof w !== 'number' || !Number.isInteger(w) || w < 1) return { ok: false, reason: 'Curator ServiceInstance: payload "weight" must be a positive integer' };
+      if (typeof w !== 'number' || !Number.isInteger(w) || w < 1)
+        return { ok: false, reason: 'Curator ServiceInstance: payload "weight" must be a positive integer' };
       value.weight = w;
     }
     if (typeof p.zone === 'string' && p.zone) value.zone = p.zone;

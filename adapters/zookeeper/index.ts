@@ -60,7 +60,8 @@ const options = {
       if (v.length === 0) return 'must name at least one host[:port]';
       for (const h of v) {
         const m = HOST_PORT.exec(h);
-        if (!m || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))) return `holds "${h}", which is not host[:port] with a port in 1..65535`;
+        if (!m || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)))
+          return `holds "${h}", which is not host[:port] with a port in 1..65535`;
       }
       return undefined;
     },
@@ -72,29 +73,81 @@ const options = {
     check: (v: string) => {
       if (!v.startsWith('/')) return 'must start with "/"';
       if (v.length > 1 && v.endsWith('/')) return 'must not end with "/"';
-      if (v.split('/').slice(1).some((s) => s === '' || s === '.' || s === '..')) return 'must not hold empty, "." or ".." segments';
-      if (v === '/zookeeper' || v.startsWith('/zookeeper/')) return 'must not be under /zookeeper (reserved by ZooKeeper)';
+      if (
+        v
+          .split('/')
+          .slice(1)
+          .some((s) => s === '' || s === '.' || s === '..')
+      )
+        return 'must not hold empty, "." or ".." segments';
+      if (v === '/zookeeper' || v.startsWith('/zookeeper/'))
+        return 'must not be under /zookeeper (reserved by ZooKeeper)';
       if (/[\u0000-\u001f\u007f]/.test(v)) return 'must not hold control characters';
       return undefined;
     },
   },
-  format: { type: 'enum', values: ['wayfinder', 'curator'], default: 'wayfinder', doc: 'Node layout: "wayfinder" (our JSON) or "curator" (Apache Curator x-discovery ServiceInstance JSON, interoperable with Java services).' },
-  sessionTimeout: { type: 'duration', default: 15_000, min: 500, max: 600_000, doc: 'Session timeout asked of the server (it clamps it to its min/maxSessionTimeout): how long a dead registrant stays listed.' },
-  timeout: { type: 'duration', default: 10_000, min: 100, max: 300_000, doc: 'Bound for one ZooKeeper operation, waiting for a connection included.' },
-  username: { type: 'string', doc: 'Digest identity for reads and writes (with "password" or "password-file").', check: (v: string) => (v && !v.includes(':') ? undefined : 'must be non-empty and hold no ":"') },
+  format: {
+    type: 'enum',
+    values: ['wayfinder', 'curator'],
+    default: 'wayfinder',
+    doc: 'Node layout: "wayfinder" (our JSON) or "curator" (Apache Curator x-discovery ServiceInstance JSON, interoperable with Java services).',
+  },
+  sessionTimeout: {
+    type: 'duration',
+    default: 15_000,
+    min: 500,
+    max: 600_000,
+    doc: 'Session timeout asked of the server (it clamps it to its min/maxSessionTimeout): how long a dead registrant stays listed.',
+  },
+  timeout: {
+    type: 'duration',
+    default: 10_000,
+    min: 100,
+    max: 300_000,
+    doc: 'Bound for one ZooKeeper operation, waiting for a connection included.',
+  },
+  username: {
+    type: 'string',
+    doc: 'Digest identity for reads and writes (with "password" or "password-file").',
+    check: (v: string) => (v && !v.includes(':') ? undefined : 'must be non-empty and hold no ":"'),
+  },
   password: { type: 'string', secret: true, doc: 'Password of the digest identity. Never logged.' },
-  'password-file': { type: 'string', doc: 'File holding the password (trailing newline ignored); read when the registry is created.' },
-  acl: { type: 'enum', values: ['open', 'world-read', 'creator-only'], doc: 'ACL of registered nodes: "open" (anyone may change them), "world-read" (anyone reads, only this identity writes; default with credentials), "creator-only" (only this identity reads or writes).' },
+  'password-file': {
+    type: 'string',
+    doc: 'File holding the password (trailing newline ignored); read when the registry is created.',
+  },
+  acl: {
+    type: 'enum',
+    values: ['open', 'world-read', 'creator-only'],
+    doc: 'ACL of registered nodes: "open" (anyone may change them), "world-read" (anyone reads, only this identity writes; default with credentials), "creator-only" (only this identity reads or writes).',
+  },
 } as const;
 
-export const zookeeperCapabilities: Capabilities = { watch: 'push', register: true, ttl: true, weights: true, zones: true, metadata: true, listServices: true };
+export const zookeeperCapabilities: Capabilities = {
+  watch: 'push',
+  register: true,
+  ttl: true,
+  weights: true,
+  zones: true,
+  metadata: true,
+  listServices: true,
+};
 
 function validate(o: ZooKeeperOptions): void {
-  if (o.password !== undefined && o['password-file'] !== undefined) throw new ConfigError('zk: give "password" or "password-file", not both', { field: 'password-file' });
+  if (o.password !== undefined && o['password-file'] !== undefined)
+    throw new ConfigError('zk: give "password" or "password-file", not both', { field: 'password-file' });
   const hasSecret = o.password !== undefined || o['password-file'] !== undefined;
-  if (hasSecret && !o.username) throw new ConfigError('zk: "username" is required with a password (digest authentication is user:password)', { field: 'username' });
-  if (o.username && !hasSecret) throw new ConfigError('zk: "username" needs "password" or "password-file"', { field: 'password' });
-  if (o.acl && o.acl !== 'open' && !o.username) throw new ConfigError(`zk: "acl" "${o.acl}" needs a digest identity: set "username" and "password" (or "password-file")`, { field: 'acl' });
+  if (hasSecret && !o.username)
+    throw new ConfigError('zk: "username" is required with a password (digest authentication is user:password)', {
+      field: 'username',
+    });
+  if (o.username && !hasSecret)
+    throw new ConfigError('zk: "username" needs "password" or "password-file"', { field: 'password' });
+  if (o.acl && o.acl !== 'open' && !o.username)
+    throw new ConfigError(
+      `zk: "acl" "${o.acl}" needs a digest identity: set "username" and "password" (or "password-file")`,
+      { field: 'acl' },
+    );
 }
 
 function readAuth(o: ZooKeeperOptions): ZkAuth | undefined {
@@ -104,7 +157,10 @@ function readAuth(o: ZooKeeperOptions): ZkAuth | undefined {
     try {
       password = readFileSync(o['password-file'], 'utf8').replace(/\r?\n$/, '');
     } catch (e) {
-      throw new ConfigError(`zk: cannot read "password-file" ${o['password-file']}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { field: 'password-file', cause: e });
+      throw new ConfigError(
+        `zk: cannot read "password-file" ${o['password-file']}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        { field: 'password-file', cause: e },
+      );
     }
   }
   return { username: o.username, password: password ?? '' };
@@ -114,7 +170,10 @@ const WORLD = new zookeeper.Id('world', 'anyone');
 const P = zookeeper.Permission;
 
 /** ACLs for instance nodes, service nodes and the base path's ancestors, per mode. */
-function aclsFor(mode: ZkAclMode, auth?: ZkAuth): { node: zookeeper.ACL[]; service: zookeeper.ACL[]; ancestors: zookeeper.ACL[] } {
+function aclsFor(
+  mode: ZkAclMode,
+  auth?: ZkAuth,
+): { node: zookeeper.ACL[]; service: zookeeper.ACL[]; ancestors: zookeeper.ACL[] } {
   if (mode === 'open' || !auth) {
     const open = [new zookeeper.ACL(P.ALL, WORLD)];
     return { node: open, service: open, ancestors: open };
@@ -125,7 +184,11 @@ function aclsFor(mode: ZkAclMode, auth?: ZkAuth): { node: zookeeper.ACL[]; servi
   // created it, so only that identity registers (or removes) its instances.
   const ancestors = [mine, new zookeeper.ACL(P.READ | P.CREATE, WORLD)];
   if (mode === 'creator-only') return { node: [mine], service: [mine], ancestors };
-  return { node: [mine, new zookeeper.ACL(P.READ, WORLD)], service: [mine, new zookeeper.ACL(P.READ, WORLD)], ancestors };
+  return {
+    node: [mine, new zookeeper.ACL(P.READ, WORLD)],
+    service: [mine, new zookeeper.ACL(P.READ, WORLD)],
+    ancestors,
+  };
 }
 
 const joinPath = (base: string, ...parts: string[]) => (base === '/' ? '' : base) + parts.map((p) => `/${p}`).join('');
@@ -193,10 +256,16 @@ class ServiceWatch {
     this.kick();
   };
   private readonly onDisconnected = () => {
-    this.sink.error(new RegistryUnavailableError(`zk: lost the connection to ZooKeeper; keeping the last known endpoints of "${this.service}"`));
+    this.sink.error(
+      new RegistryUnavailableError(
+        `zk: lost the connection to ZooKeeper; keeping the last known endpoints of "${this.service}"`,
+      ),
+    );
   };
   private readonly onExpired = () => {
-    this.sink.error(new RegistryUnavailableError(`zk: the ZooKeeper session expired; re-watching "${this.service}" on a new session`));
+    this.sink.error(
+      new RegistryUnavailableError(`zk: the ZooKeeper session expired; re-watching "${this.service}" on a new session`),
+    );
   };
 
   start(): void {
@@ -282,7 +351,11 @@ class ServiceWatch {
           } catch (e) {
             const code = zkCode(e);
             if (code === ZK.NO_NODE) this.nodes.delete(name);
-            else if (code === ZK.NO_AUTH) this.nodes.set(name, { decoded: { ok: false, reason: 'not readable with this identity (NO_AUTH)' }, mzxid: 0n });
+            else if (code === ZK.NO_AUTH)
+              this.nodes.set(name, {
+                decoded: { ok: false, reason: 'not readable with this identity (NO_AUTH)' },
+                mzxid: 0n,
+              });
             else failure ??= e;
           }
         }
@@ -361,7 +434,11 @@ class ZkRegistration extends RegistrationBase {
       }
       const dead = this.session.deadSessions.has(owner);
       if (!dead && !initial) return 'blocked';
-      if (!dead) this.logger.warn({ path: this.path, owner }, 'zk: replacing a node with the same instance id left by another session (a restarted instance?)');
+      if (!dead)
+        this.logger.warn(
+          { path: this.path, owner },
+          'zk: replacing a node with the same instance id left by another session (a restarted instance?)',
+        );
       try {
         await this.session.remove(this.path, stat.version);
       } catch (e) {
@@ -385,10 +462,18 @@ class ZkRegistration extends RegistrationBase {
   }
 
   private readonly onExpired = () => {
-    this.emitLost(new RegistrationLostError(`zk: the session expired; ZooKeeper removed ${this.path}; re-creating it on a new session`));
+    this.emitLost(
+      new RegistrationLostError(
+        `zk: the session expired; ZooKeeper removed ${this.path}; re-creating it on a new session`,
+      ),
+    );
   };
   private readonly onSuspect = () => {
-    this.emitLost(new RegistrationLostError(`zk: disconnected from ZooKeeper for longer than the session timeout; ${this.path} is presumed gone`));
+    this.emitLost(
+      new RegistrationLostError(
+        `zk: disconnected from ZooKeeper for longer than the session timeout; ${this.path} is presumed gone`,
+      ),
+    );
   };
   private readonly onConnected = ({ newSession }: { newSession: boolean }) => {
     if (newSession || this.isLost) void this.recover();
@@ -403,8 +488,13 @@ class ZkRegistration extends RegistrationBase {
         try {
           const r = await this.createNode(false);
           if (r === 'blocked') {
-            this.emitLost(new RegistrationLostError(`zk: ${this.path} is held by another live session; waiting for it to go`));
-            this.logger.warn({ path: this.path }, 'zk: our instance id is held by another live session; waiting for that node to go');
+            this.emitLost(
+              new RegistrationLostError(`zk: ${this.path} is held by another live session; waiting for it to go`),
+            );
+            this.logger.warn(
+              { path: this.path },
+              'zk: our instance id is held by another live session; waiting for that node to go',
+            );
             await this.waitGone();
             continue;
           }
@@ -438,9 +528,11 @@ class ZkRegistration extends RegistrationBase {
       this.wakeBlocked = finish;
       this.session.on('connected', finish);
       this.session.on('closed', finish);
-      this.session.exists(this.path, () => finish()).then((st) => {
-        if (!st) finish();
-      }, finish);
+      this.session
+        .exists(this.path, () => finish())
+        .then((st) => {
+          if (!st) finish();
+        }, finish);
     });
   }
 
@@ -462,7 +554,8 @@ class ZkRegistration extends RegistrationBase {
     try {
       const stat = await this.session.exists(this.path);
       // Only our own node: after a loss the path may hold another session's registration.
-      if (stat && sessionHex(stat.ephemeralOwner) === this.session.sessionId) await this.session.remove(this.path, stat.version);
+      if (stat && sessionHex(stat.ephemeralOwner) === this.session.sessionId)
+        await this.session.remove(this.path, stat.version);
     } catch (e) {
       if (zkCode(e) === ZK.NO_NODE || e instanceof ClosedError) return;
       throw toZkError(e, `deleting ${this.path}`);
@@ -526,12 +619,28 @@ export interface ZooKeeperRegistry extends AdapterInstance {
  * Resolver and registrar over one ZooKeeper session (connected lazily, on first use). The session
  * is closed when both are closed, or by close().
  */
-export function createZooKeeperRegistry(opts: Partial<ZooKeeperOptions> & { hosts: string[] }, logger: Logger = silentLogger): ZooKeeperRegistry {
-  const o: ZooKeeperOptions = { path: '/services', format: 'wayfinder', sessionTimeout: 15_000, timeout: 10_000, ...opts };
+export function createZooKeeperRegistry(
+  opts: Partial<ZooKeeperOptions> & { hosts: string[] },
+  logger: Logger = silentLogger,
+): ZooKeeperRegistry {
+  const o: ZooKeeperOptions = {
+    path: '/services',
+    format: 'wayfinder',
+    sessionTimeout: 15_000,
+    timeout: 10_000,
+    ...opts,
+  };
   validate(o);
   const auth = readAuth(o);
   const hosts = o.hosts.map((h) => (HOST_PORT.exec(h)?.[2] ? h : `${h}:2181`));
-  const session = new ZkSession({ hosts, sessionTimeoutMs: o.sessionTimeout, opTimeoutMs: o.timeout, auth, logger, name: 'zk' });
+  const session = new ZkSession({
+    hosts,
+    sessionTimeoutMs: o.sessionTimeout,
+    opTimeoutMs: o.timeout,
+    auth,
+    logger,
+    name: 'zk',
+  });
   let users = 2;
   const release = async () => {
     if (--users === 0) await session.close();
@@ -546,7 +655,15 @@ export function createZooKeeperRegistry(opts: Partial<ZooKeeperOptions> & { host
     },
     { logger, onClose: release },
   );
-  const registrar = new ZkRegistrar(session, base, o.format, o.acl ?? (auth ? 'world-read' : 'open'), auth, logger, release);
+  const registrar = new ZkRegistrar(
+    session,
+    base,
+    o.format,
+    o.acl ?? (auth ? 'world-read' : 'open'),
+    auth,
+    logger,
+    release,
+  );
   return {
     resolver,
     registrar,
@@ -570,8 +687,13 @@ export function createZooKeeperRegistry(opts: Partial<ZooKeeperOptions> & { host
 export const zookeeperAdapter = defineAdapter<ZooKeeperOptions>({
   scheme: 'zk',
   aliases: ['zookeeper'],
-  description: 'Apache ZooKeeper: ephemeral nodes per instance, watches, digest ACLs; Curator x-discovery compatible. zk://h1:2181,h2:2181/services?format=curator',
-  examples: ['zk://127.0.0.1:2181/services', 'zk://zk1:2181,zk2:2181,zk3:2181/services?format=curator', 'zookeeper://alice@zk1:2181/services?password-file=/run/secrets/zk'],
+  description:
+    'Apache ZooKeeper: ephemeral nodes per instance, watches, digest ACLs; Curator x-discovery compatible. zk://h1:2181,h2:2181/services?format=curator',
+  examples: [
+    'zk://127.0.0.1:2181/services',
+    'zk://zk1:2181,zk2:2181,zk3:2181/services?format=curator',
+    'zookeeper://alice@zk1:2181/services?password-file=/run/secrets/zk',
+  ],
   capabilities: zookeeperCapabilities,
   options,
   validate,

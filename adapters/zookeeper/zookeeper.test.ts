@@ -3,10 +3,36 @@ import { writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zookeeper from 'node-zookeeper-client';
-import { ClosedError, Discovery, endpointKey, isWayfinderError, resolveRegistry, type InstanceSpec, type Logger, type Registrar, type Registration, type Snapshot } from '../../core';
-import { SnapshotRecorder, registrarConformance, requireBinaryOrSkip, resolverConformance, tempDir, uniqueService, waitFor, withTimeout } from '../../testkit';
+import {
+  ClosedError,
+  Discovery,
+  endpointKey,
+  isWayfinderError,
+  resolveRegistry,
+  type InstanceSpec,
+  type Logger,
+  type Registrar,
+  type Registration,
+  type Snapshot,
+} from '../../core';
+import {
+  SnapshotRecorder,
+  registrarConformance,
+  requireBinaryOrSkip,
+  resolverConformance,
+  tempDir,
+  uniqueService,
+  waitFor,
+  withTimeout,
+} from '../../testkit';
 import { findZooKeeper, startZooKeeper, type ZooKeeperServer } from '../../testkit/zookeeper';
-import { createZooKeeperRegistry, zookeeperAdapter, zookeeperCapabilities, type ZooKeeperOptions, type ZooKeeperRegistry } from '.';
+import {
+  createZooKeeperRegistry,
+  zookeeperAdapter,
+  zookeeperCapabilities,
+  type ZooKeeperOptions,
+  type ZooKeeperRegistry,
+} from '.';
 import { digestId, hardClose, sessionHex } from './client';
 import { installGrpc } from '../../grpc';
 import { grpcFailoverCheck } from '../../testkit/echo';
@@ -24,20 +50,35 @@ const PROP = 3000;
 const open: { close(): Promise<void> }[] = [];
 
 function registry(o: Partial<ZooKeeperOptions> = {}, logger?: Logger): ZooKeeperRegistry {
-  const r = createZooKeeperRegistry({ hosts: [zk.connectString], sessionTimeout: SESSION_MS, timeout: 5000, ...o }, logger);
+  const r = createZooKeeperRegistry(
+    { hosts: [zk.connectString], sessionTimeout: SESSION_MS, timeout: 5000, ...o },
+    logger,
+  );
   open.push(r);
   return r;
 }
 
 /** A raw vendor client for writing nodes the way other tools (Curator, zkCli) would. */
-async function rawClient(auth?: string, connectString = zk.connectString): Promise<zookeeper.Client & { done(): void }> {
+async function rawClient(
+  auth?: string,
+  connectString = zk.connectString,
+): Promise<zookeeper.Client & { done(): void }> {
   const c = zookeeper.createClient(connectString, { sessionTimeout: 10_000, spinDelay: 100, retries: 0 });
   if (auth) c.addAuthInfo('digest', Buffer.from(auth));
-  await withTimeout(new Promise<void>((resolve) => {
-    c.once('connected', () => resolve());
-    c.connect();
-  }), 10_000, 'a raw client to connect');
-  return Object.assign(c, { done: () => { c.close(); setTimeout(() => hardClose(c), 500).unref(); } });
+  await withTimeout(
+    new Promise<void>((resolve) => {
+      c.once('connected', () => resolve());
+      c.connect();
+    }),
+    10_000,
+    'a raw client to connect',
+  );
+  return Object.assign(c, {
+    done: () => {
+      c.close();
+      setTimeout(() => hardClose(c), 500).unref();
+    },
+  });
 }
 const p = <T>(fn: (cb: (err: unknown, v?: T) => void) => void): Promise<T> =>
   new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v as T))));
@@ -49,10 +90,15 @@ const getData = (c: zookeeper.Client, at: string) => p<Buffer>((cb) => c.getData
 const statOf = (c: zookeeper.Client, at: string) => p<zookeeper.Stat>((cb) => c.exists(at, cb));
 
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
-const hasExactly = (...want: string[]) => (s: Snapshot) => JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
+const hasExactly =
+  (...want: string[]) =>
+  (s: Snapshot) =>
+    JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
 
 /** A TCP relay that can cut every connection through it and refuse new ones: a network partition. */
-async function partitionableProxy(target: number): Promise<{ port: number; cut(): void; heal(): void; close(): Promise<void> }> {
+async function partitionableProxy(
+  target: number,
+): Promise<{ port: number; cut(): void; heal(): void; close(): Promise<void> }> {
   let blocked = false;
   const pairs = new Set<net.Socket>();
   const server = net.createServer((down) => {
@@ -80,16 +126,18 @@ async function partitionableProxy(target: number): Promise<{ port: number; cut()
     heal() {
       blocked = false;
     },
-    close: () => new Promise<void>((r) => {
-      for (const s of pairs) s.destroy();
-      server.close(() => r());
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of pairs) s.destroy();
+        server.close(() => r());
+      }),
   };
 }
 
 function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
-  const rec = (level: string) => (obj: object | string, msg?: string) => void lines.push(`${level} ${typeof obj === 'string' ? obj : `${msg ?? ''} ${JSON.stringify(obj)}`}`);
+  const rec = (level: string) => (obj: object | string, msg?: string) =>
+    void lines.push(`${level} ${typeof obj === 'string' ? obj : `${msg ?? ''} ${JSON.stringify(obj)}`}`);
   return { lines, debug: rec('debug'), info: rec('info'), warn: rec('warn'), error: rec('error') };
 }
 
@@ -125,7 +173,12 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
     constructor(private readonly base: string) {}
     async register(spec: InstanceSpec): Promise<Registration> {
       if (this.closed) throw new ClosedError('zk test registrar');
-      const pr = createZooKeeperRegistry({ hosts: [zk.connectString], path: this.base, sessionTimeout: SESSION_MS, timeout: 5000 });
+      const pr = createZooKeeperRegistry({
+        hosts: [zk.connectString],
+        path: this.base,
+        sessionTimeout: SESSION_MS,
+        timeout: 5000,
+      });
       try {
         const reg = await pr.registrar.register(spec);
         this.producers.set(reg, pr);
@@ -147,7 +200,12 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
   }
   const factory = async () => {
     const base = uniqueBase('conf');
-    const consumer = createZooKeeperRegistry({ hosts: [zk.connectString], path: base, sessionTimeout: SESSION_MS, timeout: 5000 });
+    const consumer = createZooKeeperRegistry({
+      hosts: [zk.connectString],
+      path: base,
+      sessionTimeout: SESSION_MS,
+      timeout: 5000,
+    });
     const registrar = new SessionPerInstanceRegistrar(base);
     return {
       resolver: consumer.resolver,
@@ -188,7 +246,13 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       assert.equal(cred.options.acl, undefined);
 
       const bad = (spec: Parameters<typeof resolveRegistry>[0], field: string, msg: RegExp) =>
-        assert.throws(() => resolveRegistry(spec), (e: unknown) => isWayfinderError(e, 'CONFIG_INVALID') && (e as { field?: string }).field === field && msg.test((e as Error).message));
+        assert.throws(
+          () => resolveRegistry(spec),
+          (e: unknown) =>
+            isWayfinderError(e, 'CONFIG_INVALID') &&
+            (e as { field?: string }).field === field &&
+            msg.test((e as Error).message),
+        );
       bad({ scheme: 'zk', hosts: ['h1'], path: 'services' }, 'path', /^zk: "path" must start with "\/"/);
       bad({ scheme: 'zk', hosts: ['h1'], path: '/a//b' }, 'path', /empty/);
       bad('zk://h1/services?format=etcd', 'format', /"format" must be one of "wayfinder", "curator"/);
@@ -205,7 +269,9 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
     it('works through Discovery.fromConfig with the zookeeper:// alias, and lists services', async () => {
       const base = uniqueBase('disc');
       const a = await Discovery.fromConfig(zk.url(base, `sessionTimeout=${SESSION_MS}`));
-      const b = await Discovery.fromConfig({ registry: { scheme: 'zookeeper', hosts: [zk.connectString], path: base } });
+      const b = await Discovery.fromConfig({
+        registry: { scheme: 'zookeeper', hosts: [zk.connectString], path: base },
+      });
       open.push(a, b);
       assert.equal(a.scheme, 'zk');
       await a.registrar.register({ service: 'echo', host: '127.0.0.1', port: 7001 });
@@ -247,7 +313,12 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       open.push(proxy);
       const base = uniqueBase();
       const svc = uniqueService();
-      const viaProxy = createZooKeeperRegistry({ hosts: [`127.0.0.1:${proxy.port}`], path: base, sessionTimeout: 8000, timeout: 5000 });
+      const viaProxy = createZooKeeperRegistry({
+        hosts: [`127.0.0.1:${proxy.port}`],
+        path: base,
+        sessionTimeout: 8000,
+        timeout: 5000,
+      });
       open.push(viaProxy);
       const direct = registry({ path: base });
       const mine = await viaProxy.registrar.register({ service: svc, host: '127.0.0.1', port: 7201 });
@@ -266,7 +337,11 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       assert.ok(!keys(r.last!).includes('127.0.0.1:7202'), 'saw a change through a cut connection?');
 
       proxy.heal();
-      const up = await r.until((s) => hasExactly('127.0.0.1:7201', '127.0.0.1:7202')(s) && !s.error, PROP + 2000, 'the missed change after reconnecting');
+      const up = await r.until(
+        (s) => hasExactly('127.0.0.1:7201', '127.0.0.1:7202')(s) && !s.error,
+        PROP + 2000,
+        'the missed change after reconnecting',
+      );
       assert.equal(up.stale, undefined);
       assert.equal(viaProxy.session.sessionId, session, 'the session should have survived');
       assert.deepEqual(ev, [], 'the registration must not be lost by a short disconnect');
@@ -309,9 +384,17 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       }
       // The watch of the expired session is re-armed on the new one: later changes still arrive.
       await observer.registrar.register({ service: svc, host: '127.0.0.1', port: 7302 });
-      await r.until((s) => hasExactly('127.0.0.1:7301', '127.0.0.1:7302')(s) && !s.error, PROP, 'a change after expiry through the re-armed watch');
+      await r.until(
+        (s) => hasExactly('127.0.0.1:7301', '127.0.0.1:7302')(s) && !s.error,
+        PROP,
+        'a change after expiry through the re-armed watch',
+      );
       await reg.update({ metadata: { v: '2' } });
-      await obs.until((s) => s.endpoints.find((e) => e.port === 7301)?.metadata.v === '2', PROP, 'an update after recovery');
+      await obs.until(
+        (s) => s.endpoints.find((e) => e.port === 7301)?.metadata.v === '2',
+        PROP,
+        'an update after recovery',
+      );
     });
 
     it('after expiry, a node at our path owned by another live session is not replaced; it is re-created once that session goes', async () => {
@@ -320,7 +403,10 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       const base = uniqueBase();
       const svc = uniqueService();
       const log = recordingLogger();
-      const a = createZooKeeperRegistry({ hosts: [`127.0.0.1:${proxy.port}`], path: base, sessionTimeout: SESSION_MS, timeout: 5000 }, log);
+      const a = createZooKeeperRegistry(
+        { hosts: [`127.0.0.1:${proxy.port}`], path: base, sessionTimeout: SESSION_MS, timeout: 5000 },
+        log,
+      );
       open.push(a);
       const reg = await a.registrar.register({ service: svc, host: '127.0.0.1', port: 7401, id: 'inst-1' });
       const ev = events(reg);
@@ -331,12 +417,25 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       await zk.expireSession(creds);
       const other = await rawClient();
       try {
-        assert.equal(await statOf(other, nodePath), null, 'the expired session\'s node should be gone');
-        await createNode(other, nodePath, JSON.stringify({ host: '127.0.0.1', port: 7499 }), zookeeper.CreateMode.EPHEMERAL);
+        assert.equal(await statOf(other, nodePath), null, "the expired session's node should be gone");
+        await createNode(
+          other,
+          nodePath,
+          JSON.stringify({ host: '127.0.0.1', port: 7499 }),
+          zookeeper.CreateMode.EPHEMERAL,
+        );
         proxy.heal();
-        await waitFor('the registrar to meet the foreign owner', () => log.lines.some((l) => l.includes('held by another live session')), { timeoutMs: 10_000 });
+        await waitFor(
+          'the registrar to meet the foreign owner',
+          () => log.lines.some((l) => l.includes('held by another live session')),
+          { timeoutMs: 10_000 },
+        );
         const st = await statOf(other, nodePath);
-        assert.equal(sessionHex(st.ephemeralOwner), sessionHex(other.getSessionId()), 'a live session\'s node was replaced');
+        assert.equal(
+          sessionHex(st.ephemeralOwner),
+          sessionHex(other.getSessionId()),
+          "a live session's node was replaced",
+        );
         assert.equal(JSON.parse((await getData(other, nodePath)).toString()).port, 7499);
         assert.deepEqual(ev, ['lost']);
       } finally {
@@ -352,11 +451,17 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       }
     });
 
-    it('NodeExists on re-create is settled by ephemeralOwner: ours is kept, a dead session\'s replaced', async () => {
+    it("NodeExists on re-create is settled by ephemeralOwner: ours is kept, a dead session's replaced", async () => {
       const base = uniqueBase();
       const svc = uniqueService();
       const a = registry({ path: base });
-      const reg = await a.registrar.register({ service: svc, host: '127.0.0.1', port: 7451, id: 'inst-2', metadata: { v: '1' } });
+      const reg = await a.registrar.register({
+        service: svc,
+        host: '127.0.0.1',
+        port: 7451,
+        id: 'inst-2',
+        metadata: { v: '1' },
+      });
       const nodePath = `${base}/${svc}/inst-2`;
       const recreate = (reg as unknown as { createNode(initial: boolean): Promise<string> }).createNode.bind(reg);
       const c = await rawClient();
@@ -373,7 +478,12 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
         const other = await rawClient();
         try {
           await p((cb) => c.remove(nodePath, cb));
-          await createNode(other, nodePath, JSON.stringify({ host: '127.0.0.1', port: 7459 }), zookeeper.CreateMode.EPHEMERAL);
+          await createNode(
+            other,
+            nodePath,
+            JSON.stringify({ host: '127.0.0.1', port: 7459 }),
+            zookeeper.CreateMode.EPHEMERAL,
+          );
           a.session.deadSessions.add(sessionHex(other.getSessionId()));
           assert.equal(await recreate(false), 'created');
           assert.equal(sessionHex((await statOf(c, nodePath)).ephemeralOwner), a.session.sessionId);
@@ -403,46 +513,101 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       assert.deepEqual(keys(down), ['127.0.0.1:7501'], 'the last good set was dropped during the outage');
       await zk.restart();
       await a.registrar.register({ service: svc, host: '127.0.0.1', port: 7502 });
-      await r.until((s) => hasExactly('127.0.0.1:7501', '127.0.0.1:7502')(s) && !s.error, 20_000, 'both after the restart');
+      await r.until(
+        (s) => hasExactly('127.0.0.1:7501', '127.0.0.1:7502')(s) && !s.error,
+        20_000,
+        'both after the restart',
+      );
       assert.deepEqual(ev, [], 'the session survived the restart; nothing should be lost');
     });
 
     it('Curator interop: reads ServiceInstance nodes as Curator writes them, and writes nodes Curator reads', async () => {
       const base = uniqueBase('curator');
       const svc = 'payments';
-      const uriSpec = '{"parts":[{"value":"scheme","variable":true},{"value":"://","variable":false},{"value":"address","variable":true},{"value":":","variable":false},{"value":"port","variable":true}]}';
-      const curator = (id: string, fields: string) => `{"name":"payments","id":"${id}",${fields},"registrationTimeUTC":1700000000000,"serviceType":"DYNAMIC","uriSpec":${uriSpec}`;
+      const uriSpec =
+        '{"parts":[{"value":"scheme","variable":true},{"value":"://","variable":false},{"value":"address","variable":true},{"value":":","variable":false},{"value":"port","variable":true}]}';
+      const curator = (id: string, fields: string) =>
+        `{"name":"payments","id":"${id}",${fields},"registrationTimeUTC":1700000000000,"serviceType":"DYNAMIC","uriSpec":${uriSpec}`;
       const nodes: Record<string, string> = {
         // JsonInstanceSerializer<Map> (Jackson puts the payload's class in "@class").
-        'f3a1c2d4-0000-4000-8000-000000000001': curator('f3a1c2d4-0000-4000-8000-000000000001', '"address":"10.1.0.1","port":8080,"sslPort":null,"payload":{"@class":"java.util.HashMap","version":"2.1","weight":"3","zone":"eu-1"}') + ',"enabled":true}',
+        'f3a1c2d4-0000-4000-8000-000000000001':
+          curator(
+            'f3a1c2d4-0000-4000-8000-000000000001',
+            '"address":"10.1.0.1","port":8080,"sslPort":null,"payload":{"@class":"java.util.HashMap","version":"2.1","weight":"3","zone":"eu-1"}',
+          ) + ',"enabled":true}',
         // Spring Cloud Zookeeper's payload: metadata nested in a bean.
-        'f3a1c2d4-0000-4000-8000-000000000002': curator('f3a1c2d4-0000-4000-8000-000000000002', '"address":"10.1.0.2","port":8081,"sslPort":null,"payload":{"@class":"org.springframework.cloud.zookeeper.discovery.ZookeeperInstance","id":"payments-1","name":"payments","metadata":{"instance_status":"UP"}}') + ',"enabled":true}',
+        'f3a1c2d4-0000-4000-8000-000000000002':
+          curator(
+            'f3a1c2d4-0000-4000-8000-000000000002',
+            '"address":"10.1.0.2","port":8081,"sslPort":null,"payload":{"@class":"org.springframework.cloud.zookeeper.discovery.ZookeeperInstance","id":"payments-1","name":"payments","metadata":{"instance_status":"UP"}}',
+          ) + ',"enabled":true}',
         // Compatible serialization mode (no "enabled"), a String payload, SSL port only.
-        'f3a1c2d4-0000-4000-8000-000000000003': curator('f3a1c2d4-0000-4000-8000-000000000003', '"address":"10.1.0.3","port":null,"sslPort":8443,"payload":"From Test"') + '}',
+        'f3a1c2d4-0000-4000-8000-000000000003':
+          curator(
+            'f3a1c2d4-0000-4000-8000-000000000003',
+            '"address":"10.1.0.3","port":null,"sslPort":8443,"payload":"From Test"',
+          ) + '}',
         // Disabled instances are not offered (Curator's providers filter them out).
-        'f3a1c2d4-0000-4000-8000-000000000004': curator('f3a1c2d4-0000-4000-8000-000000000004', '"address":"10.1.0.4","port":8084,"sslPort":null,"payload":null') + ',"enabled":false}',
+        'f3a1c2d4-0000-4000-8000-000000000004':
+          curator(
+            'f3a1c2d4-0000-4000-8000-000000000004',
+            '"address":"10.1.0.4","port":8084,"sslPort":null,"payload":null',
+          ) + ',"enabled":false}',
         // Malformed: no address.
-        'f3a1c2d4-0000-4000-8000-000000000005': curator('f3a1c2d4-0000-4000-8000-000000000005', '"address":null,"port":8085,"sslPort":null,"payload":null') + ',"enabled":true}',
+        'f3a1c2d4-0000-4000-8000-000000000005':
+          curator('f3a1c2d4-0000-4000-8000-000000000005', '"address":null,"port":8085,"sslPort":null,"payload":null') +
+          ',"enabled":true}',
       };
       const c = await rawClient();
       try {
         await mkdirp(c, `${base}/${svc}`);
-        for (const [id, json] of Object.entries(nodes)) await createNode(c, `${base}/${svc}/${id}`, json, zookeeper.CreateMode.EPHEMERAL);
+        for (const [id, json] of Object.entries(nodes))
+          await createNode(c, `${base}/${svc}/${id}`, json, zookeeper.CreateMode.EPHEMERAL);
         const reg = registry({ path: base, format: 'curator' });
         const r = new SnapshotRecorder();
         reg.resolver.watch(svc, r.onSnapshot);
-        const s = await r.until((x) => x.endpoints.length === 3 && x.error?.code === 'BAD_ENTRY', PROP, 'three Curator instances and one BAD_ENTRY');
+        const s = await r.until(
+          (x) => x.endpoints.length === 3 && x.error?.code === 'BAD_ENTRY',
+          PROP,
+          'three Curator instances and one BAD_ENTRY',
+        );
         assert.deepEqual(keys(s), ['10.1.0.1:8080', '10.1.0.2:8081', '10.1.0.3:8443']);
         const byPort = new Map(s.endpoints.map((e) => [e.port, e]));
-        assert.deepEqual(byPort.get(8080), { id: 'f3a1c2d4-0000-4000-8000-000000000001', host: '10.1.0.1', port: 8080, weight: 3, zone: 'eu-1', metadata: { version: '2.1' } });
+        assert.deepEqual(byPort.get(8080), {
+          id: 'f3a1c2d4-0000-4000-8000-000000000001',
+          host: '10.1.0.1',
+          port: 8080,
+          weight: 3,
+          zone: 'eu-1',
+          metadata: { version: '2.1' },
+        });
         assert.deepEqual(byPort.get(8081)!.metadata, { instance_status: 'UP' });
         assert.deepEqual(byPort.get(8443)!.metadata, { payload: 'From Test' });
         assert.match(s.error!.message, /f3a1c2d4-0000-4000-8000-000000000005: Curator ServiceInstance: "address"/);
 
         // And the other way: what we write is a ServiceInstance as Curator's serializer lays it out.
-        const mine = await reg.registrar.register({ service: svc, host: '10.1.0.9', port: 9090, id: 'wf-1', weight: 4, zone: 'eu-2', metadata: { version: '3' } });
+        const mine = await reg.registrar.register({
+          service: svc,
+          host: '10.1.0.9',
+          port: 9090,
+          id: 'wf-1',
+          weight: 4,
+          zone: 'eu-2',
+          metadata: { version: '3' },
+        });
         const raw = JSON.parse((await getData(c, `${base}/${svc}/wf-1`)).toString());
-        assert.deepEqual(Object.keys(raw), ['name', 'id', 'address', 'port', 'sslPort', 'payload', 'registrationTimeUTC', 'serviceType', 'uriSpec', 'enabled']);
+        assert.deepEqual(Object.keys(raw), [
+          'name',
+          'id',
+          'address',
+          'port',
+          'sslPort',
+          'payload',
+          'registrationTimeUTC',
+          'serviceType',
+          'uriSpec',
+          'enabled',
+        ]);
         assert.equal(raw.name, svc);
         assert.equal(raw.id, 'wf-1');
         assert.equal(raw.address, '10.1.0.9');
@@ -453,9 +618,20 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
         assert.ok(Number.isInteger(raw.registrationTimeUTC) && Math.abs(raw.registrationTimeUTC - Date.now()) < 60_000);
         assert.equal(raw.enabled, true);
         const st = await statOf(c, `${base}/${svc}/wf-1`);
-        assert.notEqual(sessionHex(st.ephemeralOwner), '0000000000000000', 'a DYNAMIC instance must be an ephemeral node');
-        const back = await r.until((x) => x.endpoints.some((e) => e.port === 9090), PROP, 'our own Curator-format instance');
-        assert.deepEqual(back.endpoints.find((e) => e.port === 9090), { id: 'wf-1', host: '10.1.0.9', port: 9090, weight: 4, zone: 'eu-2', metadata: { version: '3' } });
+        assert.notEqual(
+          sessionHex(st.ephemeralOwner),
+          '0000000000000000',
+          'a DYNAMIC instance must be an ephemeral node',
+        );
+        const back = await r.until(
+          (x) => x.endpoints.some((e) => e.port === 9090),
+          PROP,
+          'our own Curator-format instance',
+        );
+        assert.deepEqual(
+          back.endpoints.find((e) => e.port === 9090),
+          { id: 'wf-1', host: '10.1.0.9', port: 9090, weight: 4, zone: 'eu-2', metadata: { version: '3' } },
+        );
         await mine.update({ weight: 6 });
         const after = JSON.parse((await getData(c, `${base}/${svc}/wf-1`)).toString());
         assert.equal(after.payload.weight, 6);
@@ -474,32 +650,58 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       const nodePath = `${base}/${svc}/127.0.0.1:7601`;
 
       const anon = registry({ path: base });
-      assert.deepEqual((await anon.resolver.resolve(svc)).map(endpointKey), ['127.0.0.1:7601'], 'a consumer without credentials cannot read');
+      assert.deepEqual(
+        (await anon.resolver.resolve(svc)).map(endpointKey),
+        ['127.0.0.1:7601'],
+        'a consumer without credentials cannot read',
+      );
       // The server shows a digest in full only to a caller with ADMIN on the node (else "alice:x").
       const owner = await rawClient(`alice:${secret}`);
       try {
         const acls = await p<zookeeper.ACL[]>((cb) => owner.getACL(nodePath, cb));
         // @types says "perms"; the library's ACL objects carry "permission".
-        const seen = acls.map((a) => `${a.id.scheme}:${a.id.id}=${(a as unknown as { permission: number }).permission}`).sort();
-        assert.deepEqual(seen, [`digest:${digestId('alice', secret)}=${zookeeper.Permission.ALL}`, `world:anyone=${zookeeper.Permission.READ}`].sort());
+        const seen = acls
+          .map((a) => `${a.id.scheme}:${a.id.id}=${(a as unknown as { permission: number }).permission}`)
+          .sort();
+        assert.deepEqual(
+          seen,
+          [
+            `digest:${digestId('alice', secret)}=${zookeeper.Permission.ALL}`,
+            `world:anyone=${zookeeper.Permission.READ}`,
+          ].sort(),
+        );
       } finally {
         owner.done();
       }
       const c = await rawClient();
       try {
         // A raw unauthenticated write is refused by the server itself.
-        await assert.rejects(p((cb) => c.setData(nodePath, Buffer.from('{}'), cb)), (e: { code?: number }) => e.code === zookeeper.Exception.NO_AUTH);
+        await assert.rejects(
+          p((cb) => c.setData(nodePath, Buffer.from('{}'), cb)),
+          (e: { code?: number }) => e.code === zookeeper.Exception.NO_AUTH,
+        );
       } finally {
         c.done();
       }
-      const isAuthFailed = (e: unknown) => isWayfinderError(e, 'AUTH_FAILED') && /not authorised/.test((e as Error).message);
+      const isAuthFailed = (e: unknown) =>
+        isWayfinderError(e, 'AUTH_FAILED') && /not authorised/.test((e as Error).message);
       await assert.rejects(anon.registrar.register({ service: svc, host: '127.0.0.1', port: 7602 }), isAuthFailed);
-      await assert.rejects(anon.registrar.register({ service: svc, host: '127.0.0.1', port: 7601 }), isAuthFailed, 'replacing another identity\'s node');
+      await assert.rejects(
+        anon.registrar.register({ service: svc, host: '127.0.0.1', port: 7601 }),
+        isAuthFailed,
+        "replacing another identity's node",
+      );
       // The wrong password is another digest identity: refused the same way, and never echoed.
       const mallory = registry({ path: base, username: 'alice', password: 'guessed-pw' });
-      const err = await mallory.registrar.register({ service: svc, host: '127.0.0.1', port: 7603 }).then(() => undefined, (e: unknown) => e);
+      const err = await mallory.registrar.register({ service: svc, host: '127.0.0.1', port: 7603 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       assert.ok(isAuthFailed(err), `expected AUTH_FAILED, got ${String(err)}`);
-      assert.ok(!JSON.stringify({ m: (err as Error).message, j: err }).includes('guessed-pw'), 'the password leaked into the error');
+      assert.ok(
+        !JSON.stringify({ m: (err as Error).message, j: err }).includes('guessed-pw'),
+        'the password leaked into the error',
+      );
       // The owner still can.
       await reg.update({ weight: 3 });
       assert.equal((await anon.resolver.resolve(svc))[0].weight, 3);
@@ -512,7 +714,10 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       const again = await rawClient(`alice:${secret}`);
       try {
         const acls = await p<zookeeper.ACL[]>((cb) => again.getACL(nodePath, cb));
-        assert.ok(acls.some((a) => a.id.scheme === 'digest' && a.id.id === digestId('alice', secret)), 'the re-created node lost its owner ACL');
+        assert.ok(
+          acls.some((a) => a.id.scheme === 'digest' && a.id.id === digestId('alice', secret)),
+          'the re-created node lost its owner ACL',
+        );
         assert.equal(sessionHex((await statOf(again, nodePath)).ephemeralOwner), alice.session.sessionId);
       } finally {
         again.done();
@@ -532,7 +737,10 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
         await assert.rejects(anon.resolver.resolve(svc), (e: unknown) => isWayfinderError(e, 'AUTH_FAILED'));
         const bob2 = registry({ path: base, username: 'bob', password: 'bob-file-secret' });
         assert.deepEqual((await bob2.resolver.resolve(svc)).map(endpointKey), ['127.0.0.1:7701']);
-        assert.throws(() => registry({ path: base, username: 'bob', 'password-file': path.join(dir.dir, 'missing') }), (e: unknown) => isWayfinderError(e, 'CONFIG_INVALID') && (e as { field?: string }).field === 'password-file');
+        assert.throws(
+          () => registry({ path: base, username: 'bob', 'password-file': path.join(dir.dir, 'missing') }),
+          (e: unknown) => isWayfinderError(e, 'CONFIG_INVALID') && (e as { field?: string }).field === 'password-file',
+        );
       } finally {
         dir.remove();
       }
@@ -544,7 +752,10 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       // Default base path /services, our format; then a Curator-format registry under /curator-grpc.
       for (const [target, registryUrl] of [
         [`zk://127.0.0.1:${zk.port}/${svc}`, zk.url('/services', `sessionTimeout=${SESSION_MS}`)],
-        [`zk://127.0.0.1:${zk.port}/${svc}?path=/curator-grpc&format=curator`, zk.url('/curator-grpc', `format=curator&sessionTimeout=${SESSION_MS}`)],
+        [
+          `zk://127.0.0.1:${zk.port}/${svc}?path=/curator-grpc&format=curator`,
+          zk.url('/curator-grpc', `format=curator&sessionTimeout=${SESSION_MS}`),
+        ],
       ]) {
         const d = await Discovery.fromConfig(registryUrl);
         open.push(d);
@@ -563,7 +774,12 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
         await mkdirp(c, `${base}/${svc}`);
         let next = 0;
         const worker = async () => {
-          for (let i = next++; i < N; i = next++) await createNode(c, `${base}/${svc}/${name(i)}`, JSON.stringify({ host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 8000 }));
+          for (let i = next++; i < N; i = next++)
+            await createNode(
+              c,
+              `${base}/${svc}/${name(i)}`,
+              JSON.stringify({ host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 8000 }),
+            );
         };
         await Promise.all(Array.from({ length: 200 }, worker));
       } finally {
@@ -578,7 +794,12 @@ describe('zookeeper adapter (real ZooKeeper)', function () {
       else assert.equal(first.endpoints.length, N);
       // Still usable for other services, and the huge one still receives changes.
       await reg.registrar.register({ service: 'small', host: '127.0.0.1', port: 7801 });
-      assert.deepEqual((await withTimeout(reg.resolver.resolve('small'), 10_000, 'a small service next to a huge one')).map(endpointKey), ['127.0.0.1:7801']);
+      assert.deepEqual(
+        (await withTimeout(reg.resolver.resolve('small'), 10_000, 'a small service next to a huge one')).map(
+          endpointKey,
+        ),
+        ['127.0.0.1:7801'],
+      );
       if (!first.error) {
         const d = await rawClient();
         try {

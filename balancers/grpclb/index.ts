@@ -15,9 +15,7 @@ import { endpointKey, type Endpoint } from '../../core';
  * instance of the generic `wayfinder_<balancer>` policy.
  */
 
-export type ServerListEntry =
-  | { drop: false; endpoint: Endpoint; token: string }
-  | { drop: true; token: string };
+export type ServerListEntry = { drop: false; endpoint: Endpoint; token: string } | { drop: true; token: string };
 
 export interface ServerListOptions {
   /** Repeat each endpoint in proportion to its weight. Default false (each once). */
@@ -61,7 +59,8 @@ function gcd(a: number, b: number): number {
 export function multiplicities(endpoints: readonly Endpoint[], opts: ServerListOptions = {}): number[] {
   const cap = Math.max(1, Math.floor(opts.maxEntriesPerEndpoint ?? 10));
   const share = endpoints.map((e) => {
-    const w = opts.expandByWeight && typeof e.weight === 'number' && Number.isFinite(e.weight) && e.weight > 0 ? e.weight : 1;
+    const w =
+      opts.expandByWeight && typeof e.weight === 'number' && Number.isFinite(e.weight) && e.weight > 0 ? e.weight : 1;
     return w;
   });
   if (opts.loadOf) {
@@ -118,8 +117,14 @@ export function buildServerList(endpoints: readonly Endpoint[], opts: ServerList
   if (!(rate >= 0 && rate <= 1)) throw new RangeError(`grpclb: dropRate must be within 0..1 (got ${rate})`);
   if (rate >= 1) return [{ drop: true, token: dropToken }];
   const tokenOf = opts.tokenOf ?? lbTokenFor;
-  const sorted = [...endpoints].sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : endpointKey(a) > endpointKey(b) ? 1 : 0));
-  const base: ServerListEntry[] = interleave(sorted, multiplicities(sorted, opts)).map((endpoint) => ({ drop: false, endpoint, token: tokenOf(endpoint) }));
+  const sorted = [...endpoints].sort((a, b) =>
+    endpointKey(a) < endpointKey(b) ? -1 : endpointKey(a) > endpointKey(b) ? 1 : 0,
+  );
+  const base: ServerListEntry[] = interleave(sorted, multiplicities(sorted, opts)).map((endpoint) => ({
+    drop: false,
+    endpoint,
+    token: tokenOf(endpoint),
+  }));
   if (rate === 0 || base.length === 0) return base;
   // Repeat the list k times, the smallest k (with at least MIN_DROP_GRANULARITY entries) whose
   // drop count expresses the rate within half a percent, else the closest k within the bound.
@@ -140,7 +145,8 @@ export function buildServerList(endpoints: readonly Endpoint[], opts: ServerList
   let b = 0;
   for (let i = 0; i < total; i++) {
     // Bresenham: a drop at every position where the running share of drops steps up.
-    if (Math.floor(((i + 1) * drops) / total) > Math.floor((i * drops) / total)) out.push({ drop: true, token: dropToken });
+    if (Math.floor(((i + 1) * drops) / total) > Math.floor((i * drops) / total))
+      out.push({ drop: true, token: dropToken });
     else out.push(backends[b++]);
   }
   return out;
@@ -168,7 +174,16 @@ export interface LoadTotals extends LoadReport {
 }
 
 function emptyTotals(): LoadTotals {
-  return { callsStarted: 0, callsFinished: 0, callsFailedToSend: 0, callsKnownReceived: 0, drops: {}, reports: 0, clients: 0, inFlight: 0 };
+  return {
+    callsStarted: 0,
+    callsFinished: 0,
+    callsFailedToSend: 0,
+    callsKnownReceived: 0,
+    drops: {},
+    reports: 0,
+    clients: 0,
+    inFlight: 0,
+  };
 }
 
 /**

@@ -1,4 +1,13 @@
-import { endpointKey, type Balancer, type BalancerContext, type Endpoint, type OptionsSchema, type Pick, type Picker, type PickInfo } from '../../core';
+import {
+  endpointKey,
+  type Balancer,
+  type BalancerContext,
+  type Endpoint,
+  type OptionsSchema,
+  type Pick,
+  type Picker,
+  type PickInfo,
+} from '../../core';
 import { EndpointStates, type TrackedState } from '../shared/endpoint-states';
 
 /**
@@ -22,13 +31,45 @@ import { EndpointStates, type TrackedState } from '../shared/endpoint-states';
  */
 export const outlierOptions: OptionsSchema = {
   outlier: { type: 'boolean', default: false, doc: 'Eject failing endpoints for a while (outlier ejection).' },
-  outlierConsecutiveFailures: { type: 'integer', default: 5, min: 0, doc: 'Consecutive failed calls that eject an endpoint; 0 turns this check off.' },
-  outlierFailureRate: { type: 'number', default: 0.5, min: 0, max: 1, doc: 'Failed fraction of the calls in one window that ejects an endpoint; 0 turns this check off.' },
-  outlierMinRequests: { type: 'integer', default: 20, min: 1, doc: 'Calls an endpoint must finish in a window before its failure rate is judged.' },
+  outlierConsecutiveFailures: {
+    type: 'integer',
+    default: 5,
+    min: 0,
+    doc: 'Consecutive failed calls that eject an endpoint; 0 turns this check off.',
+  },
+  outlierFailureRate: {
+    type: 'number',
+    default: 0.5,
+    min: 0,
+    max: 1,
+    doc: 'Failed fraction of the calls in one window that ejects an endpoint; 0 turns this check off.',
+  },
+  outlierMinRequests: {
+    type: 'integer',
+    default: 20,
+    min: 1,
+    doc: 'Calls an endpoint must finish in a window before its failure rate is judged.',
+  },
   outlierInterval: { type: 'duration', default: 10_000, min: 1, doc: 'Length of the failure-rate window.' },
-  outlierBaseEjection: { type: 'duration', default: 30_000, min: 1, doc: 'First ejection time; the n-th ejection lasts n times as long.' },
-  outlierMaxEjection: { type: 'duration', default: 300_000, min: 1, doc: 'Longest ejection; also how long an endpoint must stay in before its ejection count resets.' },
-  outlierMaxEjectedPercent: { type: 'integer', default: 50, min: 0, max: 100, doc: 'Most endpoints ejected at once, as a percentage of the set (rounded down; never all of them).' },
+  outlierBaseEjection: {
+    type: 'duration',
+    default: 30_000,
+    min: 1,
+    doc: 'First ejection time; the n-th ejection lasts n times as long.',
+  },
+  outlierMaxEjection: {
+    type: 'duration',
+    default: 300_000,
+    min: 1,
+    doc: 'Longest ejection; also how long an endpoint must stay in before its ejection count resets.',
+  },
+  outlierMaxEjectedPercent: {
+    type: 'integer',
+    default: 50,
+    min: 0,
+    max: 100,
+    doc: 'Most endpoints ejected at once, as a percentage of the set (rounded down; never all of them).',
+  },
 };
 
 export interface OutlierConfig {
@@ -194,7 +235,12 @@ export class OutlierPicker implements Picker {
 }
 
 /** Wraps an inner pick so its outcome also reaches the ejection state, once. */
-function outlierCall(p: Extract<Pick, { endpoint: Endpoint }> & { started?(): void }, s: OutlierState, owner: OutlierBalancer, ctx: BalancerContext): Pick {
+function outlierCall(
+  p: Extract<Pick, { endpoint: Endpoint }> & { started?(): void },
+  s: OutlierState,
+  owner: OutlierBalancer,
+  ctx: BalancerContext,
+): Pick {
   let finished = false;
   return {
     endpoint: p.endpoint,

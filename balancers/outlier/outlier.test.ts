@@ -7,7 +7,8 @@ import { roundRobin } from '../round-robin';
 import { OutlierBalancer, outlierOptions, withOutlierEjection, type OutlierConfig } from '.';
 
 type Call = Extract<Pick, { endpoint: Endpoint }>;
-const cfg = (o: Record<string, unknown>): OutlierConfig => validateOptions('outlier', outlierOptions, { outlier: true, ...o });
+const cfg = (o: Record<string, unknown>): OutlierConfig =>
+  validateOptions('outlier', outlierOptions, { outlier: true, ...o });
 
 balancerConformance({
   it,
@@ -32,7 +33,15 @@ function driver(b: Balancer, eps: Endpoint[], seed = 1) {
 
 describe('outlier ejection (virtual clock)', () => {
   it('ejects after consecutive failures for the base time, then for 2x, 3x… capped at the maximum', () => {
-    const b = new OutlierBalancer(roundRobin, cfg({ outlierConsecutiveFailures: 3, outlierFailureRate: 0, outlierBaseEjection: '10s', outlierMaxEjection: '25s' }));
+    const b = new OutlierBalancer(
+      roundRobin,
+      cfg({
+        outlierConsecutiveFailures: 3,
+        outlierFailureRate: 0,
+        outlierBaseEjection: '10s',
+        outlierMaxEjection: '25s',
+      }),
+    );
     const eps = makeEndpoints(4);
     const { ctx, call } = driver(b, eps);
     const bad = (e: Endpoint) => e.id !== 'ep-0';
@@ -59,7 +68,10 @@ describe('outlier ejection (virtual clock)', () => {
   });
 
   it('ejects on the failure rate within a window even without consecutive failures', () => {
-    const b = new OutlierBalancer(roundRobin, cfg({ outlierConsecutiveFailures: 0, outlierFailureRate: 0.5, outlierMinRequests: 10, outlierInterval: '10s' }));
+    const b = new OutlierBalancer(
+      roundRobin,
+      cfg({ outlierConsecutiveFailures: 0, outlierFailureRate: 0.5, outlierMinRequests: 10, outlierInterval: '10s' }),
+    );
     const eps = makeEndpoints(2);
     const { call } = driver(b, eps);
     let n = 0;
@@ -69,7 +81,10 @@ describe('outlier ejection (virtual clock)', () => {
     }
     assert.deepEqual(b.ejected(), ['10.0.0.1:8000']);
     assert.ok(n >= 10 && n <= 12, `ejected after ${n} calls to ep-0`);
-    const b2 = new OutlierBalancer(roundRobin, cfg({ outlierConsecutiveFailures: 0, outlierFailureRate: 0.5, outlierMinRequests: 10 }));
+    const b2 = new OutlierBalancer(
+      roundRobin,
+      cfg({ outlierConsecutiveFailures: 0, outlierFailureRate: 0.5, outlierMinRequests: 10 }),
+    );
     const { call: call2 } = driver(b2, eps);
     let m = 0;
     for (let i = 0; i < 200; i++) call2((e) => e.id !== 'ep-0' || m++ % 3 !== 0); // 33% failures: stays in
@@ -84,7 +99,15 @@ describe('outlier ejection (virtual clock)', () => {
         fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 3000 })), { minLength: 1, maxLength: 400 }),
         fc.integer(),
         (n, pct, steps, seed) => {
-          const b = new OutlierBalancer(new P2cBalancer(), cfg({ outlierConsecutiveFailures: 2, outlierMinRequests: 4, outlierMaxEjectedPercent: pct, outlierBaseEjection: '5s' }));
+          const b = new OutlierBalancer(
+            new P2cBalancer(),
+            cfg({
+              outlierConsecutiveFailures: 2,
+              outlierMinRequests: 4,
+              outlierMaxEjectedPercent: pct,
+              outlierBaseEjection: '5s',
+            }),
+          );
           const eps = makeEndpoints(n);
           const { ctx, call } = driver(b, eps, seed);
           const cap = Math.min(Math.floor((n * pct) / 100), n - 1);
@@ -107,7 +130,8 @@ describe('outlier ejection (virtual clock)', () => {
     const { ctx, call } = driver(b, eps);
     while (b.ejected().length === 0) call((e) => e.id !== 'ep-1');
     const p2 = b.build([...eps, ...makeEndpoints(4).slice(3)], ctx);
-    for (let i = 0; i < 20; i++) assert.notEqual(p2.pick().endpoint!.id, 'ep-1', 'the ejection was forgotten by a rebuild');
+    for (let i = 0; i < 20; i++)
+      assert.notEqual(p2.pick().endpoint!.id, 'ep-1', 'the ejection was forgotten by a rebuild');
     b.build([eps[0], eps[2]], ctx);
     const p3 = b.build(eps, ctx);
     const seen = new Set(Array.from({ length: 6 }, () => p3.pick().endpoint!.id));
@@ -115,7 +139,10 @@ describe('outlier ejection (virtual clock)', () => {
   });
 
   it('an older picker still in use does not rebuild (so it cannot disturb the newest)', () => {
-    const b = new OutlierBalancer(roundRobin, cfg({ outlierConsecutiveFailures: 1, outlierFailureRate: 0, outlierBaseEjection: '1s' }));
+    const b = new OutlierBalancer(
+      roundRobin,
+      cfg({ outlierConsecutiveFailures: 1, outlierFailureRate: 0, outlierBaseEjection: '1s' }),
+    );
     const eps = makeEndpoints(3);
     const ctx = testBalancerContext(1);
     const old = b.build(eps, ctx);

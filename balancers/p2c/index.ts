@@ -1,7 +1,16 @@
-import { defineBalancer, registerBalancer, telemetry, type Balancer, type Endpoint, type OptionsSchema, type Pick, type Picker } from '../../core';
+import {
+  defineBalancer,
+  registerBalancer,
+  telemetry,
+  type Balancer,
+  type Endpoint,
+  type OptionsSchema,
+  type Pick,
+  type Picker,
+} from '../../core';
 import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
 import type { CallContext } from '../slow-start';
-import { EndpointLoad, LoadTable } from './load';
+import { type EndpointLoad, LoadTable } from './load';
 
 export { EndpointLoad, LoadTable } from './load';
 
@@ -40,11 +49,37 @@ export interface P2cConfig extends DecoratorConfig {
 }
 
 export const p2cOptions: OptionsSchema = {
-  ewma: { type: 'boolean', default: false, doc: 'Cost by peak-EWMA latency × (in-flight + 1) instead of in-flight alone.' },
-  decay: { type: 'duration', default: 10_000, min: 1, max: 3_600_000, doc: 'Time constant of the latency estimate and of the success-rate memory (Finagle\'s default is 10 s).' },
-  defaultLatency: { type: 'duration', min: 0, doc: 'Latency assumed for an endpoint with no sample yet; unset: the typical latency seen across all endpoints.' },
-  errorPenalty: { type: 'number', default: 2, min: 0, max: 10, doc: 'Cost is divided by (recent success probability)^errorPenalty; 0 ignores errors.' },
-  errorDecay: { type: 'duration', default: 1_000, min: 1, max: 3_600_000, doc: 'Time constant of the success-probability memory (how long failures count).' },
+  ewma: {
+    type: 'boolean',
+    default: false,
+    doc: 'Cost by peak-EWMA latency × (in-flight + 1) instead of in-flight alone.',
+  },
+  decay: {
+    type: 'duration',
+    default: 10_000,
+    min: 1,
+    max: 3_600_000,
+    doc: "Time constant of the latency estimate and of the success-rate memory (Finagle's default is 10 s).",
+  },
+  defaultLatency: {
+    type: 'duration',
+    min: 0,
+    doc: 'Latency assumed for an endpoint with no sample yet; unset: the typical latency seen across all endpoints.',
+  },
+  errorPenalty: {
+    type: 'number',
+    default: 2,
+    min: 0,
+    max: 10,
+    doc: 'Cost is divided by (recent success probability)^errorPenalty; 0 ignores errors.',
+  },
+  errorDecay: {
+    type: 'duration',
+    default: 1_000,
+    min: 1,
+    max: 3_600_000,
+    doc: 'Time constant of the success-probability memory (how long failures count).',
+  },
   ...decoratorOptions,
 };
 
@@ -85,7 +120,9 @@ export class P2cBalancer implements Balancer {
         return [];
       }
       const t = ctx.now();
-      return table.current.filter((s) => !Number.isNaN(s.ewma)).map((s) => ({ endpoint: s.key, ms: s.ewma * s.decay(t, tau) }));
+      return table.current
+        .filter((s) => !Number.isNaN(s.ewma))
+        .map((s) => ({ endpoint: s.key, ms: s.ewma * s.decay(t, tau) }));
     });
   }
 }
@@ -169,7 +206,8 @@ export function createP2c(config: P2cConfig = {}): Balancer {
 export const p2cBalancer = defineBalancer<P2cConfig>({
   name: 'p2c',
   aliases: ['least_request', 'p2c_least_request'],
-  description: 'Power of two choices: least outstanding requests, or peak-EWMA latency with { "ewma": true }; errors penalised.',
+  description:
+    'Power of two choices: least outstanding requests, or peak-EWMA latency with { "ewma": true }; errors penalised.',
   options: p2cOptions,
   create: (config) => createP2c(config),
 });
@@ -187,4 +225,3 @@ export function setup(): void {
   registerBalancer(p2cEwmaBalancer);
 }
 setup();
-

@@ -27,14 +27,20 @@ describe('p2c peak-EWMA over gRPC: one of three servers slow', function () {
       servers.push(s);
     }
     const slow = servers[0].id;
-    const c = new EchoClient(`memory://${name}/echo`, undefined, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [policy] }) });
+    const c = new EchoClient(`memory://${name}/echo`, undefined, {
+      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [policy] }),
+    });
     cleanups.push(() => c.close());
     // Wait until every server answered once (subchannels connected), then measure.
     const seen = new Set<string>();
-    await waitFor('all three servers to answer', async () => {
-      seen.add((await c.echo({})).serverId);
-      return seen.size === 3;
-    }, { intervalMs: 1, timeoutMs: 10_000 });
+    await waitFor(
+      'all three servers to answer',
+      async () => {
+        seen.add((await c.echo({})).serverId);
+        return seen.size === 3;
+      },
+      { intervalMs: 1, timeoutMs: 10_000 },
+    );
     const counts = new Map<string, number>();
     let left = 240;
     const worker = async () => {
@@ -56,7 +62,13 @@ describe('p2c peak-EWMA over gRPC: one of three servers slow', function () {
   it('sends the slow server under half the share round-robin sends it', async () => {
     const rr = await run({ wayfinder_round_robin: {} });
     const ewma = await run({ wayfinder_p2c: { ewma: true } });
-    assert.ok(Math.abs(rr.slowShare - 1 / 3) < 0.03, `round-robin gave the slow server ${(rr.slowShare * 100).toFixed(1)}%`);
-    assert.ok(ewma.slowShare < rr.slowShare / 2, `p2c-EWMA gave the slow server ${(ewma.slowShare * 100).toFixed(1)}% vs round-robin ${(rr.slowShare * 100).toFixed(1)}%`);
+    assert.ok(
+      Math.abs(rr.slowShare - 1 / 3) < 0.03,
+      `round-robin gave the slow server ${(rr.slowShare * 100).toFixed(1)}%`,
+    );
+    assert.ok(
+      ewma.slowShare < rr.slowShare / 2,
+      `p2c-EWMA gave the slow server ${(ewma.slowShare * 100).toFixed(1)}% vs round-robin ${(rr.slowShare * 100).toFixed(1)}%`,
+    );
   });
 });

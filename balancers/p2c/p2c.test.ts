@@ -2,16 +2,25 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { getBalancer, validateOptions, type Endpoint, type Pick } from '../../core';
 import { balancerConformance, makeEndpoints, testBalancerContext } from '../../testkit';
-import { createP2c, P2cBalancer, p2cBalancer, p2cOptions, P2cPicker } from '.';
+import { createP2c, P2cBalancer, p2cBalancer, p2cOptions, type P2cPicker } from '.';
 
 type Call = Extract<Pick, { endpoint: Endpoint }> & { started?(): void };
-const fresh = (cfg: Record<string, unknown>) => ({ name: 'p2c', build: (eps: Endpoint[], ctx: ReturnType<typeof testBalancerContext>) => createP2c(validateOptions('p2c', p2cOptions, cfg)).build(eps, ctx) });
+const fresh = (cfg: Record<string, unknown>) => ({
+  name: 'p2c',
+  build: (eps: Endpoint[], ctx: ReturnType<typeof testBalancerContext>) =>
+    createP2c(validateOptions('p2c', p2cOptions, cfg)).build(eps, ctx),
+});
 
 // A Balancer instance is one channel's and remembers load across builds; the kit reuses its
 // balancer across tests, so each build gets a fresh instance here.
 balancerConformance({ it, describe, name: 'p2c (least-request)', balancer: fresh({}) });
 balancerConformance({ it, describe, name: 'p2c (peak EWMA)', balancer: fresh({ ewma: true }) });
-balancerConformance({ it, describe, name: 'p2c (peak EWMA) + slow start + outlier ejection', balancer: fresh({ ewma: true, slowStart: '30s', outlier: true }) });
+balancerConformance({
+  it,
+  describe,
+  name: 'p2c (peak EWMA) + slow start + outlier ejection',
+  balancer: fresh({ ewma: true, slowStart: '30s', outlier: true }),
+});
 
 describe('p2c least-request', () => {
   it('sends the next call to the endpoint with fewer calls in flight', () => {
@@ -22,26 +31,33 @@ describe('p2c least-request', () => {
     const on0 = open.filter((c) => c.endpoint.id === 'ep-0').length;
     assert.equal(on0, 5, 'two endpoints, ten open calls: five each');
     // Finish three calls on ep-0: the next three picks must all go there.
-    open.filter((c) => c.endpoint.id === 'ep-0').slice(0, 3).forEach((c) => c.done({ ok: true, latencyMs: 1 }));
+    open
+      .filter((c) => c.endpoint.id === 'ep-0')
+      .slice(0, 3)
+      .forEach((c) => c.done({ ok: true, latencyMs: 1 }));
     for (let i = 0; i < 3; i++) assert.equal(picker.pick().endpoint!.id, 'ep-0');
   });
 
   it('property: never picks the endpoint with the most calls in flight when that maximum is unique', () => {
     fc.assert(
-      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 30 }), { minLength: 2, maxLength: 12 }), fc.integer(), (inflight, seed) => {
-        const eps = makeEndpoints(inflight.length);
-        const b = new P2cBalancer();
-        const ctx = testBalancerContext(seed);
-        b.build(eps, ctx);
-        eps.forEach((e, i) => (b.loads.get(`${e.host}:${e.port}`)!.inflight = inflight[i]));
-        const picker = b.build(eps, ctx);
-        const worst = eps[inflight.indexOf(Math.max(...inflight))];
-        for (let k = 0; k < 50; k++) {
-          const p = picker.pick() as Call;
-          assert.notEqual(p.endpoint, worst);
-          p.done({ ok: true, latencyMs: 1 });
-        }
-      }),
+      fc.property(
+        fc.uniqueArray(fc.integer({ min: 0, max: 30 }), { minLength: 2, maxLength: 12 }),
+        fc.integer(),
+        (inflight, seed) => {
+          const eps = makeEndpoints(inflight.length);
+          const b = new P2cBalancer();
+          const ctx = testBalancerContext(seed);
+          b.build(eps, ctx);
+          eps.forEach((e, i) => (b.loads.get(`${e.host}:${e.port}`)!.inflight = inflight[i]));
+          const picker = b.build(eps, ctx);
+          const worst = eps[inflight.indexOf(Math.max(...inflight))];
+          for (let k = 0; k < 50; k++) {
+            const p = picker.pick() as Call;
+            assert.notEqual(p.endpoint, worst);
+            p.done({ ok: true, latencyMs: 1 });
+          }
+        },
+      ),
       { numRuns: 200, seed: 8 },
     );
   });
@@ -58,7 +74,8 @@ describe('p2c least-request', () => {
           c.set(p.endpoint.id, (c.get(p.endpoint.id) ?? 0) + 1);
           p.done({ ok: true, latencyMs: 3 });
         }
-        for (const e of eps) assert.ok(Math.abs((c.get(e.id) ?? 0) / N - 1 / n) <= 0.02, `${e.id}: ${c.get(e.id)} of ${N}`);
+        for (const e of eps)
+          assert.ok(Math.abs((c.get(e.id) ?? 0) / N - 1 / n) <= 0.02, `${e.id}: ${c.get(e.id)} of ${N}`);
       }),
       { numRuns: 25, seed: 8 },
     );
@@ -72,7 +89,10 @@ describe('p2c least-request', () => {
     const calls = Array.from({ length: 6 }, () => p1.pick() as Call);
     const p2 = b.build([eps[0], eps[1], { ...eps[2], port: 9999, id: 'new' }], ctx);
     const key = (e: Endpoint) => `${e.host}:${e.port}`;
-    assert.equal(b.loads.get(key(eps[0]))!.inflight + b.loads.get(key(eps[1]))!.inflight, calls.filter((c) => c.endpoint !== eps[2]).length);
+    assert.equal(
+      b.loads.get(key(eps[0]))!.inflight + b.loads.get(key(eps[1]))!.inflight,
+      calls.filter((c) => c.endpoint !== eps[2]).length,
+    );
     assert.equal(b.loads.get(key(eps[2])), undefined, 'removed endpoint state kept');
     assert.equal(b.loads.size, 3);
     // Calls on the removed endpoint finish harmlessly; the new endpoint (0 in flight) gets the next pick.
@@ -140,7 +160,10 @@ describe('p2c peak EWMA (virtual clock)', () => {
     const before = picker.cost(load(0), ctx.now());
     ctx.advance(10_000);
     const after = picker.cost(load(0), ctx.now());
-    assert.ok(Math.abs(after / before - Math.exp(-1)) < 1e-9, `after one time constant the cost fell to ${after / before} of itself`);
+    assert.ok(
+      Math.abs(after / before - Math.exp(-1)) < 1e-9,
+      `after one time constant the cost fell to ${after / before} of itself`,
+    );
   });
 
   it('prefers the faster endpoint, weighing latency by calls in flight', () => {

@@ -1,4 +1,16 @@
-import { defineBalancer, ignoreOutcome, registerBalancer, type Balancer, type BalancerContext, type Endpoint, type Logger, type OptionsSchema, type Pick, type PickInfo, type Picker } from '../../core';
+import {
+  defineBalancer,
+  ignoreOutcome,
+  registerBalancer,
+  type Balancer,
+  type BalancerContext,
+  type Endpoint,
+  type Logger,
+  type OptionsSchema,
+  type Pick,
+  type PickInfo,
+  type Picker,
+} from '../../core';
 import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
 import { EndpointStates, type TrackedState } from '../shared/endpoint-states';
 
@@ -74,7 +86,11 @@ function weightOf(w: unknown): number {
  * Envoy's ring scale: the number of points a normalised weight of 1 would get. Pure: the same set
  * always gives the same ring.
  */
-export function ringScale(minNormalizedWeight: number, minRingSize = DEFAULT_MIN_RING_SIZE, maxRingSize = DEFAULT_MAX_RING_SIZE): number {
+export function ringScale(
+  minNormalizedWeight: number,
+  minRingSize = DEFAULT_MIN_RING_SIZE,
+  maxRingSize = DEFAULT_MAX_RING_SIZE,
+): number {
   if (!(minNormalizedWeight > 0)) return 1;
   return Math.min(Math.ceil(minNormalizedWeight * minRingSize) / minNormalizedWeight, maxRingSize);
 }
@@ -194,7 +210,15 @@ export class RingHashBalancer implements Balancer {
   readonly usesPickInfo = true;
   readonly minRingSize: number;
   readonly maxRingSize: number;
-  private readonly states = new EndpointStates<PointState>((key) => ({ key, gen: 0, hashes: new Uint32Array(0), computed: 0, count: 0, idx: -1, ring: 0 }));
+  private readonly states = new EndpointStates<PointState>((key) => ({
+    key,
+    gen: 0,
+    hashes: new Uint32Array(0),
+    computed: 0,
+    count: 0,
+    idx: -1,
+    ring: 0,
+  }));
   private builds = 0;
   private prevRing: Float64Array = new Float64Array(0);
   private prevStates: PointState[] = [];
@@ -209,11 +233,19 @@ export class RingHashBalancer implements Balancer {
     if (id === 1 && this.minRingSize > this.maxRingSize) {
       // Not thrown: through gRPC the balancer is created inside grpc-js, where a throw leaves calls
       // waiting silently. The options schema cannot compare two fields (see the report to core).
-      warn(ctx.logger, { minRingSize: this.minRingSize, maxRingSize: this.maxRingSize }, 'ring_hash: "minRingSize" exceeds "maxRingSize"; maxRingSize wins');
+      warn(
+        ctx.logger,
+        { minRingSize: this.minRingSize, maxRingSize: this.maxRingSize },
+        'ring_hash: "minRingSize" exceeds "maxRingSize"; maxRingSize wins',
+      );
     }
     let endpoints: readonly Endpoint[] = input;
     if (endpoints.length > MAX_RING_ENDPOINTS) {
-      warn(ctx.logger, { count: endpoints.length, max: MAX_RING_ENDPOINTS }, 'ring_hash: too many endpoints; the rest are left out of the ring');
+      warn(
+        ctx.logger,
+        { count: endpoints.length, max: MAX_RING_ENDPOINTS },
+        'ring_hash: too many endpoints; the rest are left out of the ring',
+      );
       endpoints = endpoints.slice(0, MAX_RING_ENDPOINTS);
     }
     const n = endpoints.length;
@@ -271,7 +303,8 @@ export class RingHashBalancer implements Balancer {
     for (let i = 0; i < n; i++) {
       const s = states[i];
       const e = endpoints[i];
-      if (s.idx !== i) picks[i] = { endpoint: e, done: ignoreOutcome }; // a duplicate host:port (no points)
+      if (s.idx !== i)
+        picks[i] = { endpoint: e, done: ignoreOutcome }; // a duplicate host:port (no points)
       else {
         if (s.pick?.endpoint !== e) s.pick = { endpoint: e, done: ignoreOutcome };
         picks[i] = s.pick;
@@ -334,7 +367,8 @@ function canonicalTies(ring: Float64Array, states: PointState[]): void {
     let end = i + 1;
     while (end < n && Math.floor(ring[end] / OWNER_SPAN) === pos) end++;
     let best = start;
-    for (let j = start + 1; j < end; j++) if (states[ring[j] % OWNER_SPAN].key < states[ring[best] % OWNER_SPAN].key) best = j;
+    for (let j = start + 1; j < end; j++)
+      if (states[ring[j] % OWNER_SPAN].key < states[ring[best] % OWNER_SPAN].key) best = j;
     const t = ring[start];
     ring[start] = ring[best];
     ring[best] = t;
@@ -362,7 +396,8 @@ export function createRingHash(config: RingHashConfig = {}): Balancer {
 
 export const ringHashBalancer = defineBalancer<RingHashConfig>({
   name: 'ring_hash',
-  description: 'Consistent hashing on a ring over the pick key (gRPC metadata `wayfinder-pick-key`); points per endpoint proportional to weight; keyless picks random by weight; O(log n) pick.',
+  description:
+    'Consistent hashing on a ring over the pick key (gRPC metadata `wayfinder-pick-key`); points per endpoint proportional to weight; keyless picks random by weight; O(log n) pick.',
   options: ringHashOptions,
   create: (config) => createRingHash(config),
 });

@@ -7,13 +7,38 @@ import { installGrpc, PICK_KEY_METADATA } from '../../grpc';
 import { balancerConformance, makeEndpoints, testBalancerContext } from '../../testkit';
 import { EchoClient, startEchoServer, type EchoServer } from '../../testkit/echo';
 import { waitFor } from '../../testkit/process';
-import { createRingHash, murmur3, RingHashBalancer, ringHashBalancer, ringHashOptions, ringScale, type RingHashPicker } from '.';
+import {
+  createRingHash,
+  murmur3,
+  RingHashBalancer,
+  ringHashBalancer,
+  ringHashOptions,
+  ringScale,
+  type RingHashPicker,
+} from '.';
 
-const decorated = () => createRingHash(validateOptions('ring_hash', ringHashOptions, { slowStart: '30s', outlier: true }));
+const decorated = () =>
+  createRingHash(validateOptions('ring_hash', ringHashOptions, { slowStart: '30s', outlier: true }));
 
 // Keyless picks are random by weight: 30,000 seeded picks, ±1% is about 3.7 standard deviations.
-balancerConformance({ it, describe, name: 'ring_hash', balancer: () => createRingHash({}), even: true, weighted: true, tolerance: 0.01 });
-balancerConformance({ it, describe, name: 'ring_hash + slow start + outlier ejection', balancer: decorated, even: true, weighted: true, tolerance: 0.01 });
+balancerConformance({
+  it,
+  describe,
+  name: 'ring_hash',
+  balancer: () => createRingHash({}),
+  even: true,
+  weighted: true,
+  tolerance: 0.01,
+});
+balancerConformance({
+  it,
+  describe,
+  name: 'ring_hash + slow start + outlier ejection',
+  balancer: decorated,
+  even: true,
+  weighted: true,
+  tolerance: 0.01,
+});
 
 const keys = (n: number, prefix = 'user-') => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 
@@ -24,7 +49,13 @@ function mapping(eps: Endpoint[], ks: string[], config = {}): Map<string, string
 }
 
 const hostEndpoints = (n: number, weights?: number[], base = 0): Endpoint[] =>
-  Array.from({ length: n }, (_, i) => ({ id: `h${base + i}`, host: `10.1.${(base + i) >> 8}.${(base + i) & 255}`, port: 7000, weight: weights?.[i], metadata: {} }));
+  Array.from({ length: n }, (_, i) => ({
+    id: `h${base + i}`,
+    host: `10.1.${(base + i) >> 8}.${(base + i) & 255}`,
+    port: 7000,
+    weight: weights?.[i],
+    metadata: {},
+  }));
 
 describe('ring_hash: hash, options and ring', () => {
   it('murmur3 is standard murmur3 x86_32 over UTF-16LE bytes (published test vectors)', () => {
@@ -47,13 +78,25 @@ describe('ring_hash: hash, options and ring', () => {
   it('validates minRingSize / maxRingSize in the options schema, naming the field; maxRingSize wins over a larger minRingSize', () => {
     const v = (o: Record<string, unknown>) => validateOptions('ring_hash', ringHashOptions, o);
     assert.deepEqual({ min: v({}).minRingSize, max: v({}).maxRingSize }, { min: 1024, max: 8 * 1024 * 1024 });
-    for (const bad of [{ minRingSize: 0 }, { minRingSize: 1.5 }, { maxRingSize: 8 * 1024 * 1024 + 1 }, { maxRingSize: 'big' }]) {
+    for (const bad of [
+      { minRingSize: 0 },
+      { minRingSize: 1.5 },
+      { maxRingSize: 8 * 1024 * 1024 + 1 },
+      { maxRingSize: 'big' },
+    ]) {
       const field = Object.keys(bad)[0];
-      assert.throws(() => v(bad), (e: unknown) => e instanceof ConfigError && e.field === field && e.message.startsWith('ring_hash: '), JSON.stringify(bad));
+      assert.throws(
+        () => v(bad),
+        (e: unknown) => e instanceof ConfigError && e.field === field && e.message.startsWith('ring_hash: '),
+        JSON.stringify(bad),
+      );
     }
     // minRingSize above maxRingSize: maxRingSize wins (up to rounding: 3 × 683), with one warning.
     const warnings: unknown[] = [];
-    const ctx = { ...testBalancerContext(), logger: { debug() {}, info() {}, error() {}, warn: (o: unknown) => void warnings.push(o) } };
+    const ctx = {
+      ...testBalancerContext(),
+      logger: { debug() {}, info() {}, error() {}, warn: (o: unknown) => void warnings.push(o) },
+    };
     const b = ringHashBalancer.create(v({ minRingSize: 4096, maxRingSize: 2048 }));
     const picker = b.build(makeEndpoints(3), ctx) as RingHashPicker;
     b.build(makeEndpoints(2), ctx);
@@ -75,16 +118,33 @@ describe('ring_hash: hash, options and ring', () => {
     assert.equal(ringScale(1 / 2, 1024, 8 << 20), 1024);
     assert.equal(ringScale(1 / 5000, 1024, 8 << 20), 5000); // one point per endpoint
     assert.equal(ringScale(1 / 3, 1024, 600), 600);
-    for (const [weights, min, max] of [[[1, 1, 1], 1024, 8 << 20], [[1, 2, 3, 4], 100, 8 << 20], [[5, 1], 1024, 4000], [[5, 1], 512, 600], [Array(300).fill(1), 1024, 8 << 20]] as [number[], number, number][]) {
+    for (const [weights, min, max] of [
+      [[1, 1, 1], 1024, 8 << 20],
+      [[1, 2, 3, 4], 100, 8 << 20],
+      [[5, 1], 1024, 4000],
+      [[5, 1], 512, 600],
+      [Array(300).fill(1), 1024, 8 << 20],
+    ] as [number[], number, number][]) {
       const eps = makeEndpoints(weights.length, weights);
-      const picker = new RingHashBalancer({ minRingSize: min, maxRingSize: max }).build(eps, testBalancerContext()) as RingHashPicker;
+      const picker = new RingHashBalancer({ minRingSize: min, maxRingSize: max }).build(
+        eps,
+        testBalancerContext(),
+      ) as RingHashPicker;
       const size = picker.ring.length;
-      assert.ok(size >= Math.min(min, max) && size <= max + weights.length, `${weights.length} endpoints: ring of ${size} outside [${min}, ${max}]`);
+      assert.ok(
+        size >= Math.min(min, max) && size <= max + weights.length,
+        `${weights.length} endpoints: ring of ${size} outside [${min}, ${max}]`,
+      );
       const per = new Array(eps.length).fill(0);
       for (const v of picker.ring) per[v % 2_097_152]++;
       const wmin = Math.min(...weights);
       // Proportional to weight up to rounding (each count is round(scale × w / W)).
-      per.forEach((c, i) => assert.ok(Math.abs(c / per[weights.indexOf(wmin)] - weights[i] / wmin) <= (weights[i] / wmin) * 0.02 + 1 / per[0], `weights ${weights}: counts ${per}`));
+      per.forEach((c, i) =>
+        assert.ok(
+          Math.abs(c / per[weights.indexOf(wmin)] - weights[i] / wmin) <= (weights[i] / wmin) * 0.02 + 1 / per[0],
+          `weights ${weights}: counts ${per}`,
+        ),
+      );
     }
   });
 
@@ -101,7 +161,10 @@ describe('ring_hash: hash, options and ring', () => {
     // 6 × 512 points: an endpoint's share deviates from its weight by ~1/sqrt(points) relatively.
     eps.forEach((e, i) => {
       const share = counts.get(e.id)! / ks.length;
-      assert.ok(Math.abs(share - (i + 1) / 6) < 0.04, `${e.id} (weight ${i + 1}) got ${(share * 100).toFixed(1)}% of keys`);
+      assert.ok(
+        Math.abs(share - (i + 1) / 6) < 0.04,
+        `${e.id} (weight ${i + 1}) got ${(share * 100).toFixed(1)}% of keys`,
+      );
     });
   });
 });
@@ -118,7 +181,8 @@ describe('ring_hash: remapping when the set changes (fast-check)', () => {
     const pointAt = new Map<string, number>();
     const per = new Map<Endpoint, number>();
     for (const v of ring) per.set(eps[v % SPAN], (per.get(eps[v % SPAN]) ?? 0) + 1);
-    for (const [e, c] of per) for (let j = 0; j < c; j++) pointAt.set(`${e.id}|${murmur3(`${e.host}:${e.port}_${j}`)}`, j);
+    for (const [e, c] of per)
+      for (let j = 0; j < c; j++) pointAt.set(`${e.id}|${murmur3(`${e.host}:${e.port}_${j}`)}`, j);
     for (const k of ks) {
       const target = murmur3(k) * SPAN;
       let lo = 0;
@@ -167,11 +231,17 @@ describe('ring_hash: remapping when the set changes (fast-check)', () => {
           if (was.id === eps[gone].id) assert.notEqual(now.id, was.id);
           else if (now.id !== was.id) {
             // Its point is gone (counts fell) or a point the new scale added now comes first.
-            assert.ok(was.point >= newCounts.get(was.id)! || now.point >= oldCounts.get(now.id)!, `${k} moved from ${was.id} to an old point of ${now.id}`);
+            assert.ok(
+              was.point >= newCounts.get(was.id)! || now.point >= oldCounts.get(now.id)!,
+              `${k} moved from ${was.id} to an old point of ${now.id}`,
+            );
             collateral++;
           }
         }
-        assert.ok(collateral / ks.length <= added / size + 0.04, `${(collateral / ks.length * 100).toFixed(1)}% of keys moved between remaining endpoints; the new scale added ${(added / size * 100).toFixed(1)}% of the points`);
+        assert.ok(
+          collateral / ks.length <= added / size + 0.04,
+          `${((collateral / ks.length) * 100).toFixed(1)}% of keys moved between remaining endpoints; the new scale added ${((added / size) * 100).toFixed(1)}% of the points`,
+        );
       }),
       { numRuns: 60, seed: 8 },
     );
@@ -185,7 +255,11 @@ describe('ring_hash: remapping when the set changes (fast-check)', () => {
         fc.pre(weights.filter((w, i) => w === wmin && i !== gone).length > 0);
         const eps = hostEndpoints(weights.length, weights);
         const before = mapping(eps, ks, { minRingSize: 1 });
-        const after = mapping(eps.filter((_, i) => i !== gone), ks, { minRingSize: 1 });
+        const after = mapping(
+          eps.filter((_, i) => i !== gone),
+          ks,
+          { minRingSize: 1 },
+        );
         for (const k of ks) {
           if (before.get(k) === eps[gone].id) assert.notEqual(after.get(k), eps[gone].id);
           else assert.equal(after.get(k), before.get(k), `${k} moved though ${eps[gone].id} was removed`);
@@ -210,12 +284,19 @@ describe('ring_hash: remapping when the set changes (fast-check)', () => {
           if (now.id === added.id) toNew++;
           else {
             const was = before.get(k)!;
-            if (now.id !== was.id) assert.ok(was.point >= newCounts.get(was.id)! || now.point >= oldCounts.get(now.id)!, `${k} moved from ${was.id} to an old point of ${now.id}`);
+            if (now.id !== was.id)
+              assert.ok(
+                was.point >= newCounts.get(was.id)! || now.point >= oldCounts.get(now.id)!,
+                `${k} moved from ${was.id} to an old point of ${now.id}`,
+              );
           }
         }
         const frac = toNew / ks.length;
         const want = 1 / (n + 1);
-        assert.ok(Math.abs(frac - want) <= 0.5 * want + 0.02, `n=${n}: ${(frac * 100).toFixed(1)}% of keys went to the new endpoint, expected about ${(want * 100).toFixed(1)}%`);
+        assert.ok(
+          Math.abs(frac - want) <= 0.5 * want + 0.02,
+          `n=${n}: ${(frac * 100).toFixed(1)}% of keys went to the new endpoint, expected about ${(want * 100).toFixed(1)}%`,
+        );
       }),
       { numRuns: 40, seed: 9 },
     );
@@ -226,7 +307,10 @@ describe('ring_hash: determinism', () => {
   const ks = keys(3000, 'acct:');
 
   it('maps keys the same across rebuilds, endpoint order and fresh objects, without Math.random or ctx.random', () => {
-    const eps = hostEndpoints(25, Array.from({ length: 25 }, (_, i) => 1 + (i % 3)));
+    const eps = hostEndpoints(
+      25,
+      Array.from({ length: 25 }, (_, i) => 1 + (i % 3)),
+    );
     const mathRandom = Math.random;
     const forbidden = () => {
       throw new Error('randomness used for a keyed pick or a ring build');
@@ -241,8 +325,14 @@ describe('ring_hash: determinism', () => {
       b.build(eps.slice(1), ctx);
       const again = b.build(eps.map((e) => ({ ...e })).reverse(), ctx);
       const fresh = createRingHash({}).build([...eps.slice(7), ...eps.slice(0, 7)], ctx);
-      assert.deepEqual(ks.map((k) => again.pick({ key: k }).endpoint!.id), expected);
-      assert.deepEqual(ks.map((k) => fresh.pick({ key: k }).endpoint!.id), expected);
+      assert.deepEqual(
+        ks.map((k) => again.pick({ key: k }).endpoint!.id),
+        expected,
+      );
+      assert.deepEqual(
+        ks.map((k) => fresh.pick({ key: k }).endpoint!.id),
+        expected,
+      );
     } finally {
       Math.random = mathRandom;
     }
@@ -251,11 +341,22 @@ describe('ring_hash: determinism', () => {
   it('a rebuild that merges into the previous ring (one endpoint replaced or removed) gives exactly the ring built from scratch', () => {
     // 300 endpoints of weights 1-4: 2 points per weight unit, unchanged by these edits, so the
     // rebuild keeps the other endpoints' points and merges (re-indexed when one is removed).
-    const eps = hostEndpoints(300, Array.from({ length: 300 }, (_, i) => 1 + (i % 4)));
+    const eps = hostEndpoints(
+      300,
+      Array.from({ length: 300 }, (_, i) => 1 + (i % 4)),
+    );
     const b = new RingHashBalancer();
     b.build(eps, testBalancerContext());
-    for (const [i, remove] of [[0, false], [150, false], [299, false], [3, true], [151, true]] as [number, boolean][]) {
-      const changed = remove ? eps.filter((_, j) => j !== i) : eps.map((e, j) => (j === i ? { ...e, port: 7100 + i } : e));
+    for (const [i, remove] of [
+      [0, false],
+      [150, false],
+      [299, false],
+      [3, true],
+      [151, true],
+    ] as [number, boolean][]) {
+      const changed = remove
+        ? eps.filter((_, j) => j !== i)
+        : eps.map((e, j) => (j === i ? { ...e, port: 7100 + i } : e));
       const merged = b.build(changed, testBalancerContext()) as RingHashPicker;
       const scratch = new RingHashBalancer().build(changed, testBalancerContext()) as RingHashPicker;
       assert.deepEqual(merged.ring, scratch.ring, `ring after replacing endpoint ${i}`);
@@ -272,9 +373,15 @@ describe('ring_hash: determinism', () => {
       const eps = ${JSON.stringify(eps)};
       const p = new RingHashBalancer().build(eps, { now: () => 0, random: Math.random, logger: console });
       process.stdout.write(JSON.stringify(${JSON.stringify(sample)}.map((k) => p.pick({ key: k }).endpoint.id)));`;
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { cwd: `${__dirname}/../..`, encoding: 'utf8' });
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], {
+      cwd: `${__dirname}/../..`,
+      encoding: 'utf8',
+    });
     const here = mapping(eps, sample);
-    assert.deepEqual(JSON.parse(out), sample.map((k) => here.get(k)));
+    assert.deepEqual(
+      JSON.parse(out),
+      sample.map((k) => here.get(k)),
+    );
   });
 
   it('breaks a tie of two endpoints at the same ring position by host:port, whatever the order', () => {
@@ -282,7 +389,12 @@ describe('ring_hash: determinism', () => {
     const seen = new Map<number, Endpoint>();
     let pair: [Endpoint, Endpoint] | undefined;
     for (let i = 0; !pair && i < 1_000_000; i++) {
-      const e: Endpoint = { id: `c${i}`, host: `10.9.${(i >> 8) & 255}.${i & 255}`, port: 9000 + (i >> 16), metadata: {} };
+      const e: Endpoint = {
+        id: `c${i}`,
+        host: `10.9.${(i >> 8) & 255}.${i & 255}`,
+        port: 9000 + (i >> 16),
+        metadata: {},
+      };
       const h = murmur3(`${e.host}:${e.port}_0`);
       const other = seen.get(h);
       if (other) pair = [other, e];
@@ -316,7 +428,9 @@ describe('ring_hash over gRPC: three echo servers, wayfinder-pick-key', function
       cleanups.push(() => s.kill());
       servers.push(s);
     }
-    const c = new EchoClient(`memory://${name}/echo`, undefined, { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_ring_hash: {} }] }) });
+    const c = new EchoClient(`memory://${name}/echo`, undefined, {
+      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ wayfinder_ring_hash: {} }] }),
+    });
     cleanups.push(() => c.close());
     const call = (key?: string) => {
       const metadata = new grpc.Metadata();
@@ -325,10 +439,14 @@ describe('ring_hash over gRPC: three echo servers, wayfinder-pick-key', function
     };
     // Keyless calls are random by weight: wait until all three subchannels are ready and used.
     const seen = new Set<string>();
-    await waitFor('all three servers to answer', async () => {
-      seen.add((await call()).serverId);
-      return seen.size === 3;
-    }, { intervalMs: 1, timeoutMs: 10_000 });
+    await waitFor(
+      'all three servers to answer',
+      async () => {
+        seen.add((await call()).serverId);
+        return seen.size === 3;
+      },
+      { intervalMs: 1, timeoutMs: 10_000 },
+    );
 
     // What the ring says, from the endpoints as registered.
     const registered = await d.resolver.resolve('echo');
@@ -339,11 +457,19 @@ describe('ring_hash over gRPC: three echo servers, wayfinder-pick-key', function
       const want = predict.pick({ key: k }).endpoint!.port;
       for (let r = 0; r < 4; r++) {
         const reply = await call(k);
-        assert.equal(reply.port, want, `key ${k} reached ${reply.serverId} on call ${r + 1}, the ring says port ${want}`);
+        assert.equal(
+          reply.port,
+          want,
+          `key ${k} reached ${reply.serverId} on call ${r + 1}, the ring says port ${want}`,
+        );
       }
       byPort.set(want, (byPort.get(want) ?? 0) + 1);
     }
-    assert.deepEqual([...byPort.keys()].sort(), servers.map((s) => s.port).sort(), `keys reached only ports ${[...byPort.keys()]}`);
+    assert.deepEqual(
+      [...byPort.keys()].sort(),
+      servers.map((s) => s.port).sort(),
+      `keys reached only ports ${[...byPort.keys()]}`,
+    );
   });
 });
 

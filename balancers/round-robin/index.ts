@@ -1,4 +1,13 @@
-import { defineBalancer, ignoreOutcome, registerBalancer, type Balancer, type BalancerContext, type Endpoint, type Pick, type Picker } from '../../core';
+import {
+  defineBalancer,
+  ignoreOutcome,
+  registerBalancer,
+  type Balancer,
+  type BalancerContext,
+  type Endpoint,
+  type Pick,
+  type Picker,
+} from '../../core';
 import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
 
 /**

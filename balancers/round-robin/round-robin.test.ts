@@ -15,7 +15,8 @@ describe('round_robin picker', () => {
   it('starts at different offsets for different random draws (no thundering herd on endpoint 0)', () => {
     const eps = makeEndpoints(10);
     const firsts = new Set<string>();
-    for (let seed = 1; seed <= 50; seed++) firsts.add(roundRobin.build(eps, testBalancerContext(seed)).pick().endpoint!.id);
+    for (let seed = 1; seed <= 50; seed++)
+      firsts.add(roundRobin.build(eps, testBalancerContext(seed)).pick().endpoint!.id);
     assert.ok(firsts.size >= 6, `only ${firsts.size} distinct start offsets over 50 pickers`);
   });
 });

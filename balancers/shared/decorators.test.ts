@@ -14,7 +14,8 @@ describe('decorator options, uniform across the built-in balancers', () => {
   for (const name of BUILTINS) {
     it(`${name}: takes every decorator option from the one shared definition`, () => {
       const def = getBalancer(name);
-      for (const [k, spec] of Object.entries(decoratorOptions)) assert.equal(def.options[k], spec, `${name}: option "${k}" missing or copied instead of shared`);
+      for (const [k, spec] of Object.entries(decoratorOptions))
+        assert.equal(def.options[k], spec, `${name}: option "${k}" missing or copied instead of shared`);
     });
 
     it(`${name}: outlier + slowStart build the decorated stack; without them none`, () => {
@@ -45,7 +46,13 @@ describe('decorator options, uniform across the built-in balancers', () => {
     });
 
     it(`${name}: a bad decorator value fails naming the balancer and the field`, () => {
-      assert.throws(() => resolveBalancer({ name, outlierFailureRate: 2 }), (e: unknown) => e instanceof ConfigError && /"outlierFailureRate"/.test((e as Error).message) && (e as ConfigError & { field?: string }).field === 'outlierFailureRate');
+      assert.throws(
+        () => resolveBalancer({ name, outlierFailureRate: 2 }),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          /"outlierFailureRate"/.test((e as Error).message) &&
+          (e as ConfigError & { field?: string }).field === 'outlierFailureRate',
+      );
       assert.throws(() => resolveBalancer({ name, slowStrat: '1s' }), /unknown option "slowStrat"/);
     });
   }

@@ -21,7 +21,12 @@ describe('EndpointStates (state table shared by p2c, outlier ejection and slow s
       fc.property(fc.array(step, { minLength: 1, maxLength: 25 }), (steps) => {
         let serial = 0;
         const table = new EndpointStates<S>((key) => ({ key, gen: 0, serial: serial++ }), { trackObjects: true });
-        let objects: Endpoint[] = Array.from({ length: 12 }, (_, i) => ({ id: `e${i}`, host: '10.0.0.1', port: 7000 + i, metadata: {} }));
+        let objects: Endpoint[] = Array.from({ length: 12 }, (_, i) => ({
+          id: `e${i}`,
+          host: '10.0.0.1',
+          port: 7000 + i,
+          metadata: {},
+        }));
         let prev = new Map<string, S>();
         let arr: Endpoint[] = [];
         for (const st of steps) {

@@ -1,4 +1,12 @@
-import { type Balancer, type BalancerContext, type Endpoint, type OptionsSchema, type Pick, type Picker, type PickInfo } from '../../core';
+import {
+  type Balancer,
+  type BalancerContext,
+  type Endpoint,
+  type OptionsSchema,
+  type Pick,
+  type Picker,
+  type PickInfo,
+} from '../../core';
 import { EndpointStates, type TrackedState } from '../shared/endpoint-states';
 
 /**

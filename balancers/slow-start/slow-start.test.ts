@@ -12,7 +12,10 @@ balancerConformance({
   it,
   describe,
   name: 'slow start around weighted',
-  balancer: { name: 'weighted+slow-start', build: (eps, ctx) => withSlowStart(weighted, { slowStart: 30_000 }).build(eps, ctx) },
+  balancer: {
+    name: 'weighted+slow-start',
+    build: (eps, ctx) => withSlowStart(weighted, { slowStart: 30_000 }).build(eps, ctx),
+  },
   weighted: true,
   tolerance: 0.005,
 });
@@ -58,7 +61,10 @@ describe('slow start (virtual clock)', () => {
     const inflight = eps.reduce((a, e) => a + inner.loads.get(`${e.host}:${e.port}`)!.inflight, 0);
     assert.equal(inflight, open.length);
     open.forEach((c) => c.done({ ok: true, latencyMs: 2 }));
-    assert.equal(eps.reduce((a, e) => a + inner.loads.get(`${e.host}:${e.port}`)!.inflight, 0), 0);
+    assert.equal(
+      eps.reduce((a, e) => a + inner.loads.get(`${e.host}:${e.port}`)!.inflight, 0),
+      0,
+    );
   });
 
   it('with explicitStart, leaves starting to the caller', () => {
@@ -75,7 +81,12 @@ describe('slow start (virtual clock)', () => {
 
   it('an endpoint the outlier decorator ejected warms up again when it returns', () => {
     const ss = new SlowStartBalancer(weighted, 20_000);
-    const b = new OutlierBalancer(ss, { outlier: true, outlierConsecutiveFailures: 1, outlierFailureRate: 0, outlierBaseEjection: 5_000 });
+    const b = new OutlierBalancer(ss, {
+      outlier: true,
+      outlierConsecutiveFailures: 1,
+      outlierFailureRate: 0,
+      outlierBaseEjection: 5_000,
+    });
     const ctx = testBalancerContext(2);
     const eps = makeEndpoints(4);
     const picker = b.build(eps, ctx);

@@ -1,4 +1,14 @@
-import { defineBalancer, registerBalancer, type Balancer, type BalancerContext, type Endpoint, type Logger, type OptionsSchema, type Pick, type Picker } from '../../core';
+import {
+  defineBalancer,
+  registerBalancer,
+  type Balancer,
+  type BalancerContext,
+  type Endpoint,
+  type Logger,
+  type OptionsSchema,
+  type Pick,
+  type Picker,
+} from '../../core';
 import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
 
 const noop = () => {};
@@ -33,7 +43,11 @@ export class WeightedPicker implements Picker {
   /** A binary min-heap of endpoint indices ordered by (deadline, index). */
   private readonly heap: Int32Array;
 
-  constructor(endpoints: readonly Endpoint[], random: () => number = Math.random, opts: { maxWeight?: number; logger?: Logger } = {}) {
+  constructor(
+    endpoints: readonly Endpoint[],
+    random: () => number = Math.random,
+    opts: { maxWeight?: number; logger?: Logger } = {},
+  ) {
     const n = endpoints.length;
     const maxWeight = opts.maxWeight ?? 1_000_000;
     this.picks = new Array(n);
@@ -53,7 +67,11 @@ export class WeightedPicker implements Picker {
       this.deadline[i] = random() / w;
       this.heap[i] = i;
     }
-    if (clamped) opts.logger?.warn({ endpoints: clamped.slice(0, 10), count: clamped.length }, 'weighted: invalid weights treated as 1');
+    if (clamped)
+      opts.logger?.warn(
+        { endpoints: clamped.slice(0, 10), count: clamped.length },
+        'weighted: invalid weights treated as 1',
+      );
     for (let i = (n >> 1) - 1; i >= 0; i--) this.siftDown(i);
   }
 

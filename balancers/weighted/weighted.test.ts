@@ -13,7 +13,11 @@ balancerConformance({
   name: 'weighted + slow start + outlier ejection',
   // A fresh decorated balancer per build: the kit builds once per test with a fresh clock, while a
   // Balancer instance is one channel's (its slow-start memory would span the kit's tests).
-  balancer: { name: 'weighted', build: (eps, ctx) => createWeighted(validateOptions('weighted', weightedOptions, { slowStart: '30s', outlier: true })).build(eps, ctx) },
+  balancer: {
+    name: 'weighted',
+    build: (eps, ctx) =>
+      createWeighted(validateOptions('weighted', weightedOptions, { slowStart: '30s', outlier: true })).build(eps, ctx),
+  },
   weighted: true,
   tolerance: 0.01,
 });
@@ -39,12 +43,22 @@ describe('weighted picker (EDF)', () => {
 
   it('property: every endpoint is within 2 picks of its exact share, for any weights and any number of picks', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 100 }), { minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 5000 }), fc.integer(), (weights, n, seed) => {
-        const eps = makeEndpoints(weights.length, weights);
-        const total = weights.reduce((a, b) => a + b, 0);
-        const c = counts(new WeightedPicker(eps, testBalancerContext(seed).random), eps, n);
-        weights.forEach((w, i) => assert.ok(Math.abs(c[i] - (n * w) / total) <= 2, `weights ${weights} n=${n}: endpoint ${i} got ${c[i]}, exact ${((n * w) / total).toFixed(2)}`));
-      }),
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 100 }), { minLength: 1, maxLength: 40 }),
+        fc.integer({ min: 1, max: 5000 }),
+        fc.integer(),
+        (weights, n, seed) => {
+          const eps = makeEndpoints(weights.length, weights);
+          const total = weights.reduce((a, b) => a + b, 0);
+          const c = counts(new WeightedPicker(eps, testBalancerContext(seed).random), eps, n);
+          weights.forEach((w, i) =>
+            assert.ok(
+              Math.abs(c[i] - (n * w) / total) <= 2,
+              `weights ${weights} n=${n}: endpoint ${i} got ${c[i]}, exact ${((n * w) / total).toFixed(2)}`,
+            ),
+          );
+        },
+      ),
       { numRuns: 200, seed: 8 },
     );
   });
@@ -57,7 +71,11 @@ describe('weighted picker (EDF)', () => {
     const ctx = { ...testBalancerContext(1), logger };
     const picker = weighted.build(eps, ctx) as WeightedPicker;
     const c = counts(picker, eps, 10_000);
-    for (let i = 0; i < 5; i++) assert.ok(Math.abs(c[i] - 1000) <= 2, `bad weight ${String(bad[i])} got ${c[i]} of 10000 (want 1000 as weight 1)`);
+    for (let i = 0; i < 5; i++)
+      assert.ok(
+        Math.abs(c[i] - 1000) <= 2,
+        `bad weight ${String(bad[i])} got ${c[i]} of 10000 (want 1000 as weight 1)`,
+      );
     assert.ok(Math.abs(c[5] - 5000) <= 2);
     assert.equal(warnings.length, 1);
     assert.equal((warnings[0] as { count: number }).count, 5);
@@ -94,10 +112,25 @@ describe('weighted picker (EDF)', () => {
   });
 
   it('config: decorators come from options, and bad options fail naming the field', () => {
-    assert.ok(weightedBalancer.create(validateOptions('weighted', weightedOptions, { outlier: true })) instanceof OutlierBalancer);
-    assert.ok(weightedBalancer.create(validateOptions('weighted', weightedOptions, { slowStart: '10s' })) instanceof SlowStartBalancer);
-    assert.throws(() => validateOptions('weighted', weightedOptions, { maxWeight: 0 }), (e: unknown) => e instanceof ConfigError && /"maxWeight"/.test(e.message));
-    assert.throws(() => validateOptions('weighted', weightedOptions, { slowStart: 'soon' }), (e: unknown) => e instanceof ConfigError && /"slowStart"/.test(e.message));
-    assert.throws(() => validateOptions('weighted', weightedOptions, { outlierMaxEjectedPercent: 150 }), /"outlierMaxEjectedPercent"/);
+    assert.ok(
+      weightedBalancer.create(validateOptions('weighted', weightedOptions, { outlier: true })) instanceof
+        OutlierBalancer,
+    );
+    assert.ok(
+      weightedBalancer.create(validateOptions('weighted', weightedOptions, { slowStart: '10s' })) instanceof
+        SlowStartBalancer,
+    );
+    assert.throws(
+      () => validateOptions('weighted', weightedOptions, { maxWeight: 0 }),
+      (e: unknown) => e instanceof ConfigError && /"maxWeight"/.test(e.message),
+    );
+    assert.throws(
+      () => validateOptions('weighted', weightedOptions, { slowStart: 'soon' }),
+      (e: unknown) => e instanceof ConfigError && /"slowStart"/.test(e.message),
+    );
+    assert.throws(
+      () => validateOptions('weighted', weightedOptions, { outlierMaxEjectedPercent: 150 }),
+      /"outlierMaxEjectedPercent"/,
+    );
   });
 });

@@ -24,8 +24,22 @@ const factory = async () => {
   };
 };
 
-resolverConformance({ it, describe, name: 'dirpoll (example)', factory, capabilities: dirPollAdapter.capabilities, timing: { propagationMs: 2000, ttlMs: 1500 } });
-registrarConformance({ it, describe, name: 'dirpoll (example)', factory, capabilities: dirPollAdapter.capabilities, timing: { propagationMs: 2000, ttlMs: 1500 } });
+resolverConformance({
+  it,
+  describe,
+  name: 'dirpoll (example)',
+  factory,
+  capabilities: dirPollAdapter.capabilities,
+  timing: { propagationMs: 2000, ttlMs: 1500 },
+});
+registrarConformance({
+  it,
+  describe,
+  name: 'dirpoll (example)',
+  factory,
+  capabilities: dirPollAdapter.capabilities,
+  timing: { propagationMs: 2000, ttlMs: 1500 },
+});
 
 describe('dirpoll (example): config', () => {
   it('is chosen by URL once set up, and validates its options', async () => {
@@ -35,7 +49,10 @@ describe('dirpoll (example): config', () => {
     assert.equal(d.scheme, 'dirpoll');
     await d.close();
     await assert.rejects(Discovery.fromConfig('dirpoll://?interval=100ms'), /dirpoll: "path" is required/);
-    await assert.rejects(Discovery.fromConfig(`dirpoll://${tmp.dir}?interval=5ms`), /dirpoll: "interval" must be a duration .* of at least 50ms/);
+    await assert.rejects(
+      Discovery.fromConfig(`dirpoll://${tmp.dir}?interval=5ms`),
+      /dirpoll: "interval" must be a duration .* of at least 50ms/,
+    );
     tmp.remove();
   });
 });

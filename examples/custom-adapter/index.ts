@@ -59,7 +59,11 @@ async function readService(root: string, service: string, ttl: number) {
 
 class DirPollRegistration extends RegistrationBase {
   private timer?: NodeJS.Timeout;
-  constructor(spec: CheckedSpec, private readonly root: string, private readonly ttl: number) {
+  constructor(
+    spec: CheckedSpec,
+    private readonly root: string,
+    private readonly ttl: number,
+  ) {
     super(spec);
   }
   get file(): string {
@@ -121,7 +125,10 @@ export function createDirPollRegistry(opts: DirPollOptions, ctx?: Partial<Adapte
           const { endpoints, bad } = await readService(opts.path, service, opts.ttl);
           if (!stopped) sink.update(endpoints, { bad });
         } catch (e) {
-          if (!stopped) sink.error(new RegistryUnavailableError(`dirpoll: cannot read ${opts.path}: ${(e as Error).message}`, { cause: e }));
+          if (!stopped)
+            sink.error(
+              new RegistryUnavailableError(`dirpoll: cannot read ${opts.path}: ${(e as Error).message}`, { cause: e }),
+            );
         }
         if (!stopped) timer = setTimeout(poll, opts.interval);
       };
@@ -141,9 +148,22 @@ export function createDirPollRegistry(opts: DirPollOptions, ctx?: Partial<Adapte
 export const dirPollAdapter = defineAdapter<DirPollOptions>({
   scheme: 'dirpoll',
   description: 'Example: one JSON file per instance under a directory, polled.',
-  capabilities: { watch: 'poll', register: true, ttl: true, weights: true, zones: true, metadata: true, listServices: false },
+  capabilities: {
+    watch: 'poll',
+    register: true,
+    ttl: true,
+    weights: true,
+    zones: true,
+    metadata: true,
+    listServices: false,
+  },
   options: {
-    path: { type: 'string', required: true, doc: 'Root directory of the registry (the URL path).', check: (v: string) => (path.isAbsolute(v) ? undefined : 'must be an absolute path') },
+    path: {
+      type: 'string',
+      required: true,
+      doc: 'Root directory of the registry (the URL path).',
+      check: (v: string) => (path.isAbsolute(v) ? undefined : 'must be an absolute path'),
+    },
     interval: { type: 'duration', default: 1000, min: 50, doc: 'How often watchers re-read the directory.' },
     ttl: { type: 'duration', default: 10_000, min: 500, doc: 'An instance whose file is older than this is dead.' },
   },

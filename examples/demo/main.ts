@@ -84,7 +84,16 @@ function render(): string {
     s.recent = s.recent.filter((r) => now - r.at < 5000);
     const lat = s.recent.map((r) => r.ms);
     const rate = (s.recent.length / 5).toFixed(0);
-    return [b.id, String(b.port ?? '-'), b.state, `${b.latencyMs} ms`, String(s.calls), rate, pct(lat, 50), pct(lat, 99)];
+    return [
+      b.id,
+      String(b.port ?? '-'),
+      b.state,
+      `${b.latencyMs} ms`,
+      String(s.calls),
+      rate,
+      pct(lat, 50),
+      pct(lat, 99),
+    ];
   });
   const header = ['backend', 'port', 'state', 'latency', 'calls', 'calls/s (5s)', 'p50 ms', 'p99 ms'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -106,7 +115,8 @@ async function main(): Promise<void> {
   installGrpc({ discovery });
   const client = new EchoClient('wayfinder:///echo');
   const cleanup = async () => {
-    for (const b of backends.values()) if (b.child.exitCode === null && b.child.signalCode === null) b.child.kill('SIGKILL');
+    for (const b of backends.values())
+      if (b.child.exitCode === null && b.child.signalCode === null) b.child.kill('SIGKILL');
     client.close();
     await discovery.close();
     rmSync(dir, { recursive: true, force: true });
@@ -125,13 +135,25 @@ async function main(): Promise<void> {
           s.recent.push({ at: Date.now(), ms: performance.now() - started });
           stats.set(r.serverId, s);
         },
-        (e: { code?: number; details?: string }) => failures.push({ at: Date.now(), code: String(e.details ?? e.code) }),
+        (e: { code?: number; details?: string }) =>
+          failures.push({ at: Date.now(), code: String(e.details ?? e.code) }),
       );
     }, 1000 / RATE_PER_SEC);
     const screen = setInterval(() => {
       if (tty) process.stdout.write(`\x1b[2J\x1b[H${render()}\n`);
     }, 500);
-    const table = tty ? undefined : setInterval(() => console.log(`\n${render().split('\n').slice(1, 3 + backends.size + 1).join('\n')}\n`), 5000);
+    const table = tty
+      ? undefined
+      : setInterval(
+          () =>
+            console.log(
+              `\n${render()
+                .split('\n')
+                .slice(1, 3 + backends.size + 1)
+                .join('\n')}\n`,
+            ),
+          5000,
+        );
     const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
     await wait(10_000);
@@ -163,13 +185,25 @@ async function main(): Promise<void> {
     const late = failures.filter((f) => f.at >= windowEnd);
     const atCrash = failures.filter((f) => f.at >= killedAt && f.at < windowEnd);
     const before = failures.filter((f) => f.at < killedAt);
-    console.log(`\nsummary: ${totalCalls} calls; failed before the crash: ${before.length}; at the crash (within the TTL window): ${atCrash.length}; after the TTL window (incl. the graceful stop): ${late.length}`);
+    console.log(
+      `\nsummary: ${totalCalls} calls; failed before the crash: ${before.length}; at the crash (within the TTL window): ${atCrash.length}; after the TTL window (incl. the graceful stop): ${late.length}`,
+    );
     for (const f of failures.slice(0, 5)) console.log(`  failure at ${((f.at - t0) / 1000).toFixed(1)}s: ${f.code}`);
     process.exitCode = before.length + late.length === 0 ? 0 : 1;
-    console.log(process.exitCode === 0 ? 'demo OK: failover and recovery with no failed calls outside the crash window' : 'demo FAILED: calls failed outside the crash window');
+    console.log(
+      process.exitCode === 0
+        ? 'demo OK: failover and recovery with no failed calls outside the crash window'
+        : 'demo FAILED: calls failed outside the crash window',
+    );
   } finally {
     for (const b of backends.values()) if (b.state !== 'killed' && b.child.exitCode === null) b.child.kill('SIGTERM');
-    await Promise.all([...backends.values()].map((b) => (b.child.exitCode === null && b.child.signalCode === null ? new Promise((r) => b.child.once('exit', r)) : undefined)));
+    await Promise.all(
+      [...backends.values()].map((b) =>
+        b.child.exitCode === null && b.child.signalCode === null
+          ? new Promise((r) => b.child.once('exit', r))
+          : undefined,
+      ),
+    );
     await cleanup();
   }
 }

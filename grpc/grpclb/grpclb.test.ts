@@ -1,7 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { Discovery, type Registration } from '../../core';
-import { EchoClient, echoServiceDefinition, freePort, waitFor, withTimeout, type EchoReply, type EchoRequest } from '../../testkit';
+import {
+  EchoClient,
+  echoServiceDefinition,
+  freePort,
+  waitFor,
+  withTimeout,
+  type EchoReply,
+  type EchoRequest,
+} from '../../testkit';
 import { installGrpc } from '../index';
 import { startBalancerServer, type BalancerServer } from './server';
 import { BALANCE_LOAD_PATH, LB_TOKEN_METADATA, balanceLoadMethod } from './protocol';
@@ -27,12 +35,26 @@ async function startBackend(d: Discovery, opts: { weight?: number; service?: str
   server.addService(echoServiceDefinition, {
     Echo(call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) {
       tokens.push(String(call.metadata.get(LB_TOKEN_METADATA)[0] ?? ''));
-      cb(null, { message: call.request.message ?? '', serverId: state.id, port: state.port, peer: call.getPeer(), zone: '' });
+      cb(null, {
+        message: call.request.message ?? '',
+        serverId: state.id,
+        port: state.port,
+        peer: call.getPeer(),
+        zone: '',
+      });
     },
   });
-  state.port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  state.port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
   state.id = `b-${state.port}`;
-  const registration = await d.registrar.register({ service: opts.service ?? 'echo', host: '127.0.0.1', port: state.port, id: state.id, weight: opts.weight });
+  const registration = await d.registrar.register({
+    service: opts.service ?? 'echo',
+    host: '127.0.0.1',
+    port: state.port,
+    id: state.id,
+    weight: opts.weight,
+  });
   return {
     port: state.port,
     id: state.id,
@@ -78,12 +100,14 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
     return b;
   }
   function client(balancers: string[], extra: Record<string, unknown> = {}): EchoClient {
-    const c = new EchoClient(`${registryUrl}/echo`, grpc.credentials.createInsecure(), { 'grpc.service_config': lbConfig(balancers, extra) });
+    const c = new EchoClient(`${registryUrl}/echo`, grpc.credentials.createInsecure(), {
+      'grpc.service_config': lbConfig(balancers, extra),
+    });
     cleanups.push(() => c.close());
     return c;
   }
 
-  it('sends every call to a server from the balancer\'s list, in its order, with that entry\'s lb-token', async () => {
+  it("sends every call to a server from the balancer's list, in its order, with that entry's lb-token", async () => {
     const [a, b] = [await backend({ weight: 1 }), await backend({ weight: 3 })];
     const lb = await balancer({ expandByWeight: true });
     const c = client([`127.0.0.1:${lb.port}`]);
@@ -121,7 +145,12 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
     }
     // round-robin over a list with a quarter of drop entries: 50 of 200, give or take the start offset
     assert.ok(Math.abs(dropped - 50) <= 2, `dropped ${dropped} of 200`);
-    const want = { started: before.callsStarted + 200, finished: before.callsFinished + 200, received: before.callsKnownReceived + ok, drops: (before.drops.shed ?? 0) + dropped };
+    const want = {
+      started: before.callsStarted + 200,
+      finished: before.callsFinished + 200,
+      received: before.callsKnownReceived + ok,
+      drops: (before.drops.shed ?? 0) + dropped,
+    };
     const t = await waitFor(
       'load reports covering all 200 calls',
       () => {
@@ -141,7 +170,15 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
     // Shedding everything: every call is dropped, none reaches a backend.
     lb.setDropRate('echo', 1);
     // The 25% list never has two drops in a row: two in a row means the drop-all list is in.
-    const dropped2 = async () => (await c.echo().then(() => false, (e) => /dropped/.test(e.details))) && (await c.echo().then(() => false, (e) => /dropped/.test(e.details)));
+    const dropped2 = async () =>
+      (await c.echo().then(
+        () => false,
+        (e) => /dropped/.test(e.details),
+      )) &&
+      (await c.echo().then(
+        () => false,
+        (e) => /dropped/.test(e.details),
+      ));
     await waitFor('the drop-all list', dropped2, { timeoutMs: 5000 });
     for (let i = 0; i < 10; i++) await assert.rejects(c.echo(), /dropped by the load balancer/);
   });
@@ -171,16 +208,23 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
       const during = calls;
       await waitFor('calls while the balancer is down', () => calls > during + 50);
       const lb2 = await balancer({ port });
-      await waitFor('the client to reopen its stream to the restarted balancer', () => lb2.streams === 1, { timeoutMs: 5000 });
+      await waitFor('the client to reopen its stream to the restarted balancer', () => lb2.streams === 1, {
+        timeoutMs: 5000,
+      });
       // The new balancer's list is used: a backend registered now gets calls.
       const b = await backend();
-      await waitFor('calls on the backend registered after the restart', () => b.tokens.length > 5, { timeoutMs: 5000 });
+      await waitFor('calls on the backend registered after the restart', () => b.tokens.length > 5, {
+        timeoutMs: 5000,
+      });
       assert.ok(a.tokens.length > 20);
     } finally {
       stop = true;
       await traffic;
     }
-    assert.deepEqual(failures.map((e) => (e as Error).message), []);
+    assert.deepEqual(
+      failures.map((e) => (e as Error).message),
+      [],
+    );
   });
 
   it('moves to another balancer replica when one stops', async () => {
@@ -196,10 +240,14 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
     for (let i = 0; i < 10; i++) await c.echo();
   });
 
-  it('falls back to the resolver\'s addresses when no balancer answers in time, and returns to the balancer\'s list when one does', async () => {
+  it("falls back to the resolver's addresses when no balancer answers in time, and returns to the balancer's list when one does", async () => {
     const a = await backend();
     const port = await freePort();
-    const c = client([`127.0.0.1:${port}`], { fallbackTimeout: '300ms', reconnectBackoff: '50ms', maxReconnectBackoff: '100ms' });
+    const c = client([`127.0.0.1:${port}`], {
+      fallbackTimeout: '300ms',
+      reconnectBackoff: '50ms',
+      maxReconnectBackoff: '100ms',
+    });
     const t0 = Date.now();
     const r = await withTimeout(c.echo({}, { deadlineMs: 5000 }), 5000, 'a call in fallback');
     assert.equal(r.serverId, a.id);
@@ -207,10 +255,14 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
     assert.equal(a.tokens.at(-1), '', 'fallback calls carry no lb-token');
 
     const lb = await balancer({ port });
-    await waitFor('calls carrying the balancer\'s token', async () => {
-      await c.echo();
-      return a.tokens.at(-1) === a.id;
-    }, { timeoutMs: 5000 });
+    await waitFor(
+      "calls carrying the balancer's token",
+      async () => {
+        await c.echo();
+        return a.tokens.at(-1) === a.id;
+      },
+      { timeoutMs: 5000 },
+    );
 
     // The stream breaks: the last list keeps serving (tokens still sent), not the fallback.
     lb.kill();
@@ -226,11 +278,15 @@ describe('grpclb: wayfinder_grpclb client and balancer server over loopback', fu
     cleanups.push(() => raw.close());
     const m = balanceLoadMethod();
     const call = raw.makeBidiStreamRequest(BALANCE_LOAD_PATH, m.requestSerialize, m.responseDeserialize);
-    const err = await withTimeout(new Promise<grpc.ServiceError>((resolve) => {
-      call.on('error', resolve);
-      call.on('data', () => undefined);
-      call.write({ clientStats: { numCallsStarted: 1 } });
-    }), 5000, 'the stream error');
+    const err = await withTimeout(
+      new Promise<grpc.ServiceError>((resolve) => {
+        call.on('error', resolve);
+        call.on('data', () => undefined);
+        call.write({ clientStats: { numCallsStarted: 1 } });
+      }),
+      5000,
+      'the stream error',
+    );
     assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
   });
 });

@@ -6,9 +6,32 @@ import { wayfinderEndpointOf } from '../endpoints';
 import { registerPolicyConfig } from '../policy';
 import { SERVICE_ATTRIBUTE } from '../resolver';
 import { acquireRegistry, releaseRegistry, settings, type SharedRegistry } from '../shared';
-import { BALANCE_LOAD_PATH, LB_TOKEN_METADATA, balanceLoadMethod, durationToMs, unpackIp, type ClientStatsMsg, type LoadBalanceRequest, type LoadBalanceResponse, type ServerMsg } from './protocol';
+import {
+  BALANCE_LOAD_PATH,
+  LB_TOKEN_METADATA,
+  balanceLoadMethod,
+  durationToMs,
+  unpackIp,
+  type ClientStatsMsg,
+  type LoadBalanceRequest,
+  type LoadBalanceResponse,
+  type ServerMsg,
+} from './protocol';
 
-import { ConnectivityState, LeafLoadBalancer, PickResultType, QueuePicker, UnavailablePicker, createChildChannelControlHelper, type ChannelControlHelper, type GrpcEndpoint, type GrpcPicker, type LeafLB, type PickArgs, type PickResult } from '../grpcjs';
+import {
+  ConnectivityState,
+  LeafLoadBalancer,
+  PickResultType,
+  QueuePicker,
+  UnavailablePicker,
+  createChildChannelControlHelper,
+  type ChannelControlHelper,
+  type GrpcEndpoint,
+  type GrpcPicker,
+  type LeafLB,
+  type PickArgs,
+  type PickResult,
+} from '../grpcjs';
 
 export const GRPCLB_POLICY = 'wayfinder_grpclb';
 
@@ -24,18 +47,38 @@ export interface GrpclbPolicyConfig {
 }
 
 function checkHostPorts(list: string[]): string | undefined {
-  for (const s of list) if (!parseHostPort(s)) return `must hold host:port entries ("[::1]:7000" for IPv6); got ${JSON.stringify(s)}`;
+  for (const s of list)
+    if (!parseHostPort(s)) return `must hold host:port entries ("[::1]:7000" for IPv6); got ${JSON.stringify(s)}`;
   if (list.length === 0) return 'must not be empty';
   return undefined;
 }
 
 export const grpclbPolicyOptions: OptionsSchema = {
-  serviceName: { type: 'string', doc: 'The name sent to the balancer. Default: the channel option grpc.default_authority, else the service of a Wayfinder target (wayfinder:///echo -> "echo").' },
+  serviceName: {
+    type: 'string',
+    doc: 'The name sent to the balancer. Default: the channel option grpc.default_authority, else the service of a Wayfinder target (wayfinder:///echo -> "echo").',
+  },
   balancers: { type: 'list', doc: 'Balancer addresses (host:port), tried in turn.', check: checkHostPorts },
-  balancerRegistry: { type: 'string', doc: 'A registry URL where the balancers are found instead, e.g. "dns://127.0.0.1:53" for the _grpclb._tcp SRV record.' },
-  balancerName: { type: 'string', doc: 'The name looked up in balancerRegistry. Default "_grpclb._tcp.<serviceName>".' },
-  fallbackTimeout: { type: 'duration', default: 10_000, min: 0, doc: 'Use the resolver\'s backend addresses when no balancer has sent a server list this long after start.' },
-  reconnectBackoff: { type: 'duration', default: 100, min: 1, doc: 'First delay before reopening a broken balancer stream (exponential, with jitter).' },
+  balancerRegistry: {
+    type: 'string',
+    doc: 'A registry URL where the balancers are found instead, e.g. "dns://127.0.0.1:53" for the _grpclb._tcp SRV record.',
+  },
+  balancerName: {
+    type: 'string',
+    doc: 'The name looked up in balancerRegistry. Default "_grpclb._tcp.<serviceName>".',
+  },
+  fallbackTimeout: {
+    type: 'duration',
+    default: 10_000,
+    min: 0,
+    doc: "Use the resolver's backend addresses when no balancer has sent a server list this long after start.",
+  },
+  reconnectBackoff: {
+    type: 'duration',
+    default: 100,
+    min: 1,
+    doc: 'First delay before reopening a broken balancer stream (exponential, with jitter).',
+  },
   maxReconnectBackoff: { type: 'duration', default: 5_000, min: 1, doc: 'Upper bound of that delay.' },
 };
 
@@ -62,10 +105,22 @@ class GrpclbLbConfig implements grpc.experimental.TypedLoadBalancingConfig {
 }
 
 export function parseGrpclbConfig(obj: unknown): GrpclbPolicyConfig {
-  if (obj !== undefined && obj !== null && (typeof obj !== 'object' || Array.isArray(obj))) throw new TypeError(`${GRPCLB_POLICY}: config must be an object`);
-  const o = validateOptions<GrpclbPolicyConfig>(GRPCLB_POLICY, grpclbPolicyOptions, (obj ?? {}) as Record<string, unknown>);
-  if (!o.balancers === !o.balancerRegistry) throw new ConfigError(`${GRPCLB_POLICY}: give exactly one of "balancers" (host:port list) and "balancerRegistry" (a registry URL)`, { field: 'balancers' });
-  if (o.maxReconnectBackoff < o.reconnectBackoff) throw new ConfigError(`${GRPCLB_POLICY}: "maxReconnectBackoff" must be at least "reconnectBackoff"`, { field: 'maxReconnectBackoff' });
+  if (obj !== undefined && obj !== null && (typeof obj !== 'object' || Array.isArray(obj)))
+    throw new TypeError(`${GRPCLB_POLICY}: config must be an object`);
+  const o = validateOptions<GrpclbPolicyConfig>(
+    GRPCLB_POLICY,
+    grpclbPolicyOptions,
+    (obj ?? {}) as Record<string, unknown>,
+  );
+  if (!o.balancers === !o.balancerRegistry)
+    throw new ConfigError(
+      `${GRPCLB_POLICY}: give exactly one of "balancers" (host:port list) and "balancerRegistry" (a registry URL)`,
+      { field: 'balancers' },
+    );
+  if (o.maxReconnectBackoff < o.reconnectBackoff)
+    throw new ConfigError(`${GRPCLB_POLICY}: "maxReconnectBackoff" must be at least "reconnectBackoff"`, {
+      field: 'maxReconnectBackoff',
+    });
   return o;
 }
 
@@ -169,11 +224,19 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
     });
   }
 
-  updateAddressList(list: grpc.experimental.StatusOr<GrpcEndpoint[]>, lbConfig: grpc.experimental.TypedLoadBalancingConfig, options: grpc.ChannelOptions, _resolutionNote: string): boolean {
+  updateAddressList(
+    list: grpc.experimental.StatusOr<GrpcEndpoint[]>,
+    lbConfig: grpc.experimental.TypedLoadBalancingConfig,
+    options: grpc.ChannelOptions,
+    _resolutionNote: string,
+  ): boolean {
     if (!(lbConfig instanceof GrpclbLbConfig)) return false;
     this.channelOptions = options;
     if (list.ok) this.fallbackEndpoints = list.value;
-    const service = lbConfig.options.serviceName ?? (options['grpc.default_authority'] as string | undefined) ?? (options[SERVICE_ATTRIBUTE] as string | undefined);
+    const service =
+      lbConfig.options.serviceName ??
+      (options['grpc.default_authority'] as string | undefined) ??
+      (options[SERVICE_ATTRIBUTE] as string | undefined);
     const json = JSON.stringify(lbConfig.options);
     if (this.started && (json !== this.configJson || service !== this.service)) this.stopBalancer();
     this.config = lbConfig.options;
@@ -186,7 +249,8 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   }
 
   exitIdle(): void {
-    for (const c of this.children.values()) if (c.leaf.getConnectivityState() === ConnectivityState.IDLE) c.leaf.exitIdle();
+    for (const c of this.children.values())
+      if (c.leaf.getConnectivityState() === ConnectivityState.IDLE) c.leaf.exitIdle();
   }
 
   resetBackoff(): void {
@@ -239,7 +303,11 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
         if (gen !== this.generation) return;
         this.balancerWatch = d.resolver.watch(name, (s) => {
           if (gen !== this.generation) return;
-          if (s.error) settings.logger.warn({ name, code: s.error.code }, `${GRPCLB_POLICY}: looking up balancers: ${s.error.message}`);
+          if (s.error)
+            settings.logger.warn(
+              { name, code: s.error.code },
+              `${GRPCLB_POLICY}: looking up balancers: ${s.error.message}`,
+            );
           if (s.endpoints.length === 0 && s.error) return; // keep the last balancer addresses
           this.balancerAddrs = s.endpoints.map((e) => ({ host: e.host, port: e.port }));
           if (!this.call && !this.reconnectTimer) this.connect();
@@ -298,9 +366,18 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
     const target = isIP(ip) === 6 ? `ipv6:[${ip}]:${port}` : `ipv4:${ip}:${port}`;
     // A channel of its own (local subchannel pool), so a restarted balancer is reached at once
     // rather than after a shared subchannel's connection backoff.
-    const client = new grpc.Client(target, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'grpc.enable_http_proxy': 0 });
+    const client = new grpc.Client(target, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.enable_http_proxy': 0,
+    });
     const m = balanceLoadMethod();
-    const call = client.makeBidiStreamRequest<LoadBalanceRequest, LoadBalanceResponse>(BALANCE_LOAD_PATH, m.requestSerialize, m.responseDeserialize, new grpc.Metadata(), {});
+    const call = client.makeBidiStreamRequest<LoadBalanceRequest, LoadBalanceResponse>(
+      BALANCE_LOAD_PATH,
+      m.requestSerialize,
+      m.responseDeserialize,
+      new grpc.Metadata(),
+      {},
+    );
     this.client = client;
     this.call = call;
     let initial = false;
@@ -314,7 +391,11 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
         }
         initial = true;
         this.backoff.reset();
-        if (resp.initialResponse?.loadBalancerDelegate) settings.logger.warn({ delegate: resp.initialResponse.loadBalancerDelegate }, `${GRPCLB_POLICY}: load_balancer_delegate is not supported; ignored`);
+        if (resp.initialResponse?.loadBalancerDelegate)
+          settings.logger.warn(
+            { delegate: resp.initialResponse.loadBalancerDelegate },
+            `${GRPCLB_POLICY}: load_balancer_delegate is not supported; ignored`,
+          );
         const interval = durationToMs(resp.initialResponse?.clientStatsReportInterval);
         clearInterval(this.statsTimer);
         this.statsTimer = undefined;
@@ -390,7 +471,10 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   private enterFallback(): void {
     this.fallbackTimer = undefined;
     if (this.destroyed || this.mode !== 'waiting') return;
-    settings.logger.warn({ service: this.service }, `${GRPCLB_POLICY}: no server list from a balancer within the fallback timeout; using the resolver's addresses`);
+    settings.logger.warn(
+      { service: this.service },
+      `${GRPCLB_POLICY}: no server list from a balancer within the fallback timeout; using the resolver's addresses`,
+    );
     this.mode = 'fallback';
     this.syncChildren(this.fallbackChildren());
     this.recalculate();
@@ -429,8 +513,12 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
       const msg = `${GRPCLB_POLICY}: no service name to ask the balancer for: set "serviceName" in the policy config`;
       return this.helper.updateState(ConnectivityState.TRANSIENT_FAILURE, new UnavailablePicker({ details: msg }), msg);
     }
-    if (this.mode === 'waiting') return this.helper.updateState(ConnectivityState.CONNECTING, new QueuePicker(this), null);
-    const entries: Entry[] = this.mode === 'balancer' ? this.entries : [...this.children.keys()].map((key) => ({ drop: false, key, token: '' }));
+    if (this.mode === 'waiting')
+      return this.helper.updateState(ConnectivityState.CONNECTING, new QueuePicker(this), null);
+    const entries: Entry[] =
+      this.mode === 'balancer'
+        ? this.entries
+        : [...this.children.keys()].map((key) => ({ drop: false, key, token: '' }));
     const leaves = new Map<string, GrpcPicker>();
     let connecting = false;
     for (const [key, c] of this.children) {
@@ -482,7 +570,17 @@ class GrpclbPicker implements GrpcPicker {
       this.next = this.next + 1 === n ? 0 : this.next + 1;
       if (e.drop) {
         this.stats.drop(e.token);
-        return { pickResultType: PickResultType.DROP, subchannel: null, status: { code: grpc.status.UNAVAILABLE, details: `${GRPCLB_POLICY}: call dropped by the load balancer`, metadata: new grpc.Metadata() }, onCallStarted: null, onCallEnded: null };
+        return {
+          pickResultType: PickResultType.DROP,
+          subchannel: null,
+          status: {
+            code: grpc.status.UNAVAILABLE,
+            details: `${GRPCLB_POLICY}: call dropped by the load balancer`,
+            metadata: new grpc.Metadata(),
+          },
+          onCallStarted: null,
+          onCallEnded: null,
+        };
       }
       const leaf = this.leaves.get(e.key);
       if (!leaf) continue;
@@ -510,7 +608,13 @@ class GrpclbPicker implements GrpcPicker {
         },
       };
     }
-    return { pickResultType: PickResultType.QUEUE, subchannel: null, status: null, onCallStarted: null, onCallEnded: null };
+    return {
+      pickResultType: PickResultType.QUEUE,
+      subchannel: null,
+      status: null,
+      onCallStarted: null,
+      onCallEnded: null,
+    };
   }
 }
 

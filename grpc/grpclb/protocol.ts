@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
@@ -48,7 +48,13 @@ export interface LoadBalanceResponse {
   loadBalanceResponseType?: 'initialResponse' | 'serverList';
 }
 
-const LOAD_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: false, oneofs: true };
+const LOAD_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: false,
+  oneofs: true,
+};
 
 let cached: protoLoader.PackageDefinition | undefined;
 function definition(): protoLoader.PackageDefinition {
@@ -63,7 +69,9 @@ export function loadBalancerService(): grpc.ServiceDefinition {
 
 /** Serializers of the BalanceLoad method (client side). */
 export function balanceLoadMethod(): grpc.MethodDefinition<LoadBalanceRequest, LoadBalanceResponse> {
-  return (loadBalancerService() as unknown as Record<string, grpc.MethodDefinition<LoadBalanceRequest, LoadBalanceResponse>>).BalanceLoad;
+  return (
+    loadBalancerService() as unknown as Record<string, grpc.MethodDefinition<LoadBalanceRequest, LoadBalanceResponse>>
+  ).BalanceLoad;
 }
 
 export function durationToMs(d: Duration | undefined): number {
@@ -107,7 +115,7 @@ export function unpackIp(b: Buffer | Uint8Array | undefined): string | undefined
   // Compress the longest run of zero groups (RFC 5952).
   let best = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== '0') {
       i++;
       continue;

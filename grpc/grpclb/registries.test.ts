@@ -1,7 +1,16 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { Discovery } from '../../core';
-import { EchoClient, findDnsmasq, startDnsmasq, startEchoServer, tempDir, waitFor, withTimeout, type Dnsmasq } from '../../testkit';
+import {
+  EchoClient,
+  findDnsmasq,
+  startDnsmasq,
+  startEchoServer,
+  tempDir,
+  waitFor,
+  withTimeout,
+  type Dnsmasq,
+} from '../../testkit';
 import { findEtcd, startEtcd, type EtcdServer } from '../../testkit/etcd';
 import { requireBinaryOrSkip } from '../../testkit/process';
 import { installGrpc } from '../index';
@@ -76,7 +85,13 @@ function registryCases(name: string, setup: () => Promise<{ url: string; cleanup
       ({ url, cleanup: cleanupRegistry } = await setup.call(this));
       d = await Discovery.fromConfig(url);
       // The balancer owns a Discovery of its own, built from the URL (as the CLI does).
-      lb = await startBalancerServer({ registry: url, host: '127.0.0.1', port: 0, expandByWeight: true, statsIntervalMs: 1500 });
+      lb = await startBalancerServer({
+        registry: url,
+        host: '127.0.0.1',
+        port: 0,
+        expandByWeight: true,
+        statsIntervalMs: 1500,
+      });
     });
     after(async () => {
       for (const c of cleanups.splice(0).reverse()) await c();
@@ -85,12 +100,15 @@ function registryCases(name: string, setup: () => Promise<{ url: string; cleanup
       await cleanupRegistry?.();
     });
 
-    it('streams the service\'s instances as they are registered and deregistered', async () => {
+    it("streams the service's instances as they are registered and deregistered", async () => {
       const raw = openRaw(lb.port, 'echo:443'); // a port in the name is ignored
       cleanups.push(() => raw.close());
       assert.equal(await raw.interval, 1500);
       const a = await d.registrar.register({ service: 'echo', host: '127.0.0.1', port: 41001, weight: 2 });
-      await raw.waitForList((l) => l.length === 1 && l[0] === '127.0.0.1:41001', 'a (alone: one entry, whatever its weight)');
+      await raw.waitForList(
+        (l) => l.length === 1 && l[0] === '127.0.0.1:41001',
+        'a (alone: one entry, whatever its weight)',
+      );
       const b = await d.registrar.register({ service: 'echo', host: '::1', port: 41002 });
       const both = await raw.waitForList((l) => l.length === 3, 'a and b (weights 2:1: three entries)');
       assert.deepEqual([...both].sort(), ['127.0.0.1:41001', '127.0.0.1:41001', '::1:41002']);
@@ -116,13 +134,26 @@ function registryCases(name: string, setup: () => Promise<{ url: string; cleanup
       cleanups.push(() => echo.kill());
       const lbReg = await d.registrar.register({ service: 'echo2-lb', host: '127.0.0.1', port: lb.port });
       cleanups.push(() => lbReg.deregister());
-      const cfg = { loadBalancingConfig: [{ wayfinder_grpclb: { balancerRegistry: url, balancerName: 'echo2-lb', serviceName: 'echo2', fallbackTimeout: '20s' } }] };
+      const cfg = {
+        loadBalancingConfig: [
+          {
+            wayfinder_grpclb: {
+              balancerRegistry: url,
+              balancerName: 'echo2-lb',
+              serviceName: 'echo2',
+              fallbackTimeout: '20s',
+            },
+          },
+        ],
+      };
       // The channel's own resolver is static (ipv4:), so only the balancer can have named the backend.
-      const c = new EchoClient('ipv4:127.0.0.1:9', grpc.credentials.createInsecure(), { 'grpc.service_config': JSON.stringify(cfg) });
+      const c = new EchoClient('ipv4:127.0.0.1:9', grpc.credentials.createInsecure(), {
+        'grpc.service_config': JSON.stringify(cfg),
+      });
       cleanups.push(() => c.close());
       const r = await c.echo({}, { deadlineMs: 10_000 });
       assert.equal(r.port, echo.port);
-      await waitFor('the client\'s stream on the balancer', () => lb.stats('echo2').clients === 1);
+      await waitFor("the client's stream on the balancer", () => lb.stats('echo2').clients === 1);
     });
   });
 }
@@ -159,9 +190,18 @@ describe('grpclb client: balancers found through the _grpclb._tcp SRV record (DN
     cleanups.push(() => echo.kill());
     const lb = await startBalancerServer({ discovery: d, host: '127.0.0.1', port: 0 });
     cleanups.push(() => lb.kill());
-    await dnsmasq!.setRecords({ hosts: { 'lb.svc.test': ['127.0.0.1'] }, srv: [{ name: '_grpclb._tcp.echo.svc.test', target: 'lb.svc.test', port: lb.port }] });
-    const cfg = { loadBalancingConfig: [{ wayfinder_grpclb: { balancerRegistry: dnsmasq!.url, serviceName: 'echo.svc.test', fallbackTimeout: '20s' } }] };
-    const c = new EchoClient('ipv4:127.0.0.1:9', grpc.credentials.createInsecure(), { 'grpc.service_config': JSON.stringify(cfg) });
+    await dnsmasq!.setRecords({
+      hosts: { 'lb.svc.test': ['127.0.0.1'] },
+      srv: [{ name: '_grpclb._tcp.echo.svc.test', target: 'lb.svc.test', port: lb.port }],
+    });
+    const cfg = {
+      loadBalancingConfig: [
+        { wayfinder_grpclb: { balancerRegistry: dnsmasq!.url, serviceName: 'echo.svc.test', fallbackTimeout: '20s' } },
+      ],
+    };
+    const c = new EchoClient('ipv4:127.0.0.1:9', grpc.credentials.createInsecure(), {
+      'grpc.service_config': JSON.stringify(cfg),
+    });
     cleanups.push(() => c.close());
     assert.equal((await c.echo({}, { deadlineMs: 10_000 })).port, echo.port);
     assert.equal(lb.streams, 1);

@@ -1,9 +1,32 @@
 import * as grpc from '@grpc/grpc-js';
 import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
-import { Discovery, endpointKey, hostPort, silentLogger, type Endpoint, type Logger, type Resolver, type Snapshot, type Watch } from '../../core';
-import { buildServerList, LoadReportAggregator, type LoadReport, type LoadTotals, type ServerListOptions } from '../../balancers/grpclb';
-import { loadBalancerService, msToDuration, packIp, type LoadBalanceRequest, type LoadBalanceResponse, type ServerMsg } from './protocol';
+import {
+  Discovery,
+  endpointKey,
+  hostPort,
+  silentLogger,
+  type Endpoint,
+  type Logger,
+  type Resolver,
+  type Snapshot,
+  type Watch,
+} from '../../core';
+import {
+  buildServerList,
+  LoadReportAggregator,
+  type LoadReport,
+  type LoadTotals,
+  type ServerListOptions,
+} from '../../balancers/grpclb';
+import {
+  loadBalancerService,
+  msToDuration,
+  packIp,
+  type LoadBalanceRequest,
+  type LoadBalanceResponse,
+  type ServerMsg,
+} from './protocol';
 
 export interface BalancerServerOptions {
   /** Where service names are resolved: a Discovery (or anything with a resolver), owned by the caller. */
@@ -120,7 +143,10 @@ class ServiceFeed {
         try {
           ips.set(h, (await dns.lookup(h)).address);
         } catch (err) {
-          this.logger.warn({ service: this.service, host: h, err: (err as Error).message }, 'grpclb balancer: cannot resolve an endpoint host; left out of the list');
+          this.logger.warn(
+            { service: this.service, host: h, err: (err as Error).message },
+            'grpclb balancer: cannot resolve an endpoint host; left out of the list',
+          );
           ips.set(h, undefined);
         }
       }),
@@ -137,7 +163,12 @@ class ServiceFeed {
       if (!packed) continue;
       servers.push({ ipAddress: packed, port: e.endpoint.port, loadBalanceToken: e.token });
     }
-    const key = JSON.stringify(servers.map((s) => [s.drop ? 'drop' : endpointKey({ host: [...(s.ipAddress ?? [])].join('.'), port: s.port ?? 0 }), s.loadBalanceToken]));
+    const key = JSON.stringify(
+      servers.map((s) => [
+        s.drop ? 'drop' : endpointKey({ host: [...(s.ipAddress ?? [])].join('.'), port: s.port ?? 0 }),
+        s.loadBalanceToken,
+      ]),
+    );
     if (this.current && key === this.currentKey) return;
     this.current = servers;
     this.currentKey = key;
@@ -172,17 +203,21 @@ function reportOf(m: NonNullable<LoadBalanceRequest['clientStats']>): LoadReport
  */
 export async function startBalancerServer(opts: BalancerServerOptions): Promise<BalancerServer> {
   if (!opts || typeof opts !== 'object') throw new TypeError('startBalancerServer(): options must be an object');
-  if (!opts.discovery === !opts.registry) throw new TypeError('startBalancerServer(): give exactly one of "discovery" and "registry"');
+  if (!opts.discovery === !opts.registry)
+    throw new TypeError('startBalancerServer(): give exactly one of "discovery" and "registry"');
   const statsIntervalMs = opts.statsIntervalMs ?? DEFAULT_STATS_INTERVAL_MS;
-  if (!(Number.isFinite(statsIntervalMs) && statsIntervalMs >= 0)) throw new TypeError('startBalancerServer(): "statsIntervalMs" must be a non-negative number');
+  if (!(Number.isFinite(statsIntervalMs) && statsIntervalMs >= 0))
+    throw new TypeError('startBalancerServer(): "statsIntervalMs" must be a non-negative number');
   const dropRates: Record<string, number> = {};
   let defaultDrop = 0;
   const checkRate = (r: unknown, what: string) => {
-    if (!(typeof r === 'number' && r >= 0 && r <= 1)) throw new TypeError(`startBalancerServer(): ${what} must be a number within 0..1 (got ${JSON.stringify(r)})`);
+    if (!(typeof r === 'number' && r >= 0 && r <= 1))
+      throw new TypeError(`startBalancerServer(): ${what} must be a number within 0..1 (got ${JSON.stringify(r)})`);
     return r;
   };
   if (typeof opts.dropRate === 'number') defaultDrop = checkRate(opts.dropRate, '"dropRate"');
-  else if (opts.dropRate) for (const [s, r] of Object.entries(opts.dropRate)) dropRates[s] = checkRate(r, `"dropRate.${s}"`);
+  else if (opts.dropRate)
+    for (const [s, r] of Object.entries(opts.dropRate)) dropRates[s] = checkRate(r, `"dropRate.${s}"`);
 
   const logger = opts.logger ?? silentLogger;
   const owned = opts.registry ? await Discovery.fromConfig(opts.registry, { logger }) : undefined;
@@ -230,12 +265,18 @@ export async function startBalancerServer(opts: BalancerServerOptions): Promise<
         const name = req.initialRequest?.name;
         if (req.loadBalanceRequestType !== 'initialRequest' || !name || name.length >= MAX_NAME_LENGTH) {
           cleanup();
-          call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'grpclb balancer: the first message must be an initial_request with a service name (under 256 bytes)' });
+          call.emit('error', {
+            code: grpc.status.INVALID_ARGUMENT,
+            details:
+              'grpclb balancer: the first message must be an initial_request with a service name (under 256 bytes)',
+          });
           return;
         }
         service = serviceOfName(name);
         aggregator.clientOpened(service);
-        call.write({ initialResponse: statsIntervalMs > 0 ? { clientStatsReportInterval: msToDuration(statsIntervalMs) } : {} });
+        call.write({
+          initialResponse: statsIntervalMs > 0 ? { clientStatsReportInterval: msToDuration(statsIntervalMs) } : {},
+        });
         const s = service;
         feed = feeds.get(s);
         if (!feed) {
@@ -270,7 +311,11 @@ export async function startBalancerServer(opts: BalancerServerOptions): Promise<
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(hostPort(host, opts.port ?? 0), opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      server.bindAsync(
+        hostPort(host, opts.port ?? 0),
+        opts.credentials ?? grpc.ServerCredentials.createInsecure(),
+        (err, p) => (err ? reject(err) : resolve(p)),
+      ),
     );
   } catch (e) {
     await owned?.close();
@@ -313,4 +358,3 @@ export async function startBalancerServer(opts: BalancerServerOptions): Promise<
     },
   };
 }
-

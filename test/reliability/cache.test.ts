@@ -40,7 +40,11 @@ describe('last-known-good cache', function () {
     assert.equal(resolveRegistry({ scheme: 'memory', name: 'c2', cache: 'rel/dir' }).cache, path.resolve('rel/dir'));
     assert.equal(resolveRegistry('memory://c3').cache, undefined);
     for (const bad of ['memory://c4?cache=', { scheme: 'memory', cache: 42 }] as const) {
-      assert.throws(() => resolveRegistry(bad as never), (e: unknown) => e instanceof ConfigError && e.field === 'cache', JSON.stringify(bad));
+      assert.throws(
+        () => resolveRegistry(bad as never),
+        (e: unknown) => e instanceof ConfigError && e.field === 'cache',
+        JSON.stringify(bad),
+      );
     }
   });
 
@@ -67,10 +71,15 @@ describe('last-known-good cache', function () {
     });
 
     /** Backends registered straight into etcd (not through the proxy). */
-    async function backends(prefix: string, n: number, service = 'echo'): Promise<{ servers: EchoServer[]; close(): Promise<void> }> {
+    async function backends(
+      prefix: string,
+      n: number,
+      service = 'echo',
+    ): Promise<{ servers: EchoServer[]; close(): Promise<void> }> {
       const reg = createEtcdRegistry({ hosts: [etcd.address], prefix, ttl: 10_000 });
       const servers: EchoServer[] = [];
-      for (let i = 0; i < n; i++) servers.push(await startEchoServer({ discovery: { registrar: reg.registrar }, service, drainMs: 0 }));
+      for (let i = 0; i < n; i++)
+        servers.push(await startEchoServer({ discovery: { registrar: reg.registrar }, service, drainMs: 0 }));
       const close = async () => {
         await Promise.allSettled(servers.map((s) => s.stop()));
         await reg.close!();
@@ -103,13 +112,28 @@ describe('last-known-good cache', function () {
       cleanups.push(() => w.close());
       const read = () => JSON.parse(readFileSync(file, 'utf8')) as { service: string; endpoints: { port: number }[] };
       await waitFor('cache file with 2 endpoints', () => read().endpoints.length === 2, { timeoutMs: 10_000 });
-      assert.deepEqual(read().endpoints.map((e) => e.port).sort(), b.servers.map((s) => s.port).sort());
+      assert.deepEqual(
+        read()
+          .endpoints.map((e) => e.port)
+          .sort(),
+        b.servers.map((s) => s.port).sort(),
+      );
       assert.equal(statSync(file).mode & 0o777, 0o600);
       await b.servers[0].stop();
       await waitFor('cache file with 1 endpoint', () => read().endpoints.length === 1, { timeoutMs: 10_000 });
-      assert.deepEqual(read().endpoints.map((e) => e.port), [b.servers[1].port]);
-      assert.deepEqual(readdirSync(path.dirname(file)).filter((f) => f.endsWith('.tmp')), [], 'no temp file left behind');
-      assert.ok(got.every((s) => !s.stale), 'nothing stale while etcd is up');
+      assert.deepEqual(
+        read().endpoints.map((e) => e.port),
+        [b.servers[1].port],
+      );
+      assert.deepEqual(
+        readdirSync(path.dirname(file)).filter((f) => f.endsWith('.tmp')),
+        [],
+        'no temp file left behind',
+      );
+      assert.ok(
+        got.every((s) => !s.stale),
+        'nothing stale while etcd is up',
+      );
     });
 
     it('registry refusing connections at start: the cached set is served with stale: true and the error; the live set replaces it', async () => {
@@ -134,7 +158,10 @@ describe('last-known-good cache', function () {
       assert.equal(stale.error?.code, 'REGISTRY_UNAVAILABLE');
       assert.ok(Date.now() - t0 < 5000, 'served within the start wait');
       assert.equal(d.status().services.find((s) => s.service === 'echo')?.stale, true);
-      assert.ok(logger.lines.some((l) => /serving 2 cached endpoint/.test(l.msg)), logger.text());
+      assert.ok(
+        logger.lines.some((l) => /serving 2 cached endpoint/.test(l.msg)),
+        logger.text(),
+      );
       // A change made during the outage is seen once etcd is reachable: the live set replaces the cache.
       await b.servers[0].stop();
       proxy.heal();
@@ -171,13 +198,23 @@ describe('last-known-good cache', function () {
       await probe.close();
       const { mkdirSync } = await import('node:fs');
       mkdirSync(path.dirname(file), { recursive: true });
-      for (const garbage of ['{"format":"wayfinder-cache","version":1,"service":"echo","endpoints":[{"host":"x","port":0}]}', '{ truncated', '{"format":"wayfinder-cache","version":1,"service":"other","endpoints":[]}']) {
+      for (const garbage of [
+        '{"format":"wayfinder-cache","version":1,"service":"echo","endpoints":[{"host":"x","port":0}]}',
+        '{ truncated',
+        '{"format":"wayfinder-cache","version":1,"service":"other","endpoints":[]}',
+      ]) {
         writeFileSync(file, garbage);
         const healed = proxy.cut(60_000);
         const logger = captureLogger();
         const d = await discovery(url, logger);
-        await assert.rejects(withTimeout(d.resolver.resolve('echo'), 15_000, 'resolve'), (e: { code?: string }) => e.code === 'REGISTRY_UNAVAILABLE');
-        assert.ok(logger.lines.some((l) => l.level === 'warn' && /ignoring corrupt cache file/.test(l.msg)), `no warning for ${garbage}: ${logger.text()}`);
+        await assert.rejects(
+          withTimeout(d.resolver.resolve('echo'), 15_000, 'resolve'),
+          (e: { code?: string }) => e.code === 'REGISTRY_UNAVAILABLE',
+        );
+        assert.ok(
+          logger.lines.some((l) => l.level === 'warn' && /ignoring corrupt cache file/.test(l.msg)),
+          `no warning for ${garbage}: ${logger.text()}`,
+        );
         await d.close();
         proxy.heal();
         await healed;
@@ -200,7 +237,10 @@ describe('last-known-good cache', function () {
       assert.equal(cold.lines[0]?.ok, true, `restarted process failed: ${JSON.stringify(cold)}`);
       assert.ok(ids.has(cold.lines[0].serverId));
       // 3. Control: the same restart without a cache fails, so the cache is what made it work.
-      const none = await runTsChild(CHILD, { TARGET: `etcd://${etcd.address}/echo?prefix=${prefix}&dial-timeout=1s&request-timeout=1s`, CALL_DEADLINE_MS: '5000' });
+      const none = await runTsChild(CHILD, {
+        TARGET: `etcd://${etcd.address}/echo?prefix=${prefix}&dial-timeout=1s&request-timeout=1s`,
+        CALL_DEADLINE_MS: '5000',
+      });
       assert.equal(none.lines[0]?.ok, false, JSON.stringify(none));
       await etcd.restart();
     });

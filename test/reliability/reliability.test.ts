@@ -85,10 +85,14 @@ class Traffic {
   /** Waits until the last `n` successful calls hit exactly `want` (every id, nothing else). */
   async reaches(want: string[], timeoutMs: number, n = 16): Promise<void> {
     const w = [...want].sort().join(',');
-    await waitFor(`calls to reach exactly [${w}]`, () => {
-      const ok = this.records.filter((r) => r.ok).slice(-n);
-      return ok.length === n && [...new Set(ok.map((r) => r.id))].sort().join(',') === w;
-    }, { timeoutMs, intervalMs: 50 });
+    await waitFor(
+      `calls to reach exactly [${w}]`,
+      () => {
+        const ok = this.records.filter((r) => r.ok).slice(-n);
+        return ok.length === n && [...new Set(ok.map((r) => r.id))].sort().join(',') === w;
+      },
+      { timeoutMs, intervalMs: 50 },
+    );
   }
   async stop(): Promise<void> {
     this.running = false;
@@ -131,7 +135,8 @@ async function startBackends(): Promise<Backends> {
     try {
       const first = await startEchoServer({ id: 'b1', host: '127.0.0.11' });
       servers.set('b1', first);
-      for (let i = 1; i < IDS.length; i++) servers.set(IDS[i], await startEchoServer({ id: IDS[i], host: `127.0.0.${11 + i}`, port: first.port }));
+      for (let i = 1; i < IDS.length; i++)
+        servers.set(IDS[i], await startEchoServer({ id: IDS[i], host: `127.0.0.${11 + i}`, port: first.port }));
       return {
         servers,
         port: first.port,
@@ -174,7 +179,13 @@ class Members {
    */
   async set(ids: string[]): Promise<void> {
     for (const id of ids) {
-      if (!this.regs.has(id)) this.regs.set(id, await this.retry(() => this.registrar.register({ service: SERVICE, host: this.b.host(id), port: this.b.port, id })));
+      if (!this.regs.has(id))
+        this.regs.set(
+          id,
+          await this.retry(() =>
+            this.registrar.register({ service: SERVICE, host: this.b.host(id), port: this.b.port, id }),
+          ),
+        );
     }
     for (const [id, reg] of this.regs) {
       if (!ids.includes(id)) {
@@ -192,8 +203,17 @@ class Members {
 
 const REGISTRANT = path.join(__dirname, 'fixtures', 'registrant.ts');
 
-function startRegistrant(registry: string, host: string, port: number, id: string): { child: ChildProcess; events: { event: string; t: number }[]; registered: Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', REGISTRANT], { cwd: path.resolve(__dirname, '../..'), env: { ...process.env, REGISTRY: registry, SERVICE, HOST: host, PORT: String(port), ID: id }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startRegistrant(
+  registry: string,
+  host: string,
+  port: number,
+  id: string,
+): { child: ChildProcess; events: { event: string; t: number }[]; registered: Promise<void> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', REGISTRANT], {
+    cwd: path.resolve(__dirname, '../..'),
+    env: { ...process.env, REGISTRY: registry, SERVICE, HOST: host, PORT: String(port), ID: id },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const events: { event: string; t: number }[] = [];
   let buf = '';
   let err = '';
@@ -266,7 +286,12 @@ type Scenario = 'restart' | 'registrant' | 'specials';
  * ones that apply (a read-only registry has no registrant to SIGSTOP, ...): only those are defined,
  * and a supported scenario whose subject lacks it fails.
  */
-function reliabilitySuite(name: string, supports: Scenario[], skipIf: (ctx: Mocha.Context) => void, make: () => Promise<Subject>): void {
+function reliabilitySuite(
+  name: string,
+  supports: Scenario[],
+  skipIf: (ctx: Mocha.Context) => void,
+  make: () => Promise<Subject>,
+): void {
   describe(`reliability: ${name}`, function () {
     this.timeout(120_000);
     let s: Subject;
@@ -312,79 +337,121 @@ function reliabilitySuite(name: string, supports: Scenario[], skipIf: (ctx: Moch
       await tr.reaches(['b2', 'b3'], s.convergeBoundMs + 5000);
       const conv = convergence(tr, from, ['b3'], ['b1']);
       const all = tr.since(t0);
-      results.push({ registry: name, scenario: `outage ${Math.round(s.outageMs / 1000)} s`, calls: all.length, failed: all.filter((r) => !r.ok).length, convergenceMs: conv, boundMs: s.convergeBoundMs, notes: notes.join('; ') });
+      results.push({
+        registry: name,
+        scenario: `outage ${Math.round(s.outageMs / 1000)} s`,
+        calls: all.length,
+        failed: all.filter((r) => !r.ok).length,
+        convergenceMs: conv,
+        boundMs: s.convergeBoundMs,
+        notes: notes.join('; '),
+      });
       assert.ok(during.length > s.outageMs / 200, `traffic kept flowing (${during.length} calls)`);
       assert.equal(all.filter((r) => !r.ok).length, 0, `failed calls:${failures(all)}`);
       assert.ok(conv <= s.convergeBoundMs, `converged in ${conv} ms, bound ${s.convergeBoundMs} ms`);
     });
 
-    if (supports.includes('restart')) it('registry restarted under traffic: zero failed calls; changes flow again', async function () {
-      assert.ok(s.restart, 'restart scenario missing');
-      const t0 = Date.now();
-      await s.restart.run();
-      const from = Date.now();
-      await members.set(['b1', 'b2']);
-      await tr.reaches(['b1', 'b2'], s.restart.boundMs + 5000);
-      const conv = convergence(tr, from, ['b1'], ['b3']);
-      const all = tr.since(t0);
-      const retried = members.retried ? `; the test's own registry write right after the restart failed and was retried ${members.retried}x` : '';
-      members.retried = 0;
-      results.push({ registry: name, scenario: 'registry restart', calls: all.length, failed: all.filter((r) => !r.ok).length, convergenceMs: conv, boundMs: s.restart.boundMs, notes: `${s.restart.what}; convergence = a change made right after the restart reaching the calls${retried}` });
-      assert.equal(all.filter((r) => !r.ok).length, 0, `failed calls:${failures(all)}`);
-      assert.ok(conv <= s.restart.boundMs, `converged in ${conv} ms, bound ${s.restart.boundMs} ms`);
-    });
-
-    if (supports.includes('registrant')) it('registrant SIGSTOPped past its TTL: deregistered, then re-registered after SIGCONT; zero failed calls', async function () {
-      assert.ok(s.registrant && s.observerUrl, 'registrant scenario missing');
-      const obs = await observe(s.observerUrl);
-      const reg = startRegistrant(s.registrant.url, b.host('b4'), b.port, 'b4');
-      try {
-        await reg.registered;
-        const base = members.ids;
-        await tr.reaches([...base, 'b4'], 15_000);
+    if (supports.includes('restart'))
+      it('registry restarted under traffic: zero failed calls; changes flow again', async function () {
+        assert.ok(s.restart, 'restart scenario missing');
         const t0 = Date.now();
-        process.kill(reg.child.pid!, 'SIGSTOP');
-        await waitFor('b4 to be deregistered', () => !obs.has('b4'), { timeoutMs: s.registrant.boundMs + 10_000 });
-        const gone = Date.now() - t0;
-        await tr.reaches(base, 10_000);
-        const tCont = Date.now();
-        process.kill(reg.child.pid!, 'SIGCONT');
-        await waitFor('b4 to be registered again', () => obs.has('b4'), { timeoutMs: 20_000 });
-        const back = Date.now() - tCont;
-        await tr.reaches([...base, 'b4'], 15_000);
-        const all = tr.since(t0);
-        results.push({ registry: name, scenario: 'registrant SIGSTOP', calls: all.length, failed: all.filter((r) => !r.ok).length, convergenceMs: gone, boundMs: s.registrant.boundMs, notes: `TTL ${s.registrant.ttlMs} ms; deregistered ${gone} ms after SIGSTOP (the figure), re-registered ${back} ms after SIGCONT (events: ${reg.events.map((e) => e.event).join(', ')})` });
-        assert.equal(all.filter((r) => !r.ok).length, 0, `failed calls:${failures(all)}`);
-        assert.ok(gone <= s.registrant.boundMs, `deregistered after ${gone} ms, bound ${s.registrant.boundMs} ms`);
-      } finally {
-        try {
-          process.kill(reg.child.pid!, 'SIGCONT');
-        } catch {
-          /* gone */
-        }
-        reg.child.kill('SIGKILL');
-        await obs.close();
-      }
-    });
-
-    if (supports.includes('specials')) it('registry-specific faults under traffic: zero failed calls; changes flow again', async function () {
-      assert.ok(s.specials?.length, 'registry-specific scenarios missing');
-      for (const sp of s.specials) {
-        const t0 = Date.now();
-        const before = members.ids;
-        const note = await sp.run();
+        await s.restart.run();
         const from = Date.now();
-        const next = before.includes('b3') ? ['b1', 'b2'] : ['b2', 'b3'];
-        const removed = before.filter((id) => !next.includes(id));
-        await members.set(next);
-        await tr.reaches(next, sp.boundMs + 5000);
-        const conv = convergence(tr, from, next.filter((id) => !before.includes(id)), removed);
+        await members.set(['b1', 'b2']);
+        await tr.reaches(['b1', 'b2'], s.restart.boundMs + 5000);
+        const conv = convergence(tr, from, ['b1'], ['b3']);
         const all = tr.since(t0);
-        results.push({ registry: name, scenario: sp.name, calls: all.length, failed: all.filter((r) => !r.ok).length, convergenceMs: conv, boundMs: sp.boundMs, notes: note });
-        assert.equal(all.filter((r) => !r.ok).length, 0, `${sp.name}: failed calls:${failures(all)}`);
-        assert.ok(conv <= sp.boundMs, `${sp.name}: converged in ${conv} ms, bound ${sp.boundMs} ms`);
-      }
-    });
+        const retried = members.retried
+          ? `; the test's own registry write right after the restart failed and was retried ${members.retried}x`
+          : '';
+        members.retried = 0;
+        results.push({
+          registry: name,
+          scenario: 'registry restart',
+          calls: all.length,
+          failed: all.filter((r) => !r.ok).length,
+          convergenceMs: conv,
+          boundMs: s.restart.boundMs,
+          notes: `${s.restart.what}; convergence = a change made right after the restart reaching the calls${retried}`,
+        });
+        assert.equal(all.filter((r) => !r.ok).length, 0, `failed calls:${failures(all)}`);
+        assert.ok(conv <= s.restart.boundMs, `converged in ${conv} ms, bound ${s.restart.boundMs} ms`);
+      });
+
+    if (supports.includes('registrant'))
+      it('registrant SIGSTOPped past its TTL: deregistered, then re-registered after SIGCONT; zero failed calls', async function () {
+        assert.ok(s.registrant && s.observerUrl, 'registrant scenario missing');
+        const obs = await observe(s.observerUrl);
+        const reg = startRegistrant(s.registrant.url, b.host('b4'), b.port, 'b4');
+        try {
+          await reg.registered;
+          const base = members.ids;
+          await tr.reaches([...base, 'b4'], 15_000);
+          const t0 = Date.now();
+          process.kill(reg.child.pid!, 'SIGSTOP');
+          await waitFor('b4 to be deregistered', () => !obs.has('b4'), { timeoutMs: s.registrant.boundMs + 10_000 });
+          const gone = Date.now() - t0;
+          await tr.reaches(base, 10_000);
+          const tCont = Date.now();
+          process.kill(reg.child.pid!, 'SIGCONT');
+          await waitFor('b4 to be registered again', () => obs.has('b4'), { timeoutMs: 20_000 });
+          const back = Date.now() - tCont;
+          await tr.reaches([...base, 'b4'], 15_000);
+          const all = tr.since(t0);
+          results.push({
+            registry: name,
+            scenario: 'registrant SIGSTOP',
+            calls: all.length,
+            failed: all.filter((r) => !r.ok).length,
+            convergenceMs: gone,
+            boundMs: s.registrant.boundMs,
+            notes: `TTL ${s.registrant.ttlMs} ms; deregistered ${gone} ms after SIGSTOP (the figure), re-registered ${back} ms after SIGCONT (events: ${reg.events.map((e) => e.event).join(', ')})`,
+          });
+          assert.equal(all.filter((r) => !r.ok).length, 0, `failed calls:${failures(all)}`);
+          assert.ok(gone <= s.registrant.boundMs, `deregistered after ${gone} ms, bound ${s.registrant.boundMs} ms`);
+        } finally {
+          try {
+            process.kill(reg.child.pid!, 'SIGCONT');
+          } catch {
+            /* gone */
+          }
+          reg.child.kill('SIGKILL');
+          await obs.close();
+        }
+      });
+
+    if (supports.includes('specials'))
+      it('registry-specific faults under traffic: zero failed calls; changes flow again', async function () {
+        assert.ok(s.specials?.length, 'registry-specific scenarios missing');
+        for (const sp of s.specials) {
+          const t0 = Date.now();
+          const before = members.ids;
+          const note = await sp.run();
+          const from = Date.now();
+          const next = before.includes('b3') ? ['b1', 'b2'] : ['b2', 'b3'];
+          const removed = before.filter((id) => !next.includes(id));
+          await members.set(next);
+          await tr.reaches(next, sp.boundMs + 5000);
+          const conv = convergence(
+            tr,
+            from,
+            next.filter((id) => !before.includes(id)),
+            removed,
+          );
+          const all = tr.since(t0);
+          results.push({
+            registry: name,
+            scenario: sp.name,
+            calls: all.length,
+            failed: all.filter((r) => !r.ok).length,
+            convergenceMs: conv,
+            boundMs: sp.boundMs,
+            notes: note,
+          });
+          assert.equal(all.filter((r) => !r.ok).length, 0, `${sp.name}: failed calls:${failures(all)}`);
+          assert.ok(conv <= sp.boundMs, `${sp.name}: converged in ${conv} ms, bound ${sp.boundMs} ms`);
+        }
+      });
   });
 }
 
@@ -394,39 +461,46 @@ const needs = (find: () => unknown) => (ctx: Mocha.Context) => {
 
 // ---------------------------------------------------------------- etcd
 
-reliabilitySuite('etcd', ['restart', 'registrant'], needs(() => (findEtcd(), findEtcdctl())), async () => {
-  const etcd: EtcdServer = await startEtcd();
-  const proxy: FaultProxy = await faultProxy({ target: etcd.address });
-  const prefix = `/reliability-${process.pid}`;
-  const direct = `etcd://${etcd.address}?prefix=${prefix}`;
-  const d = await Discovery.fromConfig(direct);
-  return {
-    name: 'etcd',
-    target: (_port) => `etcd://${proxy.address}/${SERVICE}?prefix=${prefix}&progress-interval=2s&request-timeout=2s&dial-timeout=2s`,
-    registrar: async () => d.registrar,
-    outage: 'client-to-etcd TCP blackholed (half-open); the change is followed by a compaction past it, so the watch must re-list',
-    changeDuringOutage: true,
-    outageMs: BLACKHOLE_MS,
-    // Measured 0.1-12 s across runs: the watch is found dead within progress-interval + request-timeout, but the
-    // vendor client keeps using the half-open HTTP/2 connection (no gRPC keepalive) until it fails.
-    convergeBoundMs: 25_000,
-    breakRegistry: async () => proxy.blackhole(),
-    healRegistry: async () => proxy.heal(),
-    async duringOutage() {
-      const rev = etcd.revision();
-      etcd.etcdctl(['compaction', String(rev)]);
-      return `etcd compacted at revision ${rev} during the watch gap`;
-    },
-    restart: { what: 'etcd SIGTERM + start on the same port and data', run: () => etcd.restart(), boundMs: 10_000 },
-    registrant: { url: `${direct}&ttl=2s`, ttlMs: 2000, boundMs: 2000 + 3000 },
-    observerUrl: direct,
-    close: async () => {
-      await d.close();
-      await proxy.close();
-      await etcd.close();
-    },
-  };
-});
+reliabilitySuite(
+  'etcd',
+  ['restart', 'registrant'],
+  needs(() => (findEtcd(), findEtcdctl())),
+  async () => {
+    const etcd: EtcdServer = await startEtcd();
+    const proxy: FaultProxy = await faultProxy({ target: etcd.address });
+    const prefix = `/reliability-${process.pid}`;
+    const direct = `etcd://${etcd.address}?prefix=${prefix}`;
+    const d = await Discovery.fromConfig(direct);
+    return {
+      name: 'etcd',
+      target: (_port) =>
+        `etcd://${proxy.address}/${SERVICE}?prefix=${prefix}&progress-interval=2s&request-timeout=2s&dial-timeout=2s`,
+      registrar: async () => d.registrar,
+      outage:
+        'client-to-etcd TCP blackholed (half-open); the change is followed by a compaction past it, so the watch must re-list',
+      changeDuringOutage: true,
+      outageMs: BLACKHOLE_MS,
+      // Measured 0.1-12 s across runs: the watch is found dead within progress-interval + request-timeout, but the
+      // vendor client keeps using the half-open HTTP/2 connection (no gRPC keepalive) until it fails.
+      convergeBoundMs: 25_000,
+      breakRegistry: async () => proxy.blackhole(),
+      healRegistry: async () => proxy.heal(),
+      async duringOutage() {
+        const rev = etcd.revision();
+        etcd.etcdctl(['compaction', String(rev)]);
+        return `etcd compacted at revision ${rev} during the watch gap`;
+      },
+      restart: { what: 'etcd SIGTERM + start on the same port and data', run: () => etcd.restart(), boundMs: 10_000 },
+      registrant: { url: `${direct}&ttl=2s`, ttlMs: 2000, boundMs: 2000 + 3000 },
+      observerUrl: direct,
+      close: async () => {
+        await d.close();
+        await proxy.close();
+        await etcd.close();
+      },
+    };
+  },
+);
 
 // ---------------------------------------------------------------- ZooKeeper
 
@@ -440,7 +514,8 @@ reliabilitySuite('ZooKeeper', ['restart', 'registrant'], needs(findZooKeeper), a
     name: 'ZooKeeper',
     target: () => `zk://${proxy.address}/${SERVICE}?path=${base}&sessionTimeout=4s&timeout=2s`,
     registrar: async () => d.registrar,
-    outage: 'client-to-ZooKeeper TCP blackholed, longer than the client session timeout (4 s): the client\'s session expires and it must start a new one and re-read',
+    outage:
+      "client-to-ZooKeeper TCP blackholed, longer than the client session timeout (4 s): the client's session expires and it must start a new one and re-read",
     changeDuringOutage: true,
     outageMs: BLACKHOLE_MS,
     convergeBoundMs: 10_000,
@@ -459,44 +534,53 @@ reliabilitySuite('ZooKeeper', ['restart', 'registrant'], needs(findZooKeeper), a
 
 // ---------------------------------------------------------------- Consul (fake agent)
 
-reliabilitySuite('Consul (fake agent)', ['restart', 'registrant', 'specials'], () => undefined, async () => {
-  // Agent time compressed for DeregisterCriticalServiceAfter (its 1 min minimum reaps in 600 ms).
-  const consul: FakeConsul = await startFakeConsul({ reapIntervalMs: 100, deregisterTimeScale: 0.01 });
-  const proxy = await faultProxy({ target: consul.address });
-  const direct = `consul://${consul.address}`;
-  const d = await Discovery.fromConfig(direct);
-  return {
-    name: 'Consul',
-    target: () => `consul://${proxy.address}/${SERVICE}?wait=5s`,
-    registrar: async () => d.registrar,
-    outage: 'client-to-agent TCP blackholed; a hung blocking query is cut after wait + wait/16 + 1 s (wait=5s)',
-    changeDuringOutage: true,
-    outageMs: BLACKHOLE_MS,
-    convergeBoundMs: 12_000,
-    breakRegistry: async () => proxy.blackhole(),
-    healRegistry: async () => proxy.heal(),
-    restart: { what: 'agent stopped and started on the same port with its services (as from its data dir)', run: () => consul.restart({ persist: true }), boundMs: 8000 },
-    registrant: { url: `${direct}?ttl=1s`, ttlMs: 1000, boundMs: 1000 + 3000 },
-    observerUrl: direct,
-    specials: [
-      {
-        name: 'Consul index reset',
-        // The open blocking query (index N > the reset index) returns only at wait (5 s); its answer's
-        // lower index restarts the loop from 0.
-        boundMs: 5000 + 5000 / 16 + 1000 + 2000,
-        run: async () => {
-          consul.resetIndex(1);
-          return 'X-Consul-Index reset to 1 (as after a snapshot restore); the blocked query returns at wait=5s with a lower index and the loop restarts from 0; convergence = the next change reaching the calls';
-        },
+reliabilitySuite(
+  'Consul (fake agent)',
+  ['restart', 'registrant', 'specials'],
+  () => undefined,
+  async () => {
+    // Agent time compressed for DeregisterCriticalServiceAfter (its 1 min minimum reaps in 600 ms).
+    const consul: FakeConsul = await startFakeConsul({ reapIntervalMs: 100, deregisterTimeScale: 0.01 });
+    const proxy = await faultProxy({ target: consul.address });
+    const direct = `consul://${consul.address}`;
+    const d = await Discovery.fromConfig(direct);
+    return {
+      name: 'Consul',
+      target: () => `consul://${proxy.address}/${SERVICE}?wait=5s`,
+      registrar: async () => d.registrar,
+      outage: 'client-to-agent TCP blackholed; a hung blocking query is cut after wait + wait/16 + 1 s (wait=5s)',
+      changeDuringOutage: true,
+      outageMs: BLACKHOLE_MS,
+      convergeBoundMs: 12_000,
+      breakRegistry: async () => proxy.blackhole(),
+      healRegistry: async () => proxy.heal(),
+      restart: {
+        what: 'agent stopped and started on the same port with its services (as from its data dir)',
+        run: () => consul.restart({ persist: true }),
+        boundMs: 8000,
       },
-    ],
-    close: async () => {
-      await d.close();
-      await proxy.close();
-      await consul.close();
-    },
-  };
-});
+      registrant: { url: `${direct}?ttl=1s`, ttlMs: 1000, boundMs: 1000 + 3000 },
+      observerUrl: direct,
+      specials: [
+        {
+          name: 'Consul index reset',
+          // The open blocking query (index N > the reset index) returns only at wait (5 s); its answer's
+          // lower index restarts the loop from 0.
+          boundMs: 5000 + 5000 / 16 + 1000 + 2000,
+          run: async () => {
+            consul.resetIndex(1);
+            return 'X-Consul-Index reset to 1 (as after a snapshot restore); the blocked query returns at wait=5s with a lower index and the loop restarts from 0; convergence = the next change reaching the calls';
+          },
+        },
+      ],
+      close: async () => {
+        await d.close();
+        await proxy.close();
+        await consul.close();
+      },
+    };
+  },
+);
 
 // ---------------------------------------------------------------- DNS (dnsmasq)
 
@@ -504,7 +588,8 @@ reliabilitySuite('DNS (dnsmasq)', ['restart'], needs(findDnsmasq), async () => {
   const dns: Dnsmasq = await startDnsmasq({ domains: ['test'] });
   return {
     name: 'DNS',
-    target: () => `wayfinder+dns://${dns.address}/_grpc._tcp.${SERVICE}.test?min-refresh=200ms&max-refresh=1s&timeout=300ms&tries=1&probe=false`,
+    target: () =>
+      `wayfinder+dns://${dns.address}/_grpc._tcp.${SERVICE}.test?min-refresh=200ms&max-refresh=1s&timeout=300ms&tries=1&probe=false`,
     registrar: async () => dnsmasqRegistrar(dns),
     outage: 'dnsmasq SIGSTOPped (bound, silent: UDP has no connection for the proxy to blackhole)',
     changeDuringOutage: false,
@@ -513,7 +598,7 @@ reliabilitySuite('DNS (dnsmasq)', ['restart'], needs(findDnsmasq), async () => {
     breakRegistry: () => dns.pause(),
     healRegistry: () => dns.resume(),
     restart: {
-      what: 'dnsmasq restarted on the same port (every SRV change restarts it; a server-side restart is the registrar\'s own write here)',
+      what: "dnsmasq restarted on the same port (every SRV change restarts it; a server-side restart is the registrar's own write here)",
       run: async () => {
         await dns.updateRecords((r) => ({ ...r }));
       },
@@ -525,104 +610,130 @@ reliabilitySuite('DNS (dnsmasq)', ['restart'], needs(findDnsmasq), async () => {
 
 // ---------------------------------------------------------------- Kubernetes (fake API server)
 
-reliabilitySuite('Kubernetes (fake API server)', ['restart', 'specials'], () => undefined, async () => {
-  const kube: FakeKubeApi = await startFakeKubeApi();
-  const proxy = await faultProxy({ target: `127.0.0.1:${kube.port}` });
-  const tmp = tempDir('wf-rel-kube-');
-  const file = path.join(tmp.dir, 'kubeconfig');
-  writeFileSync(file, readFileSync(kube.writeKubeconfig(), 'utf8').split(`127.0.0.1:${kube.port}`).join(proxy.address));
-  const registrar = new FakeKubeAdminRegistrar(kube, 'default');
-  return {
-    name: 'Kubernetes',
-    target: (port) => `k8s:///${SERVICE}.default:${port}?kubeconfig=${file}&idle-timeout=5s&backoff-max=2s`,
-    registrar: async () => registrar,
-    outage: 'client-to-API-server TCP blackholed; the silent watch is restarted after idle-timeout (5 s)',
-    changeDuringOutage: true,
-    outageMs: BLACKHOLE_MS,
-    convergeBoundMs: 12_000,
-    breakRegistry: async () => proxy.blackhole(),
-    healRegistry: async () => proxy.heal(),
-    restart: {
-      what: 'API server unreachable for 5 s (connections reset, new ones refused), then back: the fake cannot restart on the same port, the fault proxy stands in',
-      run: () => proxy.cut(5000),
-      boundMs: 12_000,
-    },
-    specials: [
-      {
-        name: 'Kubernetes 410 Gone',
-        boundMs: 5000,
-        run: async () => {
-          kube.compact();
-          const n = kube.closeWatches();
-          return `history compacted and ${n} watch(es) ended: the re-watch from the old resourceVersion gets 410 Expired and must re-list`;
-        },
+reliabilitySuite(
+  'Kubernetes (fake API server)',
+  ['restart', 'specials'],
+  () => undefined,
+  async () => {
+    const kube: FakeKubeApi = await startFakeKubeApi();
+    const proxy = await faultProxy({ target: `127.0.0.1:${kube.port}` });
+    const tmp = tempDir('wf-rel-kube-');
+    const file = path.join(tmp.dir, 'kubeconfig');
+    writeFileSync(
+      file,
+      readFileSync(kube.writeKubeconfig(), 'utf8').split(`127.0.0.1:${kube.port}`).join(proxy.address),
+    );
+    const registrar = new FakeKubeAdminRegistrar(kube, 'default');
+    return {
+      name: 'Kubernetes',
+      target: (port) => `k8s:///${SERVICE}.default:${port}?kubeconfig=${file}&idle-timeout=5s&backoff-max=2s`,
+      registrar: async () => registrar,
+      outage: 'client-to-API-server TCP blackholed; the silent watch is restarted after idle-timeout (5 s)',
+      changeDuringOutage: true,
+      outageMs: BLACKHOLE_MS,
+      convergeBoundMs: 12_000,
+      breakRegistry: async () => proxy.blackhole(),
+      healRegistry: async () => proxy.heal(),
+      restart: {
+        what: 'API server unreachable for 5 s (connections reset, new ones refused), then back: the fake cannot restart on the same port, the fault proxy stands in',
+        run: () => proxy.cut(5000),
+        boundMs: 12_000,
       },
-      {
-        name: 'Kubernetes silent watch stall',
-        boundMs: 5000 + 5000,
-        run: async () => {
-          const n = kube.stallWatches();
-          return `${n} watch(es) went silent with the connection open (no events, no bookmarks); bound = idle-timeout 5 s + re-list`;
+      specials: [
+        {
+          name: 'Kubernetes 410 Gone',
+          boundMs: 5000,
+          run: async () => {
+            kube.compact();
+            const n = kube.closeWatches();
+            return `history compacted and ${n} watch(es) ended: the re-watch from the old resourceVersion gets 410 Expired and must re-list`;
+          },
         },
+        {
+          name: 'Kubernetes silent watch stall',
+          boundMs: 5000 + 5000,
+          run: async () => {
+            const n = kube.stallWatches();
+            return `${n} watch(es) went silent with the connection open (no events, no bookmarks); bound = idle-timeout 5 s + re-list`;
+          },
+        },
+      ],
+      close: async () => {
+        await registrar.close();
+        await proxy.close();
+        await kube.stop();
+        tmp.remove();
       },
-    ],
-    close: async () => {
-      await registrar.close();
-      await proxy.close();
-      await kube.stop();
-      tmp.remove();
-    },
-  };
-});
+    };
+  },
+);
 
 // ---------------------------------------------------------------- file
 
-reliabilitySuite('file', ['registrant'], () => undefined, async () => {
-  const tmp = tempDir('wf-rel-file-');
-  const file = path.join(tmp.dir, 'registry.json');
-  // Long heartbeats for the backends' registrar, so the corruption below is not repaired at once.
-  const d = await Discovery.fromConfig(`file://${file}?ttl=60s`);
-  let saved = '';
-  return {
-    name: 'file',
-    target: () => `file:///${SERVICE}?path=${file}`,
-    registrar: async () => d.registrar,
-    outage: 'registry file overwritten with garbage (a file registry has no network to cut), restored afterwards',
-    changeDuringOutage: false,
-    outageMs: 10_000,
-    convergeBoundMs: 2000,
-    breakRegistry: async () => {
-      saved = readFileSync(file, 'utf8');
-      writeFileSync(file, '{ this is not json');
-    },
-    healRegistry: async () => {
-      // A heartbeat during the outage may have repaired the file already; only restore garbage.
-      if (readFileSync(file, 'utf8').startsWith('{ this is not')) writeFileSync(file, saved);
-    },
-    registrant: { url: `file://${file}?ttl=2s`, ttlMs: 2000, boundMs: 2000 + 1500 },
-    observerUrl: `file://${file}`,
-    close: async () => {
-      await d.close();
-      tmp.remove();
-    },
-  };
-});
+reliabilitySuite(
+  'file',
+  ['registrant'],
+  () => undefined,
+  async () => {
+    const tmp = tempDir('wf-rel-file-');
+    const file = path.join(tmp.dir, 'registry.json');
+    // Long heartbeats for the backends' registrar, so the corruption below is not repaired at once.
+    const d = await Discovery.fromConfig(`file://${file}?ttl=60s`);
+    let saved = '';
+    return {
+      name: 'file',
+      target: () => `file:///${SERVICE}?path=${file}`,
+      registrar: async () => d.registrar,
+      outage: 'registry file overwritten with garbage (a file registry has no network to cut), restored afterwards',
+      changeDuringOutage: false,
+      outageMs: 10_000,
+      convergeBoundMs: 2000,
+      breakRegistry: async () => {
+        saved = readFileSync(file, 'utf8');
+        writeFileSync(file, '{ this is not json');
+      },
+      healRegistry: async () => {
+        // A heartbeat during the outage may have repaired the file already; only restore garbage.
+        if (readFileSync(file, 'utf8').startsWith('{ this is not')) writeFileSync(file, saved);
+      },
+      registrant: { url: `file://${file}?ttl=2s`, ttlMs: 2000, boundMs: 2000 + 1500 },
+      observerUrl: `file://${file}`,
+      close: async () => {
+        await d.close();
+        tmp.remove();
+      },
+    };
+  },
+);
 
 // ---------------------------------------------------------------- report
 
-const REGISTRIES = ['etcd', 'ZooKeeper', 'Consul (fake agent)', 'DNS (dnsmasq)', 'Kubernetes (fake API server)', 'file'];
+const REGISTRIES = [
+  'etcd',
+  'ZooKeeper',
+  'Consul (fake agent)',
+  'DNS (dnsmasq)',
+  'Kubernetes (fake API server)',
+  'file',
+];
 
 after(function () {
   if (results.length === 0) return;
   const complete = REGISTRIES.every((r) => results.some((x) => x.registry === r));
-  const out = complete && !process.env.RELIABILITY_REPORT_TMP ? path.resolve(__dirname, '../../docs/reliability.md') : path.join(os.tmpdir(), 'wayfinder-reliability.md');
+  const out =
+    complete && !process.env.RELIABILITY_REPORT_TMP
+      ? path.resolve(__dirname, '../../docs/reliability.md')
+      : path.join(os.tmpdir(), 'wayfinder-reliability.md');
   writeFileSync(out, renderReport(results));
   if (!complete) console.log(`    reliability report (partial run) written to ${out}`);
 });
 
 function renderReport(rs: Result[]): string {
   const cell = (s: string) => s.replace(/\|/g, '\\|');
-  const rows = rs.map((r) => `| ${r.registry} | ${r.scenario} | ${r.calls} | ${r.failed} | ${r.convergenceMs === undefined ? '-' : `${(r.convergenceMs / 1000).toFixed(2)} s`} | ${r.boundMs === undefined ? '-' : `${(r.boundMs / 1000).toFixed(1)} s`} | ${cell(r.notes)} |`);
+  const rows = rs.map(
+    (r) =>
+      `| ${r.registry} | ${r.scenario} | ${r.calls} | ${r.failed} | ${r.convergenceMs === undefined ? '-' : `${(r.convergenceMs / 1000).toFixed(2)} s`} | ${r.boundMs === undefined ? '-' : `${(r.boundMs / 1000).toFixed(1)} s`} | ${cell(r.notes)} |`,
+  );
   return `# Reliability report
 
 Generated by \`test/reliability/reliability.test.ts\` (part of \`npm test\`); do not edit by hand.

@@ -49,7 +49,8 @@ describe('security: credentials fail closed, secrets never shown', function () {
   /** Records an error (message, code, JSON, cause chain) and returns it. */
   function record(e: unknown): unknown {
     seen.push(String(e), serialise(e));
-    for (let c = (e as { cause?: unknown })?.cause, i = 0; c && i < 5; c = (c as { cause?: unknown }).cause, i++) seen.push(String(c), serialise(c));
+    for (let c = (e as { cause?: unknown })?.cause, i = 0; c && i < 5; c = (c as { cause?: unknown }).cause, i++)
+      seen.push(String(c), serialise(c));
     return e;
   }
   const failure = (p: Promise<unknown>) => withTimeout(p, 20_000, 'the call to settle').then(() => undefined, record);
@@ -60,19 +61,35 @@ describe('security: credentials fail closed, secrets never shown', function () {
     let tls: EtcdServer;
     before(async function () {
       requireBinaryOrSkip(this, () => (findEtcd(), findEtcdctl(), findOpenssl()));
-      etcd = await startEtcd({ auth: { rootPassword: SECRETS.etcdRoot, users: [{ name: 'app', password: SECRETS.etcdUser, readwrite: ['/services/'] }] } });
+      etcd = await startEtcd({
+        auth: {
+          rootPassword: SECRETS.etcdRoot,
+          users: [{ name: 'app', password: SECRETS.etcdUser, readwrite: ['/services/'] }],
+        },
+      });
       tls = await startEtcd({ tls: { clientCertAuth: true } });
-      cleanups.push(() => etcd.close(), () => tls.close());
+      cleanups.push(
+        () => etcd.close(),
+        () => tls.close(),
+      );
     });
 
     it('the right password resolves and registers; a wrong one is AUTH_FAILED for both', async () => {
       const ok = await discovery(`etcd://app:${SECRETS.etcdUser}@${etcd.address}`);
       await ok.registrar.register({ service: 'sec', host: '127.0.0.1', port: 7001 });
-      assert.deepEqual((await ok.resolver.resolve('sec')).map((e) => e.port), [7001]);
+      assert.deepEqual(
+        (await ok.resolver.resolve('sec')).map((e) => e.port),
+        [7001],
+      );
       status(ok);
       const bad = await discovery(`etcd://app:${SECRETS.etcdWrong}@${etcd.address}?request-timeout=2s`);
       assert.ok(isWayfinderError(await failure(bad.resolver.resolve('sec')), 'AUTH_FAILED'));
-      assert.ok(isWayfinderError(await failure(bad.registrar.register({ service: 'sec', host: '127.0.0.1', port: 7002 })), 'AUTH_FAILED'));
+      assert.ok(
+        isWayfinderError(
+          await failure(bad.registrar.register({ service: 'sec', host: '127.0.0.1', port: 7002 })),
+          'AUTH_FAILED',
+        ),
+      );
       status(bad);
     });
 
@@ -99,13 +116,23 @@ describe('security: credentials fail closed, secrets never shown', function () {
       const base = `/sec-${process.pid}`;
       const pw = path.join(tmp.dir, 'alice.pw');
       writeFileSync(pw, `${SECRETS.zkAlice}\n`);
-      const alice = await discovery(zk.url(base, `password-file=${pw}&acl=creator-only`).replace('zk://', 'zk://alice@'));
+      const alice = await discovery(
+        zk.url(base, `password-file=${pw}&acl=creator-only`).replace('zk://', 'zk://alice@'),
+      );
       await alice.registrar.register({ service: 'sec', host: '127.0.0.1', port: 7101 });
-      assert.deepEqual((await alice.resolver.resolve('sec')).map((e) => e.port), [7101]);
+      assert.deepEqual(
+        (await alice.resolver.resolve('sec')).map((e) => e.port),
+        [7101],
+      );
       status(alice);
       const wrong = await discovery(zk.url(base).replace('zk://', `zk://alice:${SECRETS.zkWrong}@`));
       assert.ok(isWayfinderError(await failure(wrong.resolver.resolve('sec')), 'AUTH_FAILED'));
-      assert.ok(isWayfinderError(await failure(wrong.registrar.register({ service: 'sec', host: '127.0.0.1', port: 7102 })), 'AUTH_FAILED'));
+      assert.ok(
+        isWayfinderError(
+          await failure(wrong.registrar.register({ service: 'sec', host: '127.0.0.1', port: 7102 })),
+          'AUTH_FAILED',
+        ),
+      );
       status(wrong);
     });
   });
@@ -113,7 +140,12 @@ describe('security: credentials fail closed, secrets never shown', function () {
   describe('Consul: ACL tokens (fake agent)', () => {
     let consul: FakeConsul;
     before(async () => {
-      consul = await startFakeConsul({ acl: { defaultPolicy: 'deny', tokens: { [SECRETS.consulReader]: { servicePrefix: { '': 'write' }, nodePrefix: { '': 'read' } } } } });
+      consul = await startFakeConsul({
+        acl: {
+          defaultPolicy: 'deny',
+          tokens: { [SECRETS.consulReader]: { servicePrefix: { '': 'write' }, nodePrefix: { '': 'read' } } },
+        },
+      });
       cleanups.push(() => consul.close());
     });
 
@@ -122,8 +154,13 @@ describe('security: credentials fail closed, secrets never shown', function () {
       writeFileSync(file, `${SECRETS.consulReader}\n`);
       const ok = await discovery(`consul://${consul.address}?token-file=${file}`);
       await ok.registrar.register({ service: 'sec', host: '127.0.0.1', port: 7201 });
-      assert.deepEqual((await ok.resolver.resolve('sec')).map((e) => e.port), [7201]);
-      assert.ok(consul.healthRequests('sec').every((r) => r.tokenVia === 'header' && !r.rawUrl.includes(SECRETS.consulReader)));
+      assert.deepEqual(
+        (await ok.resolver.resolve('sec')).map((e) => e.port),
+        [7201],
+      );
+      assert.ok(
+        consul.healthRequests('sec').every((r) => r.tokenVia === 'header' && !r.rawUrl.includes(SECRETS.consulReader)),
+      );
       status(ok);
       const bad = await discovery(`consul://${consul.address}?token=${SECRETS.consulWrong}`);
       assert.ok(isWayfinderError(await failure(bad.resolver.resolve('sec')), 'AUTH_FAILED'));
@@ -140,24 +177,31 @@ describe('security: credentials fail closed, secrets never shown', function () {
 
     it('the right token lists EndpointSlices; a token wrong from the start is AUTH_FAILED, never an empty set', async () => {
       kube.upsertEndpoint('default', 'sec', { address: '127.0.0.1', ports: [{ port: 7301 }] });
-      const ok = await discovery(`k8s://?kubeconfig=${kube.writeKubeconfig({ file: path.join(tmp.dir, 'ok.kubeconfig') })}`);
-      assert.deepEqual((await ok.resolver.resolve('sec.default:7301')).map((e) => e.port), [7301]);
+      const ok = await discovery(
+        `k8s://?kubeconfig=${kube.writeKubeconfig({ file: path.join(tmp.dir, 'ok.kubeconfig') })}`,
+      );
+      assert.deepEqual(
+        (await ok.resolver.resolve('sec.default:7301')).map((e) => e.port),
+        [7301],
+      );
       status(ok);
-      const bad = await discovery(`k8s://?kubeconfig=${kube.writeKubeconfig({ token: SECRETS.kubeWrong, file: path.join(tmp.dir, 'bad.kubeconfig') })}`);
+      const bad = await discovery(
+        `k8s://?kubeconfig=${kube.writeKubeconfig({ token: SECRETS.kubeWrong, file: path.join(tmp.dir, 'bad.kubeconfig') })}`,
+      );
       assert.ok(isWayfinderError(await failure(bad.resolver.resolve('sec.default:7301')), 'AUTH_FAILED'));
       status(bad);
     });
   });
 
   describe('secrets', () => {
-  it('no secret appears in any log line, error, status() or description produced above', function () {
-    if (seen.length === 0) this.skip();
-    const texts = [...seen, ...logger.lines.map((l) => `${l.level} ${l.msg} ${l.obj}`)];
-    assert.ok(logger.lines.length > 0, 'the suites above logged something (else this check proves nothing)');
-    for (const [name, secret] of Object.entries(SECRETS)) {
-      const hit = texts.find((t) => t.includes(secret));
-      assert.equal(hit, undefined, `secret ${name} leaked into: ${hit?.slice(0, 500)}`);
-    }
-  });
+    it('no secret appears in any log line, error, status() or description produced above', function () {
+      if (seen.length === 0) this.skip();
+      const texts = [...seen, ...logger.lines.map((l) => `${l.level} ${l.msg} ${l.obj}`)];
+      assert.ok(logger.lines.length > 0, 'the suites above logged something (else this check proves nothing)');
+      for (const [name, secret] of Object.entries(SECRETS)) {
+        const hit = texts.find((t) => t.includes(secret));
+        assert.equal(hit, undefined, `secret ${name} leaked into: ${hit?.slice(0, 500)}`);
+      }
+    });
   });
 });
