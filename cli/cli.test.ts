@@ -15,7 +15,11 @@ function child(args: string[]) {
   const waiters: { re: RegExp; resolve: () => void }[] = [];
   p.stdout.on('data', (d) => {
     out += d;
-    for (const w of [...waiters]) if (w.re.test(out)) (waiters.splice(waiters.indexOf(w), 1), w.resolve());
+    for (const w of [...waiters])
+      if (w.re.test(out)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
   });
   p.stderr.on('data', (d) => (err += d));
   const exited = new Promise<number>((r) => p.once('exit', (code) => r(code ?? -1)));

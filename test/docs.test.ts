@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
 import { DOC, regenerate } from '../scripts/config-docs';
 
 describe('docs', () => {
@@ -11,8 +12,6 @@ describe('docs', () => {
 
 describe('docs links', () => {
   it('every relative link in README.md and docs/ points at a file that exists', () => {
-    const { readdirSync, existsSync, statSync } = require('node:fs') as typeof import('node:fs');
-    const path = require('node:path') as typeof import('node:path');
     const root = path.join(__dirname, '..');
     const files = ['README.md'];
     const walk = (dir: string) => {

@@ -139,7 +139,7 @@ describe('fake Consul agent (driven by the real consul client)', function () {
     await register(consul, { name: svc, id: svc, port: 1, check: { ttl: '1s', status: 'passing' } });
     assert.equal((await consul.health.service({ service: svc, passing: true })).length, 1);
     const t0 = Date.now();
-    let all: any[] = [];
+    let all: any[];
     for (;;) {
       all = await consul.health.service({ service: svc });
       if (all[0].Checks.some((c: { Status: string }) => c.Status === 'critical')) break;

@@ -9,6 +9,14 @@ import { makeTestPki, type TestPki } from './etcd';
 import { tempDir } from './process';
 
 /**
+ * A request body as a client sent it, before validation. `any` on purpose: the fake reads it field
+ * by field the way the apiserver's lax decoding does (every access is optional-chained or checked
+ * by validateSlice before use), and a typed shape would only restate those checks.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type RawJson = any;
+
+/**
  * A protocol-faithful fake of the part of the Kubernetes API server that the k8s adapter uses, for
  * tests: HTTPS on a free loopback port with a throwaway CA, bearer-token auth, discovery documents
  * (enough for kubectl), and discovery.k8s.io/v1 EndpointSlices with list (label/field selectors,
@@ -153,7 +161,7 @@ export interface FakeKubeApi {
   /** Makes `service`'s endpoints exactly these, with one event per changed slice. */
   setEndpoints(namespace: string, service: string, eps: FakeKubeEndpoint[]): void;
   /** Writes a raw slice object as given (name/namespace from its metadata): for malformed data. */
-  putSlice(slice: Record<string, any>): void;
+  putSlice(slice: Record<string, unknown>): void;
   deleteSlice(namespace: string, name: string): boolean;
   /** Copies of the stored slices, optionally of one namespace/service. */
   slices(namespace?: string, service?: string): Slice[];
@@ -510,7 +518,7 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
     status: { phase },
   });
 
-  function readBody(req: IncomingMessage): Promise<any> {
+  function readBody(req: IncomingMessage): Promise<RawJson> {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -682,7 +690,7 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
   }
 
   /** The apiserver's validation of what clients write (the admin API skips it, to store malformed data). */
-  function validateSlice(b: any): string | undefined {
+  function validateSlice(b: RawJson): string | undefined {
     if (!b || typeof b !== 'object') return 'body must be an object';
     if (!['IPv4', 'IPv6', 'FQDN'].includes(b.addressType))
       return `addressType: Unsupported value: ${JSON.stringify(b.addressType)}: supported values: "FQDN", "IPv4", "IPv6"`;
@@ -1142,13 +1150,14 @@ export async function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<F
       });
     },
     putSlice(raw) {
-      const ns = raw.metadata?.namespace;
-      const name = raw.metadata?.name;
+      const md = raw.metadata as { namespace?: unknown; name?: unknown } | undefined;
+      const ns = md?.namespace;
+      const name = md?.name;
       if (typeof ns !== 'string' || typeof name !== 'string')
         throw new TypeError('putSlice(): metadata.namespace and metadata.name are required');
       const key = keyOf(ns, name);
       const prev = objects.get(key);
-      const s = clone(raw) as Slice;
+      const s: Slice = clone(raw as RawJson); // stored as given: malformed on purpose
       s.apiVersion = 'discovery.k8s.io/v1';
       s.kind = 'EndpointSlice';
       const given = (s.metadata ?? {}) as Partial<Slice['metadata']>;
