@@ -1,32 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
-import { promises as dns } from 'node:dns';
-import { isIP } from 'node:net';
-import {
-  Discovery,
-  endpointKey,
-  hostPort,
-  silentLogger,
-  type Endpoint,
-  type Logger,
-  type Resolver,
-  type Snapshot,
-  type Watch,
-} from '../../core';
-import {
-  buildServerList,
-  LoadReportAggregator,
-  type LoadReport,
-  type LoadTotals,
-  type ServerListOptions,
-} from '../../balancers/grpclb';
-import {
-  loadBalancerService,
-  msToDuration,
-  packIp,
-  type LoadBalanceRequest,
-  type LoadBalanceResponse,
-  type ServerMsg,
-} from './protocol';
+import { Discovery, hostPort, silentLogger, type Endpoint, type Logger, type Resolver } from '../../core';
+import { LoadReportAggregator, type LoadReport, type LoadTotals, type ServerListOptions } from '../../balancers/grpclb';
+import { loadBalancerService, msToDuration, type LoadBalanceRequest, type LoadBalanceResponse } from './protocol';
+import { ServiceFeed, type Subscriber } from './service-feed';
 
 export interface BalancerServerOptions {
   /** Where service names are resolved: a Discovery (or anything with a resolver), owned by the caller. */
@@ -85,97 +61,6 @@ export function serviceOfName(name: string): string {
   return name.replace(/:\d+$/, '');
 }
 
-type Subscriber = (servers: ServerMsg[]) => void;
-
-/**
- * One service's server list, shared by every stream asking for it: one resolver watch, one list
- * build per change (hostnames resolved to IPs, since the protocol carries packed addresses),
- * fanned out to the streams. Closed with its last stream.
- */
-class ServiceFeed {
-  private readonly subscribers = new Set<Subscriber>();
-  private watch?: Watch;
-  private endpoints?: Endpoint[];
-  private current?: ServerMsg[];
-  private currentKey = '';
-  private seq = 0;
-
-  constructor(
-    readonly service: string,
-    private readonly resolver: Resolver,
-    private readonly listOptions: () => ServerListOptions,
-    private readonly logger: Logger,
-    private readonly onClose: () => void,
-  ) {}
-
-  add(sub: Subscriber): void {
-    this.subscribers.add(sub);
-    if (this.current) sub(this.current);
-    this.watch ??= this.resolver.watch(this.service, (s) => this.onSnapshot(s));
-  }
-
-  remove(sub: Subscriber): void {
-    this.subscribers.delete(sub);
-    if (this.subscribers.size > 0) return;
-    this.watch?.close();
-    this.watch = undefined;
-    this.onClose();
-  }
-
-  private onSnapshot(s: Snapshot): void {
-    if (s.error) this.logger.warn({ service: this.service, code: s.error.code }, `grpclb balancer: ${s.error.message}`);
-    // A registry outage before any good set sends nothing (clients keep their fallback or last list).
-    if (s.error && s.error.code !== 'BAD_ENTRY' && s.endpoints.length === 0 && !this.endpoints) return;
-    this.endpoints = s.endpoints;
-    void this.rebuild();
-  }
-
-  /** Builds and sends the list again (drop rate changed, or a new snapshot). Later builds win. */
-  async rebuild(): Promise<void> {
-    const endpoints = this.endpoints;
-    if (!endpoints) return;
-    const seq = ++this.seq;
-    const entries = buildServerList(endpoints, this.listOptions());
-    const ips = new Map<string, string | undefined>();
-    await Promise.all(
-      [...new Set(entries.flatMap((e) => (e.drop ? [] : [e.endpoint.host])))].map(async (h) => {
-        if (isIP(h)) return ips.set(h, h);
-        try {
-          ips.set(h, (await dns.lookup(h)).address);
-        } catch (err) {
-          this.logger.warn(
-            { service: this.service, host: h, err: (err as Error).message },
-            'grpclb balancer: cannot resolve an endpoint host; left out of the list',
-          );
-          ips.set(h, undefined);
-        }
-      }),
-    );
-    if (seq !== this.seq) return;
-    const servers: ServerMsg[] = [];
-    for (const e of entries) {
-      if (e.drop) {
-        servers.push({ drop: true, loadBalanceToken: e.token });
-        continue;
-      }
-      const ip = ips.get(e.endpoint.host);
-      const packed = ip !== undefined ? packIp(ip) : undefined;
-      if (!packed) continue;
-      servers.push({ ipAddress: packed, port: e.endpoint.port, loadBalanceToken: e.token });
-    }
-    const key = JSON.stringify(
-      servers.map((s) => [
-        s.drop ? 'drop' : endpointKey({ host: [...(s.ipAddress ?? [])].join('.'), port: s.port ?? 0 }),
-        s.loadBalanceToken,
-      ]),
-    );
-    if (this.current && key === this.currentKey) return;
-    this.current = servers;
-    this.currentKey = key;
-    for (const sub of this.subscribers) sub(servers);
-  }
-}
-
 function reportOf(m: NonNullable<LoadBalanceRequest['clientStats']>): LoadReport {
   const drops: Record<string, number> = {};
   for (const d of m.callsFinishedWithDrop ?? []) {
@@ -208,115 +93,34 @@ export async function startBalancerServer(opts: BalancerServerOptions): Promise<
   const statsIntervalMs = opts.statsIntervalMs ?? DEFAULT_STATS_INTERVAL_MS;
   if (!(Number.isFinite(statsIntervalMs) && statsIntervalMs >= 0))
     throw new TypeError('startBalancerServer(): "statsIntervalMs" must be a non-negative number');
-  const dropRates: Record<string, number> = {};
-  let defaultDrop = 0;
-  const checkRate = (r: unknown, what: string) => {
-    if (!(typeof r === 'number' && r >= 0 && r <= 1))
-      throw new TypeError(`startBalancerServer(): ${what} must be a number within 0..1 (got ${JSON.stringify(r)})`);
-    return r;
-  };
-  if (typeof opts.dropRate === 'number') defaultDrop = checkRate(opts.dropRate, '"dropRate"');
-  else if (opts.dropRate)
-    for (const [s, r] of Object.entries(opts.dropRate)) dropRates[s] = checkRate(r, `"dropRate.${s}"`);
+  const drops = new DropRates(opts.dropRate);
 
   const logger = opts.logger ?? silentLogger;
   const owned = opts.registry ? await Discovery.fromConfig(opts.registry, { logger }) : undefined;
-  const resolver = owned ? owned.resolver : opts.discovery!.resolver;
-  const loadKey = opts.loadMetadataKey ?? 'load';
-  const loadOf =
-    typeof opts.expandByLoad === 'function'
-      ? opts.expandByLoad
-      : opts.expandByLoad
-        ? (e: Endpoint) => {
-            const v = Number(e.metadata[loadKey]);
-            return Number.isFinite(v) && v > 0 ? v : undefined;
-          }
-        : undefined;
-  const listOptionsFor = (service: string) => (): ServerListOptions => ({
-    expandByWeight: !!opts.expandByWeight,
-    loadOf,
-    maxEntriesPerEndpoint: opts.maxEntriesPerEndpoint,
-    dropRate: dropRates[service] ?? defaultDrop,
-    dropToken: opts.dropToken,
-  });
-
-  const aggregator = new LoadReportAggregator();
-  const feeds = new Map<string, ServiceFeed>();
-  const calls = new Set<grpc.ServerDuplexStream<LoadBalanceRequest, LoadBalanceResponse>>();
-
-  function balanceLoad(call: grpc.ServerDuplexStream<LoadBalanceRequest, LoadBalanceResponse>): void {
-    calls.add(call);
-    let service: string | undefined;
-    let feed: ServiceFeed | undefined;
-    let closed = false;
-    const send: Subscriber = (servers) => {
-      if (!closed) call.write({ serverList: { servers } });
-    };
-    const cleanup = () => {
-      if (closed) return;
-      closed = true;
-      calls.delete(call);
-      if (service !== undefined) aggregator.clientClosed(service);
-      feed?.remove(send);
-    };
-    call.on('data', (req: LoadBalanceRequest) => {
-      if (closed) return;
-      if (service === undefined) {
-        const name = req.initialRequest?.name;
-        if (req.loadBalanceRequestType !== 'initialRequest' || !name || name.length >= MAX_NAME_LENGTH) {
-          cleanup();
-          call.emit('error', {
-            code: grpc.status.INVALID_ARGUMENT,
-            details:
-              'grpclb balancer: the first message must be an initial_request with a service name (under 256 bytes)',
-          });
-          return;
-        }
-        service = serviceOfName(name);
-        aggregator.clientOpened(service);
-        call.write({
-          initialResponse: statsIntervalMs > 0 ? { clientStatsReportInterval: msToDuration(statsIntervalMs) } : {},
-        });
-        const s = service;
-        feed = feeds.get(s);
-        if (!feed) {
-          feed = new ServiceFeed(s, resolver, listOptionsFor(s), logger, () => feeds.delete(s));
-          feeds.set(s, feed);
-        }
-        feed.add(send);
-        return;
-      }
-      if (req.clientStats) {
-        const report = reportOf(req.clientStats);
-        aggregator.add(service, report);
-        try {
-          opts.onReport?.(service, report);
-        } catch (err) {
-          logger.warn({ err }, 'grpclb balancer: onReport threw; ignored');
-        }
-      }
-    });
-    call.on('end', () => {
-      cleanup();
-      call.end();
-    });
-    call.on('cancelled', cleanup);
-    call.on('error', cleanup);
-    call.on('close', cleanup);
-  }
+  const loadOf = loadFunction(opts);
+  const state: StreamState = {
+    statsIntervalMs,
+    logger,
+    onReport: opts.onReport,
+    aggregator: new LoadReportAggregator(),
+    calls: new Set(),
+    feeds: new Map(),
+    resolver: owned ? owned.resolver : opts.discovery!.resolver,
+    listOptionsFor: (service) => () => ({
+      expandByWeight: !!opts.expandByWeight,
+      loadOf,
+      maxEntriesPerEndpoint: opts.maxEntriesPerEndpoint,
+      dropRate: drops.of(service),
+      dropToken: opts.dropToken,
+    }),
+  };
 
   const server = new grpc.Server();
-  server.addService(loadBalancerService(), { BalanceLoad: balanceLoad });
+  server.addService(loadBalancerService(), { BalanceLoad: (call: BalanceLoadCall) => balanceLoad(call, state) });
   const host = opts.host ?? '0.0.0.0';
   let port: number;
   try {
-    port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(
-        hostPort(host, opts.port ?? 0),
-        opts.credentials ?? grpc.ServerCredentials.createInsecure(),
-        (err, p) => (err ? reject(err) : resolve(p)),
-      ),
-    );
+    port = await bind(server, hostPort(host, opts.port ?? 0), opts.credentials);
   } catch (e) {
     await owned?.close();
     throw e;
@@ -326,6 +130,7 @@ export async function startBalancerServer(opts: BalancerServerOptions): Promise<
   const release = async () => {
     await owned?.close().catch((err) => logger.warn({ err }, 'grpclb balancer: closing the registry failed'));
   };
+  const { aggregator, calls, feeds } = state;
   function stats(): Record<string, LoadTotals>;
   function stats(service: string): LoadTotals;
   function stats(service?: string): LoadTotals | Record<string, LoadTotals> {
@@ -339,9 +144,7 @@ export async function startBalancerServer(opts: BalancerServerOptions): Promise<
       return calls.size;
     },
     setDropRate(service, rate) {
-      checkRate(rate, 'the drop rate');
-      if (service === undefined) defaultDrop = rate;
-      else dropRates[service] = rate;
+      drops.set(service, rate);
       for (const f of feeds.values()) if (service === undefined || f.service === service) void f.rebuild();
     },
     stop() {
@@ -357,4 +160,124 @@ export async function startBalancerServer(opts: BalancerServerOptions): Promise<
       stopping ??= release();
     },
   };
+}
+
+function checkRate(r: unknown, what: string): number {
+  if (!(typeof r === 'number' && r >= 0 && r <= 1))
+    throw new TypeError(`startBalancerServer(): ${what} must be a number within 0..1 (got ${JSON.stringify(r)})`);
+  return r;
+}
+
+/** The drop rate per service (and the default for the others), validated on every write. */
+class DropRates {
+  private readonly rates: Record<string, number> = {};
+  private fallback = 0;
+  constructor(given: BalancerServerOptions['dropRate']) {
+    if (typeof given === 'number') this.fallback = checkRate(given, '"dropRate"');
+    else if (given) for (const [s, r] of Object.entries(given)) this.rates[s] = checkRate(r, `"dropRate.${s}"`);
+  }
+  of(service: string): number {
+    return this.rates[service] ?? this.fallback;
+  }
+  set(service: string | undefined, rate: number): void {
+    checkRate(rate, 'the drop rate');
+    if (service === undefined) this.fallback = rate;
+    else this.rates[service] = rate;
+  }
+}
+
+/** The load of an endpoint for expandByLoad: the given function, or the metadata key's number. */
+function loadFunction(opts: BalancerServerOptions): ServerListOptions['loadOf'] {
+  if (typeof opts.expandByLoad === 'function') return opts.expandByLoad;
+  if (!opts.expandByLoad) return undefined;
+  const loadKey = opts.loadMetadataKey ?? 'load';
+  return (e: Endpoint) => {
+    const v = Number(e.metadata[loadKey]);
+    return Number.isFinite(v) && v > 0 ? v : undefined;
+  };
+}
+
+function bind(server: grpc.Server, address: string, credentials?: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+}
+
+type BalanceLoadCall = grpc.ServerDuplexStream<LoadBalanceRequest, LoadBalanceResponse>;
+
+/** What the streams of one balancer server share. */
+interface StreamState {
+  statsIntervalMs: number;
+  logger: Logger;
+  onReport: BalancerServerOptions['onReport'];
+  aggregator: LoadReportAggregator;
+  calls: Set<BalanceLoadCall>;
+  feeds: Map<string, ServiceFeed>;
+  resolver: Resolver;
+  listOptionsFor(service: string): () => ServerListOptions;
+}
+
+/** One BalanceLoad stream: an initial request naming the service, then client stats reports. */
+function balanceLoad(call: BalanceLoadCall, st: StreamState): void {
+  const { aggregator, calls, feeds, logger } = st;
+  calls.add(call);
+  let service: string | undefined;
+  let feed: ServiceFeed | undefined;
+  let closed = false;
+  const send: Subscriber = (servers) => {
+    if (!closed) call.write({ serverList: { servers } });
+  };
+  const cleanup = () => {
+    if (closed) return;
+    closed = true;
+    calls.delete(call);
+    if (service !== undefined) aggregator.clientClosed(service);
+    feed?.remove(send);
+  };
+  call.on('data', (req: LoadBalanceRequest) => {
+    if (closed) return;
+    if (service === undefined) {
+      const name = req.initialRequest?.name;
+      if (req.loadBalanceRequestType !== 'initialRequest' || !name || name.length >= MAX_NAME_LENGTH) {
+        cleanup();
+        call.emit('error', {
+          code: grpc.status.INVALID_ARGUMENT,
+          details:
+            'grpclb balancer: the first message must be an initial_request with a service name (under 256 bytes)',
+        });
+        return;
+      }
+      service = serviceOfName(name);
+      aggregator.clientOpened(service);
+      call.write({
+        initialResponse: st.statsIntervalMs > 0 ? { clientStatsReportInterval: msToDuration(st.statsIntervalMs) } : {},
+      });
+      const s = service;
+      feed = feeds.get(s);
+      if (!feed) {
+        feed = new ServiceFeed(s, st.resolver, st.listOptionsFor(s), logger, () => feeds.delete(s));
+        feeds.set(s, feed);
+      }
+      feed.add(send);
+      return;
+    }
+    if (req.clientStats) {
+      const report = reportOf(req.clientStats);
+      aggregator.add(service, report);
+      try {
+        st.onReport?.(service, report);
+      } catch (err) {
+        logger.warn({ err }, 'grpclb balancer: onReport threw; ignored');
+      }
+    }
+  });
+  call.on('end', () => {
+    cleanup();
+    call.end();
+  });
+  call.on('cancelled', cleanup);
+  call.on('error', cleanup);
+  call.on('close', cleanup);
 }
