@@ -133,6 +133,74 @@ function udpFree(host: string, port: number): Promise<boolean> {
 }
 
 /** Starts dnsmasq on a free 127.0.0.1 UDP+TCP port. Call stop() in an after() hook. */
+function dnsmasqArgs(
+  port: number,
+  host: string,
+  dir: string,
+  hostsFile: string,
+  confFile: string,
+  domains: string[],
+  opts: DnsmasqOptions,
+): string[] {
+  const a = [
+    '--keep-in-foreground',
+    `--port=${port}`,
+    `--listen-address=${host}`,
+    '--bind-interfaces',
+    '--no-resolv',
+    '--no-hosts',
+    `--addn-hosts=${hostsFile}`,
+    `--conf-file=${confFile}`,
+    `--pid-file=${path.join(dir, 'dnsmasq.pid')}`,
+    `--local-ttl=${opts.localTtl ?? 0}`,
+    '--log-facility=-',
+    ...domains.map((d) => `--local=/${d}/`),
+  ];
+  if (opts.logQueries !== false) a.push('--log-queries');
+  // As root dnsmasq drops to "nobody", which could not re-read files in our 0700 temp dir.
+  if (typeof process.getuid === 'function' && process.getuid() === 0) a.push(`--user=${os.userInfo().username}`);
+  return a;
+}
+
+/** Resolves when the server answers a query (NXDOMAIN counts; refused connections do not). */
+async function answering(host: string, port: number, domain: string, proc: ManagedProcess): Promise<void> {
+  const r = new dns.Resolver({ timeout: 300, tries: 1 });
+  r.setServers([`${host}:${port}`]);
+  await waitFor(
+    `dnsmasq on ${host}:${port} to answer`,
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`dnsmasq exited: ${proc.output().slice(-2000)}`);
+      try {
+        await r.resolve4(`wayfinder-ready.${domain}`);
+        return true;
+      } catch (e) {
+        return ['ENOTFOUND', 'ENODATA', 'EREFUSED'].includes((e as NodeJS.ErrnoException).code ?? '');
+      }
+    },
+    { timeoutMs: 10_000, intervalMs: 20 },
+  );
+}
+
+/** A stream data handler calling `onLine` once per complete line (a partial line waits for its end). */
+function lineSplitter(onLine: (line: string) => void): (d: Buffer) => void {
+  let partial = '';
+  return (d) => {
+    const lines = (partial + d.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) onLine(l);
+  };
+}
+
+/** Runs the functions given to it one at a time, in call order, whether each succeeds or fails. */
+function serialQueue(): <T>(fn: () => Promise<T>) => Promise<T> {
+  let queue: Promise<unknown> = Promise.resolve();
+  return <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = queue.then(fn);
+    queue = p.catch(() => undefined);
+    return p;
+  };
+}
+
 export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> {
   const bin = findDnsmasq();
   const tmp = tempDir('wayfinder-dnsmasq-');
@@ -152,27 +220,6 @@ export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> 
   let reloadWaiters: (() => void)[] = [];
   let stopped = false;
 
-  const args = (p: number) => {
-    const a = [
-      '--keep-in-foreground',
-      `--port=${p}`,
-      `--listen-address=${host}`,
-      '--bind-interfaces',
-      '--no-resolv',
-      '--no-hosts',
-      `--addn-hosts=${hostsFile}`,
-      `--conf-file=${confFile}`,
-      `--pid-file=${path.join(tmp.dir, 'dnsmasq.pid')}`,
-      `--local-ttl=${opts.localTtl ?? 0}`,
-      '--log-facility=-',
-      ...domains.map((d) => `--local=/${d}/`),
-    ];
-    if (opts.logQueries !== false) a.push('--log-queries');
-    // As root dnsmasq drops to "nobody", which could not re-read files in our 0700 temp dir.
-    if (typeof process.getuid === 'function' && process.getuid() === 0) a.push(`--user=${os.userInfo().username}`);
-    return a;
-  };
-
   const onLine = (line: string) => {
     const q = /\bquery\[(\w+)\]/.exec(line);
     if (q) queries.set(q[1], (queries.get(q[1]) ?? 0) + 1);
@@ -184,45 +231,20 @@ export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> 
     }
   };
 
-  /** Resolves when the server answers a query (NXDOMAIN counts; refused connections do not). */
-  const answering = async () => {
-    const r = new dns.Resolver({ timeout: 300, tries: 1 });
-    r.setServers([`${host}:${port}`]);
-    await waitFor(
-      `dnsmasq on ${host}:${port} to answer`,
-      async () => {
-        if (proc && proc.child.exitCode !== null) throw new Error(`dnsmasq exited: ${proc.output().slice(-2000)}`);
-        try {
-          await r.resolve4(`wayfinder-ready.${domains[0] ?? 'test'}`);
-          return true;
-        } catch (e) {
-          return ['ENOTFOUND', 'ENODATA', 'EREFUSED'].includes((e as NodeJS.ErrnoException).code ?? '');
-        }
-      },
-      { timeoutMs: 10_000, intervalMs: 20 },
-    );
-  };
-
   const spawnOnce = async () => {
-    const p = spawnManaged(bin, args(port));
+    const p = spawnManaged(bin, dnsmasqArgs(port, host, tmp.dir, hostsFile, confFile, domains, opts));
     proc = p;
-    let partial = '';
-    const onData = (d: Buffer) => {
-      const text = partial + d.toString();
-      const lines = text.split('\n');
-      partial = lines.pop() ?? '';
-      for (const l of lines) {
-        log = (log + l + '\n').slice(-65536);
-        onLine(l);
-      }
-    };
+    const onData = lineSplitter((l) => {
+      log = (log + l + '\n').slice(-65536);
+      onLine(l);
+    });
     p.child.stdout?.on('data', onData);
     p.child.stderr?.on('data', onData);
     const exitedEarly = p.exited.then(() => {
       throw new Error(`dnsmasq exited at start: ${p.output().slice(-2000)}`);
     });
     exitedEarly.catch(() => undefined);
-    await Promise.race([answering(), exitedEarly]);
+    await Promise.race([answering(host, port, domains[0] ?? 'test', p), exitedEarly]);
   };
 
   // The port is only probably free (another process may take it between probe and bind): retry.
@@ -249,12 +271,7 @@ export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> 
   const sameSrv = (a: SrvRecord[] = [], b: SrvRecord[] = []) => confFileText(a) === confFileText(b);
 
   // Changes apply one at a time, in call order (a restart must not interleave with a SIGHUP).
-  let queue: Promise<unknown> = Promise.resolve();
-  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
-    const p = queue.then(fn);
-    queue = p.catch(() => undefined);
-    return p;
-  };
+  const serial = serialQueue();
 
   const apply = async (records: DnsRecords): Promise<{ restarted: boolean }> => {
     if (stopped) throw new Error('dnsmasq is stopped');
