@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { trimSecret } from '../../core/kit';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as os from 'node:os';
@@ -128,7 +129,7 @@ export class KubeClient {
     if (!force && this.o.now() - this.tokenReadAt < this.o.tokenRefreshMs) return false;
     let next: string;
     try {
-      next = readFileSync(this.tokenFile, 'utf8').trim();
+      next = trimSecret(readFileSync(this.tokenFile, 'utf8'));
     } catch (e) {
       this.o.logger.warn(
         { file: this.tokenFile, err: (e as Error).message },
