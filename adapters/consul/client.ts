@@ -184,7 +184,10 @@ export class ConsulClient {
    */
   async register(reg: ServiceRegistration, timeoutMs: number): Promise<void> {
     const raw = this.consul as unknown as {
-      _put(req: object, mw: (request: any, next: (...a: unknown[]) => void) => void): Promise<unknown>;
+      _put(
+        req: object,
+        mw: (request: { err?: unknown; res?: unknown }, next: (...a: unknown[]) => void) => void,
+      ): Promise<unknown>;
     };
     const mw = (request: { err?: unknown; res?: unknown }, next: (...a: unknown[]) => void) =>
       request.err ? next(false, request.err) : next(false, undefined, [request.res, undefined]);

@@ -64,6 +64,26 @@ export function sessionHex(b: Buffer | undefined): string {
   return b ? Buffer.from(b).toString('hex').padStart(16, '0') : '0000000000000000';
 }
 
+/** The parts of node-zookeeper-client 1.x's (private) ConnectionManager this file uses; see the fence above. */
+interface VendorPacket {
+  callback?: (e: unknown) => void;
+}
+interface VendorConnectionManager {
+  state: number;
+  connect(): void;
+  onSocketClosed(...args: unknown[]): void;
+  onSocketData(b: Buffer): unknown;
+  onSocketConnected(): unknown;
+  onPacketQueueReadable(): void;
+  connectTimeoutHandler?: NodeJS.Timeout;
+  socket?: { setTimeout?(ms: number): void; destroy(): void; connecting?: boolean; destroyed?: boolean };
+  pendingQueue?: VendorPacket[];
+  packetQueue?: VendorPacket[];
+}
+function connectionManager(client: zookeeper.Client): Partial<VendorConnectionManager> | undefined {
+  return (client as unknown as { connectionManager?: Partial<VendorConnectionManager> }).connectionManager;
+}
+
 const CM_CLOSED = -2;
 const CM_CONNECTING = 1;
 const CM_CONNECTED = 2;
@@ -75,7 +95,7 @@ const CM_CONNECTED = 2;
  * (ConnectionManager); the test that kills a registrant exercises it.
  */
 export function hardClose(client: zookeeper.Client): void {
-  const cm = (client as unknown as { connectionManager?: Record<string, any> }).connectionManager;
+  const cm = connectionManager(client);
   if (!cm) return;
   cm.state = CM_CLOSED;
   const noop = () => {};
@@ -94,15 +114,15 @@ export function hardClose(client: zookeeper.Client): void {
   } catch {
     /* already gone */
   }
-  const fail = (p: { callback?: (e: unknown) => void } | undefined) => {
+  const fail = (p: VendorPacket | undefined) => {
     try {
       p?.callback?.((ZK as unknown as { create(code: number): Error }).create(ZK.CONNECTION_LOSS));
     } catch {
       /* a caller's callback threw; nothing to do here */
     }
   };
-  for (let p = cm.pendingQueue?.shift(); p; p = cm.pendingQueue.shift()) fail(p);
-  for (let p = cm.packetQueue?.shift(); p; p = cm.packetQueue.shift()) fail(p);
+  for (let p = cm.pendingQueue?.shift(); p; p = cm.pendingQueue?.shift()) fail(p);
+  for (let p = cm.packetQueue?.shift(); p; p = cm.packetQueue?.shift()) fail(p);
 }
 
 type Cb<T> = (err: unknown, value?: T) => void;
@@ -210,7 +230,7 @@ export class ZkSession extends EventEmitter {
    * the vendor client then reconnects as after any socket close.
    */
   private installWatchdog(c: zookeeper.Client): void {
-    const cm = (c as unknown as { connectionManager?: Record<string, any> }).connectionManager;
+    const cm = connectionManager(c);
     if (!cm || typeof cm.onSocketData !== 'function' || typeof cm.onSocketConnected !== 'function') return;
     let lastRecv = Date.now();
     let tcpUpAt = 0;
@@ -238,7 +258,7 @@ export class ZkSession extends EventEmitter {
     const timer = setInterval(
       () => {
         if (this.client !== c || this.closed) return clearInterval(timer);
-        const sock = cm.socket as { connecting?: boolean; destroyed?: boolean; destroy(): void } | undefined;
+        const sock = cm.socket;
         if (!sock || sock.destroyed || sock.connecting) return;
         const now = Date.now();
         const negotiated = c.getSessionTimeout() || timeout;
