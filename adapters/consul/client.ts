@@ -1,3 +1,11 @@
+/*
+ * VENDOR INTERNALS FENCE (consul, pinned ~2.0.x in package.json). Every place this file reaches
+ * past the consul client's public API; check each when upgrading:
+ *  1. register(): the private `_put(request, middleware)` of the Consul instance (the public
+ *     agent.service.register drops `Weights`), with the middleware shape `(request, next)` where
+ *     `request.err` / `request.res` are papi's internals.
+ * Nothing else here uses undocumented consul-client behaviour.
+ */
 import { EventEmitter } from 'node:events';
 import Consul = require('consul');
 

@@ -1,3 +1,8 @@
+/*
+ * VENDOR INTERNALS FENCE (@kubernetes/client-node, pinned ~1.3.x in package.json). This file uses
+ * only its public API (KubeConfig, Watch, applyToHTTPSOptions, loadFromClusterAndUser); requests
+ * are made with node:https and the config's TLS options, so no internals are reached.
+ */
 import { existsSync, readFileSync } from 'node:fs';
 import { trimSecret } from '../../core/kit';
 import * as http from 'node:http';

@@ -1,3 +1,15 @@
+/*
+ * VENDOR INTERNALS FENCE (node-zookeeper-client, pinned ~1.1.x in package.json). Every place this
+ * file reaches past its public API, all through connectionManager() and VendorConnectionManager;
+ * check each when upgrading:
+ *  1. hardClose(): `client.connectionManager` (private): sets `state`, replaces `connect`,
+ *     `onSocketClosed`, `onSocketData`, `onSocketConnected`, `onPacketQueueReadable`, clears
+ *     `connectTimeoutHandler`, destroys `socket`, drains `pendingQueue` / `packetQueue` and fails
+ *     their callbacks with `Exception.create(CONNECTION_LOSS)` (not in the typings).
+ *  2. installWatchdog(): wraps `onSocketData` / `onSocketConnected` before connect(), reads
+ *     `state` (CM_CONNECTING / CM_CONNECTED) and `socket` to destroy a silent connection.
+ *  3. The ConnectionManager state numbers CM_CLOSED / CM_CONNECTING / CM_CONNECTED.
+ */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as zookeeper from 'node-zookeeper-client';
@@ -92,7 +104,9 @@ const CM_CONNECTED = 2;
  * Stops a vendor client dead, as if its process had died: no closeSession is sent (so the session
  * and its ephemeral nodes live on until the server expires them) and it never reconnects.
  * Callbacks still pending fail with CONNECTION_LOSS. Relies on node-zookeeper-client 1.x internals
- * (ConnectionManager); the test that kills a registrant exercises it.
+ * (ConnectionManager); the test that kills a registrant exercises it. Used by ZkSession (expiry,
+ * close, kill); tests import it from testkit/zookeeper-faults.ts, not from here.
+ * @internal
  */
 export function hardClose(client: zookeeper.Client): void {
   const cm = connectionManager(client);
