@@ -255,3 +255,13 @@ export function redactOptions(schema: OptionsSchema, options: Record<string, unk
   for (const [k, v] of Object.entries(options)) out[k] = schema[k]?.secret && v !== undefined ? '***' : v;
   return out;
 }
+
+/**
+ * `defaults` overlaid with the options that are set: an option given as `undefined` keeps its
+ * default (a plain spread would overwrite it). For programmatic configs that skip the schema.
+ */
+export function withDefaults<T extends object>(defaults: Required<T>, options: T): Required<T> {
+  const out = { ...defaults };
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
