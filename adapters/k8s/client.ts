@@ -162,6 +162,7 @@ export class KubeClient {
   }
 
   /** GET a JSON document. Rejects with KubeRequestError (status 0 for transport errors). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
   async getJson(apiPath: string, signal: AbortSignal, timeoutMs = 30_000): Promise<any> {
     this.refreshToken();
     const url = new URL(this.server + apiPath);
@@ -175,6 +176,7 @@ export class KubeClient {
         res.on('error', (e) => reject(new KubeRequestError(0, e.message)));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
           let body: any;
           try {
             body = JSON.parse(text);
@@ -210,6 +212,7 @@ export class KubeClient {
   watch(
     apiPath: string,
     query: Record<string, string | number | boolean>,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
     onEvent: (type: string, obj: any) => void,
     onDone: (err: (Error & { statusCode?: number }) | null) => void,
   ): WatchHandle {

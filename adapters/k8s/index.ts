@@ -122,6 +122,7 @@ const FQDN =
  * ready, as the API says), or, when none is ready and `terminatingFallback`, those that are
  * `serving && terminating` (pods draining during a rollout). Malformed entries are reported.
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
 export function endpointsFromSlices(t: K8sTarget, slices: Iterable<any>, terminatingFallback = true) {
   const ready: { key: string; value: unknown }[] = [];
   const draining: { key: string; value: unknown }[] = [];
@@ -144,6 +145,7 @@ export function endpointsFromSlices(t: K8sTarget, slices: Iterable<any>, termina
       continue;
     }
     if (port === undefined) continue;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
     s.endpoints.forEach((e: any, i: number) => {
       const ekey = `${key}/endpoints[${i}]`;
       const addr = Array.isArray(e?.addresses) ? e.addresses[0] : undefined;
@@ -186,6 +188,7 @@ type WatchEnd =
  * failure is reported (last good set kept) and retried with backoff through a fresh list.
  */
 class SliceWatch {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
   private readonly slices = new Map<string, any>();
   private rv = '';
   private stopped = false;
@@ -321,8 +324,9 @@ class SliceWatch {
     const stopNow = { abort: () => ac.abort() };
     this.current = stopNow;
     const q = new URLSearchParams({ labelSelector: this.selector });
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
     const items: any[] = [];
-    let rv = '';
+    let rv: string;
     let cont = '';
     // Paged like kubectl and client-go (500 per page); a page chain is one consistent snapshot.
     do {
@@ -381,6 +385,7 @@ class SliceWatch {
     });
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
   private onEvent(type: string, obj: any, finish: (e: WatchEnd) => void): void {
     const objRv = obj?.metadata?.resourceVersion;
     switch (type) {
