@@ -19,7 +19,7 @@ export interface AdapterInstance {
   close?(): Promise<void>;
 }
 
-export interface AdapterDefinition<O = any> {
+export interface AdapterDefinition<O extends object = object> {
   /** Lowercase URL scheme, e.g. "etcd". */
   scheme: string;
   /** Other schemes accepted for the same adapter (e.g. "zookeeper" for "zk"). */
@@ -49,7 +49,7 @@ export interface AdapterDefinition<O = any> {
 }
 
 /** A balancer factory gets the validated config given in service config or Discovery config. */
-export interface BalancerDefinition<C = any> {
+export interface BalancerDefinition<C = object> {
   name: string;
   aliases?: string[];
   description: string;
@@ -58,7 +58,7 @@ export interface BalancerDefinition<C = any> {
 }
 
 /** Identity function that type-checks and freezes an adapter definition. */
-export function defineAdapter<O>(
+export function defineAdapter<O extends object = object>(
   def: Omit<AdapterDefinition<O>, 'options'> & { options?: OptionsSchema },
 ): AdapterDefinition<O> {
   if (!def || typeof def !== 'object') throw new TypeError('defineAdapter(): definition must be an object');

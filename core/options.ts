@@ -14,7 +14,7 @@ export interface OptionSpec {
   /** Never printed: redacted in URLs, errors, logs and status. */
   secret?: boolean;
   /** Extra check on the typed value; returns a message (without the field name) when invalid. */
-  check?(value: any): string | undefined;
+  check?(value: unknown): string | undefined;
 }
 export type OptionsSchema = Record<string, OptionSpec>;
 
@@ -84,7 +84,7 @@ export function parseRegistryUrl(input: string): ParsedUrl {
 }
 
 function parseHostPort(part: string, scheme: string): HostPortSpec {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+)(?::(\d*))?$/.exec(part);
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d*))?$/.exec(part);
   if (!m) throw new ConfigError(`${scheme}: "${part}" is not a valid host[:port]`, { field: 'hosts' });
   const host = m[1].startsWith('[') ? m[1].slice(1, -1) : m[1];
   if (m[2] === undefined || m[2] === '') return { host };
@@ -253,5 +253,15 @@ export function validateOptions<T = Record<string, unknown>>(
 export function redactOptions(schema: OptionsSchema, options: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) out[k] = schema[k]?.secret && v !== undefined ? '***' : v;
+  return out;
+}
+
+/**
+ * `defaults` overlaid with the options that are set: an option given as `undefined` keeps its
+ * default (a plain spread would overwrite it). For programmatic configs that skip the schema.
+ */
+export function withDefaults<T extends object>(defaults: Required<T>, options: T): Required<T> {
+  const out = { ...defaults };
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
   return out;
 }

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zookeeper from 'node-zookeeper-client';
-import { hardClose } from '../adapters/zookeeper/client';
+import { hardClose } from './zookeeper-faults';
 import {
   MissingBinaryError,
   findBinary,

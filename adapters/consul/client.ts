@@ -1,3 +1,11 @@
+/*
+ * VENDOR INTERNALS FENCE (consul, pinned ~2.0.x in package.json). Every place this file reaches
+ * past the consul client's public API; check each when upgrading:
+ *  1. register(): the private `_put(request, middleware)` of the Consul instance (the public
+ *     agent.service.register drops `Weights`), with the middleware shape `(request, next)` where
+ *     `request.err` / `request.res` are papi's internals.
+ * Nothing else here uses undocumented consul-client behaviour.
+ */
 import { EventEmitter } from 'node:events';
 import Consul = require('consul');
 
@@ -184,7 +192,10 @@ export class ConsulClient {
    */
   async register(reg: ServiceRegistration, timeoutMs: number): Promise<void> {
     const raw = this.consul as unknown as {
-      _put(req: object, mw: (request: any, next: (...a: unknown[]) => void) => void): Promise<unknown>;
+      _put(
+        req: object,
+        mw: (request: { err?: unknown; res?: unknown }, next: (...a: unknown[]) => void) => void,
+      ): Promise<unknown>;
     };
     const mw = (request: { err?: unknown; res?: unknown }, next: (...a: unknown[]) => void) =>
       request.err ? next(false, request.err) : next(false, undefined, [request.res, undefined]);

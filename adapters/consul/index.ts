@@ -21,6 +21,7 @@ import {
   type SourceSink,
   type WayfinderError,
 } from '../../core';
+import { parseHostList, secretFileError, trimSecret } from '../../core/kit';
 import { ConsulCallError, ConsulClient, goDuration, type HealthEntry, type ServiceRegistration } from './client';
 
 export { ConsulCallError, ConsulClient } from './client';
@@ -68,7 +69,12 @@ class TokenSource {
   #file?: string;
   #mtime = 0;
   #checked = 0;
-  constructor(token: string | undefined, file: string | undefined, env: Record<string, string | undefined>) {
+  constructor(
+    token: string | undefined,
+    file: string | undefined,
+    env: Record<string, string | undefined>,
+    private readonly now: () => number,
+  ) {
     if (token) this.#value = token;
     else if (file ?? env.CONSUL_HTTP_TOKEN_FILE) {
       this.#file = file ?? env.CONSUL_HTTP_TOKEN_FILE;
@@ -80,15 +86,11 @@ class TokenSource {
     try {
       const st = statSync(file);
       if (!initial && st.mtimeMs === this.#mtime) return;
-      this.#value = readFileSync(file, 'utf8').trim();
+      this.#value = trimSecret(readFileSync(file, 'utf8'));
       this.#mtime = st.mtimeMs;
     } catch (e) {
       // Never echo the file's contents; its path and the OS error are safe.
-      if (initial)
-        throw new ConfigError(
-          `consul: "token-file" ${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-          { field: 'token-file', cause: undefined },
-        );
+      if (initial) throw secretFileError('consul', 'token-file', file, e);
     }
   }
   /** Forces a re-read on the next get() (after the agent said the token is unknown). */
@@ -97,8 +99,8 @@ class TokenSource {
     this.#mtime = -1;
   }
   get(): string {
-    if (this.#file && Date.now() - this.#checked >= 1000) {
-      this.#checked = Date.now();
+    if (this.#file && this.now() - this.#checked >= 1000) {
+      this.#checked = this.now();
       this.load(false);
     }
     return this.#value;
@@ -320,7 +322,7 @@ export class ConsulRegistration extends RegistrationBase {
   ) {
     super(spec, sh.logger);
     this.checkId = `service:${spec.id}`;
-    this.lastOk = Date.now();
+    this.lastOk = this.sh.ctx.now();
   }
 
   body(spec: CheckedSpec): ServiceRegistration {
@@ -347,7 +349,7 @@ export class ConsulRegistration extends RegistrationBase {
 
   /** Called by the registrar once the first registration succeeded. */
   startKeepAlive(): void {
-    this.lastOk = Date.now();
+    this.lastOk = this.sh.ctx.now();
     this.timer = setInterval(() => void this.tick(), Math.max(200, Math.floor(this.sh.o.ttl / 3)));
     this.timer.unref();
   }
@@ -365,12 +367,12 @@ export class ConsulRegistration extends RegistrationBase {
     try {
       if (this.isLost) {
         await this.sh.client.register(this.body(this.spec), t);
-        this.lastOk = Date.now();
+        this.lastOk = this.sh.ctx.now();
         this.emitRestored();
         return;
       }
       await this.sh.client.passCheck(this.checkId, t);
-      this.lastOk = Date.now();
+      this.lastOk = this.sh.ctx.now();
     } catch (e) {
       if (this.deregistered) return;
       const err = e as ConsulCallError;
@@ -382,7 +384,7 @@ export class ConsulRegistration extends RegistrationBase {
         );
         try {
           await this.sh.client.register(this.body(this.spec), t);
-          this.lastOk = Date.now();
+          this.lastOk = this.sh.ctx.now();
           this.emitRestored();
         } catch (e2) {
           this.logger.warn(
@@ -392,7 +394,7 @@ export class ConsulRegistration extends RegistrationBase {
         }
       } else {
         this.logger.warn({ service: this.service, id: this.id, err: err.message }, 'consul: TTL update failed');
-        if (Date.now() - this.lastOk > this.sh.o.ttl) {
+        if (this.sh.ctx.now() - this.lastOk > this.sh.o.ttl) {
           this.emitLost(
             new RegistrationLostError(
               `consul: no TTL update reached ${this.sh.client.address} for longer than the ${this.sh.o.ttl} ms TTL: ${err.message}`,
@@ -454,15 +456,12 @@ export function createConsulRegistry(
     now: ctx.now ?? (() => performance.now()),
     random: ctx.random ?? Math.random,
   };
-  const [hostPart] = o.hosts;
-  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(hostPart);
-  if (!m)
-    throw new ConfigError(`consul: "hosts" entry ${JSON.stringify(hostPart)} is not host[:port]`, { field: 'hosts' });
-  const tokens = new TokenSource(o.token, o['token-file'], ctx.env ?? process.env);
+  const [agent] = parseHostList('consul', o.hosts.slice(0, 1), { defaultPort: 8500 });
+  const tokens = new TokenSource(o.token, o['token-file'], ctx.env ?? process.env, fullCtx.now);
   parseMeta(o.meta);
   const client = new ConsulClient({
-    host: m[1] ?? m[2],
-    port: m[3] ? Number(m[3]) : 8500,
+    host: agent.host,
+    port: agent.port,
     secure: o.tls,
     token: () => tokens.get(),
   });

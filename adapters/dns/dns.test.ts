@@ -19,9 +19,10 @@ import {
   requireBinaryOrSkip,
   resolverConformance,
   startDnsmasq,
-  uniqueService,
   type Dnsmasq,
 } from '../../testkit';
+import type * as GrpcModule from '../../grpc';
+import type * as EchoModule from '../../testkit/echo';
 import { createDnsRegistry, dnsAdapter, parseDnsService, type DnsOptions } from './index';
 
 const keys = (s: Snapshot) => s.endpoints.map(endpointKey).sort();
@@ -482,8 +483,8 @@ describe('dns adapter against a real dnsmasq', function () {
 describe('dns adapter: gRPC end to end against a real dnsmasq', function () {
   this.timeout(30_000);
 
-  let grpcMod: typeof import('../../grpc') | undefined;
-  let echoMod: typeof import('../../testkit/echo') | undefined;
+  let grpcMod: typeof GrpcModule | undefined;
+  let echoMod: typeof EchoModule | undefined;
   const cleanups: (() => unknown)[] = [];
   before(function () {
     requireBinaryOrSkip(this, findDnsmasq);

@@ -10,6 +10,8 @@ import {
   endpointKey,
   registerAdapter,
   silentLogger,
+  validateOptions,
+  type AdapterContext,
   type AdapterInstance,
   type BadEntry,
   type Endpoint,
@@ -18,6 +20,7 @@ import {
   type SourceSink,
   type Watch,
 } from '../../core';
+import { parseHostList, type HostAddress } from '../../core/kit';
 import { DnsClient, DnsQueryError, type AddressRecord, type SrvAnswer } from './client';
 
 /**
@@ -53,11 +56,15 @@ function isDnsName(name: string): boolean {
 }
 
 function checkNameserver(s: string): string | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\]]+))(?::(\d+))?$/.exec(s);
-  const ip = m?.[1] ?? m?.[2];
-  if (!m || !ip || !net.isIP(ip))
+  let server: HostAddress;
+  try {
+    [server] = parseHostList('dns', [s], { defaultPort: 53 });
+  } catch (e) {
+    if (e instanceof ConfigError && /port outside/.test(e.message)) return `port in "${s}" must be in 1..65535`;
+    server = { host: '', port: 53 };
+  }
+  if (!net.isIP(server.host))
     return `must be IP addresses with an optional port (ip, ip:port or [ipv6]:port), got "${s}"`;
-  if (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535)) return `port in "${s}" must be in 1..65535`;
   return undefined;
 }
 
@@ -271,17 +278,9 @@ export interface DnsRegistryContext {
   logger?: Logger;
   /** Uniform in [0, 1): backoff jitter. */
   random?: () => number;
+  /** ms, monotonic: refresh scheduling. */
+  now?: () => number;
 }
-
-const DEFAULTS: DnsOptions = {
-  hosts: [],
-  'min-refresh': 5000,
-  'max-refresh': 30_000,
-  timeout: 2000,
-  tries: 2,
-  family: 'any',
-  probe: true,
-};
 
 /**
  * A DNS resolver over the given (or the system's) nameservers.
@@ -293,12 +292,29 @@ const DEFAULTS: DnsOptions = {
  * max-refresh. refresh(service) brings the next lookup forward to no earlier than min-refresh
  * after the previous one started. Lookups of one service never overlap.
  */
-export function createDnsRegistry(
-  options: Partial<DnsOptions> = {},
-  ctx: DnsRegistryContext = {},
-): AdapterInstance & { resolver: WatchResolver } {
-  const o: DnsOptions = { ...DEFAULTS, ...options };
-  const logger = ctx.logger ?? silentLogger;
+export function createDnsRegistry(options: Partial<DnsOptions> = {}, ctx: DnsRegistryContext = {}): DnsRegistry {
+  const o = validateOptions<DnsOptions>('dns', dnsAdapter.options, options);
+  checkDnsOptions(o);
+  return openDns(o, {
+    logger: ctx.logger ?? silentLogger,
+    random: ctx.random ?? Math.random,
+    now: ctx.now ?? (() => performance.now()),
+  });
+}
+
+type DnsRegistry = AdapterInstance & { resolver: WatchResolver };
+
+function checkDnsOptions(o: DnsOptions): void {
+  if (o['min-refresh'] > o['max-refresh'])
+    throw new ConfigError(
+      `dns: "min-refresh" (${o['min-refresh']}ms) must not exceed "max-refresh" (${o['max-refresh']}ms)`,
+      { field: 'min-refresh' },
+    );
+}
+
+/** The registry over validated, defaulted options. */
+function openDns(o: DnsOptions, ctx: Pick<AdapterContext, 'logger' | 'random' | 'now'>): DnsRegistry {
+  const { logger, random, now } = ctx;
   const client = new DnsClient({ servers: o.hosts, timeoutMs: o.timeout, tries: o.tries });
   const lookups = new DnsLookups(client, o);
   const refreshers = new Map<string, () => void>();
@@ -306,7 +322,7 @@ export function createDnsRegistry(
 
   const subscribe = (service: string, sink: SourceSink) => {
     const q = parse(service);
-    const backoff = new Backoff(Math.min(1000, o['min-refresh']), o['max-refresh'], ctx.random ?? Math.random);
+    const backoff = new Backoff(Math.min(1000, o['min-refresh']), o['max-refresh'], random);
     let stopped = false;
     let running = false;
     let timer: NodeJS.Timeout | undefined;
@@ -317,7 +333,7 @@ export function createDnsRegistry(
     const schedule = (ms: number) => {
       if (stopped) return;
       clearTimeout(timer);
-      dueAt = Date.now() + ms;
+      dueAt = now() + ms;
       timer = setTimeout(() => void poll(), ms);
       timer.unref?.();
     };
@@ -325,7 +341,7 @@ export function createDnsRegistry(
       if (stopped || running) return;
       running = true;
       wanted = false;
-      lastStart = Date.now();
+      lastStart = now();
       let next: number;
       try {
         const r = await lookups.lookup(q);
@@ -341,7 +357,7 @@ export function createDnsRegistry(
       } finally {
         running = false;
       }
-      if (wanted) next = Math.min(next, Math.max(0, lastStart + o['min-refresh'] - Date.now()));
+      if (wanted) next = Math.min(next, Math.max(0, lastStart + o['min-refresh'] - now()));
       schedule(next);
     };
     const refresh = () => {
@@ -350,8 +366,8 @@ export function createDnsRegistry(
         wanted = true;
         return;
       }
-      const earliest = Math.max(Date.now(), lastStart + o['min-refresh']);
-      if (earliest < dueAt) schedule(earliest - Date.now());
+      const earliest = Math.max(now(), lastStart + o['min-refresh']);
+      if (earliest < dueAt) schedule(earliest - now());
     };
     refreshers.set(service, refresh);
     void poll();
@@ -446,15 +462,9 @@ export const dnsAdapter = defineAdapter<DnsOptions>({
       doc: 'With several SRV priority groups, TCP-probe the lowest and fall back to the next when none of its endpoints accepts a connection.',
     },
   },
-  validate(options) {
-    if (options['min-refresh'] > options['max-refresh'])
-      throw new ConfigError(
-        `dns: "min-refresh" (${options['min-refresh']}ms) must not exceed "max-refresh" (${options['max-refresh']}ms)`,
-        { field: 'min-refresh' },
-      );
-  },
+  validate: checkDnsOptions,
   create(options, ctx) {
-    return createDnsRegistry(options, { logger: ctx.logger, random: ctx.random });
+    return openDns(options, ctx);
   },
 });
 

@@ -1,3 +1,12 @@
+/*
+ * VENDOR INTERNALS FENCE (etcd3, pinned ~1.1.x in package.json). Every place this file reaches past
+ * etcd3's public API; check each when upgrading:
+ *  1. noopPolicy: a hand-built cockatiel IPolicy (execute/onSuccess/onFailure) passed as
+ *     faultHandling.global, cast with `as unknown as` because etcd3 types it as cockatiel's class.
+ *  2. invalidateToken(): `raw.pool.authenticator.invalidateMetadata()`, private fields of etcd3's
+ *     ConnectionPool / Authenticator, to drop a cached auth token.
+ * Nothing else here uses undocumented etcd3 behaviour.
+ */
 import {
   Etcd3,
   EtcdAuthenticationFailedError,

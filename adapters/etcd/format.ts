@@ -56,7 +56,7 @@ export function decodeValue(format: KeyFormat, id: string, value: Buffer): Recor
     return o;
   }
   if (typeof o.Addr !== 'string' || o.Addr === '') throw new BadValue('"Addr" must be a non-empty "host:port" string');
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(o.Addr);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(o.Addr);
   if (!m) throw new BadValue(`"Addr" ${JSON.stringify(o.Addr.slice(0, 100))} is not "host:port"`);
   const raw: Record<string, unknown> = { id: id || o.Addr, host: m[1] ?? m[2], port: Number(m[3]) };
   const md = o.Metadata;

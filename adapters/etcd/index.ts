@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   Backoff,
   ConfigError,
@@ -9,12 +8,15 @@ import {
   delay,
   registerAdapter,
   silentLogger,
+  validateOptions,
+  type AdapterContext,
   type AdapterInstance,
   type Capabilities,
   type CheckedSpec,
   type Logger,
   type OptionsSchema,
 } from '../../core';
+import { formatHost, parseHostList, readFileOption, readSecretFile, type HostAddress } from '../../core/kit';
 import { EtcdClient } from './client';
 import { encodeInstance, instanceKey, normalisePrefix, servicePrefix, type KeyFormat } from './format';
 import { LeaseKeeper } from './lease';
@@ -112,27 +114,9 @@ export const etcdCapabilities: Capabilities = {
   listServices: true,
 };
 
-function readFileOption(field: string, file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    throw new ConfigError(
-      `etcd: "${field}" file ${file} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-      { field, cause: e },
-    );
-  }
-}
-
-function normaliseHosts(hosts: string[]): string[] {
-  if (hosts.length === 0) throw new ConfigError('etcd: "hosts" must list at least one host[:port]', { field: 'hosts' });
-  return hosts.map((h) => {
-    const m = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]/]+)(?::(\d+))?$/.exec(h.replace(/^https?:\/\//, ''));
-    if (!m) throw new ConfigError(`etcd: "hosts" entry ${JSON.stringify(h)} is not host[:port]`, { field: 'hosts' });
-    const port = m[2] ? Number(m[2]) : 2379;
-    if (port < 1 || port > 65535)
-      throw new ConfigError(`etcd: "hosts" entry ${JSON.stringify(h)} has a port outside 1..65535`, { field: 'hosts' });
-    return `${m[1]}:${port}`;
-  });
+/** etcd client URLs: host:port, IPv6 bracketed; an http(s):// prefix is accepted and dropped. */
+function etcdHosts(hosts: string[]): HostAddress[] {
+  return parseHostList('etcd', hosts, { defaultPort: 2379, stripScheme: true });
 }
 
 export interface EtcdRegistryOptions extends Partial<EtcdOptions> {
@@ -260,35 +244,50 @@ export type { EtcdRegistration, EtcdRegistrar };
  * (`<prefix>/<service>/`) shared by all its watchers; the registrar gives each instance its own
  * lease. close() releases the client after both are closed.
  */
-export function createEtcdRegistry(
-  opts: EtcdRegistryOptions = {},
-): AdapterInstance & { client: EtcdClient; resolver: WatchResolver; registrar: EtcdRegistrar } {
-  const o = { ...(defaults() as EtcdOptions), ...stripUndefined(opts) } as EtcdOptions & EtcdRegistryOptions;
-  const logger = opts.logger ?? silentLogger;
-  const random = opts.random ?? Math.random;
-  if (!o.prefix.startsWith('/')) throw new ConfigError('etcd: "prefix" must start with "/"', { field: 'prefix' });
-  const hosts = normaliseHosts(o.hosts);
-  let password = o.password;
-  if (o['password-file']) {
-    if (password !== undefined)
-      throw new ConfigError('etcd: give "password" or "password-file", not both', { field: 'password-file' });
-    password = readFileOption('password-file', o['password-file'])
-      .toString('utf8')
-      .replace(/\r?\n$/, '');
-  }
-  if (password !== undefined && !o.username)
+export function createEtcdRegistry(opts: EtcdRegistryOptions = {}): EtcdRegistry {
+  const { logger, random, beforeWatch, ...raw } = opts;
+  const o = validateOptions<EtcdOptions>('etcd', etcdOptionsSchema, raw);
+  checkEtcdOptions(o);
+  return openEtcd(o, { logger: logger ?? silentLogger, random: random ?? Math.random }, beforeWatch);
+}
+
+type EtcdRegistry = AdapterInstance & { client: EtcdClient; resolver: WatchResolver; registrar: EtcdRegistrar };
+
+/** Cross-field checks on validated options (the adapter's validate()). */
+function checkEtcdOptions(o: EtcdOptions): void {
+  if (o.ttl % 1000 !== 0)
+    throw new ConfigError(
+      `etcd: "ttl" must be a whole number of seconds (etcd leases have 1 s granularity), got ${o.ttl} ms`,
+      { field: 'ttl' },
+    );
+  if (o.password !== undefined && o['password-file'] !== undefined)
+    throw new ConfigError('etcd: give "password" or "password-file", not both', { field: 'password-file' });
+  if ((o.password !== undefined || o['password-file'] !== undefined) && !o.username)
     throw new ConfigError('etcd: a password needs a "username"', { field: 'username' });
   if (!!o.cert !== !!o.key)
     throw new ConfigError(
       `etcd: "${o.cert ? 'key' : 'cert'}" is required with "${o.cert ? 'cert' : 'key'}" (client certificate and key go together)`,
       { field: o.cert ? 'key' : 'cert' },
     );
+  etcdHosts(o.hosts);
+}
+
+/** The registry over validated, defaulted options. */
+function openEtcd(
+  o: EtcdOptions,
+  ctx: Pick<AdapterContext, 'logger' | 'random'>,
+  beforeWatch?: EtcdRegistryOptions['beforeWatch'],
+): EtcdRegistry {
+  const { logger, random } = ctx;
+  const hosts = etcdHosts(o.hosts).map(formatHost);
+  const password =
+    o['password-file'] !== undefined ? readSecretFile('etcd', 'password-file', o['password-file']) : o.password;
   const useTls = o.tls || !!o.ca || !!o.cert;
   const tls = useTls
     ? {
-        ca: o.ca ? readFileOption('ca', o.ca) : undefined,
-        cert: o.cert ? readFileOption('cert', o.cert) : undefined,
-        key: o.key ? readFileOption('key', o.key) : undefined,
+        ca: o.ca ? readFileOption('etcd', 'ca', o.ca) : undefined,
+        cert: o.cert ? readFileOption('etcd', 'cert', o.cert) : undefined,
+        key: o.key ? readFileOption('etcd', 'key', o.key) : undefined,
       }
     : undefined;
   const client = new EtcdClient({
@@ -309,7 +308,7 @@ export function createEtcdRegistry(
         createTimeoutMs: Math.max(o['request-timeout'], o['dial-timeout']),
         logger,
         random,
-        beforeWatch: opts.beforeWatch,
+        beforeWatch,
       });
       return () => w.stop();
     },
@@ -328,40 +327,15 @@ export function createEtcdRegistry(
   };
 }
 
-function defaults(): Partial<EtcdOptions> {
-  const out: Record<string, unknown> = {};
-  for (const [k, spec] of Object.entries(etcdOptionsSchema))
-    if (spec.default !== undefined) out[k] = Array.isArray(spec.default) ? [...spec.default] : spec.default;
-  return out as Partial<EtcdOptions>;
-}
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 export const etcdAdapter = defineAdapter<EtcdOptions>({
   scheme: 'etcd',
   description:
     'etcd v3: watch-based resolver, lease-based registrar; wayfinder or grpc-go key layout. etcd://h1:2379,h2:2379?prefix=/services',
   capabilities: etcdCapabilities,
   options: etcdOptionsSchema,
-  validate(o) {
-    if (o.ttl % 1000 !== 0)
-      throw new ConfigError(
-        `etcd: "ttl" must be a whole number of seconds (etcd leases have 1 s granularity), got ${o.ttl} ms`,
-        { field: 'ttl' },
-      );
-    if (o.password !== undefined && o['password-file'] !== undefined)
-      throw new ConfigError('etcd: give "password" or "password-file", not both', { field: 'password-file' });
-    if ((o.password !== undefined || o['password-file'] !== undefined) && !o.username)
-      throw new ConfigError('etcd: a password needs a "username"', { field: 'username' });
-    if (!!o.cert !== !!o.key)
-      throw new ConfigError(`etcd: "${o.cert ? 'key' : 'cert'}" is required with "${o.cert ? 'cert' : 'key'}"`, {
-        field: o.cert ? 'key' : 'cert',
-      });
-    normaliseHosts(o.hosts);
-  },
+  validate: checkEtcdOptions,
   create(options, ctx) {
-    return createEtcdRegistry({ ...options, logger: ctx.logger, random: ctx.random });
+    return openEtcd(options, ctx);
   },
 });
 

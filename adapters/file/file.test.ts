@@ -95,7 +95,10 @@ class Child {
           const e = JSON.parse(line);
           this.events.push(e);
           for (const w of [...this.waiters])
-            if (w.pred(e)) (this.waiters.splice(this.waiters.indexOf(w), 1), w.resolve());
+            if (w.pred(e)) {
+              this.waiters.splice(this.waiters.indexOf(w), 1);
+              w.resolve();
+            }
         } catch {
           /* not an event line */
         }

@@ -147,7 +147,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
   const logger = opts.logger ?? silentLogger;
   const start = Date.now();
   let wait = 1;
-  let holder = '';
+  let holder: string;
   for (;;) {
     const info: LockInfo = {
       pid: process.pid,

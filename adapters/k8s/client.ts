@@ -1,4 +1,10 @@
+/*
+ * VENDOR INTERNALS FENCE (@kubernetes/client-node, pinned ~1.3.x in package.json). This file uses
+ * only its public API (KubeConfig, Watch, applyToHTTPSOptions, loadFromClusterAndUser); requests
+ * are made with node:https and the config's TLS options, so no internals are reached.
+ */
 import { existsSync, readFileSync } from 'node:fs';
+import { trimSecret } from '../../core/kit';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as os from 'node:os';
@@ -128,7 +134,7 @@ export class KubeClient {
     if (!force && this.o.now() - this.tokenReadAt < this.o.tokenRefreshMs) return false;
     let next: string;
     try {
-      next = readFileSync(this.tokenFile, 'utf8').trim();
+      next = trimSecret(readFileSync(this.tokenFile, 'utf8'));
     } catch (e) {
       this.o.logger.warn(
         { file: this.tokenFile, err: (e as Error).message },
@@ -156,6 +162,7 @@ export class KubeClient {
   }
 
   /** GET a JSON document. Rejects with KubeRequestError (status 0 for transport errors). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
   async getJson(apiPath: string, signal: AbortSignal, timeoutMs = 30_000): Promise<any> {
     this.refreshToken();
     const url = new URL(this.server + apiPath);
@@ -169,6 +176,7 @@ export class KubeClient {
         res.on('error', (e) => reject(new KubeRequestError(0, e.message)));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
           let body: any;
           try {
             body = JSON.parse(text);
@@ -204,6 +212,7 @@ export class KubeClient {
   watch(
     apiPath: string,
     query: Record<string, string | number | boolean>,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
     onEvent: (type: string, obj: any) => void,
     onDone: (err: (Error & { statusCode?: number }) | null) => void,
   ): WatchHandle {

@@ -9,6 +9,8 @@ import {
   defineAdapter,
   registerAdapter,
   silentLogger,
+  validateOptions,
+  type AdapterContext,
   type AdapterInstance,
   type BadEntry,
   type Logger,
@@ -120,6 +122,7 @@ const FQDN =
  * ready, as the API says), or, when none is ready and `terminatingFallback`, those that are
  * `serving && terminating` (pods draining during a rollout). Malformed entries are reported.
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
 export function endpointsFromSlices(t: K8sTarget, slices: Iterable<any>, terminatingFallback = true) {
   const ready: { key: string; value: unknown }[] = [];
   const draining: { key: string; value: unknown }[] = [];
@@ -142,6 +145,7 @@ export function endpointsFromSlices(t: K8sTarget, slices: Iterable<any>, termina
       continue;
     }
     if (port === undefined) continue;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
     s.endpoints.forEach((e: any, i: number) => {
       const ekey = `${key}/endpoints[${i}]`;
       const addr = Array.isArray(e?.addresses) ? e.addresses[0] : undefined;
@@ -184,6 +188,7 @@ type WatchEnd =
  * failure is reported (last good set kept) and retried with backoff through a fresh list.
  */
 class SliceWatch {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
   private readonly slices = new Map<string, any>();
   private rv = '';
   private stopped = false;
@@ -319,8 +324,9 @@ class SliceWatch {
     const stopNow = { abort: () => ac.abort() };
     this.current = stopNow;
     const q = new URLSearchParams({ labelSelector: this.selector });
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
     const items: any[] = [];
-    let rv = '';
+    let rv: string;
     let cont = '';
     // Paged like kubectl and client-go (500 per page); a page chain is one consistent snapshot.
     do {
@@ -379,6 +385,7 @@ class SliceWatch {
     });
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
   private onEvent(type: string, obj: any, finish: (e: WatchEnd) => void): void {
     const objRv = obj?.metadata?.resourceVersion;
     switch (type) {
@@ -432,16 +439,28 @@ class SliceWatch {
 export function createK8sRegistry(
   options: Partial<K8sOptions> = {},
   ctx: { logger?: Logger; random?: () => number; env?: Record<string, string | undefined> } = {},
-): AdapterInstance & { client: KubeClient; namespace: string } {
-  const o: K8sOptions = { ...(validateDefaults() as K8sOptions), ...stripUndefined(options) };
-  const logger = ctx.logger ?? silentLogger;
+): K8sRegistry {
+  const o = validateOptions<K8sOptions>('k8s', k8sAdapter.options, options);
+  checkK8sOptions(o);
+  return openK8s(o, { logger: ctx.logger ?? silentLogger, random: ctx.random ?? Math.random }, ctx.env);
+}
+
+type K8sRegistry = AdapterInstance & { client: KubeClient; namespace: string };
+
+/** The registry over validated, defaulted options. */
+function openK8s(
+  o: K8sOptions,
+  ctx: Pick<AdapterContext, 'logger' | 'random'>,
+  env?: Record<string, string | undefined>,
+): K8sRegistry {
+  const { logger, random } = ctx;
   const client = new KubeClient({
     kubeconfig: o.kubeconfig,
     context: o.context,
     tokenFile: o['token-file'],
     serviceAccountDir: o['service-account-dir'],
     tokenRefreshMs: o['token-refresh'],
-    env: ctx.env,
+    env,
     logger,
     now: monotonicNow,
   });
@@ -450,7 +469,7 @@ export function createK8sRegistry(
     'k8s',
     (service, sink) => {
       const t = parseK8sTarget(service, namespace);
-      const w = new SliceWatch(client, t, sink, o, logger, ctx.random ?? Math.random);
+      const w = new SliceWatch(client, t, sink, o, logger, random);
       w.start();
       return () => w.stop();
     },
@@ -459,14 +478,9 @@ export function createK8sRegistry(
   return { resolver, client, namespace };
 }
 
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-function validateDefaults(): Partial<K8sOptions> {
-  const out: Record<string, unknown> = {};
-  for (const [k, spec] of Object.entries(k8sAdapter.options)) if (spec.default !== undefined) out[k] = spec.default;
-  return out as Partial<K8sOptions>;
+function checkK8sOptions(o: K8sOptions): void {
+  if (o['backoff-max'] < o['backoff-base'])
+    throw new ConfigError('k8s: "backoff-max" must not be below "backoff-base"', { field: 'backoff-max' });
 }
 
 export const k8sAdapter = defineAdapter<K8sOptions>({
@@ -535,12 +549,9 @@ export const k8sAdapter = defineAdapter<K8sOptions>({
       doc: 'When no endpoint is ready, use those still serving while terminating (graceful shutdown) instead of none.',
     },
   },
-  validate(o) {
-    if (o['backoff-max'] < o['backoff-base'])
-      throw new ConfigError('k8s: "backoff-max" must not be below "backoff-base"', { field: 'backoff-max' });
-  },
+  validate: checkK8sOptions,
   create(options, ctx) {
-    return createK8sRegistry(options, { logger: ctx.logger, random: ctx.random });
+    return openK8s(options, ctx);
   },
 });
 

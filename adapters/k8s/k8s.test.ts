@@ -84,7 +84,7 @@ describe('k8s adapter', function () {
   });
 
   /** A resolver on the shared fake, closed after the test. */
-  const resolverFor = (o: Partial<K8sOptions> = {}, f: FakeKubeApi = fake, kc = kubeconfig) => {
+  const resolverFor = (o: Partial<K8sOptions> = {}, _f: FakeKubeApi = fake, kc = kubeconfig) => {
     const reg = createK8sRegistry({ kubeconfig: kc, ...fast, ...o });
     closers.push(() => reg.resolver.close());
     return reg;

@@ -1,3 +1,15 @@
+/*
+ * VENDOR INTERNALS FENCE (node-zookeeper-client, pinned ~1.1.x in package.json). Every place this
+ * file reaches past its public API, all through connectionManager() and VendorConnectionManager;
+ * check each when upgrading:
+ *  1. hardClose(): `client.connectionManager` (private): sets `state`, replaces `connect`,
+ *     `onSocketClosed`, `onSocketData`, `onSocketConnected`, `onPacketQueueReadable`, clears
+ *     `connectTimeoutHandler`, destroys `socket`, drains `pendingQueue` / `packetQueue` and fails
+ *     their callbacks with `Exception.create(CONNECTION_LOSS)` (not in the typings).
+ *  2. installWatchdog(): wraps `onSocketData` / `onSocketConnected` before connect(), reads
+ *     `state` (CM_CONNECTING / CM_CONNECTED) and `socket` to destroy a silent connection.
+ *  3. The ConnectionManager state numbers CM_CLOSED / CM_CONNECTING / CM_CONNECTED.
+ */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as zookeeper from 'node-zookeeper-client';
@@ -64,6 +76,26 @@ export function sessionHex(b: Buffer | undefined): string {
   return b ? Buffer.from(b).toString('hex').padStart(16, '0') : '0000000000000000';
 }
 
+/** The parts of node-zookeeper-client 1.x's (private) ConnectionManager this file uses; see the fence above. */
+interface VendorPacket {
+  callback?: (e: unknown) => void;
+}
+interface VendorConnectionManager {
+  state: number;
+  connect(): void;
+  onSocketClosed(...args: unknown[]): void;
+  onSocketData(b: Buffer): unknown;
+  onSocketConnected(): unknown;
+  onPacketQueueReadable(): void;
+  connectTimeoutHandler?: NodeJS.Timeout;
+  socket?: { setTimeout?(ms: number): void; destroy(): void; connecting?: boolean; destroyed?: boolean };
+  pendingQueue?: VendorPacket[];
+  packetQueue?: VendorPacket[];
+}
+function connectionManager(client: zookeeper.Client): Partial<VendorConnectionManager> | undefined {
+  return (client as unknown as { connectionManager?: Partial<VendorConnectionManager> }).connectionManager;
+}
+
 const CM_CLOSED = -2;
 const CM_CONNECTING = 1;
 const CM_CONNECTED = 2;
@@ -72,10 +104,12 @@ const CM_CONNECTED = 2;
  * Stops a vendor client dead, as if its process had died: no closeSession is sent (so the session
  * and its ephemeral nodes live on until the server expires them) and it never reconnects.
  * Callbacks still pending fail with CONNECTION_LOSS. Relies on node-zookeeper-client 1.x internals
- * (ConnectionManager); the test that kills a registrant exercises it.
+ * (ConnectionManager); the test that kills a registrant exercises it. Used by ZkSession (expiry,
+ * close, kill); tests import it from testkit/zookeeper-faults.ts, not from here.
+ * @internal
  */
 export function hardClose(client: zookeeper.Client): void {
-  const cm = (client as unknown as { connectionManager?: Record<string, any> }).connectionManager;
+  const cm = connectionManager(client);
   if (!cm) return;
   cm.state = CM_CLOSED;
   const noop = () => {};
@@ -94,15 +128,15 @@ export function hardClose(client: zookeeper.Client): void {
   } catch {
     /* already gone */
   }
-  const fail = (p: { callback?: (e: unknown) => void } | undefined) => {
+  const fail = (p: VendorPacket | undefined) => {
     try {
       p?.callback?.((ZK as unknown as { create(code: number): Error }).create(ZK.CONNECTION_LOSS));
     } catch {
       /* a caller's callback threw; nothing to do here */
     }
   };
-  for (let p = cm.pendingQueue?.shift(); p; p = cm.pendingQueue.shift()) fail(p);
-  for (let p = cm.packetQueue?.shift(); p; p = cm.packetQueue.shift()) fail(p);
+  for (let p = cm.pendingQueue?.shift(); p; p = cm.pendingQueue?.shift()) fail(p);
+  for (let p = cm.packetQueue?.shift(); p; p = cm.packetQueue?.shift()) fail(p);
 }
 
 type Cb<T> = (err: unknown, value?: T) => void;
@@ -210,7 +244,7 @@ export class ZkSession extends EventEmitter {
    * the vendor client then reconnects as after any socket close.
    */
   private installWatchdog(c: zookeeper.Client): void {
-    const cm = (c as unknown as { connectionManager?: Record<string, any> }).connectionManager;
+    const cm = connectionManager(c);
     if (!cm || typeof cm.onSocketData !== 'function' || typeof cm.onSocketConnected !== 'function') return;
     let lastRecv = Date.now();
     let tcpUpAt = 0;
@@ -238,7 +272,7 @@ export class ZkSession extends EventEmitter {
     const timer = setInterval(
       () => {
         if (this.client !== c || this.closed) return clearInterval(timer);
-        const sock = cm.socket as { connecting?: boolean; destroyed?: boolean; destroy(): void } | undefined;
+        const sock = cm.socket;
         if (!sock || sock.destroyed || sock.connecting) return;
         const now = Date.now();
         const negotiated = c.getSessionTimeout() || timeout;

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import * as zookeeper from 'node-zookeeper-client';
 import {
   Backoff,
@@ -13,6 +12,8 @@ import {
   defineAdapter,
   registerAdapter,
   silentLogger,
+  validateOptions,
+  type AdapterContext,
   type AdapterInstance,
   type BadEntry,
   type Capabilities,
@@ -20,6 +21,7 @@ import {
   type Logger,
   type SourceSink,
 } from '../../core';
+import { formatHost, parseHostList, readSecretFile, retry, type HostAddress } from '../../core/kit';
 import { ZkSession, digestId, sessionHex, toZkError, zkCode, type ZkAuth } from './client';
 import { decode, encode, type Decoded, type ZkFormat } from './format';
 
@@ -49,7 +51,10 @@ export interface ZooKeeperOptions {
   acl?: ZkAclMode;
 }
 
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:\[\],\s]+)(?::(\d{1,5}))?$/;
+/** ZooKeeper servers, port 2181 when omitted. */
+function zkHosts(hosts: readonly string[]): HostAddress[] {
+  return parseHostList('zk', hosts, { defaultPort: 2181 });
+}
 
 const options = {
   hosts: {
@@ -57,13 +62,12 @@ const options = {
     required: true,
     doc: 'ZooKeeper servers, host[:port] (port default 2181); in a URL, the authority: zk://h1:2181,h2:2181/services.',
     check: (v: string[]) => {
-      if (v.length === 0) return 'must name at least one host[:port]';
-      for (const h of v) {
-        const m = HOST_PORT.exec(h);
-        if (!m || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)))
-          return `holds "${h}", which is not host[:port] with a port in 1..65535`;
+      try {
+        zkHosts(v);
+        return undefined;
+      } catch (e) {
+        return (e as Error).message.replace(/^zk: "hosts" /, '');
       }
-      return undefined;
     },
   },
   path: {
@@ -82,6 +86,8 @@ const options = {
         return 'must not hold empty, "." or ".." segments';
       if (v === '/zookeeper' || v.startsWith('/zookeeper/'))
         return 'must not be under /zookeeper (reserved by ZooKeeper)';
+      // Control characters are exactly what this rejects (ZooKeeper paths must not hold them).
+      // eslint-disable-next-line no-control-regex
       if (/[\u0000-\u001f\u007f]/.test(v)) return 'must not hold control characters';
       return undefined;
     },
@@ -153,16 +159,8 @@ function validate(o: ZooKeeperOptions): void {
 function readAuth(o: ZooKeeperOptions): ZkAuth | undefined {
   if (!o.username) return undefined;
   let password = o.password;
-  if (password === undefined && o['password-file'] !== undefined) {
-    try {
-      password = readFileSync(o['password-file'], 'utf8').replace(/\r?\n$/, '');
-    } catch (e) {
-      throw new ConfigError(
-        `zk: cannot read "password-file" ${o['password-file']}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-        { field: 'password-file', cause: e },
-      );
-    }
-  }
+  if (password === undefined && o['password-file'] !== undefined)
+    password = readSecretFile('zk', 'password-file', o['password-file']);
   return { username: o.username, password: password ?? '' };
 }
 
@@ -219,7 +217,7 @@ class ServiceWatch {
   private stopped = false;
   private pzxid = 0n;
   private retryTimer?: NodeJS.Timeout;
-  private readonly backoff = new Backoff(100, 5000);
+  private readonly backoff: Backoff;
   private readonly path: string;
 
   constructor(
@@ -228,8 +226,10 @@ class ServiceWatch {
     private readonly service: string,
     private readonly format: ZkFormat,
     private readonly sink: SourceSink,
+    random: () => number,
   ) {
     this.path = joinPath(base, service);
+    this.backoff = new Backoff(100, 5000, random);
   }
 
   private readonly listWatcher = () => {
@@ -390,7 +390,6 @@ class ZkRegistration extends RegistrationBase {
   private readonly registeredAt = Date.now();
   private recovering = false;
   private stopped = false;
-  private readonly backoff = new Backoff(100, 5000);
   /** Resolves the wait for a foreign node at our path to go away. */
   private wakeBlocked?: () => void;
 
@@ -483,30 +482,43 @@ class ZkRegistration extends RegistrationBase {
   private async recover(): Promise<void> {
     if (this.recovering || this.stopped) return;
     this.recovering = true;
+    const gone = () => this.stopped || this.session.isClosed;
     try {
-      while (!this.stopped && !this.session.isClosed) {
+      while (!gone()) {
+        let r: NodeCheck;
         try {
-          const r = await this.createNode(false);
-          if (r === 'blocked') {
-            this.emitLost(
-              new RegistrationLostError(`zk: ${this.path} is held by another live session; waiting for it to go`),
-            );
-            this.logger.warn(
-              { path: this.path },
-              'zk: our instance id is held by another live session; waiting for that node to go',
-            );
-            await this.waitGone();
-            continue;
-          }
-          this.backoff.reset();
-          this.emitRestored();
-          return;
-        } catch (e) {
-          if (this.stopped || this.session.isClosed) return;
-          const err = toZkError(e, `re-creating ${this.path}`);
-          this.logger.warn({ path: this.path, code: err.code }, err.message);
-          await new Promise((r) => setTimeout(r, this.backoff.next()).unref());
+          r = await retry(
+            async () => {
+              if (gone()) throw new ClosedError('zk: registration closed');
+              return await this.createNode(false);
+            },
+            {
+              baseMs: 100,
+              maxMs: 5000,
+              random: this.registrar.random,
+              retryable: () => !gone(),
+              onRetry: (e) => {
+                const err = toZkError(e, `re-creating ${this.path}`);
+                this.logger.warn({ path: this.path, code: err.code }, err.message);
+              },
+            },
+          );
+        } catch {
+          return; // stopped or the session closed
         }
+        if (r === 'blocked') {
+          this.emitLost(
+            new RegistrationLostError(`zk: ${this.path} is held by another live session; waiting for it to go`),
+          );
+          this.logger.warn(
+            { path: this.path },
+            'zk: our instance id is held by another live session; waiting for that node to go',
+          );
+          await this.waitGone();
+          continue;
+        }
+        this.emitRestored();
+        return;
       }
     } finally {
       this.recovering = false;
@@ -573,6 +585,7 @@ class ZkRegistrar extends RegistrarBase<ZkRegistration> {
     aclMode: ZkAclMode,
     auth: ZkAuth | undefined,
     private readonly logger: Logger,
+    readonly random: () => number,
     private readonly release: () => Promise<void>,
   ) {
     super('zk');
@@ -622,17 +635,18 @@ export interface ZooKeeperRegistry extends AdapterInstance {
 export function createZooKeeperRegistry(
   opts: Partial<ZooKeeperOptions> & { hosts: string[] },
   logger: Logger = silentLogger,
+  random: () => number = Math.random,
 ): ZooKeeperRegistry {
-  const o: ZooKeeperOptions = {
-    path: '/services',
-    format: 'wayfinder',
-    sessionTimeout: 15_000,
-    timeout: 10_000,
-    ...opts,
-  };
+  const o = validateOptions<ZooKeeperOptions>('zk', options, opts);
   validate(o);
+  return openZooKeeper(o, { logger, random });
+}
+
+/** The registry over validated, defaulted options. */
+function openZooKeeper(o: ZooKeeperOptions, ctx: Pick<AdapterContext, 'logger' | 'random'>): ZooKeeperRegistry {
+  const { logger, random } = ctx;
   const auth = readAuth(o);
-  const hosts = o.hosts.map((h) => (HOST_PORT.exec(h)?.[2] ? h : `${h}:2181`));
+  const hosts = zkHosts(o.hosts).map(formatHost);
   const session = new ZkSession({
     hosts,
     sessionTimeoutMs: o.sessionTimeout,
@@ -649,7 +663,7 @@ export function createZooKeeperRegistry(
   const resolver = new WatchResolver(
     'zk',
     (service, sink) => {
-      const w = new ServiceWatch(session, base, service, o.format, sink);
+      const w = new ServiceWatch(session, base, service, o.format, sink, random);
       w.start();
       return () => w.stop();
     },
@@ -662,6 +676,7 @@ export function createZooKeeperRegistry(
     o.acl ?? (auth ? 'world-read' : 'open'),
     auth,
     logger,
+    random,
     release,
   );
   return {
@@ -698,7 +713,7 @@ export const zookeeperAdapter = defineAdapter<ZooKeeperOptions>({
   options,
   validate,
   create(opts, ctx) {
-    return createZooKeeperRegistry(opts, ctx.logger);
+    return openZooKeeper(opts, ctx);
   },
 });
 

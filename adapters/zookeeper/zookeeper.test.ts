@@ -33,7 +33,8 @@ import {
   type ZooKeeperOptions,
   type ZooKeeperRegistry,
 } from '.';
-import { digestId, hardClose, sessionHex } from './client';
+import { hardClose } from '../../testkit/zookeeper-faults';
+import { digestId, sessionHex } from './client';
 import { installGrpc } from '../../grpc';
 import { grpcFailoverCheck } from '../../testkit/echo';
 

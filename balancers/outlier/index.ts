@@ -1,4 +1,5 @@
 import {
+  withDefaults,
   endpointKey,
   type Balancer,
   type BalancerContext,
@@ -126,7 +127,7 @@ export class OutlierBalancer implements Balancer {
     config: OutlierConfig,
   ) {
     this.name = inner.name;
-    this.config = { ...DEFAULTS, ...stripUndefined(config) };
+    this.config = withDefaults(DEFAULTS, config);
   }
 
   build(endpoints: Endpoint[], ctx: BalancerContext): Picker {
@@ -254,8 +255,4 @@ function outlierCall(
       owner.record(s, result?.ok === true, ctx.now());
     },
   } as Pick;
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -1,0 +1,55 @@
+import { Backoff, delay } from '../util';
+
+export interface RetryOptions {
+  /** Stops waiting and retrying; retry() then rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Maximum number of calls (default: unbounded, until the signal aborts or the deadline passes). */
+  attempts?: number;
+  /** Backoff base and cap in ms (full jitter, see Backoff): defaults 100 and 10 000. */
+  baseMs?: number;
+  maxMs?: number;
+  /** Injected random source for the jitter (AdapterContext.random). */
+  random?: () => number;
+  /** Injected clock (AdapterContext.now), used with deadlineMs. */
+  now?: () => number;
+  /** Give up once this many ms have passed since the first call (measured with `now`). */
+  deadlineMs?: number;
+  /** Whether an error is worth retrying (default: every error). */
+  retryable?(err: unknown): boolean;
+  /** Called before each wait, e.g. to log. */
+  onRetry?(err: unknown, attempt: number, waitMs: number): void;
+  /** Injectable wait (default: an unref'd timer that rejects when the signal aborts). */
+  sleep?(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/**
+ * Calls `fn` until it resolves, waiting a jittered exponential backoff between failures. Rejects
+ * with the last error when attempts run out, the error is not retryable or the deadline would pass;
+ * rejects with the abort reason as soon as the signal aborts (a call in flight gets the signal too).
+ */
+export async function retry<T>(
+  fn: (attempt: number, signal?: AbortSignal) => Promise<T>,
+  o: RetryOptions = {},
+): Promise<T> {
+  const { signal } = o;
+  const backoff = new Backoff(o.baseMs ?? 100, o.maxMs ?? 10_000, o.random ?? Math.random);
+  const now = o.now ?? (() => performance.now());
+  const sleep = o.sleep ?? delay;
+  const start = now();
+  for (let attempt = 1; ; attempt++) {
+    if (signal?.aborted) throw signal.reason;
+    try {
+      return await fn(attempt, signal);
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      if (o.attempts !== undefined && attempt >= o.attempts) throw e;
+      if (o.retryable && !o.retryable(e)) throw e;
+      const wait = backoff.next();
+      if (o.deadlineMs !== undefined && now() - start + wait > o.deadlineMs) throw e;
+      o.onRetry?.(e, attempt, wait);
+      await sleep(wait, signal);
+    }
+  }
+}
+
+export { Backoff };
