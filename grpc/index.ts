@@ -1,3 +1,4 @@
+import '../builtins';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, listAdapterSchemes, listBalancers, type Discovery, type Logger } from '../core';
 import { POLICY_PREFIX, registerPolicy, registeredPolicies, validateLbConfigList } from './policy';

@@ -1,3 +1,4 @@
+import '../builtins';
 import { Discovery, TokenBucket, normalizeConfig, resolveRegistry, silentLogger, type Logger } from '../core';
 import type { BridgeTarget } from './target';
 
