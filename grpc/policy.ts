@@ -312,8 +312,8 @@ const noopStart = () => {};
  * once at the end (onCallEnded) with ok and the latency from start to end. A pick grpc-js abandons
  * and re-picks (subchannel no longer READY after async credentials) gets neither, which is why
  * balancers count in-flight calls from started() when the context says `explicitStart`.
+ * Exported for bench/pick.ts (not part of the package's API).
  */
-/** @internal exported for bench/pick.ts */
 export class BridgePicker implements GrpcPicker {
   constructor(
     private readonly picker: Picker,

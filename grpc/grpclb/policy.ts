@@ -203,7 +203,8 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   private balancerAddrs: { host: string; port: number }[] = [];
   private nextBalancer = 0;
   private client?: grpc.Client;
-  private call?: grpc.ClientDuplexStream<LoadBalanceRequest, LoadBalanceResponse>;
+  /** The open stream, or a placeholder while the balancer's name resolves; only cancel() is used through it. */
+  private call?: { cancel(): void };
   private backoff = new Backoff();
   private reconnectTimer?: NodeJS.Timeout;
   private fallbackTimer?: NodeJS.Timeout;
@@ -345,7 +346,7 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
     const gen = this.generation;
     const service = this.service;
     // A placeholder stream slot while the balancer's name resolves, so connect() stays single.
-    const pending = { cancel() {} } as unknown as grpc.ClientDuplexStream<LoadBalanceRequest, LoadBalanceResponse>;
+    const pending = { cancel() {} };
     this.call = pending;
     const resolved = isIP(addr.host) ? Promise.resolve(addr.host) : dns.lookup(addr.host).then((r) => r.address);
     resolved.then(

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Discovery, type Registrar, type Registration, type Snapshot } from '../..';
+import { Discovery, type Registrar, type Registration, type Snapshot } from '../../index';
 import { installGrpc } from '../../grpc';
 import { dnsmasqRegistrar, findDnsmasq, startDnsmasq, type Dnsmasq } from '../../testkit/dnsmasq';
 import { EchoClient, startEchoServer, type EchoServer } from '../../testkit/echo';
