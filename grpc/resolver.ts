@@ -11,7 +11,7 @@ import {
   type WayfinderError,
 } from '../core';
 import { toGrpcEndpoint } from './endpoints';
-import { validateLbConfigList } from './policy';
+import { validateLbConfigList } from './policy-config';
 import { acquireRegistry, releaseRegistry, settings, stats, type SharedRegistry } from './shared';
 import { parseBridgeTarget, type BridgeTarget } from './target';
 
