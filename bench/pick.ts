@@ -8,7 +8,7 @@
 import * as os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { RoundRobinPicker } from '../balancers/round-robin';
-import { BridgePicker } from '../grpc/policy';
+import { BridgePicker } from '../grpc/picker';
 import { makeEndpoints } from '../testkit/conformance';
 import { loadPrivateClass, median, table } from './stats';
 

@@ -4,6 +4,7 @@
  * Registry from --registry, WAYFINDER_REGISTRY or a config file (--config); errors are one line on
  * stderr and a non-zero exit code (2 for bad usage or configuration, 1 for everything else).
  */
+import '../builtins';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { Discovery, isWayfinderError, parseDuration, type Registration } from '../core';
 import { ENDPOINT_HEADER, endpointRows, renderSnapshot, renderTable } from './format';

@@ -24,6 +24,7 @@ import {
   RegistrationBase,
   type SourceSink,
 } from '.';
+import '../builtins';
 import { SnapshotRecorder } from '../testkit';
 
 describe('core: registry URLs', () => {

@@ -138,24 +138,6 @@ function takeCacheOption(raw: unknown): string | undefined {
   return path.resolve(raw);
 }
 
-/**
- * parseRegistryUrl() lets a URIError escape for badly percent-encoded user info ("etcd://%zz@h");
- * found by test/fuzz. Config errors must be ConfigError, so it is converted here (fix belongs in
- * core/options.ts; this guard is harmless once it is fixed there).
- */
-function parseUrlAsConfig(spec: string): ParsedUrl {
-  try {
-    return parseRegistryUrl(spec);
-  } catch (e) {
-    if (e instanceof URIError)
-      throw new ConfigError('registry URL: the user info (user:password@) is not validly percent-encoded', {
-        field: 'username',
-        cause: e,
-      });
-    throw e;
-  }
-}
-
 /** An adapter's fromUrl() that throws TypeError about the URL (memory:// does) is a config error. */
 function fromUrlAsConfig(def: AdapterDefinition, url: ParsedUrl): Record<string, unknown> {
   try {
@@ -194,7 +176,7 @@ export function resolveRegistry(spec: DiscoveryConfig['registry']): {
   cache?: string;
 } {
   if (typeof spec === 'string') {
-    const url = parseUrlAsConfig(spec);
+    const url = parseRegistryUrl(spec); // badly percent-encoded parts are ConfigErrors there
     const def = getAdapter(url.scheme);
     // Core option (see takeCacheOption): removed before the adapter maps and validates the rest.
     const cache = takeCacheOption(url.params.cache);

@@ -139,7 +139,7 @@ export interface Capabilities {
   watch: 'push' | 'poll';
   /** Has a registrar. */
   register: boolean;
-  /** Dead registrants disappear by themselves (TTL, lease, session); the bound in ms if known. */
+  /** Dead registrants disappear by themselves (a TTL, a lease or an ephemeral session). */
   ttl: boolean;
   weights: boolean;
   zones: boolean;

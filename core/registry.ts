@@ -15,36 +15,33 @@ const balancerToken = (name: string) => `wayfinder:balancer:${name}`;
 const schemes = new Set<string>();
 const balancers = new Set<string>();
 
-/** Built-ins are loaded on first use so that, e.g., the etcd client is only required when used. */
-const BUILTIN_ADAPTERS: Record<string, string> = {
-  memory: '../adapters/memory',
-  file: '../adapters/file',
-  etcd: '../adapters/etcd',
-  zk: '../adapters/zookeeper',
-  zookeeper: '../adapters/zookeeper',
-  consul: '../adapters/consul',
-  dns: '../adapters/dns',
-  k8s: '../adapters/k8s',
-  kubernetes: '../adapters/k8s',
-};
-const BUILTIN_BALANCERS: Record<string, string> = {
-  round_robin: '../balancers/round-robin',
-  weighted: '../balancers/weighted',
-  weighted_round_robin: '../balancers/weighted',
-  wrr: '../balancers/weighted',
-  p2c: '../balancers/p2c',
-  p2c_ewma: '../balancers/p2c',
-  peak_ewma: '../balancers/p2c',
-  least_request: '../balancers/p2c',
-  p2c_least_request: '../balancers/p2c',
-  ring_hash: '../balancers/ring-hash',
-};
+/**
+ * A plugin that is loaded on first use: `load()` requires the module, whose setup() registers it.
+ * Core knows no plugin by path; the package's entry (builtins.ts) hands core its table of
+ * built-ins, so that, e.g., the etcd client is only required when an etcd:// URL is used.
+ */
+export interface LazyPlugin {
+  /** Requires the module (which registers itself). */
+  load(): void;
+  /** Whether the module is present in this build (listed by listAdapterSchemes/listBalancers). */
+  available(): boolean;
+  /**
+   * The optional npm package the plugin needs (e.g. `etcd3`). When loading fails because that
+   * package is not installed, getAdapter/getBalancer throws a ConfigError naming it.
+   */
+  driver?: string;
+}
+const lazyAdapters = new Map<string, LazyPlugin>();
+const lazyBalancers = new Map<string, LazyPlugin>();
 
-function loadBuiltin(path: string): void {
-  // The module registers itself through its setup(); a missing module means "not built yet".
+/** Adds adapters loaded on first use, keyed by scheme (lower case). Later entries replace earlier ones. */
+export function registerLazyAdapters(table: Record<string, LazyPlugin>): void {
+  for (const [k, v] of Object.entries(table)) lazyAdapters.set(k, v);
+}
 
-  const mod = require(path);
-  if (typeof mod.setup === 'function') mod.setup();
+/** Adds balancers loaded on first use, keyed by name (lower case, `_` for `-`). */
+export function registerLazyBalancers(table: Record<string, LazyPlugin>): void {
+  for (const [k, v] of Object.entries(table)) lazyBalancers.set(k, v);
 }
 
 /** Registers an adapter under its scheme and aliases. Registering again replaces it (harmless). */
@@ -56,11 +53,11 @@ export function registerAdapter(def: AdapterDefinition): void {
 }
 
 export function registerBalancer(def: BalancerDefinition): void;
-export function registerBalancer(name: string, factory: (config: any) => Balancer): void;
-export function registerBalancer(a: BalancerDefinition | string, factory?: (config: any) => Balancer): void {
+export function registerBalancer<C>(name: string, factory: (config: C) => Balancer): void;
+export function registerBalancer<C>(a: BalancerDefinition | string, factory?: (config: C) => Balancer): void {
   const def =
     typeof a === 'string'
-      ? defineBalancer({ name: a, description: 'custom balancer', options: {}, create: factory! })
+      ? defineBalancer<C>({ name: a, description: 'custom balancer', options: {}, create: factory! })
       : a;
   for (const n of [def.name, ...(def.aliases ?? [])]) {
     root.register(balancerToken(n), { useValue: def });
@@ -68,25 +65,30 @@ export function registerBalancer(a: BalancerDefinition | string, factory?: (conf
   }
 }
 
-function tryBuiltin(table: Record<string, string>, name: string): boolean {
-  const path = table[name];
-  if (!path) return false;
+function tryLazy(table: Map<string, LazyPlugin>, name: string, what: string): void {
+  const plugin = table.get(name);
+  if (!plugin || !plugin.available()) return;
   try {
-    loadBuiltin(path);
-    return true;
+    plugin.load();
   } catch (e) {
+    const { driver } = plugin;
     if (
+      driver &&
       (e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' &&
-      String((e as Error).message).includes(path.replace('../', ''))
-    )
-      return false;
+      String((e as Error).message).includes(`'${driver}'`)
+    ) {
+      throw new ConfigError(`${what} needs the optional package "${driver}": npm install ${driver}`, {
+        field: what.endsWith('://') ? 'registry' : 'balancer',
+        cause: e,
+      });
+    }
     throw e;
   }
 }
 
 export function getAdapter(scheme: string): AdapterDefinition {
   const s = scheme.toLowerCase();
-  if (!root.isRegistered(adapterToken(s))) tryBuiltin(BUILTIN_ADAPTERS, s);
+  if (!root.isRegistered(adapterToken(s))) tryLazy(lazyAdapters, s, `${s}://`);
   if (!root.isRegistered(adapterToken(s))) {
     throw new ConfigError(`unknown registry scheme "${scheme}"; known schemes: ${listAdapterSchemes().join(', ')}`, {
       field: 'registry',
@@ -98,7 +100,7 @@ export function getAdapter(scheme: string): AdapterDefinition {
 
 export function getBalancer(name: string): BalancerDefinition {
   const n = name.replace(/-/g, '_').toLowerCase();
-  if (!root.isRegistered(balancerToken(n))) tryBuiltin(BUILTIN_BALANCERS, n);
+  if (!root.isRegistered(balancerToken(n))) tryLazy(lazyBalancers, n, `balancer "${n}"`);
   if (!root.isRegistered(balancerToken(n))) {
     throw new ConfigError(`unknown balancer "${name}"; known balancers: ${listBalancers().join(', ')}`, {
       field: 'balancer',
@@ -107,29 +109,17 @@ export function getBalancer(name: string): BalancerDefinition {
   return root.resolve<BalancerDefinition>(balancerToken(n));
 }
 
-/** Registered schemes plus the built-in ones (loaded or not). */
+/** Registered schemes plus the lazily loaded ones (loaded or not). */
 export function listAdapterSchemes(): string[] {
-  return [...new Set([...available(BUILTIN_ADAPTERS), ...schemes])].sort();
+  return [...new Set([...available(lazyAdapters), ...schemes])].sort();
 }
 
 export function listBalancers(): string[] {
-  return [...new Set([...available(BUILTIN_BALANCERS), ...balancers])].sort();
+  return [...new Set([...available(lazyBalancers), ...balancers])].sort();
 }
 
-/** The built-in schemes and balancer names (not those registered at run time): for docs. */
-export function listBuiltins(): { schemes: string[]; balancers: string[] } {
-  return { schemes: available(BUILTIN_ADAPTERS).sort(), balancers: available(BUILTIN_BALANCERS).sort() };
-}
-
-function available(table: Record<string, string>): string[] {
-  return Object.keys(table).filter((k) => {
-    try {
-      require.resolve(table[k]);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+function available(table: Map<string, LazyPlugin>): string[] {
+  return [...table].filter(([, p]) => p.available()).map(([k]) => k);
 }
 
 /** The container behind the registry, for applications that wire Wayfinder into their own tsyringe setup. */

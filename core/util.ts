@@ -112,19 +112,25 @@ export function endpointKey(e: Pick<Endpoint, 'host' | 'port'>): string {
   return hostPort(e.host, e.port);
 }
 
+/**
+ * An endpoint's identity plus attributes (host:port, id, weight, zone, health, metadata) as one
+ * string: equal signatures mean equal endpoints for every consumer (watch dedup, pickers).
+ */
+export function endpointSignature(e: Endpoint): string {
+  return JSON.stringify([
+    endpointKey(e),
+    e.id,
+    e.weight ?? 1,
+    e.zone ?? '',
+    e.health ?? '',
+    Object.entries(e.metadata).sort(),
+  ]);
+}
+
 /** Order-independent equality of two complete endpoint sets, attributes included. */
 export function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
   if (a.length !== b.length) return false;
-  const sig = (e: Endpoint) =>
-    JSON.stringify([
-      endpointKey(e),
-      e.id,
-      e.weight ?? 1,
-      e.zone ?? '',
-      e.health ?? '',
-      Object.entries(e.metadata).sort(),
-    ]);
-  const sa = a.map(sig).sort();
-  const sb = b.map(sig).sort();
+  const sa = a.map(endpointSignature).sort();
+  const sb = b.map(endpointSignature).sort();
   return sa.every((s, i) => s === sb[i]);
 }

@@ -64,17 +64,16 @@ export function resolveFirst(
   return new Promise((resolve, reject) => {
     const { signal } = opts;
     if (signal?.aborted) return reject(signal.reason);
-    let w: Watch | undefined;
     const finish = () => {
       signal?.removeEventListener('abort', onAbort);
-      queueMicrotask(() => w?.close()); // w is assigned once watch() returns
+      queueMicrotask(() => w.close()); // runs after watch() below has returned and w is set
     };
     const onAbort = () => {
       finish();
       reject(signal!.reason);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    w = resolver.watch(service, (s) => {
+    const w: Watch = resolver.watch(service, (s) => {
       finish();
       if (s.error && s.endpoints.length === 0 && s.error.code !== 'BAD_ENTRY') reject(s.error);
       else resolve(s.endpoints.map((e) => ({ ...e, metadata: { ...e.metadata } })));
@@ -130,7 +129,7 @@ export class WatchResolver implements Resolver {
         if (!open) return;
         open = false;
         e.listeners.delete(listener);
-        if (e.listeners.size === 0 && e.active) this.stopEntry(e);
+        if (e.listeners.size === 0 && e.active) void this.stopEntry(e); // never rejects: logs its own failure
       },
     };
   }

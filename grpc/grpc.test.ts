@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, Discovery, registerBalancer } from '../core';
 import { EchoClient, startEchoServer, type EchoServer } from '../testkit/echo';
-import { freePort, waitFor, withTimeout } from '../testkit/process';
+import { freePort, tempDir, waitFor, withTimeout } from '../testkit/process';
 import { WAYFINDER_ENDPOINT, grpcBridgeStats, installGrpc, parseBridgeTarget, wayfinderEndpointOf } from './index';
 import {
   captured,
@@ -215,6 +215,23 @@ describe('grpc bridge', function () {
       () => !grpcBridgeStats().registries.some((r) => r.registry === `wftest://${name}`),
       { timeoutMs: 2000 },
     );
+  });
+
+  it('does not share a registry between targets that differ only in cache=', async () => {
+    const name = uniqueName();
+    const ctl = testRegistry(name);
+    const d = await Discovery.fromConfig(`wftest://${name}`);
+    later(() => d.close());
+    const tmp = tempDir();
+    later(() => tmp.remove());
+    const [s] = await servers(1, d);
+    const plain = client(`wftest://${name}/echo`);
+    const cached = client(`wftest://${name}/echo?cache=${encodeURIComponent(tmp.dir)}`);
+    for (const c of [plain, cached]) assert.equal((await c.echo()).serverId, s.id);
+    // The cached channel runs its own Discovery (with the last-known-good cache): two registries, two watches.
+    const mine = grpcBridgeStats().registries.filter((r) => r.registry.startsWith(`wftest://${name}`));
+    assert.equal(mine.length, 2, JSON.stringify(mine));
+    assert.equal(ctl.subscribes, 2, `subscribes: ${ctl.subscribes}`);
   });
 
   describe('LB policy', () => {

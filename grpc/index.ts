@@ -1,6 +1,8 @@
+import '../builtins';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, listAdapterSchemes, listBalancers, type Discovery, type Logger } from '../core';
-import { POLICY_PREFIX, registerPolicy, registeredPolicies, validateLbConfigList } from './policy';
+import { POLICY_PREFIX, registerPolicy } from './policy';
+import { registeredPolicies, validateLbConfigList } from './policy-config';
 import { registerGrpclbPolicy } from './grpclb/policy';
 import { guardSchemesFromProxy } from './proxy';
 import { BridgeResolver } from './resolver';
@@ -8,7 +10,8 @@ import { settings, sharedRegistries, stats } from './shared';
 import { DEFAULT_SCHEME, PREFIXED_SCHEME } from './target';
 
 export { WAYFINDER_ENDPOINT, wayfinderEndpointOf, toGrpcEndpoint, type BridgeEndpoint } from './endpoints';
-export { PICK_KEY_METADATA, POLICY_PREFIX } from './policy';
+export { PICK_KEY_METADATA } from './picker';
+export { POLICY_PREFIX } from './policy';
 export { BridgeResolver } from './resolver';
 export { serve, type ServeOptions, type Served } from './serve';
 export { GRPCLB_POLICY, startBalancerServer, type BalancerServer, type BalancerServerOptions } from './grpclb';

@@ -11,7 +11,7 @@ import {
   type WayfinderError,
 } from '../core';
 import { toGrpcEndpoint } from './endpoints';
-import { validateLbConfigList } from './policy';
+import { validateLbConfigList } from './policy-config';
 import { acquireRegistry, releaseRegistry, settings, stats, type SharedRegistry } from './shared';
 import { parseBridgeTarget, type BridgeTarget } from './target';
 
@@ -66,6 +66,18 @@ export function serviceConfigFor(options: grpc.ChannelOptions): StatusOr<Service
   }
 }
 
+/** The resolver attribute (and LB-policy channel option) carrying the target's service name. */
+export const SERVICE_ATTRIBUTE = 'wayfinder.service';
+
+/**
+ * The :authority for a service name. grpc-js builds a URL from it (`http://<authority>`), so a
+ * named port as in `echo.default:grpc` (Kubernetes) must not look like a port: drop it.
+ */
+export function authorityFor(service: string): string {
+  const i = service.lastIndexOf(':');
+  return i >= 0 && !/^\d+$/.test(service.slice(i + 1)) ? service.slice(0, i) : service;
+}
+
 /**
  * The grpc-js resolver for our schemes. One per channel (grpc-js creates it); all resolvers on
  * equal registries share one Discovery and one watch per service (see shared.ts).
@@ -84,18 +96,6 @@ export function serviceConfigFor(options: grpc.ChannelOptions): StatusOr<Service
  * registry error with a last good set keeps that set (nothing is reported). A registry error
  * before any good set is reported as UNAVAILABLE.
  */
-/**
- * The :authority for a service name. grpc-js builds a URL from it (`http://<authority>`), so a
- * named port as in `echo.default:grpc` (Kubernetes) must not look like a port: drop it.
- */
-/** The resolver attribute (and LB-policy channel option) carrying the target's service name. */
-export const SERVICE_ATTRIBUTE = 'wayfinder.service';
-
-export function authorityFor(service: string): string {
-  const i = service.lastIndexOf(':');
-  return i >= 0 && !/^\d+$/.test(service.slice(i + 1)) ? service.slice(0, i) : service;
-}
-
 export class BridgeResolver implements grpc.experimental.Resolver {
   private readonly target?: BridgeTarget;
   private readonly targetError?: WayfinderError;

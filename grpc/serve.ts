@@ -125,7 +125,10 @@ export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Se
   );
 
   const spec: InstanceSpec = { service: opts.service, host, port };
-  for (const k of ['id', 'weight', 'zone', 'metadata'] as const) if (opts[k] !== undefined) (spec as any)[k] = opts[k];
+  if (opts.id !== undefined) spec.id = opts.id;
+  if (opts.weight !== undefined) spec.weight = opts.weight;
+  if (opts.zone !== undefined) spec.zone = opts.zone;
+  if (opts.metadata !== undefined) spec.metadata = opts.metadata;
   let registration: Registration;
   try {
     registration = await opts.discovery.registrar.register(spec);

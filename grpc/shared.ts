@@ -1,3 +1,4 @@
+import '../builtins';
 import { Discovery, TokenBucket, normalizeConfig, resolveRegistry, silentLogger, type Logger } from '../core';
 import type { BridgeTarget } from './target';
 
@@ -115,8 +116,10 @@ export function acquireRegistry(target: BridgeTarget): SharedRegistry {
     display = given ? given.description : resolveRegistry(normalizeConfig(undefined).registry).display;
     create = given ? () => Promise.resolve(given) : () => Discovery.fromConfig(undefined, { logger: settings.logger });
   } else {
-    const { def, options, display: shown } = resolveRegistry(target.registryUrl);
-    key = `${def.scheme}#${stableJson(options)}`;
+    const { def, options, display: shown, cache } = resolveRegistry(target.registryUrl);
+    // cache= is a core option outside the adapter's options: a cached and an uncached target are
+    // two Discoveries (only one of them keeps the last-known-good file).
+    key = `${def.scheme}#${stableJson(options)}#${cache ?? ''}`;
     display = shown;
     const url = target.registryUrl;
     create = () => Discovery.fromConfig(url, { logger: settings.logger });

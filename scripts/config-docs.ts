@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { getAdapter, getBalancer, listBuiltins, type OptionSpec, type OptionsSchema } from '../core';
+import { getAdapter, getBalancer, listBuiltins, type OptionSpec, type OptionsSchema } from '../index';
 
 export const DOC = path.join(__dirname, '..', 'docs', 'configuration.md');
 const START = '<!-- generated: option tables (npm run docs) -->';

@@ -1,3 +1,4 @@
+import '../builtins';
 export * from './conformance';
 export * from './process';
 export * from './dnsmasq';

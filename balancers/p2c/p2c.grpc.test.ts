@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Discovery } from '../../core';
+import { Discovery } from '../../index';
 import { installGrpc } from '../../grpc';
 import { EchoClient, startEchoServer, type EchoServer } from '../../testkit/echo';
 import { waitFor } from '../../testkit/process';

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Discovery } from '../../core';
+import { Discovery } from '../../index';
 import { installGrpc } from '../../grpc';
 import { EchoClient } from '../../testkit/echo';
 

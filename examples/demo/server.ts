@@ -2,7 +2,7 @@
  * One demo backend: an Echo gRPC server that registers itself in the registry named by
  * WAYFINDER_REGISTRY, answers after DEMO_LATENCY_MS, and on SIGTERM deregisters, drains and exits.
  */
-import { Discovery } from '../../core';
+import { Discovery } from '../../index';
 import { startEchoServer } from '../../testkit/echo';
 
 async function main(): Promise<void> {

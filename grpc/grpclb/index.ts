@@ -2,6 +2,8 @@
  * grpclb lookaside load balancing: the `wayfinder_grpclb` client policy (registered by
  * installGrpc()) and a balancer server fed by any Wayfinder registry. See docs/grpclb.md.
  */
+import '../../builtins';
+
 export {
   GRPCLB_POLICY,
   grpclbPolicyOptions,

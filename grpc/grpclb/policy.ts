@@ -3,7 +3,7 @@ import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
 import { Backoff, ConfigError, endpointKey, validateOptions, type OptionsSchema, type Watch } from '../../core';
 import { wayfinderEndpointOf } from '../endpoints';
-import { registerPolicyConfig } from '../policy';
+import { registerPolicyConfig } from '../policy-config';
 import { SERVICE_ATTRIBUTE } from '../resolver';
 import { acquireRegistry, releaseRegistry, settings, type SharedRegistry } from '../shared';
 import {
@@ -17,18 +17,15 @@ import {
   type LoadBalanceResponse,
   type ServerMsg,
 } from './protocol';
-
+import { ChildSet } from '../child-set';
 import {
   ConnectivityState,
-  LeafLoadBalancer,
   PickResultType,
   QueuePicker,
   UnavailablePicker,
-  createChildChannelControlHelper,
   type ChannelControlHelper,
   type GrpcEndpoint,
   type GrpcPicker,
-  type LeafLB,
   type PickArgs,
   type PickResult,
 } from '../grpcjs';
@@ -161,10 +158,6 @@ class CallStats {
 /** One position of the round-robin list: a backend (with its token) or a drop. */
 type Entry = { drop: true; token: string } | { drop: false; key: string; token: string };
 
-interface Child {
-  leaf: LeafLB;
-}
-
 type Mode = 'waiting' | 'balancer' | 'fallback';
 
 /**
@@ -185,8 +178,7 @@ type Mode = 'waiting' | 'balancer' | 'fallback';
  * client_stats_report_interval.
  */
 class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
-  private readonly children = new Map<string, Child>();
-  private readonly childHelper: ChannelControlHelper;
+  private readonly children: ChildSet<undefined>;
   private config?: GrpclbPolicyConfig;
   private configJson = '';
   private channelOptions: grpc.ChannelOptions = {};
@@ -194,8 +186,8 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   private fallbackEndpoints: GrpcEndpoint[] = [];
   private mode: Mode = 'waiting';
   private entries: Entry[] = [];
-  private paused = false;
   private destroyed = false;
+  /** The last error of a backend connection or of the balancer stream. */
   private lastError: string | null = null;
   private readonly stats = new CallStats();
   // balancer stream
@@ -203,7 +195,8 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   private balancerAddrs: { host: string; port: number }[] = [];
   private nextBalancer = 0;
   private client?: grpc.Client;
-  private call?: grpc.ClientDuplexStream<LoadBalanceRequest, LoadBalanceResponse>;
+  /** The open stream, or a placeholder while the balancer's name resolves; only cancel() is used through it. */
+  private call?: { cancel(): void };
   private backoff = new Backoff();
   private reconnectTimer?: NodeJS.Timeout;
   private fallbackTimer?: NodeJS.Timeout;
@@ -213,8 +206,8 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   private generation = 0;
 
   constructor(private readonly helper: ChannelControlHelper) {
-    this.childHelper = createChildChannelControlHelper(helper, {
-      updateState: (_state, _picker, errorMessage) => {
+    this.children = new ChildSet(helper, {
+      onChange: (_state, errorMessage) => {
         if (errorMessage) this.lastError = errorMessage;
         this.recalculate();
       },
@@ -249,8 +242,7 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   }
 
   exitIdle(): void {
-    for (const c of this.children.values())
-      if (c.leaf.getConnectivityState() === ConnectivityState.IDLE) c.leaf.exitIdle();
+    this.children.exitIdle();
   }
 
   resetBackoff(): void {
@@ -265,8 +257,7 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   destroy(): void {
     this.destroyed = true;
     this.stopBalancer();
-    for (const c of this.children.values()) c.leaf.destroy();
-    this.children.clear();
+    this.children.destroy();
   }
 
   getTypeName(): string {
@@ -345,7 +336,7 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
     const gen = this.generation;
     const service = this.service;
     // A placeholder stream slot while the balancer's name resolves, so connect() stays single.
-    const pending = { cancel() {} } as unknown as grpc.ClientDuplexStream<LoadBalanceRequest, LoadBalanceResponse>;
+    const pending = { cancel() {} };
     this.call = pending;
     const resolved = isIP(addr.host) ? Promise.resolve(addr.host) : dns.lookup(addr.host).then((r) => r.address);
     resolved.then(
@@ -492,23 +483,15 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
   // ---- backends ----
 
   private syncChildren(wanted: Map<string, GrpcEndpoint>): void {
-    this.paused = true;
-    for (const [key, ge] of wanted) {
-      if (this.children.has(key)) continue;
-      const leaf = new LeafLoadBalancer(ge, this.childHelper, this.channelOptions, '');
-      this.children.set(key, { leaf });
-      leaf.startConnecting();
-    }
-    for (const [key, c] of this.children) {
-      if (wanted.has(key)) continue;
-      this.children.delete(key);
-      c.leaf.destroy();
-    }
-    this.paused = false;
+    this.children.sync(
+      [...wanted].map(([key, endpoint]) => ({ key, endpoint, data: undefined })),
+      this.channelOptions,
+      '',
+    );
   }
 
   private recalculate(): void {
-    if (this.paused || this.destroyed) return;
+    if (this.children.syncing || this.destroyed) return;
     if (!this.service) {
       const msg = `${GRPCLB_POLICY}: no service name to ask the balancer for: set "serviceName" in the policy config`;
       return this.helper.updateState(ConnectivityState.TRANSIENT_FAILURE, new UnavailablePicker({ details: msg }), msg);
@@ -519,14 +502,9 @@ class GrpclbLoadBalancer implements grpc.experimental.LoadBalancer {
       this.mode === 'balancer'
         ? this.entries
         : [...this.children.keys()].map((key) => ({ drop: false, key, token: '' }));
-    const leaves = new Map<string, GrpcPicker>();
-    let connecting = false;
-    for (const [key, c] of this.children) {
-      const st = c.leaf.getConnectivityState();
-      if (st === ConnectivityState.READY) leaves.set(key, c.leaf.getPicker());
-      else if (st === ConnectivityState.CONNECTING) connecting = true;
-      else if (st === ConnectivityState.IDLE) c.leaf.exitIdle();
-    }
+    const { ready, connecting } = this.children.states();
+    this.children.exitIdle();
+    const leaves = new Map<string, GrpcPicker>(ready.map((c) => [c.key, c.leaf.getPicker()]));
     const allDrops = entries.length > 0 && entries.every((e) => e.drop);
     if (leaves.size > 0 || allDrops) {
       this.helper.updateState(ConnectivityState.READY, new GrpclbPicker(entries, leaves, this.stats), null);

@@ -69,9 +69,7 @@ export function loadBalancerService(): grpc.ServiceDefinition {
 
 /** Serializers of the BalanceLoad method (client side). */
 export function balanceLoadMethod(): grpc.MethodDefinition<LoadBalanceRequest, LoadBalanceResponse> {
-  return (
-    loadBalancerService() as unknown as Record<string, grpc.MethodDefinition<LoadBalanceRequest, LoadBalanceResponse>>
-  ).BalanceLoad;
+  return loadBalancerService().BalanceLoad as grpc.MethodDefinition<LoadBalanceRequest, LoadBalanceResponse>;
 }
 
 export function durationToMs(d: Duration | undefined): number {

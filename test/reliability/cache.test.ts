@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createEtcdRegistry } from '../../adapters/etcd';
-import { CachedResolver, ConfigError, Discovery, cacheFileFor, resolveRegistry, type Snapshot } from '../../core';
+import { CachedResolver, ConfigError, Discovery, cacheFileFor, resolveRegistry, type Snapshot } from '../../index';
 import { faultProxy, type FaultProxy } from '../../testkit/fault-proxy';
 import { findEtcd, findEtcdctl, startEtcd, type EtcdServer } from '../../testkit/etcd';
 import { startEchoServer, type EchoServer } from '../../testkit/echo';

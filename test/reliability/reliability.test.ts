@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isComplete, RESULTS_FILE, type ReliabilityResult, type ReliabilityRun } from '../../scripts/reliability-docs';
-import { Discovery, type Registrar, type Registration, type Snapshot } from '../../core';
+import { Discovery, type Registrar, type Registration, type Snapshot } from '../../index';
 import { installGrpc } from '../../grpc';
 import { dnsmasqRegistrar, findDnsmasq, startDnsmasq, type Dnsmasq } from '../../testkit/dnsmasq';
 import { EchoClient, startEchoServer, type EchoServer } from '../../testkit/echo';

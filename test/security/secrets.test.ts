@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Discovery, isWayfinderError } from '../../core';
+import { Discovery, isWayfinderError } from '../../index';
 import { findEtcd, findEtcdctl, findOpenssl, startEtcd, type EtcdServer } from '../../testkit/etcd';
 import { startFakeConsul, type FakeConsul } from '../../testkit/fake-consul';
 import { startFakeKubeApi, type FakeKubeApi } from '../../testkit/fake-kube-api';
