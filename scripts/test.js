@@ -25,6 +25,25 @@ if (tsc.status !== 0) {
   process.exit(1);
 }
 
+// Lint and format check (ESLint + Prettier) before the suites, on a full run; a finding fails the run.
+if (process.argv.length <= 2) {
+  const bin = (m) => require.resolve(m);
+  const eslint = spawnSync(process.execPath, [bin('eslint/bin/eslint.js'), '.'], { cwd: root, stdio: 'inherit' });
+  const prettier = spawnSync(
+    process.execPath,
+    [bin('prettier/bin/prettier.cjs'), '--check', '.', '--log-level', 'warn'],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
+  if (eslint.status !== 0 || prettier.status !== 0) {
+    console.error('[wayfinder] lint or format check failed (npm run lint; npm run format fixes most)');
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+}
+
 // Without arguments: every suite. With arguments: just those files (e.g. npm test -- adapters/etcd/*.test.ts).
 const specs =
   process.argv.length > 2
