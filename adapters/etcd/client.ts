@@ -14,6 +14,8 @@ import {
   type IWatchRequest,
   type IWatchResponse,
 } from 'etcd3';
+import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { isIP } from 'node:net';
 import { AuthFailedError, RegistryUnavailableError, type WayfinderError } from '../../core';
 
 /**
@@ -44,6 +46,37 @@ const noopPolicy = {
   onFailure: () => ({ dispose() {} }),
 } as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
+/**
+ * TLS credentials that work with members addressed by IP on every Node line. grpc-js 1.14 sets the
+ * TLS servername (SNI) to the target host even when it is an IP literal; Node 26 refuses that
+ * (ERR_INVALID_ARG_VALUE, formerly the DEP0123 warning). For an IP host the servername is dropped:
+ * no SNI is sent (RFC 6066 allows none for IPs) and Node checks the certificate against `host`,
+ * the IP, so the server certificate must carry it as an IP subjectAltName, as etcd's docs require.
+ * Reaches into grpc-js's secure connector (its `connectionOptions`): grpc-js is pinned to ~1.14.
+ */
+export function ipSafeCredentials(tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }): ChannelCredentials {
+  const base = grpcCredentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+  const wrapped = Object.create(base) as ChannelCredentials;
+  wrapped._createSecureConnector = function (this: ChannelCredentials, ...args) {
+    const connector = base._createSecureConnector.apply(this, args);
+    const co = (connector as unknown as { connectionOptions?: { servername?: string } }).connectionOptions;
+    if (co?.servername && isIP(co.servername)) delete co.servername;
+    return connector;
+  };
+  return wrapped;
+}
+
+/** Makes every channel of an etcd3 client (per-member clients and the authenticator's) use `creds`. */
+function useCredentials(raw: Etcd3, creds: ChannelCredentials): void {
+  const pool = (
+    raw as unknown as {
+      pool: { hosts: { channelCredentials: ChannelCredentials }[]; authenticator: { credentials: ChannelCredentials } };
+    }
+  ).pool;
+  for (const host of pool.hosts) host.channelCredentials = creds;
+  pool.authenticator.credentials = creds;
+}
+
 export class EtcdClient {
   readonly raw: Etcd3;
   private readonly secrets: string[];
@@ -72,6 +105,7 @@ export class EtcdClient {
         'grpc.enable_http_proxy': 0,
       },
     });
+    if (opts.tls) useCredentials(this.raw, ipSafeCredentials(opts.tls));
   }
 
   /** Reads every key under `prefix` at one revision, in pages. Returns that revision. */
