@@ -48,6 +48,8 @@ class MemberSkippedError extends Error {}
 
 /** A failure that says the member did not answer (down, unreachable, no leader): try another one. */
 function isMemberFailure(e: unknown): boolean {
+  // A TLS trust failure is the same on every member: not a reason to try another.
+  if (e instanceof Error && /certificate|self[- ]signed|CERT_|altnames|unable to verify/i.test(e.message)) return false;
   return (
     e instanceof MemberSkippedError ||
     e instanceof GRPCUnavailableError ||
@@ -78,6 +80,8 @@ const noDispose = () => ({ dispose() {} });
 class MemberFailover {
   private readonly down = new Map<string, { until: number; failures: number }>();
   private readonly budget = new AsyncLocalStorage<number>();
+  /** Members as etcd3's pool names them (scheme://host:port), one per host policy. */
+  private readonly known: string[] = [];
 
   constructor(
     private readonly hosts: string[],
@@ -102,7 +106,8 @@ class MemberFailover {
   }
 
   hostPolicy(host: string): Policy {
-    const self = { isDown: (h: string, now?: number) => this.isDown(h, now), hosts: this.hosts, down: this.down };
+    this.known.push(host);
+    const self = { isDown: (h: string, now?: number) => this.isDown(h, now), hosts: this.known, down: this.down };
     const markDown = (h: string) => this.markDown(h);
     return {
       async execute<T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> {
@@ -182,9 +187,12 @@ export class EtcdClient {
   readonly raw: Etcd3;
   private readonly secrets: string[];
   readonly tls: boolean;
+  /** Number of members given (watches resume on another member only when there is one). */
+  readonly members: number;
 
   constructor(private readonly opts: EtcdClientOptions) {
     this.tls = !!opts.tls;
+    this.members = opts.hosts.length;
     this.secrets = opts.auth?.password ? [opts.auth.password] : [];
     const scheme = opts.tls ? 'https' : 'http';
     const failover = new MemberFailover(opts.hosts, opts.requestTimeoutMs);
