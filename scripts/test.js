@@ -45,10 +45,19 @@ if (process.argv.length <= 2) {
 }
 
 // Without arguments: every suite. With arguments: just those files (e.g. npm test -- adapters/etcd/*.test.ts).
+// WAYFINDER_SLOW_SUITES=skip leaves out the slow fault suites (test/reliability, test/cluster), =only runs
+// just them: .ci/run (scripts/node-lines.js) runs those once, on the newest Node line, the rest on every line.
+const SLOW_DIRS = ['test/reliability', 'test/cluster'];
+const slow = process.env.WAYFINDER_SLOW_SUITES;
 const specs =
   process.argv.length > 2
     ? process.argv.slice(2)
-    : ['{core,adapters,balancers,grpc,testkit,cli,examples,test}/**/*.test.ts'];
+    : slow === 'only'
+      ? SLOW_DIRS.map((d) => `${d}/**/*.test.ts`)
+      : [
+          '{core,adapters,balancers,grpc,testkit,cli,examples,test}/**/*.test.ts',
+          ...(slow === 'skip' ? SLOW_DIRS.flatMap((d) => ['--ignore', `${d}/**`]) : []),
+        ];
 const args = [require.resolve('mocha/bin/mocha.js'), ...specs];
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

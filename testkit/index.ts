@@ -8,3 +8,5 @@ export * from './fake-consul';
 export * from './fake-kube-api';
 export * from './zookeeper';
 export * from './fault-proxy';
+export * from './etcd-cluster';
+export * from './zookeeper-ensemble';

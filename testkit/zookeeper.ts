@@ -89,7 +89,7 @@ export interface ZooKeeperServer {
   output(): string;
 }
 
-function fourLetterWord(host: string, port: number, cmd: string, timeoutMs: number): Promise<string> {
+export function fourLetterWord(host: string, port: number, cmd: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port });
     let out = '';
@@ -144,6 +144,30 @@ async function joinAndClose(
   }
 }
 
+/** The JVM command line of a test ZooKeeper (small heap, fast start, no AdminServer, every 4lw allowed). */
+export function zooKeeperJavaArgs(
+  install: ZooKeeperInstall,
+  cfgFile: string,
+  mainClass: string,
+  heapMb: number,
+): string[] {
+  return [
+    `-Xmx${heapMb}m`,
+    '-Xss512k',
+    '-XX:+UseSerialGC',
+    '-XX:TieredStopAtLevel=1',
+    '-Dzookeeper.4lw.commands.whitelist=*',
+    '-Dzookeeper.admin.enableServer=false',
+    '-Dzookeeper.jmx.log4j.disable=true',
+    '-Dzookeeper.root.logger=WARN,CONSOLE',
+    '-Dzookeeper.forceSync=no',
+    '-cp',
+    install.classpath,
+    mainClass,
+    cfgFile,
+  ];
+}
+
 export async function startZooKeeper(opts: StartZooKeeperOptions = {}): Promise<ZooKeeperServer> {
   const install = findZooKeeper();
   const tmp = tempDir('wayfinder-zk-');
@@ -170,21 +194,12 @@ export async function startZooKeeper(opts: StartZooKeeperOptions = {}): Promise<
       '',
     ].join('\n'),
   );
-  const args = [
-    `-Xmx${opts.heapMb ?? 256}m`,
-    '-Xss512k',
-    '-XX:+UseSerialGC',
-    '-XX:TieredStopAtLevel=1',
-    '-Dzookeeper.4lw.commands.whitelist=*',
-    '-Dzookeeper.admin.enableServer=false',
-    '-Dzookeeper.jmx.log4j.disable=true',
-    '-Dzookeeper.root.logger=WARN,CONSOLE',
-    '-Dzookeeper.forceSync=no',
-    '-cp',
-    install.classpath,
-    'org.apache.zookeeper.server.ZooKeeperServerMain',
+  const args = zooKeeperJavaArgs(
+    install,
     cfgFile,
-  ];
+    'org.apache.zookeeper.server.ZooKeeperServerMain',
+    opts.heapMb ?? 256,
+  );
 
   let proc: ManagedProcess | undefined;
   const launch = async (): Promise<void> => {

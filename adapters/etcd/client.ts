@@ -14,8 +14,11 @@ import {
   EtcdLeaseInvalidError,
   EtcdPermissionDeniedError,
   EtcdUserNotFoundError,
+  GRPCDeadlineExceededError,
   GRPCUnauthenticatedError,
+  GRPCUnavailableError,
   Range,
+  isRecoverableError,
   type IDuplexStream,
   type ILeaseKeepAliveRequest,
   type ILeaseKeepAliveResponse,
@@ -23,13 +26,17 @@ import {
   type IWatchRequest,
   type IWatchResponse,
 } from 'etcd3';
-import { AuthFailedError, RegistryUnavailableError, type WayfinderError } from '../../core';
+import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { isIP } from 'node:net';
+import { AuthFailedError, RegistryUnavailableError, delay, type WayfinderError } from '../../core';
 
 /**
  * A thin wrapper over the `etcd3` client: the calls the adapter makes (paged prefix reads, raw
  * watch and lease keep-alive streams, leases and puts), each failure mapped to a typed
- * WayfinderError. Retries are the adapter's (its own backoff), so etcd3's retry policy and circuit
- * breaker are disabled: they would hide an outage for seconds after etcd is back.
+ * WayfinderError. etcd3's own retry policy and circuit breaker are replaced by MemberFailover: a
+ * call moves on to another member within its deadline; a member is only skipped while another one
+ * is believed up, so a single etcd that comes back is used at once (no breaker hiding it).
  */
 
 export interface EtcdClientOptions {
@@ -45,23 +52,159 @@ export interface KV {
   value: Buffer;
 }
 
-// A policy that just runs the call (cockatiel's IPolicy shape, without importing cockatiel).
-const noopPolicy = {
-  execute: <T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>) =>
-    Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
-  onSuccess: () => ({ dispose() {} }),
-  onFailure: () => ({ dispose() {} }),
-} as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+/** A member was skipped because it failed recently and another member is believed up. */
+class MemberSkippedError extends Error {}
+
+/** A failure that says the member did not answer (down, unreachable, no leader): try another one. */
+function isMemberFailure(e: unknown): boolean {
+  // A TLS trust failure is the same on every member: not a reason to try another.
+  if (e instanceof Error && /certificate|self[- ]signed|CERT_|altnames|unable to verify/i.test(e.message)) return false;
+  return (
+    e instanceof MemberSkippedError ||
+    e instanceof GRPCUnavailableError ||
+    e instanceof GRPCDeadlineExceededError ||
+    (e instanceof Error && isRecoverableError(e))
+  );
+}
+
+type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+const noDispose = () => ({ dispose() {} });
+
+/**
+ * Failover across members, plugged into etcd3's connection pool (its per-host and global policies):
+ *
+ * - per member: a member whose call or stream failed with a member failure is marked down for a
+ *   while (1 s, doubling while it keeps failing, up to 30 s) and skipped by new calls and streams
+ *   as long as another member is not marked down; it is tried again when the mark lapses.
+ * - per call (global): a unary call that fails with a member failure is retried at once on the
+ *   next member (etcd3's shuffled rotation continues across attempts), and after every member has
+ *   been tried, again after a short pause, until the call's budget (request-timeout) is spent. Only
+ *   then does the caller see an error: the last member's. With more than one member an attempt gets
+ *   at most half the budget, so a member that swallows requests (partitioned) cannot eat it all.
+ *
+ * Every call the adapter makes is safe to repeat: reads, puts of the same value, deletes, revokes
+ * (an unknown lease counts as revoked) and lease grants (a lease granted by an attempt whose answer
+ * was lost is never used and expires after its TTL).
+ */
+class MemberFailover {
+  private readonly down = new Map<string, { until: number; failures: number }>();
+  private readonly budget = new AsyncLocalStorage<number>();
+  /** Members as etcd3's pool names them (scheme://host:port), one per host policy. */
+  private readonly known: string[] = [];
+
+  constructor(
+    private readonly hosts: string[],
+    private readonly requestTimeoutMs: number,
+  ) {}
+
+  /** The deadline of the current unary attempt (read by etcd3's defaultCallOptions). */
+  attemptDeadline(): number {
+    const now = Date.now();
+    const end = this.budget.getStore() ?? now + this.requestTimeoutMs;
+    const cap = this.hosts.length > 1 ? Math.max(1000, this.requestTimeoutMs / 2) : Infinity;
+    return Math.min(end, now + cap);
+  }
+
+  private isDown(host: string, now = Date.now()): boolean {
+    return (this.down.get(host)?.until ?? 0) > now;
+  }
+
+  markDown(host: string): void {
+    const failures = (this.down.get(host)?.failures ?? 0) + 1;
+    this.down.set(host, { until: Date.now() + Math.min(30_000, 1000 * 2 ** (failures - 1)), failures });
+  }
+
+  hostPolicy(host: string): Policy {
+    this.known.push(host);
+    const self = { isDown: (h: string, now?: number) => this.isDown(h, now), hosts: this.known, down: this.down };
+    const markDown = (h: string) => this.markDown(h);
+    return {
+      async execute<T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> {
+        const now = Date.now();
+        if (self.isDown(host, now) && self.hosts.some((h) => h !== host && !self.isDown(h, now)))
+          throw new MemberSkippedError(`etcd member ${host} failed recently; trying another`);
+        try {
+          const r = await fn({ signal: new AbortController().signal });
+          // A stream is "opened" even towards a dead member: only an answered call proves it up.
+          if (!(r && typeof (r as { on?: unknown }).on === 'function')) self.down.delete(host);
+          return r;
+        } catch (e) {
+          if (isMemberFailure(e)) markDown(host);
+          throw e;
+        }
+      },
+      onSuccess: noDispose,
+      onFailure: noDispose,
+    } as unknown as Policy;
+  }
+
+  globalPolicy(): Policy {
+    const { budget, requestTimeoutMs, hosts } = this;
+    return {
+      execute<T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> {
+        const end = budget.getStore() ?? Date.now() + requestTimeoutMs;
+        return budget.run(end, async () => {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              return await fn({ signal: new AbortController().signal });
+            } catch (e) {
+              if (!isMemberFailure(e) || Date.now() >= end) throw e;
+              if (attempt % hosts.length === 0) await delay(Math.min(200, Math.max(0, end - Date.now())));
+              if (Date.now() >= end) throw e;
+            }
+          }
+        });
+      },
+      onSuccess: noDispose,
+      onFailure: noDispose,
+    } as unknown as Policy;
+  }
+}
+
+/**
+ * TLS credentials that work with members addressed by IP on every Node line. grpc-js 1.14 sets the
+ * TLS servername (SNI) to the target host even when it is an IP literal; Node 26 refuses that
+ * (ERR_INVALID_ARG_VALUE, formerly the DEP0123 warning). For an IP host the servername is dropped:
+ * no SNI is sent (RFC 6066 allows none for IPs) and Node checks the certificate against `host`,
+ * the IP, so the server certificate must carry it as an IP subjectAltName, as etcd's docs require.
+ * Reaches into grpc-js's secure connector (its `connectionOptions`): grpc-js is pinned to ~1.14.
+ */
+export function ipSafeCredentials(tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }): ChannelCredentials {
+  const base = grpcCredentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
+  const wrapped = Object.create(base) as ChannelCredentials;
+  wrapped._createSecureConnector = function (this: ChannelCredentials, ...args) {
+    const connector = base._createSecureConnector.apply(this, args);
+    const co = (connector as unknown as { connectionOptions?: { servername?: string } }).connectionOptions;
+    if (co?.servername && isIP(co.servername)) delete co.servername;
+    return connector;
+  };
+  return wrapped;
+}
+
+/** Makes every channel of an etcd3 client (per-member clients and the authenticator's) use `creds`. */
+function useCredentials(raw: Etcd3, creds: ChannelCredentials): void {
+  const pool = (
+    raw as unknown as {
+      pool: { hosts: { channelCredentials: ChannelCredentials }[]; authenticator: { credentials: ChannelCredentials } };
+    }
+  ).pool;
+  for (const host of pool.hosts) host.channelCredentials = creds;
+  pool.authenticator.credentials = creds;
+}
 
 export class EtcdClient {
   readonly raw: Etcd3;
   private readonly secrets: string[];
   readonly tls: boolean;
+  /** Number of members given (watches resume on another member only when there is one). */
+  readonly members: number;
 
   constructor(private readonly opts: EtcdClientOptions) {
     this.tls = !!opts.tls;
+    this.members = opts.hosts.length;
     this.secrets = opts.auth?.password ? [opts.auth.password] : [];
     const scheme = opts.tls ? 'https' : 'http';
+    const failover = new MemberFailover(opts.hosts, opts.requestTimeoutMs);
     this.raw = new Etcd3({
       hosts: opts.hosts.map((h) => `${scheme}://${h}`),
       credentials:
@@ -69,8 +212,8 @@ export class EtcdClient {
           ? { rootCertificate: opts.tls.ca as Buffer, privateKey: opts.tls.key, certChain: opts.tls.cert }
           : undefined,
       auth: opts.auth ? { username: opts.auth.username, password: opts.auth.password } : undefined,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.requestTimeoutMs }),
-      faultHandling: { host: () => noopPolicy, global: noopPolicy },
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: failover.attemptDeadline() }),
+      faultHandling: { host: (h) => failover.hostPolicy(h), global: failover.globalPolicy() },
       grpcOptions: {
         // Detects a dead TCP connection under a long-lived stream. etcd refuses pings more often
         // than its --grpc-keepalive-min-time (5 s by default), hence 10 s.
@@ -81,6 +224,7 @@ export class EtcdClient {
         'grpc.enable_http_proxy': 0,
       },
     });
+    if (opts.tls) useCredentials(this.raw, ipSafeCredentials(opts.tls));
   }
 
   /** Reads every key under `prefix` at one revision, in pages. Returns that revision. */

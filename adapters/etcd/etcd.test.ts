@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import {
   Discovery,
@@ -482,6 +483,32 @@ describe('etcd adapter', function () {
       const svc = uniqueService();
       await d.registrar.register({ service: svc, host: '127.0.0.1', port: 7401 });
       assert.deepEqual((await d.resolver.resolve(svc)).map(endpointKey), ['127.0.0.1:7401']);
+    });
+
+    it('checks the certificate against the IP address: another IP than its IP SAN fails closed', async () => {
+      // The server certificate names IP:127.0.0.1 and DNS:localhost; the same server reached as
+      // 127.0.0.2 (a relay on another loopback address) must be refused, on every Node line.
+      const relay = net.createServer((c) => {
+        const up = net.connect(sec.port, '127.0.0.1');
+        c.pipe(up).pipe(c);
+        const end = () => (c.destroy(), up.destroy());
+        c.on('error', end).on('close', end);
+        up.on('error', end).on('close', end);
+      });
+      await new Promise<void>((res) => relay.listen(0, '127.0.0.2', res));
+      toClose.push({ close: () => new Promise<void>((res) => relay.close(() => res())) });
+      const port = (relay.address() as net.AddressInfo).port;
+      const pki = sec.pki!;
+      const d = await Discovery.fromConfig(
+        `etcd://127.0.0.2:${port}?ca=${pki.ca}&cert=${pki.clientCert}&key=${pki.clientKey}&request-timeout=2s`,
+      );
+      toClose.push(d);
+      const err = await withTimeout(d.resolver.resolve(uniqueService()), 10_000, 'resolve').then(
+        () => undefined,
+        (e) => e,
+      );
+      assert.ok(isWayfinderError(err, 'AUTH_FAILED'), `expected AUTH_FAILED, got ${err}`);
+      assert.match(String(err.message), /127\.0\.0\.2|altnames|IP/);
     });
 
     it('fails closed with AUTH_FAILED when the server is not signed by the configured CA', async () => {

@@ -51,6 +51,10 @@ export class ServiceWatch {
   private readonly stopCtl = new AbortController();
   private stream?: IDuplexStream<IWatchRequest, IWatchResponse>;
   private readonly entries = new Map<string, Decoded>();
+  /** Every event up to this revision has been applied (where a resumed watch starts, + 1). */
+  private delivered = 0;
+  /** The current stream was confirmed (created) by etcd. */
+  private confirmed = false;
   /** Highest store revision seen; a lower one later means etcd's data was replaced. */
   private highest = 0;
   private readonly backoff: Backoff;
@@ -74,8 +78,18 @@ export class ServiceWatch {
   }
 
   private async run(): Promise<void> {
+    // After a confirmed stream fails (its member died, was cut off, went silent), the watch is
+    // opened again at once from the revision after the last one delivered: on another member when
+    // the failed one is marked down (see client.ts). No re-read, no error, no repeated snapshot.
+    let resumeFrom: number | undefined;
     while (!this.stopped) {
       try {
+        if (resumeFrom !== undefined) {
+          const from = resumeFrom;
+          resumeFrom = undefined;
+          await this.watchFrom(from);
+          continue;
+        }
         const { revision, kvs } = await this.client.list(this.prefix, 1000);
         if (this.stopped) return;
         if (revision < this.highest)
@@ -84,6 +98,7 @@ export class ServiceWatch {
             'etcd: store revision went backwards (data dir replaced); re-listed',
           );
         this.highest = revision;
+        this.delivered = revision;
         this.entries.clear();
         for (const kv of kvs) this.entries.set(kv.key, this.decode(kv.key, kv.value));
         this.emit(revision);
@@ -96,6 +111,16 @@ export class ServiceWatch {
           continue;
         }
         const err = this.client.toError(e, `watching ${this.prefix}`);
+        if (
+          this.confirmed &&
+          this.client.members > 1 &&
+          err.code !== 'AUTH_FAILED' &&
+          !/invalid auth token/.test(err.message)
+        ) {
+          this.o.logger.info({ prefix: this.prefix, err: err.message }, 'etcd: watch stream failed; resuming');
+          resumeFrom = this.delivered + 1;
+          continue;
+        }
         if ((e as Error)?.constructor === EtcdInvalidAuthTokenError || /invalid auth token/.test(err.message))
           this.client.invalidateToken();
         this.sink.error(err);
@@ -147,6 +172,8 @@ export class ServiceWatch {
 
   /** Resolves never; rejects with Relist when the range must be re-read, or with the failure. */
   private async watchFrom(startRevision: number): Promise<void> {
+    this.confirmed = false;
+    if (startRevision - 1 > this.delivered) this.delivered = startRevision - 1;
     const stream = await this.client.watchStream();
     if (this.stopped) {
       try {
@@ -215,11 +242,14 @@ export class ServiceWatch {
           }
           if (res.created) {
             created = true;
+            this.confirmed = true;
             this.backoff.reset();
           }
           if (!created) return;
           heard();
           if (rev > this.highest) this.highest = rev;
+          // A response without events (a progress notification) says every event up to its revision was sent.
+          if (!res.events?.length && !res.created && rev > this.delivered) this.delivered = rev;
           if (res.events?.length) {
             for (const ev of res.events) {
               const key = ev.kv.key.toString('utf8');
@@ -227,6 +257,7 @@ export class ServiceWatch {
               else this.entries.set(key, this.decode(key, ev.kv.value));
             }
             const evRev = Number(res.events[res.events.length - 1].kv.mod_revision) || rev;
+            if (evRev > this.delivered) this.delivered = evRev;
             this.emit(evRev);
           }
         });

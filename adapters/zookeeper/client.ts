@@ -327,34 +327,67 @@ export class ZkSession extends EventEmitter {
    * Runs one vendor call on the current client, after waiting for a connection, bounded by the
    * op timeout. Vendor errors are passed through unchanged (callers test their code with zkCode());
    * a timeout rejects with REGISTRY_UNAVAILABLE. A timed-out request may still reach the server.
+   *
+   * Failover within the timeout: a call that fails with CONNECTION_LOSS (its server died or was cut
+   * off; the vendor client moves the session to another server) is sent again once the session is
+   * back, unless `retryOnLoss` is false. With several servers, a call unanswered for half its
+   * timeout drops the connection (a live ZooKeeper answers in milliseconds: this one is partitioned
+   * or stopped), so the session moves and the call is retried there instead of timing out.
    */
   async run<T>(
     what: string,
     fn: (c: zookeeper.Client, cb: Cb<T>) => void,
     timeoutMs = this.options.opTimeoutMs,
+    retryOnLoss = true,
   ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
-    await this.whenConnected(timeoutMs);
+    for (;;) {
+      await this.whenConnected(Math.max(1, deadline - Date.now()));
+      try {
+        return await this.runOnce(what, fn, deadline, timeoutMs);
+      } catch (e) {
+        if (!retryOnLoss || zkCode(e) !== ZK.CONNECTION_LOSS || this.closed || Date.now() >= deadline) throw e;
+        this.logger.debug({ what }, `${this.name}: connection lost during a call; retrying once the session is back`);
+      }
+    }
+  }
+
+  private runOnce<T>(what: string, fn: (c: zookeeper.Client, cb: Cb<T>) => void, deadline: number, timeoutMs: number) {
     const c = this.client!;
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const t = setTimeout(
         () => {
           settled = true;
+          clearTimeout(stall);
           reject(new RegistryUnavailableError(`${this.name}: ${what} got no answer within ${timeoutMs} ms`));
         },
         Math.max(1, deadline - Date.now()),
       );
+      const stall =
+        this.options.hosts.length > 1
+          ? setTimeout(
+              () => {
+                if (settled || this.client !== c) return;
+                this.logger.warn({ what }, `${this.name}: no answer from this ZooKeeper server; moving the session`);
+                const cm = (c as unknown as { connectionManager?: { socket?: { destroy(): void } } }).connectionManager;
+                cm?.socket?.destroy();
+              },
+              Math.max(1, (deadline - Date.now()) / 2),
+            )
+          : undefined;
       try {
         fn(c, (err, value) => {
           if (settled) return;
           settled = true;
           clearTimeout(t);
+          clearTimeout(stall);
           if (err) reject(err);
           else resolve(value as T);
         });
       } catch (e) {
         clearTimeout(t);
+        clearTimeout(stall);
         settled = true;
         reject(e);
       }
@@ -404,7 +437,14 @@ export class ZkSession extends EventEmitter {
   }
 
   setData(path: string, data: Buffer, version = -1): Promise<zookeeper.Stat> {
-    return this.run(`writing ${path}`, (c, cb) => c.setData(path, data, version, (err, stat) => cb(err, stat)));
+    // A versioned write is not repeated after a lost connection: if the first one was applied, a
+    // second would fail with BAD_VERSION.
+    return this.run(
+      `writing ${path}`,
+      (c, cb) => c.setData(path, data, version, (err, stat) => cb(err, stat)),
+      undefined,
+      version === -1,
+    );
   }
 
   remove(path: string, version = -1): Promise<void> {
