@@ -11,7 +11,7 @@ import * as path from 'node:path';
  *   ...
  *   ```
  *
- * Each runs as an ES module inside the package (so `import ... from 'wayfinder'` resolves to the
+ * Each runs as an ES module inside the package (so `import ... from 'wayfinder-discovery'` resolves to the
  * built dist/ through the package's own exports, as for a user), with WAYFINDER_REGISTRY pointing
  * at a fresh file registry, and must exit 0 within 30 s.
  */
