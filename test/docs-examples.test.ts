@@ -13,7 +13,7 @@ import * as path from 'node:path';
  *
  * Each runs as an ES module inside the package (so `import ... from 'wayfinder-discovery'` resolves to the
  * built dist/ through the package's own exports, as for a user), with WAYFINDER_REGISTRY pointing
- * at a fresh file registry, and must exit 0 within 30 s.
+ * at a file registry whose directory does not exist yet (as on a fresh machine), and must exit 0 within 30 s.
  */
 const root = path.join(__dirname, '..');
 
@@ -84,7 +84,10 @@ describe('docs: runnable examples', function () {
       mkdirSync(dir, { recursive: true });
       const file = path.join(dir, 'example.mjs');
       writeFileSync(file, b.code);
-      const r = await runModule(file, { WAYFINDER_REGISTRY: `file://${dir}/registry.json` });
+      // As on a fresh machine: the registry's directory does not exist yet.
+      const registry = path.join(dir, 'fresh', 'registry', 'registry.json');
+      assert.ok(!existsSync(path.dirname(registry)));
+      const r = await runModule(file, { WAYFINDER_REGISTRY: `file://${registry}` });
       assert.equal(r.code, 0, `example exited with ${r.code}:\n${r.out}`);
     });
   }
