@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { runnableBlocks } from './runnable-blocks';
 
 /**
  * Runs every code block in README.md and docs/ marked runnable, so examples cannot rot:
@@ -28,22 +29,6 @@ function docs(): string[] {
   };
   walk('docs');
   return out;
-}
-
-export function runnableBlocks(text: string): { line: number; code: string }[] {
-  const blocks: { line: number; code: string }[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i].trim() !== '<!-- runnable -->') continue;
-    const fence = lines[i + 1]?.trim();
-    if (!fence || !/^```(js|javascript|mjs)$/.test(fence))
-      throw new Error(`line ${i + 1}: a runnable marker must be followed by a \`\`\`js fence`);
-    const end = lines.findIndex((l, j) => j > i + 1 && l.trim() === '```');
-    if (end < 0) throw new Error(`line ${i + 2}: unterminated code block`);
-    blocks.push({ line: i + 2, code: lines.slice(i + 2, end).join('\n') });
-    i = end;
-  }
-  return blocks;
 }
 
 function runModule(file: string, env: Record<string, string>): Promise<{ code: number | null; out: string }> {
