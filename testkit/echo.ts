@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as path from 'node:path';
 import type { Registrar, Registration } from '../core';
 import { serve, type ServeOptions, type Served } from '../grpc/serve';
+import { checkChannel } from '../grpc/diagnostics';
 
 /**
  * The Echo service (testkit/proto/echo.proto): a server that answers with its id and port after an
@@ -307,6 +308,8 @@ export class EchoClient extends grpc.Client {
     credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
     options?: grpc.ClientOptions,
   ) {
+    // A Wayfinder target before installGrpc(), or a mistyped wayfinder_* policy: say so clearly.
+    checkChannel(target, options);
     super(target, credentials, options);
   }
 
