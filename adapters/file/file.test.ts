@@ -556,13 +556,19 @@ describe('file adapter', function () {
     const a = await reg.registrar.register({ service, host: '127.0.0.1', port: 26201 });
     assert.deepEqual((await reg.resolver.resolve(service)).map(endpointKey), ['127.0.0.1:26201']);
     const b = await reg.registrar.register({ service, host: '127.0.0.1', port: 26202 });
-    assert.deepEqual((await reg.resolver.resolve(service)).map(endpointKey).sort(), ['127.0.0.1:26201', '127.0.0.1:26202']);
+    assert.deepEqual((await reg.resolver.resolve(service)).map(endpointKey).sort(), [
+      '127.0.0.1:26201',
+      '127.0.0.1:26202',
+    ]);
     await b.deregister();
     assert.deepEqual((await reg.resolver.resolve(service)).map(endpointKey), ['127.0.0.1:26201']);
     await a.deregister();
     assert.deepEqual(await reg.resolver.resolve(service), []);
     // The watcher was told of each step, not only of the last.
-    assert.ok(rec.snapshots.some((s) => s.endpoints.length === 2), 'the watch never saw both instances');
+    assert.ok(
+      rec.snapshots.some((s) => s.endpoints.length === 2),
+      'the watch never saw both instances',
+    );
   });
 
   it('a watcher of a directory that does not exist yet hears the first registration by fs.watch, not the poll', async () => {
