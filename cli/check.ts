@@ -1,20 +1,11 @@
 import { Discovery, isWayfinderError, normalizeConfig, resolveRegistry } from '../core';
+import { bounded, closeWithin, registryDisplay } from './bounded';
 
 type Step = { name: string; run: () => Promise<string> };
 
 function describeError(e: unknown): string {
   if (isWayfinderError(e)) return `${e.code}: ${e.message}`;
   return e instanceof Error ? e.message : String(e);
-}
-
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<never>(
-      (_, rej) => (t = setTimeout(() => rej(new Error(`no answer within ${ms} ms while ${what}`)), ms)),
-    ),
-  ]);
 }
 
 /**
@@ -27,27 +18,36 @@ export async function runCheck(
   print: (s: string) => void,
 ): Promise<boolean> {
   let d: Discovery | undefined;
-  const probeService = `wayfinder-check-${process.pid}`;
+  let probeService = `wayfinder-check-${process.pid}`;
   let allOk = true;
+  const registry = registryDisplay(source);
   const steps: Step[] = [
     {
       name: 'configuration',
       run: async () => {
         const { def, display } = resolveRegistry(normalizeConfig(source).registry);
+        // DNS names carry their port (name:port); the probe name does not exist either way.
+        if (def.scheme === 'dns') probeService = `${probeService}.invalid:53`;
         return `${display} (${def.scheme} adapter)`;
       },
     },
     {
-      name: 'connect',
+      // Creating a client proves nothing about the network (most connect lazily): the read says.
+      name: 'client',
       run: async () => {
-        d = await bounded(Discovery.fromConfig(source), timeoutMs, 'connecting');
-        return 'client created';
+        d = await bounded(Discovery.fromConfig(source), timeoutMs, 'creating the client', registry);
+        return `created for ${registry} (not yet connected)`;
       },
     },
     {
-      name: 'read (resolve a service)',
+      name: 'connect and read (resolve a service)',
       run: async () => {
-        const eps = await d!.resolver.resolve(probeService, { signal: AbortSignal.timeout(timeoutMs) });
+        const eps = await bounded(
+          d!.resolver.resolve(probeService, { signal: AbortSignal.timeout(timeoutMs) }),
+          timeoutMs,
+          `resolving ${probeService}`,
+          registry,
+        );
         return `registry answered (${eps.length} endpoints for ${probeService})`;
       },
     },
@@ -64,6 +64,7 @@ export async function runCheck(
           }),
           timeoutMs,
           'registering',
+          registry,
         );
         try {
           const deadline = Date.now() + timeoutMs;
@@ -74,7 +75,7 @@ export async function runCheck(
             await new Promise((r) => setTimeout(r, 100));
           }
         } finally {
-          await bounded(reg.deregister(), timeoutMs, 'deregistering');
+          await bounded(reg.deregister(), timeoutMs, 'deregistering', registry);
         }
         return 'registered, resolved and deregistered a probe instance';
       },
@@ -89,7 +90,7 @@ export async function runCheck(
       break;
     }
   }
-  await d?.close().catch(() => {});
+  if (d) await closeWithin(() => d!.close());
   print(allOk ? 'verdict: healthy' : 'verdict: NOT healthy');
   return allOk;
 }

@@ -95,8 +95,8 @@ describe('cli', function () {
       good.out.map((l) => l.split(':')[0]),
       [
         'ok    configuration',
-        'ok    connect',
-        'ok    read (resolve a service)',
+        'ok    client',
+        'ok    connect and read (resolve a service)',
         'ok    write (register, see it, deregister)',
         'verdict',
       ],

@@ -27,8 +27,10 @@ export function endpointRows(endpoints: Endpoint[]): string[][] {
 
 export const ENDPOINT_HEADER = ['ID', 'HOST', 'PORT', 'WEIGHT', 'ZONE', 'HEALTH', 'METADATA'];
 
-export function renderSnapshot(s: Snapshot, changedAt: Date): string {
-  const head = `${s.service}: ${s.endpoints.length} endpoint${s.endpoints.length === 1 ? '' : 's'}, last change ${changedAt.toISOString()}${s.revision ? `, revision ${s.revision}` : ''}`;
+/** `changedAt`: when a set was last received from the registry (none yet: nothing is claimed). */
+export function renderSnapshot(s: Snapshot, changedAt: Date | undefined): string {
+  const when = changedAt ? `last change ${changedAt.toISOString()}` : 'nothing received from the registry yet';
+  const head = `${s.service}: ${s.endpoints.length} endpoint${s.endpoints.length === 1 ? '' : 's'}, ${when}${s.revision ? `, revision ${s.revision}` : ''}`;
   const err = s.error ? `\n${s.stale ? 'STALE: ' : ''}${s.error.code}: ${s.error.message}` : '';
   return `${head}${err}\n${renderTable(ENDPOINT_HEADER, endpointRows(s.endpoints))}`;
 }

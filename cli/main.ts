@@ -6,10 +6,25 @@
  */
 import '../builtins';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { Discovery, isWayfinderError, parseDuration, type Registration } from '../core';
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Discovery, RegistryUnavailableError, isWayfinderError, parseDuration, type Registration } from '../core';
 import { ENDPOINT_HEADER, endpointRows, renderSnapshot, renderTable } from './format';
 import { runCheck } from './check';
 import { addBalancerCommand } from './balancer';
+import { bounded, closeWithin, errorLine, registryDisplay } from './bounded';
+
+/** The package's version (package.json above this file, in the repository and in dist/ alike). */
+function packageVersion(): string {
+  for (let dir = __dirname; path.dirname(dir) !== dir; dir = path.dirname(dir)) {
+    const f = path.join(dir, 'package.json');
+    if (existsSync(f)) return (JSON.parse(readFileSync(f, 'utf8')) as { version: string }).version;
+  }
+  return 'unknown';
+}
+
+/** The registry of the command being run, for error lines. */
+let currentRegistry: string | undefined;
 
 interface Io {
   out(s: string): void;
@@ -40,7 +55,15 @@ const defaultIo: Io = {
 
 function registryOf(cmd: Command): string | undefined {
   const o = cmd.optsWithGlobals() as { registry?: string; config?: string };
-  return o.registry ?? o.config;
+  const source = o.registry ?? o.config;
+  currentRegistry = registryDisplay(source);
+  return source;
+}
+
+/** Discovery.fromConfig within the command's bound. */
+function open(cmd: Command, ms: number): Promise<Discovery> {
+  const source = registryOf(cmd);
+  return bounded(Discovery.fromConfig(source), ms, 'connecting', currentRegistry);
 }
 
 function duration(v: string): number {
@@ -72,6 +95,7 @@ export function buildProgram(io: Io = defaultIo): Command {
       new Option('-r, --registry <url>', 'registry URL (default: $WAYFINDER_REGISTRY, else the file registry)'),
     )
     .addOption(new Option('-c, --config <file>', 'a .json/.yaml config file instead of --registry'))
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError(false)
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .exitOverride();
@@ -83,9 +107,14 @@ export function buildProgram(io: Io = defaultIo): Command {
     .option('--json', 'print JSON instead of a table')
     .option('-t, --timeout <duration>', 'give up after this long', duration, 10_000)
     .action(async (service: string, opts: { json?: boolean; timeout: number }, cmd: Command) => {
-      const d = await Discovery.fromConfig(registryOf(cmd));
+      const d = await open(cmd, opts.timeout);
       try {
-        const eps = await d.resolver.resolve(service, { signal: AbortSignal.timeout(opts.timeout) });
+        const eps = await bounded(
+          d.resolver.resolve(service, { signal: AbortSignal.timeout(opts.timeout) }),
+          opts.timeout,
+          `resolving "${service}"`,
+          currentRegistry,
+        );
         io.out(
           opts.json
             ? JSON.stringify(eps, null, 2)
@@ -94,7 +123,7 @@ export function buildProgram(io: Io = defaultIo): Command {
               : `${service}: no endpoints`,
         );
       } finally {
-        await d.close();
+        await closeWithin(() => d.close());
       }
     });
 
@@ -103,9 +132,21 @@ export function buildProgram(io: Io = defaultIo): Command {
     .description('show the endpoints of a service live, until Ctrl-C')
     .argument('<service>', 'service name')
     .option('--json', 'print one JSON snapshot per line')
-    .action(async (service: string, opts: { json?: boolean }, cmd: Command) => {
-      const d = await Discovery.fromConfig(registryOf(cmd));
+    .option('-t, --timeout <duration>', 'say so on stderr when nothing arrived within this long', duration, 10_000)
+    .action(async (service: string, opts: { json?: boolean; timeout: number }, cmd: Command) => {
+      const d = await open(cmd, opts.timeout);
+      let lastChange: Date | undefined;
+      let received = false;
+      const silence = setTimeout(() => {
+        if (!received)
+          io.err(
+            `wayfinder: ${errorLine(new RegistryUnavailableError(`no answer within ${opts.timeout} ms while watching "${service}"; still trying (Ctrl-C to stop)`), currentRegistry)}`,
+          );
+      }, opts.timeout);
+      silence.unref();
       const w = d.resolver.watch(service, (s) => {
+        received = true;
+        if (!s.error || s.error.code === 'BAD_ENTRY') lastChange = new Date();
         if (opts.json)
           return io.out(
             JSON.stringify({
@@ -114,12 +155,13 @@ export function buildProgram(io: Io = defaultIo): Command {
               at: new Date().toISOString(),
             }),
           );
-        const text = renderSnapshot(s, new Date());
+        const text = renderSnapshot(s, lastChange);
         io.out(io.isTTY ? `\x1b[2J\x1b[H${text}\n\n(Ctrl-C to stop)` : `${text}\n`);
       });
       await io.interrupted();
+      clearTimeout(silence);
       w.close();
-      await d.close();
+      await closeWithin(() => d.close());
     });
 
   program
@@ -132,6 +174,7 @@ export function buildProgram(io: Io = defaultIo): Command {
     .option('-z, --zone <zone>', 'zone / locality')
     .option('--id <id>', 'instance id (default host:port)')
     .option('-m, --meta <key=value>', 'metadata, repeatable', meta)
+    .option('-t, --timeout <duration>', 'give up registering after this long', duration, 10_000)
     .action(
       async (
         service: string,
@@ -142,23 +185,29 @@ export function buildProgram(io: Io = defaultIo): Command {
           zone?: string;
           id?: string;
           meta?: Record<string, string>;
+          timeout: number;
         },
         cmd: Command,
       ) => {
-        const d = await Discovery.fromConfig(registryOf(cmd));
+        const d = await open(cmd, opts.timeout);
         let reg: Registration;
         try {
-          reg = await d.registrar.register({
-            service,
-            host: opts.host,
-            port: opts.port,
-            weight: opts.weight,
-            zone: opts.zone,
-            id: opts.id,
-            metadata: opts.meta,
-          });
+          reg = await bounded(
+            d.registrar.register({
+              service,
+              host: opts.host,
+              port: opts.port,
+              weight: opts.weight,
+              zone: opts.zone,
+              id: opts.id,
+              metadata: opts.meta,
+            }),
+            opts.timeout,
+            `registering "${service}"`,
+            currentRegistry,
+          );
         } catch (e) {
-          await d.close();
+          await closeWithin(() => d.close());
           throw e;
         }
         reg.on('lost', (err) => io.err(`registration lost${err ? `: ${err.message}` : ''}; restoring`));
@@ -175,13 +224,14 @@ export function buildProgram(io: Io = defaultIo): Command {
     .command('services')
     .description('list service names (where the registry can enumerate them)')
     .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const d = await Discovery.fromConfig(registryOf(cmd));
+    .option('-t, --timeout <duration>', 'give up after this long', duration, 10_000)
+    .action(async (opts: { json?: boolean; timeout: number }, cmd: Command) => {
+      const d = await open(cmd, opts.timeout);
       try {
-        const names = await d.listServices();
+        const names = await bounded(d.listServices(), opts.timeout, 'listing services', currentRegistry);
         io.out(opts.json ? JSON.stringify(names) : names.length ? names.join('\n') : '(no services)');
       } finally {
-        await d.close();
+        await closeWithin(() => d.close());
       }
     });
 
@@ -203,6 +253,7 @@ class CheckFailed extends Error {}
 /** Runs the CLI; resolves with the exit code (never calls process.exit itself). */
 export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
   const program = buildProgram(io);
+  currentRegistry = undefined;
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -210,19 +261,25 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander printed the message
     if (e instanceof CheckFailed) return 1;
     if (isWayfinderError(e)) {
-      io.err(`wayfinder: ${e.message} (${e.code})`);
+      io.err(`wayfinder: ${errorLine(e, currentRegistry)}`);
       return e.code === 'CONFIG_INVALID' || e.code === 'UNKNOWN_SCHEME' ? 2 : 1;
     }
     if (e instanceof TypeError) {
       io.err(`wayfinder: ${e.message}`);
       return 2;
     }
-    io.err(`wayfinder: ${e instanceof Error ? e.message : String(e)}`);
+    io.err(`wayfinder: ${errorLine(e, currentRegistry)}`);
     return 1;
   }
 }
 
 if (require.main === module) {
+  // `wayfinder check | head -1`: the reader went away; that is the end, not an error.
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
   void run(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
     // Registry clients may hold sockets briefly after close(); don't wait for them.

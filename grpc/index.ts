@@ -16,6 +16,8 @@ export { BridgeResolver } from './resolver';
 export { serve, type ServeOptions, type Served } from './serve';
 export { GRPCLB_POLICY, startBalancerServer, type BalancerServer, type BalancerServerOptions } from './grpclb';
 export { parseBridgeTarget, type BridgeTarget } from './target';
+export { checkChannel, checkGrpcTarget, checkServiceConfig } from './diagnostics';
+import { noteInstalledSchemes } from './diagnostics';
 
 /**
  * Schemes grpc-js resolves itself. Registering ours under them would take over, e.g., every
@@ -133,6 +135,7 @@ export function installGrpc(opts: InstallGrpcOptions = {}): GrpcInstallation {
     grpc.experimental.registerResolver(s, BridgeResolver);
     installedSchemes.add(s);
   }
+  noteInstalledSchemes(installedSchemes);
   // Not added to installedSchemes: a replaced dns: stays subject to grpc-js's proxy mapping, as
   // grpc-js's own dns: is (the proxy's name is then resolved by our adapter).
   if (opts.replaceDns === true && !dnsReplaced) {

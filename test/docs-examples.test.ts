@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { runnableBlocks } from './runnable-blocks';
 
 /**
  * Runs every code block in README.md and docs/ marked runnable, so examples cannot rot:
@@ -11,9 +12,9 @@ import * as path from 'node:path';
  *   ...
  *   ```
  *
- * Each runs as an ES module inside the package (so `import ... from 'wayfinder'` resolves to the
+ * Each runs as an ES module inside the package (so `import ... from 'wayfinder-discovery'` resolves to the
  * built dist/ through the package's own exports, as for a user), with WAYFINDER_REGISTRY pointing
- * at a fresh file registry, and must exit 0 within 30 s.
+ * at a file registry whose directory does not exist yet (as on a fresh machine), and must exit 0 within 30 s.
  */
 const root = path.join(__dirname, '..');
 
@@ -28,22 +29,6 @@ function docs(): string[] {
   };
   walk('docs');
   return out;
-}
-
-export function runnableBlocks(text: string): { line: number; code: string }[] {
-  const blocks: { line: number; code: string }[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i].trim() !== '<!-- runnable -->') continue;
-    const fence = lines[i + 1]?.trim();
-    if (!fence || !/^```(js|javascript|mjs)$/.test(fence))
-      throw new Error(`line ${i + 1}: a runnable marker must be followed by a \`\`\`js fence`);
-    const end = lines.findIndex((l, j) => j > i + 1 && l.trim() === '```');
-    if (end < 0) throw new Error(`line ${i + 2}: unterminated code block`);
-    blocks.push({ line: i + 2, code: lines.slice(i + 2, end).join('\n') });
-    i = end;
-  }
-  return blocks;
 }
 
 function runModule(file: string, env: Record<string, string>): Promise<{ code: number | null; out: string }> {
@@ -84,7 +69,10 @@ describe('docs: runnable examples', function () {
       mkdirSync(dir, { recursive: true });
       const file = path.join(dir, 'example.mjs');
       writeFileSync(file, b.code);
-      const r = await runModule(file, { WAYFINDER_REGISTRY: `file://${dir}/registry.json` });
+      // As on a fresh machine: the registry's directory does not exist yet.
+      const registry = path.join(dir, 'fresh', 'registry', 'registry.json');
+      assert.ok(!existsSync(path.dirname(registry)));
+      const r = await runModule(file, { WAYFINDER_REGISTRY: `file://${registry}` });
       assert.equal(r.code, 0, `example exited with ${r.code}:\n${r.out}`);
     });
   }

@@ -15,13 +15,60 @@ import {
 } from '../core';
 
 /**
- * The conformance kit: the same mocha suites for every adapter and balancer, ours or a user's.
- * Pass mocha's `it`/`describe`, a factory returning a fresh isolated instance, and the adapter's
- * declared capabilities, which gate the groups of tests that apply.
+ * The conformance kit: the same suites for every adapter and balancer, ours or a user's.
+ * Pass `it`/`describe` from mocha or from node:test (`import { it, describe } from 'node:test'`),
+ * a factory returning a fresh isolated instance, and the adapter's declared capabilities, which gate
+ * the groups of tests that apply. Every test bounds its own waits and fails saying what it expected.
  */
 
-type ItFn = (title: string, fn: (this: Mocha.Context) => Promise<void> | void) => unknown;
-type DescribeFn = (title: string, fn: (this: Mocha.Suite) => void) => unknown;
+/** A test body as either runner calls it: mocha binds `this` (a Context), node:test passes `t`. */
+export type ConformanceTestFn = (this: unknown, ...args: unknown[]) => Promise<void> | void;
+/** `it` from mocha or node:test. */
+export type ItFn = (title: string, fn: ConformanceTestFn) => unknown;
+/** `describe` from mocha or node:test. */
+export type DescribeFn = (title: string, fn: (this: unknown, ...args: unknown[]) => void) => unknown;
+
+/** Thrown to end a skipped test under node:test (whose t.skip() only marks it). */
+const SKIPPED = Symbol('wayfinder.conformance.skipped');
+
+/** Marks the running test skipped and ends it, under mocha (this.skip()) or node:test (t.skip()). */
+function skipper(self: unknown, args: unknown[]): () => never {
+  return () => {
+    const m = self as { skip?: () => never } | undefined;
+    if (m && typeof m.skip === 'function') m.skip();
+    const t = args[0] as { skip?: (msg?: string) => void } | undefined;
+    if (t && typeof t.skip === 'function') t.skip();
+    throw SKIPPED;
+  };
+}
+
+/** Wraps a body so it runs under either runner, bounded by `boundMs`, with `skip()` working in both. */
+function portable(
+  boundMs: number,
+  title: string,
+  body: (skip: () => never) => Promise<void> | void,
+): ConformanceTestFn {
+  return async function (this: unknown, ...args: unknown[]) {
+    const m = this as { timeout?: (ms: number) => void } | undefined;
+    if (m && typeof m.timeout === 'function') m.timeout(boundMs + 5000);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        body(skipper(this, args)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`conformance: "${title}" did not finish within ${boundMs} ms`)),
+            boundMs,
+          );
+        }),
+      ]);
+    } catch (e) {
+      if (e !== SKIPPED) throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
 
 export interface ConformanceSubject {
   resolver: Resolver;
@@ -32,16 +79,51 @@ export interface ConformanceSubject {
   registrar: Registrar;
   /** Writes one malformed entry for `service` (enables the BAD_ENTRY test). */
   injectBadEntry?(service: string): Promise<void>;
-  /** Stops a registration's keep-alive without deregistering: a simulated crash (enables the TTL test). */
+  /**
+   * Stops a registration's keep-alive without deregistering: a simulated crash (enables the TTL
+   * test). It receives what this subject's `registrar.register()` returned.
+   */
   crash?(reg: Registration): Promise<void>;
+  /** Makes the registry fail for this subject's resolver, and heals it (enables the outage tests). */
+  faults?: ConformanceFaults;
   cleanup(): Promise<void>;
+}
+
+/**
+ * A registry outage the kit switches on and off. During an outage the resolver's transport fails
+ * (connections refused or reset, reads fail); `writesDuringOutage` says whether the subject's
+ * registrar still reaches the registry meanwhile (it writes through another path), which enables
+ * the "re-list after a gap" test.
+ */
+export interface ConformanceFaults {
+  outage(): Promise<void>;
+  heal(): Promise<void>;
+  writesDuringOutage?: boolean;
+}
+
+/** Faults through a testkit fault proxy (resolver connects through the proxy): outage = refuse + reset. */
+export function proxyFaults(
+  proxy: { cut(ms: number): Promise<void>; heal(): void },
+  opts: { writesDuringOutage?: boolean } = {},
+): ConformanceFaults {
+  return {
+    outage: async () => void proxy.cut(3_600_000),
+    heal: async () => proxy.heal(),
+    writesDuringOutage: opts.writesDuringOutage ?? true,
+  };
 }
 
 export interface ConformanceTiming {
   /** Bound for a registry change to reach a watcher (default 5000 ms). */
   propagationMs?: number;
-  /** Bound for a crashed registrant to disappear (its TTL, lease or session timeout; default 15000 ms). */
+  /**
+   * Bound for a crashed registrant to disappear (its TTL, lease or session timeout; default 15000 ms).
+   * Deregistration must be seen within a third of it (and within propagationMs), sooner than an
+   * expiry could make it look done, so keep it close to the real TTL.
+   */
   ttlMs?: number;
+  /** Bound for an outage to be reported as an error snapshot (default: propagationMs * 2 + 5000). */
+  outageMs?: number;
 }
 
 export interface ConformanceOptions {
@@ -52,7 +134,7 @@ export interface ConformanceOptions {
   factory: () => Promise<ConformanceSubject>;
   capabilities: Capabilities;
   timing?: ConformanceTiming;
-  /** Per-test mocha timeout (default: derived from timing). */
+  /** Per-test bound (default: derived from timing). */
   timeoutMs?: number;
 }
 
@@ -110,7 +192,7 @@ const hasExactly =
     JSON.stringify(keys(s)) === JSON.stringify([...want].sort());
 
 /** Each test gets a fresh subject; its watches are closed and cleanup() runs after it, pass or fail. */
-function harness(o: ConformanceOptions, setSubject: (s: ConformanceSubject) => void) {
+function harness(o: ConformanceOptions, boundMs: number, setSubject: (s: ConformanceSubject) => void) {
   let current: ConformanceSubject | undefined;
   const open: { close(): void }[] = [];
   return {
@@ -120,17 +202,21 @@ function harness(o: ConformanceOptions, setSubject: (s: ConformanceSubject) => v
       open.push(current!.resolver.watch(service, r.onSnapshot));
       return r;
     },
-    it(title: string, fn: (ctx: Mocha.Context) => Promise<void>): void {
-      o.it(title, async function () {
-        current = await o.factory();
-        setSubject(current);
-        try {
-          await fn(this);
-        } finally {
-          for (const w of open.splice(0)) w.close();
-          await current.cleanup();
-        }
-      });
+    it(title: string, fn: (skip: () => never) => Promise<void>): void {
+      o.it(
+        title,
+        portable(boundMs, title, async (skip) => {
+          current = await o.factory();
+          setSubject(current);
+          try {
+            await fn(skip);
+          } finally {
+            for (const w of open.splice(0)) w.close();
+            await current.faults?.heal().catch(() => {});
+            await current.cleanup();
+          }
+        }),
+      );
     },
   };
 }
@@ -138,10 +224,11 @@ function harness(o: ConformanceOptions, setSubject: (s: ConformanceSubject) => v
 export function resolverConformance(o: ConformanceOptions): void {
   const prop = o.timing?.propagationMs ?? 5000;
   const caps = o.capabilities;
+  const outageMs = o.timing?.outageMs ?? prop * 2 + 5000;
+  const bound = o.timeoutMs ?? prop * 4 + outageMs + 10_000;
   o.describe(`${o.name}: resolver conformance`, function () {
-    this.timeout(o.timeoutMs ?? prop * 4 + 10_000);
     let s!: ConformanceSubject;
-    const { it, watch, open } = harness(o, (x) => (s = x));
+    const { it, watch, open } = harness(o, bound, (x) => (s = x));
 
     it('delivers the first snapshot asynchronously, never from inside watch()', async () => {
       const svc = uniqueService();
@@ -289,37 +376,95 @@ export function resolverConformance(o: ConformanceOptions): void {
       assert.throws(() => s.resolver.watch(uniqueService(), () => {}), ClosedError);
     });
 
-    o.it('skips a malformed entry, reports BAD_ENTRY and keeps the rest', async function () {
-      const subj = await o.factory();
-      try {
-        if (!subj.injectBadEntry) return this.skip();
-        const svc = uniqueService();
-        const r = new SnapshotRecorder();
-        const w = subj.resolver.watch(svc, r.onSnapshot);
-        try {
-          await subj.registrar.register({ service: svc, host: '127.0.0.1', port: 7051 });
-          await r.until(hasExactly('127.0.0.1:7051'), prop, 'the good endpoint');
-          await subj.injectBadEntry(svc);
-          const snap = await r.until((x) => x.error?.code === 'BAD_ENTRY', prop, 'a BAD_ENTRY report');
-          assert.deepEqual(keys(snap), ['127.0.0.1:7051'], 'the good entry was lost');
-        } finally {
-          w.close();
-        }
-      } finally {
-        await subj.cleanup();
-      }
+    it('an outage keeps the last good set with the error attached, never an empty set, and recovers', async (skip) => {
+      if (!s.faults) return skip();
+      const svc = uniqueService('outage');
+      const r = watch(svc);
+      await s.registrar.register({ service: svc, host: '127.0.0.1', port: 7061 });
+      await r.until(hasExactly('127.0.0.1:7061'), prop, 'the endpoint before the outage');
+      const from = r.snapshots.length;
+      await s.faults.outage();
+      const failed = await r.until(
+        (x) => !!x.error,
+        outageMs,
+        'a snapshot with `error` set during the outage (sink.error on a transport failure)',
+      );
+      assert.deepEqual(
+        keys(failed),
+        ['127.0.0.1:7061'],
+        'the error snapshot must carry the last good set, not drop it',
+      );
+      assert.equal(failed.stale, true, 'a snapshot delivered because of an error must be marked stale');
+      await s.faults.heal();
+      const svc2Port = 7062;
+      await s.registrar.register({ service: svc, host: '127.0.0.1', port: svc2Port });
+      await r.until(
+        hasExactly('127.0.0.1:7061', `127.0.0.1:${svc2Port}`),
+        outageMs,
+        'the new endpoint after the outage healed',
+      );
+      for (const x of r.snapshots.slice(from))
+        assert.ok(
+          x.endpoints.length > 0,
+          `an empty set was delivered during/after an outage (error ${x.error?.code ?? 'none'}): a transport error must keep the last good set`,
+        );
     });
+
+    it('re-lists after a gap: changes made during an outage are seen once it heals', async (skip) => {
+      if (!s.faults?.writesDuringOutage) return skip();
+      const svc = uniqueService('gap');
+      const r = watch(svc);
+      const a = await s.registrar.register({ service: svc, host: '127.0.0.1', port: 7071 });
+      await r.until(hasExactly('127.0.0.1:7071'), prop, 'the endpoint before the outage');
+      await s.faults.outage();
+      await r.until((x) => !!x.error, outageMs, 'a snapshot with `error` set during the outage');
+      await s.registrar.register({ service: svc, host: '127.0.0.1', port: 7072 });
+      await a.deregister();
+      await s.faults.heal();
+      const after = await r.until(
+        hasExactly('127.0.0.1:7072'),
+        outageMs,
+        'exactly the set written during the outage, once healed (a re-list after the gap)',
+      );
+      assert.equal(after.error, undefined, 'the error must clear once the registry answers again');
+    });
+
+    o.it(
+      'skips a malformed entry, reports BAD_ENTRY and keeps the rest',
+      portable(bound, 'BAD_ENTRY', async (skip) => {
+        const subj = await o.factory();
+        try {
+          if (!subj.injectBadEntry) return skip();
+          const svc = uniqueService();
+          const r = new SnapshotRecorder();
+          const w = subj.resolver.watch(svc, r.onSnapshot);
+          try {
+            await subj.registrar.register({ service: svc, host: '127.0.0.1', port: 7051 });
+            await r.until(hasExactly('127.0.0.1:7051'), prop, 'the good endpoint');
+            await subj.injectBadEntry(svc);
+            const snap = await r.until((x) => x.error?.code === 'BAD_ENTRY', prop, 'a BAD_ENTRY report');
+            assert.deepEqual(keys(snap), ['127.0.0.1:7051'], 'the good entry was lost');
+          } finally {
+            w.close();
+          }
+        } finally {
+          await subj.cleanup();
+        }
+      }),
+    );
   });
 }
 
 export function registrarConformance(o: ConformanceOptions): void {
   const prop = o.timing?.propagationMs ?? 5000;
   const ttl = o.timing?.ttlMs ?? 15_000;
+  // Removal must be seen before an expiry could fake it: an entry whose heartbeat stopped at
+  // deregister() lives on for at least ttl minus one heartbeat interval (ttl/3 by convention).
+  const gone = o.timing?.ttlMs !== undefined ? Math.min(prop, Math.floor(ttl / 3)) : prop;
   if (!o.capabilities.register) return;
   o.describe(`${o.name}: registrar conformance`, function () {
-    this.timeout(o.timeoutMs ?? prop * 4 + ttl * 2 + 10_000);
     let s!: ConformanceSubject;
-    const { it, watch } = harness(o, (x) => (s = x));
+    const { it, watch } = harness(o, o.timeoutMs ?? prop * 4 + ttl * 2 + 10_000, (x) => (s = x));
 
     it('registers with a stable id (host:port by default, or the given one)', async () => {
       const svc = uniqueService();
@@ -340,7 +485,11 @@ export function registrarConformance(o: ConformanceOptions): void {
       await r.until(hasExactly('127.0.0.1:7111'), prop, 'the instance');
       await a.deregister();
       await a.deregister();
-      await r.until(hasExactly(), prop, 'the instance gone');
+      await r.until(
+        hasExactly(),
+        gone,
+        `the instance gone within ${gone} ms of deregister() (before its TTL could expire it)`,
+      );
     });
 
     it('close() deregisters everything it registered and refuses new registrations', async () => {
@@ -350,7 +499,7 @@ export function registrarConformance(o: ConformanceOptions): void {
       await s.registrar.register({ service: svc, host: '127.0.0.1', port: 7122 });
       await r.until(hasExactly('127.0.0.1:7121', '127.0.0.1:7122'), prop, 'both instances');
       await s.registrar.close();
-      await r.until(hasExactly(), prop, 'everything gone after close()');
+      await r.until(hasExactly(), gone, `everything gone within ${gone} ms of close() (before a TTL could expire it)`);
       await assert.rejects(s.registrar.register({ service: svc, host: '127.0.0.1', port: 7123 }), ClosedError);
     });
 
@@ -364,8 +513,8 @@ export function registrarConformance(o: ConformanceOptions): void {
     });
 
     if (o.capabilities.ttl) {
-      it('a dead registrant disappears within its TTL', async (ctx) => {
-        if (!s.crash) return ctx.skip();
+      it('a dead registrant disappears within its TTL', async (skip) => {
+        if (!s.crash) return skip();
         const svc = uniqueService();
         const r = watch(svc);
         const keep = await s.registrar.register({ service: svc, host: '127.0.0.1', port: 7141 });

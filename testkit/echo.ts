@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as path from 'node:path';
 import type { Registrar, Registration } from '../core';
 import { serve, type ServeOptions, type Served } from '../grpc/serve';
+import { checkChannel } from '../grpc/diagnostics';
 
 /**
  * The Echo service (testkit/proto/echo.proto): a server that answers with its id and port after an
@@ -102,7 +103,7 @@ export function decodeEchoRequest(b: Buffer): EchoRequest {
   const f = decodeFields(b);
   return { message: str(f, 1), delayMs: num(f, 2), fail: num(f, 3) !== 0, failCode: num(f, 4) };
 }
-export function encodeEchoReply(r: EchoReply): Buffer {
+export function encodeEchoReply(r: Partial<EchoReply>): Buffer {
   const out: number[] = [];
   putString(out, 1, r.message);
   putString(out, 2, r.serverId);
@@ -116,7 +117,21 @@ export function decodeEchoReply(b: Buffer): EchoReply {
   return { message: str(f, 1), serverId: str(f, 2), port: num(f, 3), peer: str(f, 4), zone: str(f, 5) };
 }
 
-export const echoServiceDefinition: grpc.ServiceDefinition<grpc.UntypedServiceImplementation> = {
+/** The Echo service's handlers, typed: `(call, reply)` are inferred under `strict`. */
+export interface EchoServiceImplementation extends grpc.UntypedServiceImplementation {
+  /** proto3: a field left out of the reply is sent as its default ('' or 0). */
+  Echo: grpc.handleUnaryCall<EchoRequest, Partial<EchoReply>>;
+}
+
+/**
+ * Types an Echo implementation for `server.addService(echoServiceDefinition, echoImplementation({...}))`:
+ * grpc-js's addService() takes untyped handlers, so this is where `call` and `reply` get their types.
+ */
+export function echoImplementation(impl: EchoServiceImplementation): EchoServiceImplementation {
+  return impl;
+}
+
+export const echoServiceDefinition: grpc.ServiceDefinition<EchoServiceImplementation> = {
   Echo: {
     path: ECHO_METHOD_PATH,
     requestStream: false,
@@ -293,6 +308,8 @@ export class EchoClient extends grpc.Client {
     credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
     options?: grpc.ClientOptions,
   ) {
+    // A Wayfinder target before installGrpc(), or a mistyped wayfinder_* policy: say so clearly.
+    checkChannel(target, options);
     super(target, credentials, options);
   }
 

@@ -97,7 +97,7 @@ export function findBinary(name: string, pkg: string, candidates: string[] = [])
  * For mocha `before` hooks: returns true when the binary exists. When it does not, under CI it
  * throws (a failure), otherwise it skips the suite with the reason.
  */
-export function requireBinaryOrSkip(ctx: Mocha.Context, find: () => unknown): boolean {
+export function requireBinaryOrSkip(ctx: { skip(): void }, find: () => unknown): boolean {
   try {
     find();
     return true;

@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import * as zookeeper from 'node-zookeeper-client';
-import { hardClose } from './zookeeper-faults';
+// node-zookeeper-client is an optional peer dependency: loaded when a session is joined, not when
+// the testkit is imported.
 import {
   MissingBinaryError,
   findBinary,
@@ -116,6 +116,8 @@ async function joinAndClose(
   creds: ZkSessionCredentials,
   timeoutMs: number,
 ): Promise<'expired' | 'closed'> {
+  const zookeeper = await import('node-zookeeper-client');
+  const { hardClose } = await import('./zookeeper-faults');
   const c = zookeeper.createClient(`127.0.0.1:${port}`, {
     sessionTimeout: 30_000,
     spinDelay: 100,

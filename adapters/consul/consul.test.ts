@@ -11,7 +11,14 @@ import {
   type Registration,
   type Snapshot,
 } from '../../core';
-import { registrarConformance, resolverConformance, SnapshotRecorder, uniqueService } from '../../testkit/conformance';
+import {
+  proxyFaults,
+  registrarConformance,
+  resolverConformance,
+  SnapshotRecorder,
+  uniqueService,
+} from '../../testkit/conformance';
+import { faultProxy } from '../../testkit/fault-proxy';
 import { startFakeConsul, type FakeConsul, type FakeConsulOptions } from '../../testkit/fake-consul';
 import { tempDir, waitFor } from '../../testkit/process';
 import { installGrpc } from '../../grpc';
@@ -134,10 +141,15 @@ describe('consul adapter', function () {
       address = f.address;
     }
     const r = createConsulRegistry(options(address));
+    // The resolver's agent connection goes through a fault proxy (the kit's outage tests); the
+    // registrar's does not, so writes made during an outage test the re-list after it.
+    const proxy = await faultProxy({ target: address });
+    const viaProxy = createConsulRegistry(options(proxy.address));
     const crashed: Registration[] = [];
     return {
-      resolver: r.resolver,
+      resolver: viaProxy.resolver,
       registrar: r.registrar!,
+      faults: proxyFaults(proxy),
       async injectBadEntry(service: string) {
         // Consul accepts a service without a port; nothing can dial it, so it is a bad entry for us.
         await agentPut(address!, '/v1/agent/service/register', {
@@ -159,6 +171,9 @@ describe('consul adapter', function () {
         await r.resolver.close();
         for (const c of crashed) await c.deregister().catch(() => {});
         await r.close!();
+        await viaProxy.resolver.close();
+        await viaProxy.close!();
+        await proxy.close();
         await f?.close();
       },
     };

@@ -12,7 +12,14 @@ import {
   type Registration,
   type Snapshot,
 } from '../../core';
-import { SnapshotRecorder, registrarConformance, resolverConformance, uniqueService } from '../../testkit/conformance';
+import {
+  SnapshotRecorder,
+  proxyFaults,
+  registrarConformance,
+  resolverConformance,
+  uniqueService,
+} from '../../testkit/conformance';
+import { faultProxy } from '../../testkit/fault-proxy';
 import { startEtcd, makeTestPki, findEtcd, findEtcdctl, findOpenssl, type EtcdServer } from '../../testkit/etcd';
 import { requireBinaryOrSkip, tempDir, waitFor, withTimeout } from '../../testkit/process';
 import { installGrpc } from '../../grpc';
@@ -81,14 +88,23 @@ describe('etcd adapter', function () {
   const factory = async () => {
     const prefix = uniquePrefix();
     const r = createEtcdRegistry({ hosts: [etcd.address], prefix, ttl: 3000 });
+    // The resolver reaches etcd through a fault proxy the kit switches off for its outage tests;
+    // the registrar writes directly, so changes made during the outage test the re-list.
+    const proxy = await faultProxy({ target: etcd.address });
+    const viaProxy = createEtcdRegistry({ hosts: [proxy.address], prefix, ttl: 3000 });
     return {
-      resolver: r.resolver,
+      resolver: viaProxy.resolver,
       registrar: r.registrar,
+      faults: proxyFaults(proxy),
       injectBadEntry: async (service: string) => {
         await r.client.put(`${prefix}/${service}/broken`, '{"host": "127.0.0.1", "port": "not a port"');
       },
       crash: async (reg: Registration) => (reg as EtcdRegistration).abandon(),
-      cleanup: () => r.close!(),
+      cleanup: async () => {
+        await r.close!();
+        await viaProxy.close!();
+        await proxy.close();
+      },
     };
   };
   resolverConformance({

@@ -548,6 +548,56 @@ describe('file adapter', function () {
     });
   });
 
+  it('a process sees its own registrations at once: resolve() and watch() right after register()/deregister()', async () => {
+    const file = path.join(path.dirname(scratch.file()), 'not', 'yet', 'registry.json');
+    const service = uniqueService('own');
+    // No fs.watch and the slowest poll: only the registrar's own notification can make this prompt.
+    const reg = scratch.registry({ path: file, watch: false, poll: 100 });
+    const rec = new SnapshotRecorder();
+    reg.resolver.watch(service, rec.onSnapshot);
+    await rec.until(() => true, 1000, 'a first snapshot');
+    const a = await reg.registrar.register({ service, host: '127.0.0.1', port: 26201 });
+    assert.deepEqual((await reg.resolver.resolve(service)).map(endpointKey), ['127.0.0.1:26201']);
+    const b = await reg.registrar.register({ service, host: '127.0.0.1', port: 26202 });
+    assert.deepEqual((await reg.resolver.resolve(service)).map(endpointKey).sort(), [
+      '127.0.0.1:26201',
+      '127.0.0.1:26202',
+    ]);
+    await b.deregister();
+    assert.deepEqual((await reg.resolver.resolve(service)).map(endpointKey), ['127.0.0.1:26201']);
+    await a.deregister();
+    assert.deepEqual(await reg.resolver.resolve(service), []);
+    // The watcher was told of each step, not only of the last.
+    assert.ok(
+      rec.snapshots.some((s) => s.endpoints.length === 2),
+      'the watch never saw both instances',
+    );
+  });
+
+  it('a watcher of a directory that does not exist yet hears the first registration by fs.watch, not the poll', async () => {
+    const lat: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const file = path.join(path.dirname(scratch.file()), 'fresh', `d${i}`, 'registry.json');
+      const service = uniqueService('fresh');
+      const reader = scratch.registry({ path: file, poll: 100 });
+      const writer = scratch.registry({ path: file });
+      const rec = new SnapshotRecorder();
+      reader.resolver.watch(service, rec.onSnapshot);
+      await rec.until(() => true, 1000, 'a first snapshot');
+      const visible = new Map<string, number>();
+      const off = fileStore(file).onWrite((w) => visible.set(String(w.revision), w.visibleAt));
+      let seenAt = 0;
+      const seen = rec.until((s) => s.endpoints.length === 1 && (seenAt = performance.now()) > 0, 1000, 'the endpoint');
+      await writer.registrar.register({ service, host: '127.0.0.1', port: 26301 });
+      const at = visible.get((await seen).revision!);
+      off();
+      assert.ok(at !== undefined);
+      lat.push(seenAt - at);
+    }
+    // The poll alone (100 ms) gives a median near 50 ms; a watch on the nearest ancestor a few ms.
+    assert.ok(median(lat) < 20, `median ${median(lat).toFixed(1)} ms (${lat.map((x) => x.toFixed(1)).join(', ')})`);
+  });
+
   it('keeps following the file when its directory is removed and recreated', async () => {
     const file = scratch.file();
     const service = uniqueService('redir');

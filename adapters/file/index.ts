@@ -132,6 +132,8 @@ export class FileRegistration extends RegistrationBase {
     private readonly store: FileStore,
     private readonly opts: ResolvedOptions,
     logger: Logger,
+    /** Tells this process's own watcher that the file changed, so its resolve()/watch see it at once. */
+    private readonly changed: () => Promise<void> = async () => {},
   ) {
     super(spec, logger);
     this.current = spec;
@@ -155,6 +157,7 @@ export class FileRegistration extends RegistrationBase {
     }, this.opts.ttl);
     this.lastOk = Date.now();
     this.schedule();
+    await this.changed();
   }
 
   protected async write(spec: CheckedSpec): Promise<void> {
@@ -170,6 +173,7 @@ export class FileRegistration extends RegistrationBase {
       if (this.current === spec) this.current = prev;
       throw toWayfinderError(e, `file: updating ${this.service}/${this.id}`);
     }
+    await this.changed();
   }
 
   protected async remove(): Promise<void> {
@@ -182,6 +186,7 @@ export class FileRegistration extends RegistrationBase {
     } catch (e) {
       throw toWayfinderError(e, `file: deregistering ${this.service}/${this.id} (it expires after its ttl anyway)`);
     }
+    await this.changed();
   }
 
   /**
@@ -268,11 +273,12 @@ export class FileRegistrar extends RegistrarBase<FileRegistration> {
     private readonly store: FileStore,
     private readonly opts: ResolvedOptions,
     private readonly logger: Logger,
+    private readonly changed?: () => Promise<void>,
   ) {
     super('file');
   }
   protected async create(spec: CheckedSpec): Promise<FileRegistration> {
-    const r = new FileRegistration(spec, this.store, this.opts, this.logger);
+    const r = new FileRegistration(spec, this.store, this.opts, this.logger, this.changed);
     try {
       await r.start();
     } catch (e) {
@@ -344,7 +350,7 @@ export function createFileRegistry(
   return {
     resolver: createResolver(opts, logger, watcher),
     watchStats: () => ({ polls: watcher.polls, reads: watcher.reads }),
-    registrar: new FileRegistrar(store, opts, logger),
+    registrar: new FileRegistrar(store, opts, logger, () => watcher.refresh()),
     options: opts,
     listServices: async () => {
       let text = '';

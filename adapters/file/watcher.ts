@@ -60,6 +60,9 @@ export class FileWatcher {
   lastGood?: RegistryDoc;
   private fsw?: FSWatcher;
   private watchedDir?: string;
+  /** The watch is on an ancestor (the registry directory does not exist yet): re-arm when it appears. */
+  private onAncestor = false;
+  private loop?: Promise<void>;
   private pollTimer?: NodeJS.Timeout;
   private lastRearmCheck = 0;
   private checking = false;
@@ -109,6 +112,7 @@ export class FileWatcher {
     this.pollTimer = undefined;
     this.fsw?.close();
     this.fsw = undefined;
+    this.onAncestor = false;
   }
 
   private get active(): boolean {
@@ -117,6 +121,7 @@ export class FileWatcher {
 
   private armFsWatch(): void {
     if (!this.opts.fsWatch || this.fsw) return;
+    if (dirIdentity(this.dir) === undefined) return this.armOnAncestor();
     try {
       const w = fsWatch(this.dir, { persistent: false }, (_event, name) => {
         if (name === path.basename(this.dir) && !this.dirIsWatched()) {
@@ -124,6 +129,7 @@ export class FileWatcher {
           if (this.fsw === w) this.fsw = undefined;
           w.close();
           this.lastRearmCheck = 0;
+          if (this.active) this.armFsWatch();
         }
         if (!name || name === this.base || !this.fsw) void this.check(false);
       });
@@ -136,10 +142,46 @@ export class FileWatcher {
         w.close();
       });
       this.fsw = w;
+      this.onAncestor = false;
       this.watchedDir = dirIdentity(this.dir);
     } catch {
       // The directory does not exist yet (or cannot be watched): the poll re-arms later.
       this.fsw = undefined;
+    }
+  }
+
+  /**
+   * The registry directory does not exist yet (a fresh machine: it is created by the first
+   * registration): watch the nearest existing ancestor, and move the watch down as soon as
+   * something is created there, so the first registration is seen at once, not at the next re-arm.
+   */
+  private armOnAncestor(): void {
+    let anc = path.dirname(this.dir);
+    while (dirIdentity(anc) === undefined && path.dirname(anc) !== anc) anc = path.dirname(anc);
+    try {
+      const w = fsWatch(anc, { persistent: false }, () => {
+        if (this.fsw !== w) return;
+        this.fsw = undefined;
+        w.close();
+        if (!this.active) return;
+        this.armFsWatch();
+        void this.check(false);
+      });
+      w.on('error', () => {
+        if (this.fsw === w) this.fsw = undefined;
+        w.close();
+      });
+      this.fsw = w;
+      this.onAncestor = true;
+      this.watchedDir = undefined;
+      // Created between the lookup and the watch: move down now.
+      if (dirIdentity(this.dir) !== undefined) {
+        this.fsw = undefined;
+        w.close();
+        this.armFsWatch();
+      }
+    } catch {
+      this.fsw = undefined; // the poll re-arms later
     }
   }
 
@@ -155,7 +197,7 @@ export class FileWatcher {
     if (now - this.lastRearmCheck < REARM_EVERY_MS) return;
     this.lastRearmCheck = now;
     if (this.fsw) {
-      if (this.dirIsWatched()) return;
+      if (this.onAncestor ? dirIdentity(this.dir) === undefined : this.dirIsWatched()) return;
       this.fsw.close();
       this.fsw = undefined;
     }
@@ -177,13 +219,21 @@ export class FileWatcher {
     this.pollTimer.unref();
   }
 
-  /** Coalesces concurrent triggers: at most one read runs, and one more follows if asked meanwhile. */
-  private async check(force: boolean): Promise<void> {
+  /**
+   * Coalesces concurrent triggers: at most one read runs, and one more follows if asked meanwhile.
+   * The promise settles once a read that started after the call has completed.
+   */
+  private check(force: boolean): Promise<void> {
     if (this.checking) {
       this.again = true;
       this.forceAgain ||= force;
-      return;
+      return this.loop ?? Promise.resolve();
     }
+    this.loop = this.runChecks(force);
+    return this.loop;
+  }
+
+  private async runChecks(force: boolean): Promise<void> {
     this.checking = true;
     try {
       let f = force;

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Discovery } from '../../core';
 import { registrarConformance, resolverConformance, tempDir } from '../../testkit';
-import { createDirPollRegistry, dirPollAdapter, setup } from '.';
+import { createDirPollRegistry, dirPollAdapter, setup, type DirPollRegistration } from '.';
 
 const factory = async () => {
   const tmp = tempDir('wf-dirpoll-');
@@ -15,7 +15,7 @@ const factory = async () => {
       await fs.mkdir(path.join(tmp.dir, service), { recursive: true });
       await fs.writeFile(path.join(tmp.dir, service, 'corrupt.json'), '{"host": ');
     },
-    crash: async (r: unknown) => (r as { stopHeartbeat(): void }).stopHeartbeat(),
+    crash: async (r: DirPollRegistration) => r.stopHeartbeat(),
     cleanup: async () => {
       await reg.registrar.close();
       await reg.resolver.close();

@@ -57,7 +57,7 @@ async function readService(root: string, service: string, ttl: number) {
   return collectEndpoints(entries);
 }
 
-class DirPollRegistration extends RegistrationBase {
+export class DirPollRegistration extends RegistrationBase {
   private timer?: NodeJS.Timeout;
   constructor(
     spec: CheckedSpec,
