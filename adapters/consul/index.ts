@@ -21,7 +21,7 @@ import {
   type SourceSink,
   type WayfinderError,
 } from '../../core';
-import { parseHostList, secretFileError, trimSecret } from '../../core/kit';
+import { parseHostList, scalarText, secretFileError, trimSecret } from '../../core/kit';
 import { ConsulCallError, ConsulClient, goDuration, type HealthEntry, type ServiceRegistration } from './client';
 
 export { ConsulCallError, ConsulClient } from './client';
@@ -146,7 +146,7 @@ function aggregate(checks: HealthEntry['Checks']): Health {
  * when the instance is deliberately excluded (a warning instance whose Weights.Warning is 0).
  */
 export function entryToRaw(e: HealthEntry, zoneKey: string): { key: string; value: unknown } | null {
-  const key = `${e?.Node?.Node ?? '?'}/${e?.Service?.ID ?? '?'}`;
+  const key = `${scalarText(e?.Node?.Node)}/${scalarText(e?.Service?.ID)}`;
   const s = e?.Service;
   if (!s || typeof s !== 'object') return { key, value: null };
   // A Checks that is not a list makes this one entry bad (reported), never the whole response.

@@ -18,6 +18,7 @@ import {
   type WayfinderError,
 } from '../../core';
 import { monotonicNow } from '../../core/util';
+import { scalarText } from '../../core/kit';
 import { KubeClient, KubeRequestError, SERVICE_ACCOUNT_DIR, type WatchHandle } from './client';
 
 /**
@@ -128,7 +129,7 @@ export function endpointsFromSlices(t: K8sTarget, slices: Iterable<any>, termina
   const draining: { key: string; value: unknown }[] = [];
   const bad: BadEntry[] = [];
   for (const s of slices) {
-    const key = `endpointslices/${s?.metadata?.namespace}/${s?.metadata?.name}`;
+    const key = `endpointslices/${scalarText(s?.metadata?.namespace)}/${scalarText(s?.metadata?.name)}`;
     const type = s?.addressType;
     if (!Array.isArray(s?.endpoints)) {
       if (s?.endpoints != null) bad.push({ key, reason: '"endpoints" is not a list' });

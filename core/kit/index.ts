@@ -8,6 +8,7 @@ export { readSecretFile, readFileOption, trimSecret, secretFileError } from './s
 export { parseHostList, formatHost } from './hosts';
 export type { HostAddress, HostListOptions } from './hosts';
 export { retry, Backoff } from './retry';
+export { scalarText } from './text';
 export type { RetryOptions } from './retry';
 export { defineAdapter } from '../adapter';
 export type { AdapterContext, AdapterDefinition, AdapterInstance } from '../adapter';

@@ -2,9 +2,28 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, formatHost, parseHostList, readFileOption, readSecretFile, retry, trimSecret } from './index';
+import {
+  ConfigError,
+  formatHost,
+  parseHostList,
+  readFileOption,
+  readSecretFile,
+  retry,
+  scalarText,
+  trimSecret,
+} from './index';
 
 describe('adapter kit', () => {
+  it('scalarText: scalars as text, anything else (even an object whose toString is not a function) as the fallback', () => {
+    assert.equal(scalarText('a'), 'a');
+    assert.equal(scalarText(7), '7');
+    assert.equal(scalarText(3n), '3');
+    assert.equal(scalarText(false), 'false');
+    assert.equal(scalarText(undefined), '?');
+    assert.equal(scalarText([{ toString: [] }]), '?');
+    assert.equal(scalarText({ toString: 1 }, '-'), '-');
+  });
+
   describe('secret files', () => {
     let dir: string;
     beforeEach(() => {
