@@ -9,6 +9,7 @@ import {
   readFileOption,
   readSecretFile,
   retry,
+  retryLoop,
   scalarText,
   trimSecret,
 } from './index';
@@ -102,6 +103,62 @@ describe('adapter kit', () => {
       bad(['a b'], undefined, /not host/);
       bad([], undefined, /^zk: "hosts" must list at least one host\[:port\]$/);
       assert.deepEqual(parseHostList('dns', [], { defaultPort: 53, required: false }), []);
+    });
+  });
+
+  describe('retryLoop', () => {
+    it('backs off after failures, resets after a success, waits what a round asks, ends on abort', async () => {
+      const ac = new AbortController();
+      const waits: number[] = [];
+      const errors: string[] = [];
+      const script = ['fail', 'fail', 'fail', 'ok', 'fail', 'ok-wait', 'stop'];
+      let i = 0;
+      await retryLoop({
+        signal: ac.signal,
+        backoff: { baseMs: 100, maxMs: 10_000, random: () => 0.99 },
+        run: async () => {
+          const step = script[i++];
+          if (step === 'fail') throw new Error(`fail ${i}`);
+          if (step === 'ok-wait') return 5000;
+          if (step === 'stop') ac.abort();
+        },
+        onError: (e) => void errors.push((e as Error).message),
+        sleep: async (ms) => void waits.push(ms),
+      });
+      assert.equal(i, script.length);
+      assert.deepEqual(errors, ['fail 1', 'fail 2', 'fail 3', 'fail 5']);
+      // 99 % of 100, 200, 400; then a success resets: 99 % of 100 again; then the round's own 5000.
+      assert.deepEqual(waits, [99, 198, 396, 99, 5000]);
+    });
+
+    it('onError may replace the wait; an abort during a round ends the loop without reporting', async () => {
+      const ac = new AbortController();
+      const waits: number[] = [];
+      let errors = 0;
+      let round = 0;
+      await retryLoop({
+        signal: ac.signal,
+        backoff: { baseMs: 100, maxMs: 1000, random: () => 0 },
+        run: async () => {
+          if (++round === 2) ac.abort();
+          throw new Error('x');
+        },
+        onError: (_e, ms) => (errors++, Math.max(1000, ms)),
+        sleep: async (ms) => void waits.push(ms),
+      });
+      assert.equal(errors, 1);
+      assert.deepEqual(waits, [1000]);
+    });
+
+    it('the default sleep ends when the signal aborts', async () => {
+      const ac = new AbortController();
+      const done = retryLoop({
+        signal: ac.signal,
+        backoff: { baseMs: 60_000, maxMs: 60_000, random: () => 1 },
+        run: async () => 60_000,
+      });
+      setImmediate(() => ac.abort());
+      await done;
     });
   });
 

@@ -53,3 +53,46 @@ export async function retry<T>(
 }
 
 export { Backoff };
+
+export interface RetryLoopOptions {
+  /** Ends the loop: a round in flight gets it, a wait in progress ends, the loop resolves. */
+  signal: AbortSignal;
+  /**
+   * One round (a poll, a blocking query, a watch until it ends). Resolves with the ms to wait before
+   * the next round (default 0); a round that resolves resets the backoff.
+   */
+  run(signal: AbortSignal): Promise<number | void>;
+  /**
+   * Called after a round failed (never after an abort) with the backoff's proposed wait; may return
+   * another wait (e.g. a floor for auth failures). Report the error here.
+   */
+  onError?(err: unknown, waitMs: number): number | void;
+  /** Backoff base and cap in ms (full jitter, see Backoff) and the injected random source. */
+  backoff: { baseMs: number; maxMs: number; random?: () => number };
+  /** Injectable wait, e.g. one a refresh() can cut short (default: an unref'd timer ending on abort). */
+  sleep?(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+/**
+ * The long-lived twin of retry(): runs `run` round after round until the signal aborts, waiting what
+ * a successful round asks for, or a jittered exponential backoff after a failure (reset by the next
+ * success). Never rejects: it resolves once aborted; errors go to onError.
+ */
+export async function retryLoop(o: RetryLoopOptions): Promise<void> {
+  const { signal } = o;
+  const backoff = new Backoff(o.backoff.baseMs, o.backoff.maxMs, o.backoff.random ?? Math.random);
+  const sleep = o.sleep ?? ((ms: number, s: AbortSignal) => delay(ms, s).catch(() => undefined));
+  while (!signal.aborted) {
+    let wait: number;
+    try {
+      wait = (await o.run(signal)) ?? 0;
+      backoff.reset();
+    } catch (e) {
+      if (signal.aborted) return;
+      const proposed = backoff.next();
+      wait = o.onError?.(e, proposed) ?? proposed;
+    }
+    if (signal.aborted) return;
+    if (wait > 0) await sleep(wait, signal);
+  }
+}
