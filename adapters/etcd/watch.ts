@@ -1,16 +1,15 @@
 import type { IDuplexStream, IWatchRequest, IWatchResponse } from 'etcd3';
 import { EtcdInvalidAuthTokenError } from 'etcd3';
 import {
-  Backoff,
   RegistryUnavailableError,
   checkEndpoint,
-  delay,
   endpointKey,
   type BadEntry,
   type Endpoint,
   type Logger,
   type SourceSink,
 } from '../../core';
+import { retryLoop } from '../../core/kit';
 import type { EtcdClient } from './client';
 import { BadValue, decodeValue, type KeyFormat } from './format';
 
@@ -53,7 +52,6 @@ export class ServiceWatch {
   private readonly entries = new Map<string, Decoded>();
   /** Highest store revision seen; a lower one later means etcd's data was replaced. */
   private highest = 0;
-  private readonly backoff: Backoff;
   readonly done: Promise<void>;
 
   constructor(
@@ -62,7 +60,6 @@ export class ServiceWatch {
     private readonly sink: SourceSink,
     private readonly o: ServiceWatchOptions,
   ) {
-    this.backoff = new Backoff(100, 5000, o.random);
     this.done = this.run();
   }
 
@@ -73,9 +70,11 @@ export class ServiceWatch {
     await this.done;
   }
 
-  private async run(): Promise<void> {
-    while (!this.stopped) {
-      try {
+  private run(): Promise<void> {
+    return retryLoop({
+      signal: this.stopCtl.signal,
+      backoff: { baseMs: 100, maxMs: 5000, random: this.o.random },
+      run: async (_signal, healthy) => {
         const { revision, kvs } = await this.client.list(this.prefix, 1000);
         if (this.stopped) return;
         if (revision < this.highest)
@@ -88,27 +87,20 @@ export class ServiceWatch {
         for (const kv of kvs) this.entries.set(kv.key, this.decode(kv.key, kv.value));
         this.emit(revision);
         await this.o.beforeWatch?.(revision + 1);
-        await this.watchFrom(revision + 1);
-      } catch (e) {
-        if (this.stopped) return;
+        await this.watchFrom(revision + 1, healthy);
+      },
+      onError: (e, next) => {
         if (e instanceof Relist) {
           this.o.logger.info({ prefix: this.prefix, reason: e.message }, 'etcd: re-listing');
-          continue;
+          return 0;
         }
         const err = this.client.toError(e, `watching ${this.prefix}`);
         if ((e as Error)?.constructor === EtcdInvalidAuthTokenError || /invalid auth token/.test(err.message))
           this.client.invalidateToken();
         this.sink.error(err);
-        try {
-          await delay(
-            err.code === 'AUTH_FAILED' ? Math.max(1000, this.backoff.next()) : this.backoff.next(),
-            this.stopCtl.signal,
-          );
-        } catch {
-          return;
-        }
-      }
-    }
+        return err.code === 'AUTH_FAILED' ? Math.max(1000, next()) : next();
+      },
+    });
   }
 
   private decode(key: string, value: Buffer): Decoded {
@@ -145,8 +137,11 @@ export class ServiceWatch {
     }
   }
 
-  /** Resolves never; rejects with Relist when the range must be re-read, or with the failure. */
-  private async watchFrom(startRevision: number): Promise<void> {
+  /**
+   * Resolves never; rejects with Relist when the range must be re-read, or with the failure.
+   * `healthy()` (called once the watch is created) resets the loop's backoff.
+   */
+  private async watchFrom(startRevision: number, healthy: () => void): Promise<void> {
     const stream = await this.client.watchStream();
     if (this.stopped) {
       try {
@@ -215,7 +210,7 @@ export class ServiceWatch {
           }
           if (res.created) {
             created = true;
-            this.backoff.reset();
+            healthy();
           }
           if (!created) return;
           heard();

@@ -143,11 +143,31 @@ describe('adapter kit', () => {
           if (++round === 2) ac.abort();
           throw new Error('x');
         },
-        onError: (_e, ms) => (errors++, Math.max(1000, ms)),
+        onError: (_e, next) => (errors++, Math.max(1000, next())),
         sleep: async (ms) => void waits.push(ms),
       });
       assert.equal(errors, 1);
       assert.deepEqual(waits, [1000]);
+    });
+
+    it('healthy() resets the backoff mid-round; an onError returning 0 retries at once without moving it', async () => {
+      const ac = new AbortController();
+      const waits: number[] = [];
+      const script = ['fail', 'fail', 'healthy-fail', 'relist', 'fail', 'stop'];
+      let i = 0;
+      await retryLoop({
+        signal: ac.signal,
+        backoff: { baseMs: 100, maxMs: 10_000, random: () => 0.99 },
+        run: async (_s, healthy) => {
+          const step = script[i++];
+          if (step === 'stop') return ac.abort();
+          if (step === 'healthy-fail') healthy();
+          throw new Error(step);
+        },
+        onError: (e) => ((e as Error).message === 'relist' ? 0 : undefined),
+        sleep: async (ms) => void waits.push(ms),
+      });
+      assert.deepEqual(waits, [99, 198, 99, 198]);
     });
 
     it('the default sleep ends when the signal aborts', async () => {

@@ -59,14 +59,16 @@ export interface RetryLoopOptions {
   signal: AbortSignal;
   /**
    * One round (a poll, a blocking query, a watch until it ends). Resolves with the ms to wait before
-   * the next round (default 0); a round that resolves resets the backoff.
+   * the next round (default 0); a round that resolves resets the backoff, and so does `healthy()`
+   * called during a long round (a watch that got going), so its eventual failure starts afresh.
    */
-  run(signal: AbortSignal): Promise<number | void>;
+  run(signal: AbortSignal, healthy: () => void): Promise<number | void>;
   /**
-   * Called after a round failed (never after an abort) with the backoff's proposed wait; may return
-   * another wait (e.g. a floor for auth failures). Report the error here.
+   * Called after a round failed (never after an abort); report the error here. Returns the wait
+   * before the next round, or nothing for the backoff's next delay; `next()` draws that delay, for a
+   * floor (`Math.max(1000, next())`); returning 0 without calling it retries at once, backoff unmoved.
    */
-  onError?(err: unknown, waitMs: number): number | void;
+  onError?(err: unknown, next: () => number): number | void;
   /** Backoff base and cap in ms (full jitter, see Backoff) and the injected random source. */
   backoff: { baseMs: number; maxMs: number; random?: () => number };
   /** Injectable wait, e.g. one a refresh() can cut short (default: an unref'd timer ending on abort). */
@@ -82,15 +84,16 @@ export async function retryLoop(o: RetryLoopOptions): Promise<void> {
   const { signal } = o;
   const backoff = new Backoff(o.backoff.baseMs, o.backoff.maxMs, o.backoff.random ?? Math.random);
   const sleep = o.sleep ?? ((ms: number, s: AbortSignal) => delay(ms, s).catch(() => undefined));
+  const healthy = () => backoff.reset();
+  const next = () => backoff.next();
   while (!signal.aborted) {
     let wait: number;
     try {
-      wait = (await o.run(signal)) ?? 0;
+      wait = (await o.run(signal, healthy)) ?? 0;
       backoff.reset();
     } catch (e) {
       if (signal.aborted) return;
-      const proposed = backoff.next();
-      wait = o.onError?.(e, proposed) ?? proposed;
+      wait = o.onError?.(e, next) ?? next();
     }
     if (signal.aborted) return;
     if (wait > 0) await sleep(wait, signal);
