@@ -20,7 +20,7 @@ import {
   type SourceSink,
   type WayfinderError,
 } from '../../core';
-import { parseHostList, retryLoop, scalarText, secretFileError, trimSecret } from '../../core/kit';
+import { delay, parseHostList, retryLoop, scalarText, Waker, secretFileError, trimSecret } from '../../core/kit';
 import { ConsulCallError, ConsulClient, goDuration, type HealthEntry, type ServiceRegistration } from './client';
 
 export { ConsulCallError, ConsulClient } from './client';
@@ -182,7 +182,7 @@ interface Shared {
  * answers; failures back off with jitter and keep the last good set. A response emptied by ACL
  * filtering never replaces a set: it is reported as AUTH_FAILED instead.
  */
-function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<string, () => void>): () => void {
+function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<string, Waker>): () => void {
   const { client, o, logger, ctx } = sh;
   const ac = new AbortController();
   const bucket = new TokenBucket(o.rate, o.burst, ctx.now);
@@ -190,21 +190,13 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
   let index = 0n;
   let warnedFiltered = false;
 
-  const sleep = (ms: number, wakeable: boolean) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        ac.signal.removeEventListener('abort', done);
-        if (wakers.get(service) === done) wakers.delete(service);
-        resolve();
-      }
-      ac.signal.addEventListener('abort', done, { once: true });
-      if (wakeable) wakers.set(service, done);
-    });
+  // Only a loop sleeping in backoff is woken by refresh(); the token bucket's waits are not.
+  const waker = new Waker();
+  wakers.set(service, waker);
+  const pause = (ms: number) => delay(ms, ac.signal).catch(() => undefined);
 
   const round = async (): Promise<void> => {
-    for (let w = bucket.take(); w > 0 && !ac.signal.aborted; w = bucket.take()) await sleep(w, false);
+    for (let w = bucket.take(); w > 0 && !ac.signal.aborted; w = bucket.take()) await pause(w);
     if (ac.signal.aborted) return;
     const blocking = index > 0n;
     const r = await client.healthService(
@@ -272,9 +264,12 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
     run: round,
     onError: failed,
     backoff: { baseMs: 250, maxMs: 15_000, random: ctx.random },
-    sleep: (ms) => sleep(ms, true),
+    sleep: (ms, signal) => waker.sleep(ms, signal),
   }).catch((e) => logger.error({ service, err: (e as Error).message }, 'consul: watch loop crashed'));
-  return () => ac.abort();
+  return () => {
+    ac.abort();
+    if (wakers.get(service) === waker) wakers.delete(service);
+  };
 }
 
 /** Throws TypeError for metadata Consul would refuse (so the caller learns why before any call). */
@@ -462,12 +457,12 @@ export function createConsulRegistry(
     token: () => tokens.get(),
   });
   const sh: Shared = { client, tokens, o, logger, ctx: fullCtx };
-  const wakers = new Map<string, () => void>();
+  const wakers = new Map<string, Waker>();
   const resolver = new WatchResolver('consul', (service, sink) => subscribe(sh, service, sink, wakers), {
     logger,
     // grpc-js asks for re-resolution when a backend fails: a live blocking query is already current,
     // so only a loop sleeping in backoff is woken (still subject to the token bucket).
-    refresh: (service) => wakers.get(service)?.(),
+    refresh: (service) => void wakers.get(service)?.wake(),
   });
   return {
     client,

@@ -7,7 +7,7 @@
 export { readSecretFile, readFileOption, trimSecret, secretFileError } from './secrets';
 export { parseHostList, formatHost } from './hosts';
 export type { HostAddress, HostListOptions } from './hosts';
-export { retry, retryLoop, Backoff } from './retry';
+export { retry, retryLoop, Backoff, Waker } from './retry';
 export { scalarText } from './text';
 export type { RetryOptions, RetryLoopOptions } from './retry';
 export { defineAdapter } from '../adapter';

@@ -10,6 +10,7 @@ import {
   readSecretFile,
   retry,
   retryLoop,
+  Waker,
   scalarText,
   trimSecret,
 } from './index';
@@ -168,6 +169,18 @@ describe('adapter kit', () => {
         sleep: async (ms) => void waits.push(ms),
       });
       assert.deepEqual(waits, [99, 198, 99, 198]);
+    });
+
+    it('Waker: wake() ends the sleep in progress only; an abort ends it too', async () => {
+      const w = new Waker();
+      assert.equal(w.wake(), false);
+      const sleeping = w.sleep(Infinity);
+      assert.equal(w.wake(), true);
+      await sleeping;
+      const ac = new AbortController();
+      const aborted = w.sleep(Infinity, ac.signal);
+      ac.abort();
+      await aborted;
     });
 
     it('the default sleep ends when the signal aborts', async () => {

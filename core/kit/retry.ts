@@ -99,3 +99,35 @@ export async function retryLoop(o: RetryLoopOptions): Promise<void> {
     if (wait > 0) await sleep(wait, signal);
   }
 }
+
+/**
+ * A sleep that wake() cuts short (a refresh(), a reconnect). Only the sleep in progress is woken: a
+ * wake() while nobody sleeps is dropped (a loop checks its own state before sleeping). `ms` may be
+ * Infinity: until woken or aborted.
+ */
+export class Waker {
+  private wakeUp?: () => void;
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        if (this.wakeUp === done) this.wakeUp = undefined;
+        resolve();
+      };
+      const timer = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+      timer?.unref?.();
+      signal?.addEventListener('abort', done, { once: true });
+      this.wakeUp = done;
+    });
+  }
+
+  /** Ends the sleep in progress; returns whether one was. */
+  wake(): boolean {
+    const w = this.wakeUp;
+    w?.();
+    return w !== undefined;
+  }
+}
