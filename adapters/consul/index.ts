@@ -1,7 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import {
   AuthFailedError,
-  Backoff,
   ConfigError,
   RegistrarBase,
   RegistrationBase,
@@ -21,7 +20,7 @@ import {
   type SourceSink,
   type WayfinderError,
 } from '../../core';
-import { parseHostList, secretFileError, trimSecret } from '../../core/kit';
+import { delay, parseHostList, retryLoop, scalarText, Waker, secretFileError, trimSecret } from '../../core/kit';
 import { ConsulCallError, ConsulClient, goDuration, type HealthEntry, type ServiceRegistration } from './client';
 
 export { ConsulCallError, ConsulClient } from './client';
@@ -146,7 +145,7 @@ function aggregate(checks: HealthEntry['Checks']): Health {
  * when the instance is deliberately excluded (a warning instance whose Weights.Warning is 0).
  */
 export function entryToRaw(e: HealthEntry, zoneKey: string): { key: string; value: unknown } | null {
-  const key = `${e?.Node?.Node ?? '?'}/${e?.Service?.ID ?? '?'}`;
+  const key = `${scalarText(e?.Node?.Node)}/${scalarText(e?.Service?.ID)}`;
   const s = e?.Service;
   if (!s || typeof s !== 'object') return { key, value: null };
   // A Checks that is not a list makes this one entry bad (reported), never the whole response.
@@ -183,102 +182,94 @@ interface Shared {
  * answers; failures back off with jitter and keep the last good set. A response emptied by ACL
  * filtering never replaces a set: it is reported as AUTH_FAILED instead.
  */
-function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<string, () => void>): () => void {
+function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<string, Waker>): () => void {
   const { client, o, logger, ctx } = sh;
   const ac = new AbortController();
   const bucket = new TokenBucket(o.rate, o.burst, ctx.now);
-  const backoff = new Backoff(250, 15_000, ctx.random);
   const filter = buildFilter(o.tag, parseMeta(o.meta));
   let index = 0n;
   let warnedFiltered = false;
 
-  const sleep = (ms: number, wakeable: boolean) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        ac.signal.removeEventListener('abort', done);
-        if (wakers.get(service) === done) wakers.delete(service);
-        resolve();
-      }
-      ac.signal.addEventListener('abort', done, { once: true });
-      if (wakeable) wakers.set(service, done);
-    });
+  // Only a loop sleeping in backoff is woken by refresh(); the token bucket's waits are not.
+  const waker = new Waker();
+  wakers.set(service, waker);
+  const pause = (ms: number) => delay(ms, ac.signal).catch(() => undefined);
 
-  const loop = async () => {
-    while (!ac.signal.aborted) {
-      for (let w = bucket.take(); w > 0 && !ac.signal.aborted; w = bucket.take()) await sleep(w, false);
-      if (ac.signal.aborted) return;
-      try {
-        const blocking = index > 0n;
-        const r = await client.healthService(
-          {
-            service,
-            passing: !o['include-warning'],
-            index,
-            waitMs: o.wait,
-            dc: o.dc,
-            filter,
-            timeoutMs: blocking ? o.wait + Math.ceil(o.wait / 16) + BLOCKING_GRACE_MS : o.timeout,
-          },
-          ac.signal,
-        );
-        if (ac.signal.aborted) return;
-        backoff.reset();
-        const got = r.index ?? 0n;
-        if (blocking && got < index) {
-          logger.info(
-            { service, from: index.toString(), to: got.toString() },
-            'consul: X-Consul-Index went backwards; restarting the blocking loop',
-          );
-          index = 0n;
-        } else {
-          // Consul's rule: an index below 1 would not block, so wait on 1 instead.
-          index = got < 1n ? 1n : got;
-        }
-        if (r.filteredByAcls) {
-          if (r.body.length === 0) {
-            sh.tokens.invalidate(); // a rotated token file may be the fix: read it again
-            sink.error(
-              new AuthFailedError(
-                `consul: the ACL token may not read "${service}" (results filtered by ACLs; needs service:read and node:read); keeping the last known endpoints`,
-              ),
-            );
-            continue;
-          }
-          if (!warnedFiltered)
-            logger.warn(
-              { service },
-              'consul: some instances were filtered out by ACLs (X-Consul-Results-Filtered-By-ACLs); using the visible ones',
-            );
-          warnedFiltered = true;
-        }
-        const raws = r.body
-          .map((e) => entryToRaw(e, o['zone-key']))
-          .filter((x): x is { key: string; value: unknown } => x !== null);
-        const { endpoints, bad } = collectEndpoints(raws);
-        sink.update(endpoints, { revision: got.toString(), bad });
-      } catch (e) {
-        if (ac.signal.aborted) return;
-        const err = e as ConsulCallError;
-        let wf: WayfinderError;
-        if (err.status === 403) {
-          sh.tokens.invalidate();
-          wf = new AuthFailedError(`consul: watching "${service}" was refused by ${client.address}: ${err.message}`);
-        } else {
-          wf = new RegistryUnavailableError(
-            `consul: watching "${service}" at ${client.address} failed: ${err.message}`,
-          );
-        }
-        sink.error(wf);
-        // Re-read without blocking next time: the agent may have restarted with a lower index.
-        index = 0n;
-        await sleep(backoff.next(), true);
-      }
+  const round = async (): Promise<void> => {
+    for (let w = bucket.take(); w > 0 && !ac.signal.aborted; w = bucket.take()) await pause(w);
+    if (ac.signal.aborted) return;
+    const blocking = index > 0n;
+    const r = await client.healthService(
+      {
+        service,
+        passing: !o['include-warning'],
+        index,
+        waitMs: o.wait,
+        dc: o.dc,
+        filter,
+        timeoutMs: blocking ? o.wait + Math.ceil(o.wait / 16) + BLOCKING_GRACE_MS : o.timeout,
+      },
+      ac.signal,
+    );
+    if (ac.signal.aborted) return;
+    const got = r.index ?? 0n;
+    if (blocking && got < index) {
+      logger.info(
+        { service, from: index.toString(), to: got.toString() },
+        'consul: X-Consul-Index went backwards; restarting the blocking loop',
+      );
+      index = 0n;
+    } else {
+      // Consul's rule: an index below 1 would not block, so wait on 1 instead.
+      index = got < 1n ? 1n : got;
     }
+    if (r.filteredByAcls) {
+      if (r.body.length === 0) {
+        sh.tokens.invalidate(); // a rotated token file may be the fix: read it again
+        sink.error(
+          new AuthFailedError(
+            `consul: the ACL token may not read "${service}" (results filtered by ACLs; needs service:read and node:read); keeping the last known endpoints`,
+          ),
+        );
+        return;
+      }
+      if (!warnedFiltered)
+        logger.warn(
+          { service },
+          'consul: some instances were filtered out by ACLs (X-Consul-Results-Filtered-By-ACLs); using the visible ones',
+        );
+      warnedFiltered = true;
+    }
+    const raws = r.body
+      .map((e) => entryToRaw(e, o['zone-key']))
+      .filter((x): x is { key: string; value: unknown } => x !== null);
+    const { endpoints, bad } = collectEndpoints(raws);
+    sink.update(endpoints, { revision: got.toString(), bad });
   };
-  void loop().catch((e) => logger.error({ service, err: (e as Error).message }, 'consul: watch loop crashed'));
-  return () => ac.abort();
+  const failed = (e: unknown): void => {
+    const err = e as ConsulCallError;
+    let wf: WayfinderError;
+    if (err.status === 403) {
+      sh.tokens.invalidate();
+      wf = new AuthFailedError(`consul: watching "${service}" was refused by ${client.address}: ${err.message}`);
+    } else {
+      wf = new RegistryUnavailableError(`consul: watching "${service}" at ${client.address} failed: ${err.message}`);
+    }
+    sink.error(wf);
+    // Re-read without blocking next time: the agent may have restarted with a lower index.
+    index = 0n;
+  };
+  void retryLoop({
+    signal: ac.signal,
+    run: round,
+    onError: failed,
+    backoff: { baseMs: 250, maxMs: 15_000, random: ctx.random },
+    sleep: (ms, signal) => waker.sleep(ms, signal),
+  }).catch((e) => logger.error({ service, err: (e as Error).message }, 'consul: watch loop crashed'));
+  return () => {
+    ac.abort();
+    if (wakers.get(service) === waker) wakers.delete(service);
+  };
 }
 
 /** Throws TypeError for metadata Consul would refuse (so the caller learns why before any call). */
@@ -466,12 +457,12 @@ export function createConsulRegistry(
     token: () => tokens.get(),
   });
   const sh: Shared = { client, tokens, o, logger, ctx: fullCtx };
-  const wakers = new Map<string, () => void>();
+  const wakers = new Map<string, Waker>();
   const resolver = new WatchResolver('consul', (service, sink) => subscribe(sh, service, sink, wakers), {
     logger,
     // grpc-js asks for re-resolution when a backend fails: a live blocking query is already current,
     // so only a loop sleeping in backoff is woken (still subject to the token bucket).
-    refresh: (service) => wakers.get(service)?.(),
+    refresh: (service) => void wakers.get(service)?.wake(),
   });
   return {
     client,

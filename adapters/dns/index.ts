@@ -1,6 +1,5 @@
 import * as net from 'node:net';
 import {
-  Backoff,
   ConfigError,
   RegistryUnavailableError,
   WatchResolver,
@@ -20,7 +19,7 @@ import {
   type SourceSink,
   type Watch,
 } from '../../core';
-import { parseHostList, type HostAddress } from '../../core/kit';
+import { parseHostList, retryLoop, type HostAddress } from '../../core/kit';
 import { DnsClient, DnsQueryError, type AddressRecord, type SrvAnswer } from './client';
 
 /**
@@ -322,58 +321,66 @@ function openDns(o: DnsOptions, ctx: Pick<AdapterContext, 'logger' | 'random' | 
 
   const subscribe = (service: string, sink: SourceSink) => {
     const q = parse(service);
-    const backoff = new Backoff(Math.min(1000, o['min-refresh']), o['max-refresh'], random);
-    let stopped = false;
+    const ac = new AbortController();
     let running = false;
-    let timer: NodeJS.Timeout | undefined;
     let dueAt = 0;
     let lastStart = Number.NEGATIVE_INFINITY;
     let wanted = false; // refresh() asked while a lookup was running
+    let reschedule: ((ms: number) => void) | undefined; // set while sleeping
 
-    const schedule = (ms: number) => {
-      if (stopped) return;
-      clearTimeout(timer);
-      dueAt = now() + ms;
-      timer = setTimeout(() => void poll(), ms);
-      timer.unref?.();
-    };
-    const poll = async () => {
-      if (stopped || running) return;
+    // The wait before the next lookup, which refresh() may bring forward (never before min-refresh).
+    const sleep = (ms: number, signal: AbortSignal) =>
+      new Promise<void>((resolve) => {
+        if (wanted) ms = Math.min(ms, Math.max(0, lastStart + o['min-refresh'] - now()));
+        let timer: NodeJS.Timeout | undefined;
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          reschedule = undefined;
+          resolve();
+        };
+        reschedule = (d: number) => {
+          clearTimeout(timer);
+          dueAt = now() + d;
+          timer = setTimeout(done, d);
+          timer.unref?.();
+        };
+        signal.addEventListener('abort', done, { once: true });
+        reschedule(ms);
+      });
+    const poll = async (): Promise<number> => {
       running = true;
       wanted = false;
       lastStart = now();
-      let next: number;
       try {
         const r = await lookups.lookup(q);
-        if (stopped) return;
+        if (ac.signal.aborted) return 0;
         sink.update(r.endpoints, { bad: r.bad });
-        backoff.reset();
         const ttlMs = r.ttl === undefined ? o['min-refresh'] : r.ttl * 1000;
-        next = Math.min(o['max-refresh'], Math.max(o['min-refresh'], ttlMs));
-      } catch (e) {
-        if (stopped) return;
-        sink.error(describeFailure(e, q, o.hosts));
-        next = backoff.next();
+        return Math.min(o['max-refresh'], Math.max(o['min-refresh'], ttlMs));
       } finally {
         running = false;
       }
-      if (wanted) next = Math.min(next, Math.max(0, lastStart + o['min-refresh'] - now()));
-      schedule(next);
     };
     const refresh = () => {
-      if (stopped) return;
+      if (ac.signal.aborted) return;
       if (running) {
         wanted = true;
         return;
       }
       const earliest = Math.max(now(), lastStart + o['min-refresh']);
-      if (earliest < dueAt) schedule(earliest - now());
+      if (earliest < dueAt) reschedule?.(earliest - now());
     };
     refreshers.set(service, refresh);
-    void poll();
+    void retryLoop({
+      signal: ac.signal,
+      run: poll,
+      onError: (e) => void sink.error(describeFailure(e, q, o.hosts)),
+      backoff: { baseMs: Math.min(1000, o['min-refresh']), maxMs: o['max-refresh'], random },
+      sleep,
+    });
     return () => {
-      stopped = true;
-      clearTimeout(timer);
+      ac.abort();
       if (refreshers.get(service) === refresh) refreshers.delete(service);
     };
   };

@@ -1,11 +1,9 @@
 import {
-  Backoff,
   ConfigError,
   RegistrarBase,
   RegistrationBase,
   WatchResolver,
   defineAdapter,
-  delay,
   registerAdapter,
   silentLogger,
   validateOptions,
@@ -16,7 +14,7 @@ import {
   type Logger,
   type OptionsSchema,
 } from '../../core';
-import { formatHost, parseHostList, readFileOption, readSecretFile, type HostAddress } from '../../core/kit';
+import { formatHost, parseHostList, readFileOption, readSecretFile, retry, type HostAddress } from '../../core/kit';
 import { EtcdClient } from './client';
 import { encodeInstance, instanceKey, normalisePrefix, servicePrefix, type KeyFormat } from './format';
 import { LeaseKeeper } from './lease';
@@ -183,22 +181,25 @@ class EtcdRegistration extends RegistrationBase {
   }
 
   private async restore(oldLease?: string): Promise<void> {
-    const backoff = new Backoff(200, 5000, this.reg.random);
-    while (!this.gone) {
-      try {
+    await retry(
+      async () => {
+        if (this.gone) return;
         await this.establish();
         if (this.gone) return;
         if (oldLease && oldLease !== this.keeper?.leaseId) void this.reg.client.revoke(oldLease).catch(() => undefined);
         this.emitRestored();
-        return;
-      } catch (e) {
-        this.logger.warn(
-          { service: this.service, id: this.id, err: (e as Error).message },
-          'etcd: restoring a lost registration failed; retrying',
-        );
-        await delay(backoff.next());
-      }
-    }
+      },
+      {
+        baseMs: 200,
+        maxMs: 5000,
+        random: this.reg.random,
+        onRetry: (e) =>
+          this.logger.warn(
+            { service: this.service, id: this.id, err: (e as Error).message },
+            'etcd: restoring a lost registration failed; retrying',
+          ),
+      },
+    );
   }
 
   protected async write(spec: CheckedSpec): Promise<void> {

@@ -1,16 +1,15 @@
 import type { IDuplexStream, IWatchRequest, IWatchResponse } from 'etcd3';
 import { EtcdInvalidAuthTokenError } from 'etcd3';
 import {
-  Backoff,
   RegistryUnavailableError,
   checkEndpoint,
-  delay,
   endpointKey,
   type BadEntry,
   type Endpoint,
   type Logger,
   type SourceSink,
 } from '../../core';
+import { retryLoop } from '../../core/kit';
 import type { EtcdClient } from './client';
 import { BadValue, decodeValue, type KeyFormat } from './format';
 
@@ -57,7 +56,6 @@ export class ServiceWatch {
   private confirmed = false;
   /** Highest store revision seen; a lower one later means etcd's data was replaced. */
   private highest = 0;
-  private readonly backoff: Backoff;
   readonly done: Promise<void>;
 
   constructor(
@@ -66,7 +64,6 @@ export class ServiceWatch {
     private readonly sink: SourceSink,
     private readonly o: ServiceWatchOptions,
   ) {
-    this.backoff = new Backoff(100, 5000, o.random);
     this.done = this.run();
   }
 
@@ -77,18 +74,20 @@ export class ServiceWatch {
     await this.done;
   }
 
-  private async run(): Promise<void> {
+  private run(): Promise<void> {
     // After a confirmed stream fails (its member died, was cut off, went silent), the watch is
     // opened again at once from the revision after the last one delivered: on another member when
     // the failed one is marked down (see client.ts). No re-read, no error, no repeated snapshot.
     let resumeFrom: number | undefined;
-    while (!this.stopped) {
-      try {
+    return retryLoop({
+      signal: this.stopCtl.signal,
+      backoff: { baseMs: 100, maxMs: 5000, random: this.o.random },
+      run: async (_signal, healthy) => {
         if (resumeFrom !== undefined) {
           const from = resumeFrom;
           resumeFrom = undefined;
-          await this.watchFrom(from);
-          continue;
+          await this.watchFrom(from, healthy);
+          return;
         }
         const { revision, kvs } = await this.client.list(this.prefix, 1000);
         if (this.stopped) return;
@@ -103,12 +102,12 @@ export class ServiceWatch {
         for (const kv of kvs) this.entries.set(kv.key, this.decode(kv.key, kv.value));
         this.emit(revision);
         await this.o.beforeWatch?.(revision + 1);
-        await this.watchFrom(revision + 1);
-      } catch (e) {
-        if (this.stopped) return;
+        await this.watchFrom(revision + 1, healthy);
+      },
+      onError: (e, next) => {
         if (e instanceof Relist) {
           this.o.logger.info({ prefix: this.prefix, reason: e.message }, 'etcd: re-listing');
-          continue;
+          return 0;
         }
         const err = this.client.toError(e, `watching ${this.prefix}`);
         if (
@@ -119,21 +118,14 @@ export class ServiceWatch {
         ) {
           this.o.logger.info({ prefix: this.prefix, err: err.message }, 'etcd: watch stream failed; resuming');
           resumeFrom = this.delivered + 1;
-          continue;
+          return 0;
         }
         if ((e as Error)?.constructor === EtcdInvalidAuthTokenError || /invalid auth token/.test(err.message))
           this.client.invalidateToken();
         this.sink.error(err);
-        try {
-          await delay(
-            err.code === 'AUTH_FAILED' ? Math.max(1000, this.backoff.next()) : this.backoff.next(),
-            this.stopCtl.signal,
-          );
-        } catch {
-          return;
-        }
-      }
-    }
+        return err.code === 'AUTH_FAILED' ? Math.max(1000, next()) : next();
+      },
+    });
   }
 
   private decode(key: string, value: Buffer): Decoded {
@@ -170,8 +162,11 @@ export class ServiceWatch {
     }
   }
 
-  /** Resolves never; rejects with Relist when the range must be re-read, or with the failure. */
-  private async watchFrom(startRevision: number): Promise<void> {
+  /**
+   * Resolves never; rejects with Relist when the range must be re-read, or with the failure.
+   * `healthy()` (called once the watch is created) resets the loop's backoff.
+   */
+  private async watchFrom(startRevision: number, healthy: () => void): Promise<void> {
     this.confirmed = false;
     if (startRevision - 1 > this.delivered) this.delivered = startRevision - 1;
     const stream = await this.client.watchStream();
@@ -243,7 +238,7 @@ export class ServiceWatch {
           if (res.created) {
             created = true;
             this.confirmed = true;
-            this.backoff.reset();
+            healthy();
           }
           if (!created) return;
           heard();

@@ -18,6 +18,7 @@ import {
   type WayfinderError,
 } from '../../core';
 import { monotonicNow } from '../../core/util';
+import { scalarText, Waker } from '../../core/kit';
 import { KubeClient, KubeRequestError, SERVICE_ACCOUNT_DIR, type WatchHandle } from './client';
 
 /**
@@ -128,7 +129,7 @@ export function endpointsFromSlices(t: K8sTarget, slices: Iterable<any>, termina
   const draining: { key: string; value: unknown }[] = [];
   const bad: BadEntry[] = [];
   for (const s of slices) {
-    const key = `endpointslices/${s?.metadata?.namespace}/${s?.metadata?.name}`;
+    const key = `endpointslices/${scalarText(s?.metadata?.namespace)}/${scalarText(s?.metadata?.name)}`;
     const type = s?.addressType;
     if (!Array.isArray(s?.endpoints)) {
       if (s?.endpoints != null) bad.push({ key, reason: '"endpoints" is not a list' });
@@ -193,7 +194,7 @@ class SliceWatch {
   private rv = '';
   private stopped = false;
   private current?: WatchHandle;
-  private wake?: () => void;
+  private readonly waker = new Waker();
   private readonly backoff: Backoff;
   private emitScheduled = false;
   private readonly path: string;
@@ -219,19 +220,11 @@ class SliceWatch {
   stop(): void {
     this.stopped = true;
     this.current?.abort();
-    this.wake?.();
+    this.waker.wake();
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      timer.unref?.();
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = done;
-    });
+    return this.waker.sleep(ms);
   }
 
   private async run(): Promise<void> {

@@ -1,6 +1,5 @@
 import * as zookeeper from 'node-zookeeper-client';
 import {
-  Backoff,
   ClosedError,
   ConfigError,
   RegistrarBase,
@@ -21,7 +20,7 @@ import {
   type Logger,
   type SourceSink,
 } from '../../core';
-import { formatHost, parseHostList, readSecretFile, retry, type HostAddress } from '../../core/kit';
+import { formatHost, parseHostList, readSecretFile, retry, retryLoop, Waker, type HostAddress } from '../../core/kit';
 import { ZkSession, digestId, sessionHex, toZkError, zkCode, type ZkAuth } from './client';
 import { decode, encode, type Decoded, type ZkFormat } from './format';
 
@@ -213,11 +212,12 @@ class ServiceWatch {
   private dirtyList = true;
   private rereadAll = true;
   private readonly dirtyData = new Set<string>();
-  private running = false;
+  /** The last round ended with nothing dirty (waiting for work, not in backoff). */
+  private idle = false;
   private stopped = false;
   private pzxid = 0n;
-  private retryTimer?: NodeJS.Timeout;
-  private readonly backoff: Backoff;
+  private readonly stopCtl = new AbortController();
+  private readonly waker = new Waker();
   private readonly path: string;
 
   constructor(
@@ -226,10 +226,9 @@ class ServiceWatch {
     private readonly service: string,
     private readonly format: ZkFormat,
     private readonly sink: SourceSink,
-    random: () => number,
+    private readonly random: () => number,
   ) {
     this.path = joinPath(base, service);
-    this.backoff = new Backoff(100, 5000, random);
   }
 
   private readonly listWatcher = () => {
@@ -273,43 +272,51 @@ class ServiceWatch {
     this.session.on('disconnected', this.onDisconnected);
     this.session.on('expired', this.onExpired);
     this.session.start();
-    this.kick();
+    void this.loop();
   }
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.retryTimer);
+    this.stopCtl.abort();
     this.session.off('connected', this.onConnected);
     this.session.off('disconnected', this.onDisconnected);
     this.session.off('expired', this.onExpired);
   }
 
+  /** Something changed (a watch fired, a reconnect): a loop waiting for work or in backoff runs now. */
   private kick(): void {
-    if (this.running || this.stopped) return;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    this.running = true;
-    void this.loop();
+    if (!this.stopped) this.waker.wake();
   }
 
-  private async loop(): Promise<void> {
-    try {
-      while (!this.stopped && (this.dirtyList || this.dirtyData.size > 0)) await this.pass();
-      this.backoff.reset();
-    } catch (err) {
-      if (this.stopped || err instanceof ClosedError || this.session.isClosed) return;
-      this.dirtyList = true;
-      this.rereadAll = true;
-      this.sink.error(toZkError(err, `watching ${this.path}`));
-      // Disconnected: 'connected' kicks us. Connected (an op timed out, or an ACL refused): retry.
-      if (this.session.isConnected) {
-        this.retryTimer = setTimeout(() => this.kick(), this.backoff.next());
-        this.retryTimer.unref();
-      }
-    } finally {
-      // Synchronous with the last dirty check above, so no kick() can fall between them.
-      this.running = false;
-    }
+  private get dirty(): boolean {
+    return this.dirtyList || this.dirtyData.size > 0;
+  }
+
+  /**
+   * Runs passes while anything is dirty, then waits for a kick. After a failure, retries with backoff
+   * while connected; disconnected, waits for 'connected' to kick it; a closed session waits for stop.
+   */
+  private loop(): Promise<void> {
+    return retryLoop({
+      signal: this.stopCtl.signal,
+      backoff: { baseMs: 100, maxMs: 5000, random: this.random },
+      run: async () => {
+        this.idle = false;
+        while (!this.stopped && this.dirty) await this.pass();
+        this.idle = true;
+        return Infinity;
+      },
+      onError: (err, next) => {
+        if (this.stopped || err instanceof ClosedError || this.session.isClosed) return Infinity;
+        this.dirtyList = true;
+        this.rereadAll = true;
+        this.sink.error(toZkError(err, `watching ${this.path}`));
+        // Disconnected: 'connected' kicks us. Connected (an op timed out, or an ACL refused): retry.
+        return this.session.isConnected ? next() : Infinity;
+      },
+      // Waiting for work: a kick that landed after the last dirty check is not lost.
+      sleep: (ms, signal) => (this.idle && this.dirty ? Promise.resolve() : this.waker.sleep(ms, signal)),
+    }).catch((err) => this.sink.error(toZkError(err, `watching ${this.path}`)));
   }
 
   private async pass(): Promise<void> {

@@ -7,8 +7,9 @@
 export { readSecretFile, readFileOption, trimSecret, secretFileError } from './secrets';
 export { parseHostList, formatHost } from './hosts';
 export type { HostAddress, HostListOptions } from './hosts';
-export { retry, Backoff } from './retry';
-export type { RetryOptions } from './retry';
+export { retry, retryLoop, Backoff, Waker } from './retry';
+export { scalarText } from './text';
+export type { RetryOptions, RetryLoopOptions } from './retry';
 export { defineAdapter } from '../adapter';
 export type { AdapterContext, AdapterDefinition, AdapterInstance } from '../adapter';
 export { validateOptions, redactOptions } from '../options';

@@ -2,9 +2,30 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, formatHost, parseHostList, readFileOption, readSecretFile, retry, trimSecret } from './index';
+import {
+  ConfigError,
+  formatHost,
+  parseHostList,
+  readFileOption,
+  readSecretFile,
+  retry,
+  retryLoop,
+  Waker,
+  scalarText,
+  trimSecret,
+} from './index';
 
 describe('adapter kit', () => {
+  it('scalarText: scalars as text, anything else (even an object whose toString is not a function) as the fallback', () => {
+    assert.equal(scalarText('a'), 'a');
+    assert.equal(scalarText(7), '7');
+    assert.equal(scalarText(3n), '3');
+    assert.equal(scalarText(false), 'false');
+    assert.equal(scalarText(undefined), '?');
+    assert.equal(scalarText([{ toString: [] }]), '?');
+    assert.equal(scalarText({ toString: 1 }, '-'), '-');
+  });
+
   describe('secret files', () => {
     let dir: string;
     beforeEach(() => {
@@ -83,6 +104,94 @@ describe('adapter kit', () => {
       bad(['a b'], undefined, /not host/);
       bad([], undefined, /^zk: "hosts" must list at least one host\[:port\]$/);
       assert.deepEqual(parseHostList('dns', [], { defaultPort: 53, required: false }), []);
+    });
+  });
+
+  describe('retryLoop', () => {
+    it('backs off after failures, resets after a success, waits what a round asks, ends on abort', async () => {
+      const ac = new AbortController();
+      const waits: number[] = [];
+      const errors: string[] = [];
+      const script = ['fail', 'fail', 'fail', 'ok', 'fail', 'ok-wait', 'stop'];
+      let i = 0;
+      await retryLoop({
+        signal: ac.signal,
+        backoff: { baseMs: 100, maxMs: 10_000, random: () => 0.99 },
+        run: async () => {
+          const step = script[i++];
+          if (step === 'fail') throw new Error(`fail ${i}`);
+          if (step === 'ok-wait') return 5000;
+          if (step === 'stop') ac.abort();
+        },
+        onError: (e) => void errors.push((e as Error).message),
+        sleep: async (ms) => void waits.push(ms),
+      });
+      assert.equal(i, script.length);
+      assert.deepEqual(errors, ['fail 1', 'fail 2', 'fail 3', 'fail 5']);
+      // 99 % of 100, 200, 400; then a success resets: 99 % of 100 again; then the round's own 5000.
+      assert.deepEqual(waits, [99, 198, 396, 99, 5000]);
+    });
+
+    it('onError may replace the wait; an abort during a round ends the loop without reporting', async () => {
+      const ac = new AbortController();
+      const waits: number[] = [];
+      let errors = 0;
+      let round = 0;
+      await retryLoop({
+        signal: ac.signal,
+        backoff: { baseMs: 100, maxMs: 1000, random: () => 0 },
+        run: async () => {
+          if (++round === 2) ac.abort();
+          throw new Error('x');
+        },
+        onError: (_e, next) => (errors++, Math.max(1000, next())),
+        sleep: async (ms) => void waits.push(ms),
+      });
+      assert.equal(errors, 1);
+      assert.deepEqual(waits, [1000]);
+    });
+
+    it('healthy() resets the backoff mid-round; an onError returning 0 retries at once without moving it', async () => {
+      const ac = new AbortController();
+      const waits: number[] = [];
+      const script = ['fail', 'fail', 'healthy-fail', 'relist', 'fail', 'stop'];
+      let i = 0;
+      await retryLoop({
+        signal: ac.signal,
+        backoff: { baseMs: 100, maxMs: 10_000, random: () => 0.99 },
+        run: async (_s, healthy) => {
+          const step = script[i++];
+          if (step === 'stop') return ac.abort();
+          if (step === 'healthy-fail') healthy();
+          throw new Error(step);
+        },
+        onError: (e) => ((e as Error).message === 'relist' ? 0 : undefined),
+        sleep: async (ms) => void waits.push(ms),
+      });
+      assert.deepEqual(waits, [99, 198, 99, 198]);
+    });
+
+    it('Waker: wake() ends the sleep in progress only; an abort ends it too', async () => {
+      const w = new Waker();
+      assert.equal(w.wake(), false);
+      const sleeping = w.sleep(Infinity);
+      assert.equal(w.wake(), true);
+      await sleeping;
+      const ac = new AbortController();
+      const aborted = w.sleep(Infinity, ac.signal);
+      ac.abort();
+      await aborted;
+    });
+
+    it('the default sleep ends when the signal aborts', async () => {
+      const ac = new AbortController();
+      const done = retryLoop({
+        signal: ac.signal,
+        backoff: { baseMs: 60_000, maxMs: 60_000, random: () => 1 },
+        run: async () => 60_000,
+      });
+      setImmediate(() => ac.abort());
+      await done;
     });
   });
 

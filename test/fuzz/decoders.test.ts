@@ -242,6 +242,24 @@ describe('fuzz: registry decoders never throw, and keep only valid endpoints', (
     );
   });
 
+  // Found by the fuzzer (random seed): String() / a template literal of an object whose toString is
+  // not a function throws "Cannot convert object to primitive value". Keys are built with scalarText.
+  it('Consul: a Node.Node that cannot be stringified ([{"toString":[]}]) is a bad entry, not a TypeError', () => {
+    const body: unknown[] = [[{ Node: { Node: [{ toString: [] }] } }]];
+    for (const e of body) assert.doesNotThrow(() => entryToRaw(e as never, 'zone'));
+    const raw = entryToRaw(
+      { Node: { Node: [{ toString: [] }] }, Service: { ID: { toString: 1 }, Port: 1 } } as never,
+      'zone',
+    );
+    assert.equal(raw?.key, '?/?');
+  });
+
+  it('Kubernetes: a slice whose metadata cannot be stringified is reported under a "?" key, not a TypeError', () => {
+    const slice = { metadata: { namespace: { toString: [] }, name: [{ toString: [] }] }, endpoints: 'x' };
+    const { bad } = endpointsFromSlices(parseK8sTarget('echo.default', 'default'), [slice]);
+    assert.deepEqual(bad, [{ key: 'endpointslices/?/?', reason: '"endpoints" is not a list' }]);
+  });
+
   it('Kubernetes EndpointSlices: endpointsFromSlices never throws and returns only valid endpoints', () => {
     const ep = fc.record(
       {
