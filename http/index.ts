@@ -1,0 +1,5 @@
+export { WayfinderAgent, withHost, type WayfinderAgentOptions } from './agent';
+export { isServiceHost, type HostRule, type HostRouting } from './hosts';
+export { RetryBudget, type RetryOptions } from './retry';
+export type { BalancerSpec, DiscoveryLike } from './service';
+export { serveHttp, type ServeHttpOptions, type HttpServed } from './serve';
