@@ -2,12 +2,9 @@ import type { Duplex } from 'node:stream';
 import { Agent, Dispatcher, Pool, errors as undiciErrors } from 'undici';
 import {
   ClosedError,
-  Discovery,
   endpointKey,
   hostPort,
   monotonicNow,
-  normalizeConfig,
-  resolveRegistry,
   silentLogger,
   type ConfigSource,
   type Endpoint,
@@ -28,6 +25,7 @@ import {
 } from './retry';
 import {
   DEFAULT_RESOLVE_TIMEOUT_MS,
+  DiscoveryHandle,
   ServiceView,
   balancerFactory,
   type BalancerSpec,
@@ -330,9 +328,7 @@ export class WayfinderAgent extends Dispatcher {
   private readonly routes = new Map<string, Route | null>();
   private readonly retiring = new Set<Promise<unknown>>();
   private readonly makeBalancer: ReturnType<typeof balancerFactory>;
-  private discovery?: DiscoveryLike;
-  private discoveryPromise?: Promise<DiscoveryLike>;
-  private readonly ownsDiscovery: boolean;
+  private readonly discovery: DiscoveryHandle;
   private passAgent?: Agent;
   private closing?: Promise<void>;
 
@@ -354,15 +350,7 @@ export class WayfinderAgent extends Dispatcher {
     if (!(Number.isInteger(this.maxAttempts) && this.maxAttempts >= 1))
       throw new TypeError('WayfinderAgent: retry.maxAttempts must be an integer >= 1');
     if (retry) this.budget = new RetryBudget(retry.budgetRatio ?? 0.2, retry.minPerSec ?? 10, this.now);
-    const d = options.discovery;
-    if (d && typeof d === 'object' && 'resolver' in d) {
-      this.discovery = d;
-      this.ownsDiscovery = false;
-    } else {
-      // Validate the config now (ConfigError at construction); connect on first use.
-      resolveRegistry(normalizeConfig(d as ConfigSource | undefined).registry);
-      this.ownsDiscovery = true;
-    }
+    this.discovery = new DiscoveryHandle(options.discovery, this.logger);
   }
 
   /** @internal */
@@ -385,21 +373,6 @@ export class WayfinderAgent extends Dispatcher {
     const p = pool.close().catch((err) => this.logger.warn({ err }, 'WayfinderAgent: closing a pool failed'));
     this.retiring.add(p);
     void p.finally(() => this.retiring.delete(p));
-  }
-
-  /** The Discovery in use (built on first call when the agent owns it). */
-  getDiscovery(): Promise<DiscoveryLike> {
-    if (this.discovery) return Promise.resolve(this.discovery);
-    this.discoveryPromise ??= Discovery.fromConfig(this.options.discovery as ConfigSource | undefined, {
-      logger: this.logger,
-    }).then((d) => {
-      if (this.closed) {
-        void d.close();
-        throw new ClosedError('WayfinderAgent');
-      }
-      return (this.discovery = d);
-    });
-    return this.discoveryPromise;
   }
 
   /** The route for an origin: a service, or null to pass through. Cached per origin string. */
@@ -454,7 +427,7 @@ export class WayfinderAgent extends Dispatcher {
     if (svc?.view.isReady) return call(svc).start();
     const pending = (async () => {
       if (!svc) {
-        const d = await this.getDiscovery();
+        const d = await this.discovery.get();
         svc = this.services.get(svcKey);
         if (!svc) {
           if (this.closed) throw new undiciErrors.ClientClosedError();
@@ -512,12 +485,7 @@ export class WayfinderAgent extends Dispatcher {
     const services = [...this.services.values()];
     this.services.clear();
     await Promise.allSettled([...services.map(each), pass(), ...this.retiring]);
-    if (this.ownsDiscovery && this.discoveryPromise) {
-      await this.discoveryPromise.then(
-        (d) => (d as Discovery).close(),
-        () => undefined,
-      );
-    }
+    await this.discovery.close();
   }
 
   /** What the agent routes: per service, the endpoints it balances over. JSON-able. */

@@ -1,5 +1,9 @@
 import {
+  ClosedError,
+  Discovery,
   NoEndpointsError,
+  normalizeConfig,
+  resolveRegistry,
   RegistryUnavailableError,
   endpointKey,
   monotonicNow,
@@ -7,6 +11,7 @@ import {
   silentLogger,
   type Balancer,
   type BalancerContext,
+  type ConfigSource,
   type DiscoveryConfig,
   type Endpoint,
   type Logger,
@@ -215,5 +220,60 @@ export class ServiceView {
     });
     this.nextReadmit = next;
     this.picker = this.opts.balancer.build(usable.length > 0 ? usable : this.endpoints, this.ctx);
+  }
+}
+
+/**
+ * The registry of an HTTP client: a DiscoveryLike the user owns, or one built from a config
+ * source on first use (validated now, so a bad config throws ConfigError at construction) and
+ * closed by close().
+ */
+export class DiscoveryHandle {
+  private discovery?: DiscoveryLike;
+  private building?: Promise<DiscoveryLike>;
+  private readonly owned: boolean;
+  private closed = false;
+
+  constructor(
+    private readonly source: DiscoveryLike | ConfigSource | undefined,
+    private readonly logger: Logger,
+  ) {
+    if (source && typeof source === 'object' && 'resolver' in source) {
+      this.discovery = source;
+      this.owned = false;
+    } else {
+      resolveRegistry(normalizeConfig(source as ConfigSource | undefined).registry);
+      this.owned = true;
+    }
+  }
+
+  /** Synchronously, when already available. */
+  get ready(): DiscoveryLike | undefined {
+    return this.discovery;
+  }
+
+  get(): Promise<DiscoveryLike> {
+    if (this.discovery) return Promise.resolve(this.discovery);
+    if (this.closed) return Promise.reject(new ClosedError('discovery'));
+    this.building ??= Discovery.fromConfig(this.source as ConfigSource | undefined, { logger: this.logger }).then(
+      (d) => {
+        if (this.closed) {
+          void d.close();
+          throw new ClosedError('discovery');
+        }
+        return (this.discovery = d);
+      },
+    );
+    return this.building;
+  }
+
+  /** Closes the Discovery if it was built here. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.owned && this.building)
+      await this.building.then(
+        (d) => (d as Discovery).close(),
+        () => undefined,
+      );
   }
 }
