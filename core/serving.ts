@@ -1,6 +1,6 @@
 import * as os from 'node:os';
 import type { InstanceSpec, Logger, Registrar, Registration } from './model';
-import { delay } from './util';
+import { delay, silentLogger } from './util';
 
 /**
  * What every server integration (grpc/serve.ts, http/serve.ts) shares: the default registered
@@ -40,12 +40,58 @@ export function bounded<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Pro
   });
 }
 
-export interface ServeRegistrationOptions {
+/** The options every server integration takes (grpc serve(), http serveHttp()). */
+export interface ServeCommonOptions {
+  /** Where to register: a Discovery, or anything with a registrar. */
+  discovery: { registrar: Registrar };
   service: string;
+  /** Port to bind; 0 (default) picks a free one, and the port actually bound is registered. */
+  port?: number;
+  /**
+   * The address registered for clients. Default: the first non-internal IPv4 address of this
+   * machine, else 127.0.0.1.
+   */
+  host?: string;
+  /** The address bound. Default: `host` when given, else 0.0.0.0. */
+  bindHost?: string;
   id?: string;
   weight?: number;
   zone?: string;
   metadata?: Record<string, string>;
+  /**
+   * How long to keep serving after deregistering, so that every client learns of the removal and
+   * stops picking this server before it shuts down. Default 2000 ms: above the propagation time of
+   * the watch-based registries; raise it for polling ones (DNS TTL, file poll).
+   */
+  drainMs?: number;
+  /** Bound on in-flight work finishing after the drain; then it is cancelled. Default 10000 ms. */
+  shutdownTimeoutMs?: number;
+  /** Signals that trigger stop(); false to install no handlers. Default SIGTERM and SIGINT. */
+  signals?: NodeJS.Signals[] | false;
+  logger?: Logger;
+}
+
+export type ServeRegistrationOptions = Pick<ServeCommonOptions, 'service' | 'id' | 'weight' | 'zone' | 'metadata'>;
+
+/** ServeCommonOptions checked and defaulted; throws TypeError (prefixed with `label`) for misuse. */
+export function serveSettings(
+  opts: ServeCommonOptions,
+  label: string,
+): { logger: Logger; drainMs: number; shutdownTimeoutMs: number; host: string; bindHost: string } {
+  if (!opts || typeof opts !== 'object' || !opts.discovery?.registrar)
+    throw new TypeError(`${label}: opts.discovery (with a registrar) is required`);
+  const drainMs = opts.drainMs ?? 2000;
+  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 10_000;
+  if (!(drainMs >= 0) || !(shutdownTimeoutMs >= 0))
+    throw new TypeError(`${label}: drainMs and shutdownTimeoutMs must be non-negative`);
+  const host = opts.host ?? defaultServeHost();
+  return {
+    logger: opts.logger ?? silentLogger,
+    drainMs,
+    shutdownTimeoutMs,
+    host,
+    bindHost: opts.bindHost ?? (opts.host !== undefined ? opts.host : '0.0.0.0'),
+  };
 }
 
 /** Registers `host:port` with the optional attributes given; logs (does not throw on) 'lost'. */
@@ -157,4 +203,37 @@ export function gracefulStop(o: GracefulStopOptions): (opts?: { force?: boolean 
     return stopping;
   }
   return stop;
+}
+
+/**
+ * registerServing() then gracefulStop(), for a server already bound to `port`: what serve() and
+ * serveHttp() do after binding. `hooks.abort` releases the server when registration fails.
+ */
+export async function registerAndManage(
+  opts: ServeCommonOptions,
+  settings: ReturnType<typeof serveSettings>,
+  port: number,
+  label: string,
+  hooks: Pick<GracefulStopOptions, 'close' | 'forceClose' | 'onDrainStart'> & { abort(): Promise<void> | void },
+): Promise<{ registration: Registration; stop: (o?: { force?: boolean }) => Promise<void> }> {
+  const { logger, drainMs, shutdownTimeoutMs, host } = settings;
+  let registration: Registration;
+  try {
+    registration = await registerServing(opts.discovery.registrar, opts, host, port, logger, label);
+  } catch (e) {
+    await hooks.abort();
+    throw e;
+  }
+  const stop = gracefulStop({
+    registration,
+    service: opts.service,
+    port,
+    drainMs,
+    shutdownTimeoutMs,
+    signals: opts.signals,
+    logger,
+    label,
+    ...hooks,
+  });
+  return { registration, stop };
 }

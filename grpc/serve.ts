@@ -1,37 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
-import { hostPort, silentLogger, type Logger, type Registrar, type Registration } from '../core';
-import { defaultServeHost, gracefulStop, registerServing } from '../core/serving';
+import { hostPort, type Registration } from '../core';
+import { registerAndManage, serveSettings, type ServeCommonOptions } from '../core/serving';
 
-export interface ServeOptions {
-  /** Where to register: a Discovery, or anything with a registrar. */
-  discovery: { registrar: Registrar };
-  service: string;
-  /** Port to bind; 0 (default) picks a free one, and the port actually bound is registered. */
-  port?: number;
-  /**
-   * The address registered for clients. Default: the first non-internal IPv4 address of this
-   * machine, else 127.0.0.1.
-   */
-  host?: string;
-  /** The address bound. Default: `host` when given, else 0.0.0.0. */
-  bindHost?: string;
+export interface ServeOptions extends ServeCommonOptions {
   /** Default: insecure. */
   credentials?: grpc.ServerCredentials;
-  id?: string;
-  weight?: number;
-  zone?: string;
-  metadata?: Record<string, string>;
-  /**
-   * How long to keep serving after deregistering, so that every client learns of the removal and
-   * stops picking this server before it shuts down. Default 2000 ms: above the propagation time of
-   * the watch-based registries; raise it for polling ones (DNS TTL, file poll).
-   */
-  drainMs?: number;
-  /** Bound on tryShutdown() waiting for in-flight calls; then forceShutdown(). Default 10000 ms. */
-  shutdownTimeoutMs?: number;
-  /** Signals that trigger stop(); false to install no handlers. Default SIGTERM and SIGINT. */
-  signals?: NodeJS.Signals[] | false;
-  logger?: Logger;
 }
 
 export interface Served {
@@ -45,9 +18,6 @@ export interface Served {
    */
   stop(opts?: { force?: boolean }): Promise<void>;
 }
-
-const DEFAULT_DRAIN_MS = 2000;
-const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 function bindAsync(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) =>
@@ -70,40 +40,18 @@ function bindAsync(server: grpc.Server, address: string, creds: grpc.ServerCrede
  */
 export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Served> {
   if (!(server instanceof grpc.Server)) throw new TypeError('serve(): server must be a @grpc/grpc-js Server');
-  if (!opts || typeof opts !== 'object' || !opts.discovery?.registrar)
-    throw new TypeError('serve(): opts.discovery (with a registrar) is required');
-  const logger = opts.logger ?? silentLogger;
-  const drainMs = opts.drainMs ?? DEFAULT_DRAIN_MS;
-  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
-  if (!(drainMs >= 0) || !(shutdownTimeoutMs >= 0))
-    throw new TypeError('serve(): drainMs and shutdownTimeoutMs must be non-negative');
-  const host = opts.host ?? defaultServeHost();
-  const bindHost = opts.bindHost ?? (opts.host !== undefined ? opts.host : '0.0.0.0');
+  const settings = serveSettings(opts, 'serve()');
+  const { host, bindHost } = settings;
   const port = await bindAsync(
     server,
     hostPort(bindHost, opts.port ?? 0),
     opts.credentials ?? grpc.ServerCredentials.createInsecure(),
   );
 
-  let registration: Registration;
-  try {
-    registration = await registerServing(opts.discovery.registrar, opts, host, port, logger, 'serve()');
-  } catch (e) {
-    server.forceShutdown();
-    throw e;
-  }
-  const stop = gracefulStop({
-    registration,
-    service: opts.service,
-    port,
-    drainMs,
-    shutdownTimeoutMs,
-    signals: opts.signals,
-    logger,
-    label: 'serve()',
+  const { registration, stop } = await registerAndManage(opts, settings, port, 'serve()', {
+    abort: () => server.forceShutdown(),
     close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
     forceClose: () => server.forceShutdown(),
   });
-
   return { port, host, registration, stop };
 }

@@ -44,22 +44,7 @@ export class RetryBudget {
   }
 }
 
-/** Errors raised while connecting: nothing of the request reached a server. */
-const CONNECT_ERRORS = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ETIMEDOUT',
-  'EADDRNOTAVAIL',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_SOCKET',
-]);
-
-/** Of those, the ones that say the endpoint cannot be reached now (it is held off for a backoff). */
+/** Connection errors that say the endpoint cannot be reached now (it is held off for a backoff). */
 const UNREACHABLE_ERRORS = new Set([
   'ECONNREFUSED',
   'EHOSTUNREACH',
@@ -70,6 +55,9 @@ const UNREACHABLE_ERRORS = new Set([
   'EAI_AGAIN',
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
+
+/** Errors raised while connecting: nothing of the request reached a server. */
+const CONNECT_ERRORS = new Set([...UNREACHABLE_ERRORS, 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
 /** A socket that was closed or reset under a written request, before any response byte. */
 const RESET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);

@@ -1,34 +1,14 @@
 import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { silentLogger, type Logger, type Registrar, type Registration } from '../core';
-import { defaultServeHost, gracefulStop, registerServing } from '../core/serving';
+import type { Registration } from '../core';
+import { registerAndManage, serveSettings, type ServeCommonOptions } from '../core/serving';
 
-export interface ServeHttpOptions {
-  /** Where to register: a Discovery, or anything with a registrar. */
-  discovery: { registrar: Registrar };
-  service: string;
-  /** Port to listen on; 0 (default) picks a free one, and the port actually bound is registered. */
-  port?: number;
-  /** The address registered for clients. Default: the first non-internal IPv4 address, else 127.0.0.1. */
-  host?: string;
-  /** The address listened on. Default: `host` when given, else 0.0.0.0. */
-  bindHost?: string;
-  id?: string;
-  weight?: number;
-  zone?: string;
-  metadata?: Record<string, string>;
-  /**
-   * How long to keep serving after deregistering, answering with `Connection: close`, so every
-   * client learns of the removal before the server closes. Default 2000 ms (above the propagation
-   * time of the watch-based registries; raise it for polling ones).
-   */
-  drainMs?: number;
-  /** Bound on in-flight requests finishing after the drain; then their sockets are destroyed. Default 10000 ms. */
-  shutdownTimeoutMs?: number;
-  /** Signals that trigger stop(); false to install no handlers. Default SIGTERM and SIGINT. */
-  signals?: NodeJS.Signals[] | false;
-  logger?: Logger;
-}
+/**
+ * The options of grpc serve() (core/serving.ts): discovery, service, port, host, bindHost, id,
+ * weight, zone, metadata, drainMs (answering with `Connection: close` meanwhile),
+ * shutdownTimeoutMs (then the remaining sockets are destroyed), signals, logger.
+ */
+export type ServeHttpOptions = ServeCommonOptions;
 
 export interface HttpServed {
   /** The port actually bound (and registered). */
@@ -74,15 +54,8 @@ function listen(server: AnyHttpServer, port: number, host: string): Promise<numb
 export async function serveHttp(server: AnyHttpServer, opts: ServeHttpOptions): Promise<HttpServed> {
   if (!server || typeof server.listen !== 'function' || typeof server.closeIdleConnections !== 'function')
     throw new TypeError('serveHttp(): server must be a node:http or node:https Server');
-  if (!opts || typeof opts !== 'object' || !opts.discovery?.registrar)
-    throw new TypeError('serveHttp(): opts.discovery (with a registrar) is required');
-  const logger = opts.logger ?? silentLogger;
-  const drainMs = opts.drainMs ?? 2000;
-  const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 10_000;
-  if (!(drainMs >= 0) || !(shutdownTimeoutMs >= 0))
-    throw new TypeError('serveHttp(): drainMs and shutdownTimeoutMs must be non-negative');
-  const host = opts.host ?? defaultServeHost();
-  const bindHost = opts.bindHost ?? (opts.host !== undefined ? opts.host : '0.0.0.0');
+  const settings = serveSettings(opts, 'serveHttp()');
+  const { host, bindHost } = settings;
   const port = await listen(server, opts.port ?? 0, bindHost);
 
   let draining = false;
@@ -92,25 +65,12 @@ export async function serveHttp(server: AnyHttpServer, opts: ServeHttpOptions): 
   };
   server.prependListener('request', onRequest);
 
-  let registration: Registration;
-  try {
-    registration = await registerServing(opts.discovery.registrar, opts, host, port, logger, 'serveHttp()');
-  } catch (e) {
-    server.off('request', onRequest);
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-    throw e;
-  }
-
-  const stop = gracefulStop({
-    registration,
-    service: opts.service,
-    port,
-    drainMs,
-    shutdownTimeoutMs,
-    signals: opts.signals,
-    logger,
-    label: 'serveHttp()',
+  const { registration, stop } = await registerAndManage(opts, settings, port, 'serveHttp()', {
+    abort: async () => {
+      server.off('request', onRequest);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
     onDrainStart: () => {
       draining = true;
     },
