@@ -6,7 +6,7 @@ import { fetch as undiciFetch, getGlobalDispatcher, request, setGlobalDispatcher
 import { createMemoryRegistry } from '../adapters/memory';
 import { ConfigError, isWayfinderError } from '../core';
 import { waitFor, withTimeout } from '../testkit/process';
-import { WayfinderAgent, isServiceHost } from './index';
+import { WayfinderAgent, isServiceHost, type WayfinderAgentOptions } from './index';
 import { countBy, fileDiscovery, load, startServer, type Answer, type TestServer } from './fixtures/support';
 
 describe('http WayfinderAgent', function () {
@@ -37,8 +37,8 @@ describe('http WayfinderAgent', function () {
     return { ...reg, servers };
   }
 
-  function agentFor(discovery: WayfinderAgent extends never ? never : ConstructorParameters<typeof WayfinderAgent>[0]) {
-    const a = new WayfinderAgent(discovery);
+  function agentFor(options: WayfinderAgentOptions) {
+    const a = new WayfinderAgent(options);
     later(() => a.close());
     return a;
   }
@@ -154,6 +154,50 @@ describe('http WayfinderAgent', function () {
     );
     assert.ok(isWayfinderError(err, 'NO_ENDPOINTS'), String(err));
     assert.equal(err.message, 'service "billing" has no endpoints in registry memory://test');
+  });
+
+  it('fails with REGISTRY_UNAVAILABLE naming service and registry when no snapshot comes within resolveTimeoutMs', async () => {
+    const silent = {
+      watch: () => ({ close() {} }),
+      resolve: () => new Promise<never>(() => {}),
+      close: async () => {},
+    };
+    const agent = agentFor({ discovery: { resolver: silent, description: 'stuck://r' }, resolveTimeoutMs: 150 });
+    const err = await request('http://billing/', { dispatcher: agent }).then(
+      () => assert.fail('should fail'),
+      (e: Error) => e,
+    );
+    assert.ok(isWayfinderError(err, 'REGISTRY_UNAVAILABLE'), String(err));
+    assert.equal(err.message, 'service "billing": no answer from registry stuck://r within 150 ms');
+  });
+
+  it('serves handlers of undici’s newer controller interface (compose() interceptors)', async () => {
+    const { discovery, servers } = await setup(1);
+    const agent = agentFor({ discovery });
+    const seen: string[] = [];
+    const composed = agent.compose((dispatch) => (opts, handler) => {
+      seen.push(String(opts.path));
+      return dispatch(opts, handler);
+    });
+    const r = await request('http://echo/composed', { dispatcher: composed });
+    assert.equal(((await r.body.json()) as Answer).path, '/composed');
+    assert.deepEqual(seen, ['/composed']);
+    assert.ok(servers[0].requests > 0);
+  });
+
+  it('close() finishes, closes its pools and a Discovery it built; later requests fail as closed', async () => {
+    const reg = await fileDiscovery();
+    later(reg.cleanup);
+    const s = await startServer({ id: 'c1', discovery: reg.discovery, latencyMs: 200 });
+    later(() => s.stop());
+    const agent = new WayfinderAgent({ discovery: reg.url }); // built and owned by the agent
+    const running = get(agent);
+    await waitFor('the request to arrive', () => s.hosts.size > 0 || s.server.connections !== 0, {
+      timeoutMs: 3000,
+    }).catch(() => undefined);
+    await withTimeout(agent.close(), 5000, 'close()');
+    assert.equal((await running).id, 'c1', 'the running request finished');
+    await assert.rejects(request('http://echo/', { dispatcher: agent }), /closed/i);
   });
 
   it('rejects bad options clearly', () => {

@@ -180,7 +180,7 @@ class Call implements LegacyHandler {
   /** Picks and dispatches one attempt. */
   start(): boolean {
     const agent = this.svc.agent;
-    if (agent.closed) {
+    if (agent.finished) {
       this.fail(new undiciErrors.ClientClosedError());
       return true;
     }
@@ -279,7 +279,7 @@ class Call implements LegacyHandler {
     const retryable =
       !this.aborted &&
       !this.headers &&
-      !agent.closed &&
+      !agent.finished &&
       (this.written ? isResetError(err) && this.idempotent && this.replayable : isConnectError(err));
     if (!this.written && this.endpoint && isUnreachableError(err)) this.svc.view.markUnreachable(this.endpoint);
     this.finish(!!this.aborted || isAbort(err));
@@ -323,7 +323,11 @@ export class WayfinderAgent extends Dispatcher {
   readonly budget?: RetryBudget;
   /** Counters for diagnostics and tests. */
   readonly stats = { requests: 0, retries: 0, passThrough: 0 };
+  /** No new requests (close() or destroy() called). */
   closed = false;
+  /** Services and pools are closing: accepted requests not yet dispatched fail. */
+  finished = false;
+  private readonly queued = new Set<Promise<unknown>>();
   private readonly services = new Map<string, HttpService>();
   private readonly routes = new Map<string, Route | null>();
   private readonly retiring = new Set<Promise<unknown>>();
@@ -430,18 +434,21 @@ export class WayfinderAgent extends Dispatcher {
         const d = await this.discovery.get();
         svc = this.services.get(svcKey);
         if (!svc) {
-          if (this.closed) throw new undiciErrors.ClientClosedError();
+          if (this.finished) throw new undiciErrors.ClientClosedError();
           this.services.set(svcKey, (svc = new HttpService(this, d, route.service, route.protocol)));
         }
       }
       if (!(await svc.view.whenReady()))
-        throw this.closed ? new undiciErrors.ClientClosedError() : svc.view.timeoutError();
+        throw this.finished ? new undiciErrors.ClientClosedError() : svc.view.timeoutError();
       return svc;
     })();
-    pending.then(
+    // Accepted: close() waits for it to be dispatched (or to fail) before closing the pools.
+    const queued = pending.then(
       (s) => call(s).start(),
       (err: Error) => (user.onError ? user.onError(err) : this.logger.error({ err }, 'WayfinderAgent: request failed')),
     );
+    this.queued.add(queued);
+    void queued.finally(() => this.queued.delete(queued));
     return true;
   }
 
@@ -452,6 +459,7 @@ export class WayfinderAgent extends Dispatcher {
     this.closing ??= this.shutdown(
       (s) => s.close(),
       () => this.passAgent?.close(),
+      true,
     );
     if (callback) {
       void this.closing.then(() => callback());
@@ -471,6 +479,7 @@ export class WayfinderAgent extends Dispatcher {
     const p = this.shutdown(
       (s) => s.destroy(reason),
       () => this.passAgent?.destroy(reason),
+      false,
     );
     this.closing ??= p;
     if (callback) {
@@ -480,8 +489,14 @@ export class WayfinderAgent extends Dispatcher {
     return p;
   }
 
-  private async shutdown(each: (s: HttpService) => Promise<unknown>, pass: () => unknown): Promise<void> {
+  private async shutdown(
+    each: (s: HttpService) => Promise<unknown>,
+    pass: () => unknown,
+    graceful: boolean,
+  ): Promise<void> {
     this.closed = true;
+    if (graceful) await Promise.allSettled([...this.queued]);
+    this.finished = true;
     const services = [...this.services.values()];
     this.services.clear();
     await Promise.allSettled([...services.map(each), pass(), ...this.retiring]);
