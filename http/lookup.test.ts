@@ -98,4 +98,26 @@ describe('http wayfinderLookup() and wayfinderHttpAgent() (node:http clients)', 
     assert.deepEqual(countBy(answers), { p1: 5, p2: 5 });
     assert.equal(answers[0].host, 'echo');
   });
+
+  it('wayfinderHttpAgent holds off an endpoint that refuses connections', async () => {
+    const reg = await fileDiscovery();
+    later(reg.cleanup);
+    const live = await startServer({ id: 'live', discovery: reg.discovery });
+    later(() => live.stop());
+    const dead = await reg.discovery.registrar.register({ service: 'echo', host: '127.0.0.1', port: await freePort() });
+    later(() => dead.deregister());
+    const agent = wayfinderHttpAgent({ discovery: reg.discovery, keepAlive: false });
+    later(() => agent.closeDiscovery());
+    later(() => agent.destroy());
+    const outcomes: string[] = [];
+    for (let i = 0; i < 10; i++)
+      outcomes.push(
+        await get('http://echo/', agent).then(
+          (a) => a.id,
+          (e: Error & { code?: string }) => e.code ?? e.message,
+        ),
+      );
+    assert.equal(outcomes.filter((o) => o === 'ECONNREFUSED').length, 1, outcomes.join(','));
+    assert.equal(outcomes.filter((o) => o === 'live').length, 9);
+  });
 });

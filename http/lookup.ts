@@ -11,6 +11,7 @@ import {
   type Logger,
 } from '../core';
 import { checkHostRule, isServiceHost, type HostRule } from './hosts';
+import { isUnreachableError } from './retry';
 import {
   DEFAULT_RESOLVE_TIMEOUT_MS,
   DiscoveryHandle,
@@ -188,11 +189,17 @@ export function wayfinderHttpAgent(opts: WayfinderHttpAgentOptions = {}): http.A
     const service = options.host ? picks.serviceOf(String(options.host)) : undefined;
     if (!service) return base(options, callback);
     picks.pick(service).then(
-      ({ endpoint, done }) => {
+      ({ endpoint, done, view }) => {
         const t0 = performance.now();
         const socket = net.connect({ ...options, host: endpoint.host, port: endpoint.port });
         let failed = false;
-        socket.once('error', () => (failed = true));
+        let connected = false;
+        socket.once('connect', () => (connected = true));
+        socket.once('error', (err) => {
+          failed = true;
+          // Refused: held off for a backoff, as in the WayfinderAgent.
+          if (!connected && isUnreachableError(err)) view.markUnreachable(endpoint);
+        });
         socket.once('close', () => done({ ok: !failed, latencyMs: performance.now() - t0 }));
         (socket as net.Socket & { wayfinderEndpoint?: string }).wayfinderEndpoint = endpointKey(endpoint);
         callback(null, socket);
