@@ -248,6 +248,24 @@ describe('http WayfinderAgent', function () {
     assert.ok(p2c < rr / 2, `p2c_ewma share of the slow server ${p2c.toFixed(3)} vs round_robin ${rr.toFixed(3)}`);
   });
 
+  it('ring_hash sends requests with the same wayfinder-pick-key header to the same endpoint', async () => {
+    const { discovery } = await setup(3);
+    const agent = agentFor({ discovery, balancer: 'ring_hash' });
+    const byKey = new Map<string, Set<string>>();
+    for (let i = 0; i < 60; i++) {
+      const key = `user-${i % 12}`;
+      const res = await fetch('http://echo/', {
+        dispatcher: agent,
+        headers: { 'wayfinder-pick-key': key },
+      } as unknown as RequestInit);
+      const a = (await res.json()) as Answer;
+      byKey.set(key, (byKey.get(key) ?? new Set()).add(a.id));
+    }
+    for (const [key, ids] of byKey) assert.equal(ids.size, 1, `${key} went to ${[...ids]}`);
+    const used = new Set([...byKey.values()].flatMap((ids) => [...ids]));
+    assert.ok(used.size >= 2, 'twelve keys spread over more than one endpoint');
+  });
+
   it('outlier ejection stops sending to a server answering 503', async () => {
     const { discovery, servers } = await setup(3);
     servers[2].status = 503;

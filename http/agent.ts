@@ -184,7 +184,9 @@ class Call implements LegacyHandler {
       this.fail(new undiciErrors.ClientClosedError());
       return true;
     }
-    const out = this.svc.view.pick();
+    const view = this.svc.view;
+    const key = view.usesPickInfo ? headerValue(this.opts.headers, PICK_KEY_HEADER) : undefined;
+    const out = view.pick(key !== undefined ? { key } : undefined);
     if (out.error) {
       const err = out.error;
       void this.svc.view.explainNoEndpoints(err).then((e) => this.fail(e));
@@ -511,6 +513,22 @@ export class WayfinderAgent extends Dispatcher {
       endpoints: s.view.current().map(endpointKey),
     }));
   }
+}
+
+/** Request header whose value is the pick key of sticky balancers (ring_hash), as in the gRPC bridge. */
+export const PICK_KEY_HEADER = 'wayfinder-pick-key';
+
+/** The first value of a header in undici's object or flat-array form (as withHost() leaves them). */
+function headerValue(headers: Dispatcher.DispatchOptions['headers'], name: string): string | undefined {
+  if (headers == null) return undefined;
+  if (Array.isArray(headers)) {
+    for (let i = 0; i < headers.length; i += 2)
+      if (String(headers[i]).toLowerCase() === name) return String(headers[i + 1]);
+    return undefined;
+  }
+  for (const [k, v] of Object.entries(headers as Record<string, string | string[] | undefined>))
+    if (k.toLowerCase() === name && v !== undefined) return Array.isArray(v) ? v[0] : v;
+  return undefined;
 }
 
 /** The headers with `host` set to the URL's host, unless the caller set one. */

@@ -1,4 +1,4 @@
-export { WayfinderAgent, withHost, type WayfinderAgentOptions } from './agent';
+export { PICK_KEY_HEADER, WayfinderAgent, withHost, type WayfinderAgentOptions } from './agent';
 export { isServiceHost, type HostRule, type HostRouting } from './hosts';
 export { RetryBudget, type RetryOptions } from './retry';
 export type { BalancerSpec, DiscoveryLike } from './service';

@@ -16,6 +16,7 @@ import {
   type Endpoint,
   type Logger,
   type Pick,
+  type PickInfo,
   type Picker,
   type Resolver,
   type Snapshot,
@@ -121,10 +122,15 @@ export class ServiceView {
     return this.endpoints;
   }
 
+  /** True when the balancer reads PickInfo (ring_hash): callers then pass the pick key. */
+  get usesPickInfo(): boolean {
+    return this.opts.balancer.usesPickInfo === true;
+  }
+
   /** Synchronous pick; only after whenReady() resolved true. */
-  pick(): PickOutcome {
+  pick(info?: PickInfo): PickOutcome {
     if (this.nextReadmit <= this.now()) this.rebuild();
-    const p = this.picker?.pick();
+    const p = this.picker?.pick(info);
     if (p && p.endpoint) return { pick: p };
     if (this.endpoints.length === 0) return { error: this.noEndpointsError() };
     return {
