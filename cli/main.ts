@@ -9,6 +9,7 @@ import { Discovery, isWayfinderError, parseDuration, type Registration } from '.
 import { ENDPOINT_HEADER, endpointRows, renderSnapshot, renderTable } from './format';
 import { runCheck } from './check';
 import { addBalancerCommand } from './balancer';
+import { addXdsCommand } from './xds';
 
 interface Io {
   out(s: string): void;
@@ -194,6 +195,7 @@ export function buildProgram(io: Io = defaultIo): Command {
     });
 
   addBalancerCommand(program, io);
+  addXdsCommand(program, io);
   return program;
 }
 
