@@ -86,7 +86,10 @@ export interface XdsServer {
   /** Aggregated load reports of one service (cluster), or of every service. */
   stats(service: string): XdsLoadTotals;
   stats(): Record<string, XdsLoadTotals>;
-  /** Ends every stream (clients keep their configuration and reconnect), then shuts down. */
+  /**
+   * Ends every stream (clients keep their configuration and reconnect), waits up to 1 s for them to
+   * close, then shuts down.
+   */
   stop(): Promise<void>;
   /** A crash: connections cut now. */
   kill(): void;
@@ -94,6 +97,8 @@ export interface XdsServer {
 
 const DEFAULT_LRS_INTERVAL_MS = 10_000;
 const DEFAULT_PENDING_WAIT_MS = 1000;
+/** stop(): how long streams may take to close after being ended before connections are cut. */
+const STOP_GRACE_MS = 1000;
 /** LDS and CDS responses carry every subscribed resource; RDS and EDS may carry only changed ones. */
 const COMPLETE: ReadonlySet<string> = new Set([TYPE.listener, TYPE.cluster]);
 /** Flush order when several types changed at once (make before break): CDS, EDS, LDS, RDS. */
@@ -580,7 +585,17 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     stop() {
       stopping ??= (async () => {
         for (const c of [...calls]) c.end();
-        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        // Clients keep their xDS client (and its stream) beyond their channels: bound the wait.
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, STOP_GRACE_MS);
+          server.tryShutdown(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
         await release();
       })();
       return stopping;
