@@ -386,26 +386,26 @@ class AdsStream {
   private flushType(type: TypeUrl): void {
     const ts = this.types.get(type)!;
     const resources: Any[] = [];
+    // Answer once the registry has spoken for every subscribed service (or the wait is over), so a
+    // new subscription is answered with its resource rather than without it first.
+    const now = Date.now();
+    let waitUntil = 0;
+    for (const entry of ts.subs.values())
+      if (entry.state === 'pending' && now - entry.pendingSince < this.ctx.pendingWaitMs)
+        waitUntil = Math.max(waitUntil, entry.pendingSince + this.ctx.pendingWaitMs);
+    if (waitUntil > 0) {
+      clearTimeout(ts.pendingTimer);
+      ts.pendingTimer = setTimeout(() => this.markDirty(type), waitUntil - now);
+      return;
+    }
     if (COMPLETE.has(type)) {
       // LDS/CDS: every subscribed resource that exists, or nothing if nothing changed.
-      const now = Date.now();
-      let waitUntil = 0;
       const versions = new Map<string, number>();
       for (const [name, entry] of ts.subs) {
-        if (entry.state === 'pending' && now - entry.pendingSince < this.ctx.pendingWaitMs) {
-          waitUntil = Math.max(waitUntil, entry.pendingSince + this.ctx.pendingWaitMs);
-          continue;
-        }
         const r = entry.resource(type, name);
         if (!r) continue;
         versions.set(name, r.version);
         resources.push(r.any);
-      }
-      if (waitUntil > 0) {
-        // Answer once the registry has spoken for every subscribed service (or the wait is over).
-        clearTimeout(ts.pendingTimer);
-        ts.pendingTimer = setTimeout(() => this.markDirty(type), waitUntil - now);
-        return;
       }
       const same = versions.size === ts.sent.size && [...versions].every(([n, v]) => ts.sent.get(n) === v);
       if (same && !ts.answerDue) return;
