@@ -301,7 +301,8 @@ class AdsStream {
     }
     const nonce = req.response_nonce ?? '';
     // A request answering an older response is stale: the client sends another after the latest one.
-    if (nonce !== '' && nonce !== ts.nonce) return;
+    // (A nonce before anything was sent on this stream comes from a previous stream: not stale.)
+    if (nonce !== '' && ts.nonce !== '' && nonce !== ts.nonce) return;
     if (req.error_detail && nonce !== '') {
       const nack: XdsNack = {
         node: this.node,
