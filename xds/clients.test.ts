@@ -222,6 +222,8 @@ for (const clientDef of CLIENTS) {
       // (seen with its own traces: "LB pick queued", no connection attempt); see docs/xds.md.
       it('ring_hash keeps a key on one server', async () => {
         const { client } = await start(3, 'ring', { config: { services: { ring: { lbPolicy: 'ring_hash' } } } });
+        // Keyless calls hash at random: once every server answered, every subchannel is connected.
+        await callUntil(client, 'every server connected', (r) => Object.keys(r.counts).length === 3);
         const used = new Set<string>();
         for (const key of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank']) {
           const r = await client.calls(15, { key, waitForReady: true });
