@@ -175,7 +175,7 @@ function healthResolver(inner: Resolver, critical: Set<string>): Pick<Resolver, 
 }
 
 for (const clientDef of CLIENTS) {
-  describe(`xds with ${clientDef.name}: health, ring_hash, control plane restart, NACK`, function () {
+  describe(`xds with ${clientDef.name}: health, ring_hash, LRS, control plane restart, NACK`, function () {
     this.timeout(90_000);
     const cleanups: (() => unknown)[] = [];
     before(function () {
@@ -233,6 +233,24 @@ for (const clientDef of CLIENTS) {
         }
         assert.ok(used.size >= 2, `six keys all on ${[...used].join()}`);
       });
+
+    it('load reports (LRS) from the client are summed per service', async () => {
+      const { xds, client } = await start(2, 'lrs', { loadReportIntervalMs: 500 });
+      const r = await client.calls(30, { waitForReady: true });
+      assert.deepEqual(r.errors, []);
+      const t = await waitFor(
+        'reports covering the 30 calls',
+        () => {
+          const s = xds.stats('lrs');
+          return s.succeeded >= 30 ? s : undefined;
+        },
+        { timeoutMs: 30_000 },
+      );
+      assert.equal(t.succeeded, 30);
+      assert.equal(t.issued, 30);
+      assert.equal(t.failed, 0);
+      assert.ok(t.reports >= 1 && t.clients === 1, JSON.stringify(t));
+    });
 
     it('the control plane restarted under traffic loses no call, and the client follows the new one', async () => {
       const { d, xds, client } = await start(2, 'restart');
