@@ -18,7 +18,9 @@ const PACKAGES = [
   // C-core's xDS client, for the xds/ tests (run with /usr/bin/python3, not a pyenv shim).
   {
     pkg: 'python3-grpcio',
-    has: () => spawnSync('/usr/bin/python3', ['-I', '-c', 'import grpc; grpc.insecure_channel'], { stdio: 'ignore' }).status === 0,
+    has: () =>
+      spawnSync('/usr/bin/python3', ['-I', '-c', 'import grpc; grpc.insecure_channel'], { stdio: 'ignore' }).status ===
+      0,
   },
 ];
 
