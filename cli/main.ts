@@ -25,6 +25,7 @@ function packageVersion(): string {
 
 /** The registry of the command being run, for error lines. */
 let currentRegistry: string | undefined;
+import { addXdsCommand } from './xds';
 
 interface Io {
   out(s: string): void;
@@ -245,6 +246,7 @@ export function buildProgram(io: Io = defaultIo): Command {
     });
 
   addBalancerCommand(program, io);
+  addXdsCommand(program, io);
   return program;
 }
 

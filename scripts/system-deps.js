@@ -15,6 +15,13 @@ const PACKAGES = [
   { pkg: 'dnsmasq-base', has: () => onPath('dnsmasq') || fs.existsSync('/usr/sbin/dnsmasq') },
   { pkg: 'openssl', has: () => onPath('openssl') },
   { pkg: 'kubernetes-client', has: () => onPath('kubectl') },
+  // C-core's xDS client, for the xds/ tests (run with /usr/bin/python3, not a pyenv shim).
+  {
+    pkg: 'python3-grpcio',
+    has: () =>
+      spawnSync('/usr/bin/python3', ['-I', '-c', 'import grpc; grpc.insecure_channel'], { stdio: 'ignore' }).status ===
+      0,
+  },
 ];
 
 function onPath(bin) {
