@@ -391,7 +391,7 @@ export const ringHash: Balancer = {
 
 /** ring_hash with its configured decorators (which forward `usesPickInfo`). */
 export function createRingHash(config: RingHashConfig = {}): Balancer {
-  return decorate(new RingHashBalancer(config), config);
+  return decorate(() => new RingHashBalancer(config), config);
 }
 
 export const ringHashBalancer = defineBalancer<RingHashConfig>({
