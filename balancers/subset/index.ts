@@ -1,7 +1,6 @@
 import {
   ConfigError,
   endpointKey,
-  seededRandom,
   type Balancer,
   type BalancerContext,
   type Endpoint,
@@ -14,17 +13,17 @@ import {
  * any Balancer: the client uses only `subsetSize` of the N listed endpoints, so N backends × M
  * clients do not mean N × M connections.
  *
- * The subset of client `clientId`: the endpoints sorted by host:port are split into
+ * The subset of client `clientId`: the endpoints are split into
  * floor(N / subsetSize) subsets; clients are grouped in rounds of that many; round
- * r = floor(clientId / count) shuffles the sorted list with a generator seeded by r
- * (Fisher-Yates), and the client takes subset clientId mod count of that shuffle. Each round thus
+ * r = floor(clientId / count) shuffles the list with r as the seed (see subsetOf), and the
+ * client takes subset clientId mod count of that shuffle. Each round thus
  * uses every backend once (when subsetSize divides N), so clients 0..M-1 spread connections
  * within ±1 of the mean. N < subsetSize: every endpoint. When N is not a multiple of subsetSize,
  * the N mod subsetSize endpoints left over in each round get no client of that round, and the
  * spread is wider (see docs/balancers.md).
  *
- * Known cost, as in the book: adding or removing one endpoint reshuffles every round, so many
- * clients change subset at once (measured in bench/sim-subsetting.ts).
+ * Known cost: when N crosses a multiple of subsetSize, the number of subsets per round changes and
+ * most clients change subset at once (measured in bench/sim-subsetting.ts).
  */
 export const subsetOptions: OptionsSchema = {
   subsetSize: {
@@ -58,24 +57,36 @@ export function withSubset(inner: Balancer, config: SubsetConfig): Balancer {
   return new SubsetBalancer(inner, size, id);
 }
 
-/** The subset of `clientId` among `endpoints` (pure; order: the round's shuffle). */
+/**
+ * The subset of `clientId` among `endpoints` (pure; in the round's order). The round's shuffle
+ * ranks every endpoint by a hash of (round, host:port): a permutation seeded by the round number,
+ * like the book's seeded shuffle, but one endpoint coming or going only shifts the others by one
+ * place instead of reshuffling the whole list (far less churn, see bench/sim-subsetting.ts).
+ */
 export function subsetOf<E extends Endpoint>(endpoints: readonly E[], subsetSize: number, clientId: number): E[] {
   const n = endpoints.length;
   if (n <= subsetSize) return endpoints.slice();
-  const keyed = endpoints.map((e) => [endpointKey(e), e] as const);
-  keyed.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  const list = keyed.map((k) => k[1]);
   const count = Math.floor(n / subsetSize);
   const round = Math.floor(clientId / count);
-  const random = seededRandom(round);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    const t = list[i];
-    list[i] = list[j];
-    list[j] = t;
-  }
+  const ranked = endpoints.map((e) => {
+    const key = endpointKey(e);
+    return { e, key, rank: hash32(`${round}\u0000${key}`) };
+  });
+  ranked.sort((a, b) => a.rank - b.rank || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const start = (clientId % count) * subsetSize;
-  return list.slice(start, start + subsetSize);
+  return ranked.slice(start, start + subsetSize).map((r) => r.e);
+}
+
+/** FNV-1a over UTF-16 code units, then a murmur3 finalizer (so nearby keys spread). */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
 export class SubsetBalancer implements Balancer {
