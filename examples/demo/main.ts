@@ -5,7 +5,7 @@
  * 200 ms per call): round-robin keeps sending it a third of the calls, p2c_ewma moves away from it,
  * and the clients' p50/p99 and s3's share diverge. Then s2 is killed with SIGKILL (no
  * deregistration: it drops out when grpc-js sees the connection die and, at the latest, when its
- * registry entry's TTL runs out); a new server joins; s1 is stopped gracefully (deregister, drain,
+ * registry entry's TTL runs out); a replacement s4 starts and joins; s1 is stopped gracefully (deregister, drain,
  * shut down) under load.
  * It ends by itself in about 40 s (on an idle machine), cleans up, and exits non-zero if calls failed outside the
  * moment of the crash, or if p2c_ewma did not send the slow server a smaller share than round-robin.
@@ -223,10 +223,13 @@ async function main(): Promise<void> {
     victim.child.kill('SIGKILL');
     const killedAt = Date.now();
     log(`kill -9 s2: no deregistration; its entry stays until its ${TTL_MS} ms TTL runs out`);
+    // s4's process starts now (a replacement being scheduled) and joins when it is ready.
+    const joining = startBackend('s4', BASE_MS);
+    joining.catch(() => undefined);
     await wait(TTL_MS + 2000);
     const windowEnd = Date.now();
     log(`TTL window over: failures since the kill: ${failures.filter((f) => f.at >= killedAt).length}`);
-    await startBackend('s4', BASE_MS);
+    await joining;
     await wait(4000);
     const s1 = backends.get('s1')!;
     s1.state = 'stopping';
