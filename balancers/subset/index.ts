@@ -7,6 +7,7 @@ import {
   type OptionsSchema,
   type Picker,
 } from '../../core';
+import { murmur3 } from '../shared/hash';
 
 /**
  * Deterministic subsetting (Google SRE book, "Load Balancing in the Datacenter"), a decorator for
@@ -59,9 +60,10 @@ export function withSubset(inner: Balancer, config: SubsetConfig): Balancer {
 
 /**
  * The subset of `clientId` among `endpoints` (pure; in the round's order). The round's shuffle
- * ranks every endpoint by a hash of (round, host:port): a permutation seeded by the round number,
- * like the book's seeded shuffle, but one endpoint coming or going only shifts the others by one
- * place instead of reshuffling the whole list (far less churn, see bench/sim-subsetting.ts).
+ * ranks every endpoint by murmur3 of its host:port seeded with the round: a permutation seeded by
+ * the round number, like the book's seeded shuffle, but one endpoint coming or going only shifts
+ * the others by one place instead of reshuffling the whole list (far less churn, see
+ * bench/sim-subsetting.ts).
  */
 export function subsetOf<E extends Endpoint>(endpoints: readonly E[], subsetSize: number, clientId: number): E[] {
   const n = endpoints.length;
@@ -70,23 +72,11 @@ export function subsetOf<E extends Endpoint>(endpoints: readonly E[], subsetSize
   const round = Math.floor(clientId / count);
   const ranked = endpoints.map((e) => {
     const key = endpointKey(e);
-    return { e, key, rank: hash32(`${round}\u0000${key}`) };
+    return { e, key, rank: murmur3(key, round) };
   });
   ranked.sort((a, b) => a.rank - b.rank || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const start = (clientId % count) * subsetSize;
   return ranked.slice(start, start + subsetSize).map((r) => r.e);
-}
-
-/** FNV-1a over UTF-16 code units, then a murmur3 finalizer (so nearby keys spread). */
-export function hash32(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 export class SubsetBalancer implements Balancer {
