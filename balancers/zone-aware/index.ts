@@ -1,4 +1,5 @@
 import type { Balancer, BalancerContext, Endpoint, OptionsSchema, Pick, Picker, PickInfo } from '../../core';
+import { murmur3 } from '../shared/hash';
 
 /**
  * Zone-aware routing, a decorator for any Balancer (Envoy's zone-aware routing is the anchor).
@@ -200,25 +201,36 @@ export class ZoneAwareBalancer implements Balancer {
       plan.localFraction,
       plan.spill.map((s) => ({ cum: s.cum, picker: zonePicker(s.zone) })),
       ctx.random,
+      this.usesInfo === true,
     );
   }
 }
 
+/**
+ * Residual mode: one draw u in [0, 1) per pick; u < localFraction stays local, otherwise the
+ * rescaled draw picks a spill zone. For a sticky inner balancer (ring_hash) the draw comes from the
+ * pick key's hash, so a key keeps reaching the same zone (and endpoint) while the plan stands.
+ */
 export class ZoneResidualPicker implements Picker {
   constructor(
     private readonly local: Picker,
     private readonly localFraction: number,
     private readonly spill: readonly { cum: number; picker: Picker }[],
     private readonly random: () => number,
+    private readonly sticky: boolean,
   ) {}
 
   pick(info?: PickInfo): Pick {
-    if (this.random() < this.localFraction) return this.local.pick(info);
-    const r = this.random();
+    const u = this.sticky && info?.key ? murmur3(info.key, ZONE_SEED) / 4294967296 : this.random();
+    if (u < this.localFraction) return this.local.pick(info);
+    const r = (u - this.localFraction) / (1 - this.localFraction);
     for (const s of this.spill) if (r < s.cum) return s.picker.pick(info);
     return this.spill[this.spill.length - 1].picker.pick(info);
   }
 }
+
+/** Seed of the key hash that chooses a zone (distinct from the ring's, seed 0, so they are independent). */
+const ZONE_SEED = 0x5a0e;
 
 /** `["a=2", "b=1"]` -> Map; undefined when an item is malformed. */
 export function parseShares(items: readonly string[]): Map<string, number> | undefined {

@@ -152,6 +152,24 @@ describe('zone-aware routing: the decorator in virtual time', () => {
     assert.equal(counts.get(busy.id) ?? 0, 0, 'the local endpoint with a call in flight was picked');
   });
 
+  it('ring_hash: in residual mode a key keeps reaching one endpoint, and keys still spill in proportion', () => {
+    const b = resolveBalancer({ name: 'ring_hash', localZone: 'a' });
+    const eps = zoned({ a: 3, b: 5, c: 4 });
+    (b as ZoneAwareBalancer).build(zoned({ a: 6, b: 5, c: 4 }), testBalancerContext(1)); // peak a = 6
+    const ctx = testBalancerContext(9);
+    const picker = b.build(eps, ctx);
+    assert.equal((b as ZoneAwareBalancer).plan?.mode, 'residual');
+    let local = 0;
+    const n = 4000;
+    for (let k = 0; k < n; k++) {
+      const first = (picker.pick({ key: `user-${k}` }) as Call).endpoint;
+      for (let i = 0; i < 3; i++)
+        assert.equal((picker.pick({ key: `user-${k}` }) as Call).endpoint, first, `key user-${k} moved`);
+      if (first.zone === 'a') local++;
+    }
+    near(local / n, 3 / 12 / (6 / 15), 0.03, 'share of keys kept local');
+  });
+
   it('under outlier ejection: ejected local endpoints count as gone and the rest spills', () => {
     const b = resolveBalancer({ name: 'round_robin', localZone: 'a', outlier: true, outlierConsecutiveFailures: 1 });
     assert.ok(b instanceof OutlierBalancer);
