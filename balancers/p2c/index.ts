@@ -200,7 +200,7 @@ function p2cCall(picker: P2cPicker, endpoint: Endpoint, load: EndpointLoad): Pic
 
 /** Builds a p2c Balancer with its configured decorators (outlier ejection around slow start). */
 export function createP2c(config: P2cConfig = {}): Balancer {
-  return decorate(new P2cBalancer(config), config);
+  return decorate(() => new P2cBalancer(config), config);
 }
 
 export const p2cBalancer = defineBalancer<P2cConfig>({

@@ -12,6 +12,9 @@ import {
   type Picker,
 } from '../../core';
 import { decorate, decoratorOptions, type DecoratorConfig } from '../shared/decorators';
+import { murmur3 } from '../shared/hash';
+
+export { murmur3 };
 import { EndpointStates, type TrackedState } from '../shared/endpoint-states';
 
 /**
@@ -37,38 +40,6 @@ import { EndpointStates, type TrackedState } from '../shared/endpoint-states';
  * Keyless picks choose an endpoint at random in proportion to its weight (ctx.random).
  * Pick cost: one murmur3 of the key and a binary search over the ring, O(log ring size), no allocation.
  */
-
-/** murmur3 x86_32 of the string's UTF-16LE bytes (for ASCII-free definitions: 2 bytes per UTF-16 code unit). */
-export function murmur3(s: string, seed = 0): number {
-  let h = seed >>> 0;
-  const n = s.length;
-  const pairs = n & ~1;
-  let i = 0;
-  for (; i < pairs; i += 2) {
-    let k = (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)) >>> 0;
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  if (n & 1) {
-    // A 2-byte tail: murmur3's tail step with tail[0] | tail[1] << 8.
-    let k = s.charCodeAt(i);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-  }
-  h ^= n * 2;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /** Ring entries are pointHash × OWNER_SPAN + endpoint index, exact in a double (32 + 21 bits). */
 const OWNER_SPAN = 2_097_152;
@@ -391,7 +362,7 @@ export const ringHash: Balancer = {
 
 /** ring_hash with its configured decorators (which forward `usesPickInfo`). */
 export function createRingHash(config: RingHashConfig = {}): Balancer {
-  return decorate(new RingHashBalancer(config), config);
+  return decorate(() => new RingHashBalancer(config), config);
 }
 
 export const ringHashBalancer = defineBalancer<RingHashConfig>({

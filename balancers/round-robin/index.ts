@@ -40,7 +40,7 @@ export const roundRobin: Balancer = {
 
 /** round_robin with its configured decorators (the plain stateless balancer when none is on). */
 export function createRoundRobin(config: DecoratorConfig = {}): Balancer {
-  return decorate(roundRobin, config);
+  return decorate(() => roundRobin, config);
 }
 
 export const roundRobinBalancer = defineBalancer<DecoratorConfig>({

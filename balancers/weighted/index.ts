@@ -128,7 +128,7 @@ export const weighted: Balancer = new WeightedBalancer();
 
 /** Builds a weighted Balancer with its configured decorators (outlier ejection around slow start). */
 export function createWeighted(config: WeightedConfig = {}): Balancer {
-  return decorate(new WeightedBalancer(config), config);
+  return decorate(() => new WeightedBalancer(config), config);
 }
 
 export const weightedBalancer = defineBalancer<WeightedConfig>({

@@ -1,6 +1,7 @@
 /**
  * One demo backend: an Echo gRPC server that registers itself in the registry named by
  * WAYFINDER_REGISTRY, answers after DEMO_LATENCY_MS, and on SIGTERM deregisters, drains and exits.
+ * SIGUSR2 makes it slow: every later answer takes DEMO_SLOW_MS (the demo's "server degrades").
  */
 import { Discovery } from '../../index';
 import { startEchoServer } from '../../testkit/echo';
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
     signals: ['SIGTERM', 'SIGINT'],
     metadata: { demo: 'true' },
   });
+  process.on('SIGUSR2', () => server.setLatency(Number(process.env.DEMO_SLOW_MS ?? 200)));
   process.stdout.write(`READY ${id} ${server.port}\n`);
 }
 
