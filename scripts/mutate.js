@@ -10,11 +10,11 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const dir = path.join(root, 'stryker');
 
-/** The area names: stryker/*.json except base.json. */
+/** The area names: stryker/*.json except base.json and the checker's tsconfig.<area>.json. */
 function areas() {
   return fs
     .readdirSync(dir)
-    .filter((f) => f.endsWith('.json') && f !== 'base.json')
+    .filter((f) => f.endsWith('.json') && f !== 'base.json' && !f.startsWith('tsconfig.'))
     .map((f) => f.slice(0, -'.json'.length))
     .sort();
 }
