@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { Endpoint, Pick } from '../../core';
 import { makeEndpoints, testBalancerContext } from '../../testkit';
 import { EndpointLoad, LoadTable } from './load';
-import { P2cBalancer, P2cPicker } from '.';
+import { P2cBalancer, type P2cPicker } from '.';
 
 // Numbers, not shapes: every expected value below is computed by hand from the formulas in load.ts
 // (e = Math.E; tau and errTau are 1000 ms unless said otherwise).
@@ -91,6 +91,15 @@ describe('p2c EndpointLoad arithmetic (hand-computed values)', () => {
     close(l.successes, (Math.exp(-1) + 1) * Math.exp(-1), 'successes after the failure');
     assert.equal(l.failures, 1);
     close(l.successProbability(1), 0.6005136953, 'p');
+  });
+
+  it('failure counts decay with errTau too: fail@0 then ok@1000 leaves e^-1 failures and p = (1 + 1)/(1 + e^-1 + 1) = 0.8446', () => {
+    const l = new EndpointLoad('a');
+    l.observe(false, 1, 0, TAU, 0, TAU);
+    l.observe(true, 1, 1000, TAU, 0, TAU);
+    close(l.failures, Math.exp(-1), 'failures');
+    assert.equal(l.successes, 1);
+    close(l.successProbability(1), 2 / (2 + Math.exp(-1)), 'p');
   });
 
   it('failure latency: a fast error counts at the typical latency floor, a slow one at its own latency', () => {

@@ -152,4 +152,17 @@ describe('ring_hash: ring size by Envoy’s rule (hand-computed)', () => {
     assert.equal(state(0).computed, 512, 'the 512 hashes stay cached');
     assert.equal(state(0).hashes, first, 'same array: nothing recomputed');
   });
+
+  it('point hashes are reused as they are when a full rebuild asks for the same count (ep-1 replaced by ep-2)', () => {
+    const b = new RingHashBalancer();
+    const eps = makeEndpoints(3);
+    b.build([eps[0], eps[1]], testBalancerContext());
+    const state = () =>
+      (b as unknown as { states: { get(k: string): { hashes: Uint32Array } } }).states.get(
+        `${eps[0].host}:${eps[0].port}`,
+      );
+    const first = state().hashes;
+    b.build([eps[0], eps[2]], testBalancerContext());
+    assert.equal(state().hashes, first);
+  });
 });
