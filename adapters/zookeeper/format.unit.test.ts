@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { checkInstanceSpec } from '../../core/endpoint';
-import { decode, decodeCurator, decodeWayfinder, encode, encodeCurator, encodeWayfinder } from './format';
+import { decode, decodeCurator, decodeWayfinder, encode, encodeCurator, encodeWayfinder, type Decoded } from './format';
 
 // ZooKeeper node layouts, document by document: what is written (wayfinder JSON, Curator's
 // ServiceInstance as Jackson writes it) and what each node's data decodes to, or why it is refused.
 const buf = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
 const spec = (extra = {}) => checkInstanceSpec({ service: 'api', host: '127.0.0.1', port: 8080, id: 'i1', ...extra });
+/** The decoded value of an accepted document (fails the test on a refusal). */
+const valueOf = (d: Decoded): Record<string, unknown> => {
+  assert.ok(d.ok, d.ok ? '' : d.reason);
+  return d.value;
+};
 const instance = (extra: Record<string, unknown> = {}) => ({ address: '10.0.0.1', port: 9000, ...extra });
 
 describe('ZooKeeper node formats (exact documents)', () => {
@@ -70,12 +75,12 @@ describe('ZooKeeper node formats (exact documents)', () => {
       ok: true,
       value: { id: 'node', host: '10.0.0.1', port: 9000, metadata: {} },
     });
-    assert.equal((decode('curator', 'node', buf(instance())) as { value: { id: string } }).value.id, 'node');
+    assert.equal(valueOf(decode('curator', 'node', buf(instance()))).id, 'node');
   });
 
   it('curator decoding: sslPort when port is null; refuses a bad address or port with the reason', () => {
     const ok = decodeCurator('n', buf(instance({ port: null, sslPort: 443 })));
-    assert.equal((ok as { value: { port: number } }).value.port, 443);
+    assert.equal(valueOf(ok).port, 443);
     const addr = 'Curator ServiceInstance: "address" must be a non-empty string';
     assert.deepEqual(decodeCurator('n', buf(instance({ address: '' }))), { ok: false, reason: addr });
     assert.deepEqual(decodeCurator('n', buf(instance({ address: 5 }))), { ok: false, reason: addr });
@@ -95,7 +100,7 @@ describe('ZooKeeper node formats (exact documents)', () => {
       'n',
       buf(instance({ payload: { metadata: { a: 'x', n: 2, b: true, o: {}, l: [] }, other: 'y' } })),
     );
-    assert.deepEqual((d as { value: unknown }).value, {
+    assert.deepEqual(valueOf(d), {
       id: 'n',
       host: '10.0.0.1',
       port: 9000,
@@ -108,7 +113,7 @@ describe('ZooKeeper node formats (exact documents)', () => {
       'n',
       buf(instance({ payload: { '@class': 'java.util.LinkedHashMap', k: 'v', weight: 3, zone: 'z1', n: 1 } })),
     );
-    assert.deepEqual((d as { value: unknown }).value, {
+    assert.deepEqual(valueOf(d), {
       id: 'n',
       host: '10.0.0.1',
       port: 9000,
@@ -120,36 +125,23 @@ describe('ZooKeeper node formats (exact documents)', () => {
 
   it('curator payload weight: a digit string counts; 0, fractions and words are refused; null is no weight', () => {
     const w = (weight: unknown) => decodeCurator('n', buf(instance({ payload: { weight } })));
-    assert.equal((w('4') as { value: { weight: number } }).value.weight, 4);
-    assert.equal((w(1) as { value: { weight: number } }).value.weight, 1);
-    assert.equal((w(null) as { value: { weight?: number } }).value.weight, undefined);
+    assert.equal(valueOf(w('4')).weight, 4);
+    assert.equal(valueOf(w(1)).weight, 1);
+    assert.equal(valueOf(w(null)).weight, undefined);
     const reason = 'Curator ServiceInstance: payload "weight" must be a positive integer';
     for (const bad of [0, -1, 1.5, 'x', '1.0', true]) assert.deepEqual(w(bad), { ok: false, reason }, String(bad));
-    const zone = (z: unknown) =>
-      (decodeCurator('n', buf(instance({ payload: { zone: z } }))) as { value: { zone?: string } }).value.zone;
+    const zone = (z: unknown) => valueOf(decodeCurator('n', buf(instance({ payload: { zone: z } })))).zone;
     assert.equal(zone(''), undefined);
     assert.equal(zone(7), undefined);
   });
 
   it('curator string payload becomes metadata.payload; enabled false marks the endpoint critical', () => {
-    assert.deepEqual(
-      (decodeCurator('n', buf(instance({ payload: 'hello' }))) as { value: { metadata: unknown } }).value.metadata,
-      {
-        payload: 'hello',
-      },
-    );
-    assert.deepEqual(
-      (decodeCurator('n', buf(instance({ payload: 5 }))) as { value: { metadata: unknown } }).value.metadata,
-      {},
-    );
-    assert.equal(
-      (decodeCurator('n', buf(instance({ enabled: false }))) as { value: { health?: string } }).value.health,
-      'critical',
-    );
-    assert.equal(
-      (decodeCurator('n', buf(instance({ enabled: true }))) as { value: { health?: string } }).value.health,
-      undefined,
-    );
+    assert.deepEqual(valueOf(decodeCurator('n', buf(instance({ payload: 'hello' })))).metadata, {
+      payload: 'hello',
+    });
+    assert.deepEqual(valueOf(decodeCurator('n', buf(instance({ payload: 5 })))).metadata, {});
+    assert.equal(valueOf(decodeCurator('n', buf(instance({ enabled: false })))).health, 'critical');
+    assert.equal(valueOf(decodeCurator('n', buf(instance({ enabled: true })))).health, undefined);
   });
 
   it('a Curator document round-trips through encodeCurator and decodeCurator', () => {
