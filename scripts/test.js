@@ -27,7 +27,8 @@ if (tsc.status !== 0) {
 
 // Lint and format check (ESLint + Prettier) before the suites, on a full run; a finding fails the run.
 if (process.argv.length <= 2) {
-  const bin = (m) => require.resolve(m);
+  const bin = (m) =>
+    path.join(path.dirname(require.resolve(`${m.split('/')[0]}/package.json`)), m.split('/').slice(1).join('/'));
   const eslint = spawnSync(process.execPath, [bin('eslint/bin/eslint.js'), '.'], { cwd: root, stdio: 'inherit' });
   const prettier = spawnSync(
     process.execPath,
