@@ -15,6 +15,15 @@ const PACKAGES = [
   { pkg: 'dnsmasq-base', has: () => onPath('dnsmasq') || fs.existsSync('/usr/sbin/dnsmasq') },
   { pkg: 'openssl', has: () => onPath('openssl') },
   { pkg: 'kubernetes-client', has: () => onPath('kubectl') },
+  // Apache Curator x-discovery 5.4 (and its jars: curator-framework/-client, zookeeper, jackson,
+  // slf4j, guava) for the Java peer of test/interop/curator.test.ts; javac/java from the JDK.
+  { pkg: 'libcurator-discovery-java', has: () => fs.existsSync('/usr/share/java/curator-x-discovery.jar') },
+  { pkg: 'default-jdk-headless', has: () => onPath('javac') },
+  // C-core gRPC client (1.51) for test/interop/grpclb-python.test.ts, run with /usr/bin/python3.
+  {
+    pkg: 'python3-grpcio',
+    has: () => spawnSync('/usr/bin/python3', ['-c', 'import grpc'], { stdio: 'ignore' }).status === 0,
+  },
 ];
 
 function onPath(bin) {
