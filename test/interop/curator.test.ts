@@ -15,6 +15,7 @@ import {
   waitFor,
   type ManagedProcess,
 } from '../../testkit/process';
+import { closedAfterEach } from './support';
 
 /**
  * Node and Java sharing ZooKeeper through Apache Curator x-discovery (Debian's
@@ -51,7 +52,7 @@ describe('interop: Apache Curator x-discovery (Java) and the zk adapter', functi
   let zk: ZooKeeperServer;
   let tools: ReturnType<typeof findCurator>;
   let classes: { dir: string; remove(): void };
-  const toClose: { close(): Promise<void> | void }[] = [];
+  const toClose = closedAfterEach();
   let baseSerial = 0;
   const uniqueBase = () => `/wf-curator-${process.pid}-${baseSerial++}`;
 
@@ -76,14 +77,6 @@ describe('interop: Apache Curator x-discovery (Java) and the zk adapter', functi
     );
     assert.equal(javac.status, 0, `javac failed: ${javac.stderr}${javac.error ?? ''}`);
     zk = await startZooKeeper();
-  });
-  afterEach(async () => {
-    await Promise.allSettled(
-      toClose
-        .splice(0)
-        .reverse()
-        .map((c) => c.close()),
-    );
   });
   after(async () => {
     await zk?.close();

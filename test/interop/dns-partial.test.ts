@@ -4,6 +4,7 @@ import { createDnsRegistry } from '../../adapters/dns';
 import { SnapshotRecorder } from '../../testkit/conformance';
 import { findDnsmasq, startDnsmasq, type Dnsmasq } from '../../testkit/dnsmasq';
 import { requireBinaryOrSkip } from '../../testkit/process';
+import { closedAfterEach } from './support';
 
 /**
  * A real dnsmasq with no upstream answers names of its hosts file that lie outside its --local
@@ -13,7 +14,7 @@ import { requireBinaryOrSkip } from '../../testkit/process';
 describe('interop: DNS server answering A but refusing AAAA', function () {
   this.timeout(30_000);
   let dnsmasq: Dnsmasq;
-  const toClose: { close(): Promise<void> | void }[] = [];
+  const toClose = closedAfterEach();
 
   before(async function () {
     requireBinaryOrSkip(this, () => findDnsmasq());
@@ -28,14 +29,6 @@ describe('interop: DNS server answering A but refusing AAAA', function () {
         },
       },
     });
-  });
-  afterEach(async () => {
-    await Promise.allSettled(
-      toClose
-        .splice(0)
-        .reverse()
-        .map((c) => c.close()),
-    );
   });
   after(async () => {
     await dnsmasq?.stop();

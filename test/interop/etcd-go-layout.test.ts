@@ -5,6 +5,7 @@ import '../../index';
 import { SnapshotRecorder, uniqueService } from '../../testkit/conformance';
 import { findEtcd, findEtcdctl, startEtcd, type EtcdServer } from '../../testkit/etcd';
 import { requireBinaryOrSkip } from '../../testkit/process';
+import { closedAfterEach } from './support';
 
 /**
  * Node and Go sharing etcd in the layout of go.etcd.io/etcd/client/v3/naming/endpoints, with every
@@ -16,7 +17,7 @@ import { requireBinaryOrSkip } from '../../testkit/process';
 describe('interop: etcd keys in the grpc-go layout under any prefix', function () {
   this.timeout(60_000);
   let etcd: EtcdServer;
-  const toClose: { close(): Promise<void> | void }[] = [];
+  const toClose = closedAfterEach();
   const run = `wf${process.pid}`;
 
   before(async function () {
@@ -26,14 +27,6 @@ describe('interop: etcd keys in the grpc-go layout under any prefix', function (
       findEtcdctl();
     });
     etcd = await startEtcd();
-  });
-  afterEach(async () => {
-    await Promise.allSettled(
-      toClose
-        .splice(0)
-        .reverse()
-        .map((c) => c.close()),
-    );
   });
   after(async () => {
     await etcd?.close();
