@@ -15,7 +15,11 @@ const PACKAGES = [
   { pkg: 'dnsmasq-base', has: () => onPath('dnsmasq') || fs.existsSync('/usr/sbin/dnsmasq') },
   { pkg: 'openssl', has: () => onPath('openssl') },
   { pkg: 'kubernetes-client', has: () => onPath('kubectl') },
-  // C-core's xDS client, for the xds/ tests (run with /usr/bin/python3, not a pyenv shim).
+  // Apache Curator x-discovery 5.4 (and its jars: curator-framework/-client, zookeeper, jackson,
+  // slf4j, guava) for the Java peer of test/interop/curator.test.ts; javac/java from the JDK.
+  { pkg: 'libcurator-discovery-java', has: () => fs.existsSync('/usr/share/java/curator-x-discovery.jar') },
+  { pkg: 'default-jdk-headless', has: () => onPath('javac') },
+  // C-core (1.51), the xDS client of the xds/ tests and the grpclb client of test/interop (run with /usr/bin/python3, not a pyenv shim).
   {
     pkg: 'python3-grpcio',
     has: () =>

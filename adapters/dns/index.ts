@@ -157,10 +157,23 @@ export class DnsLookups {
     return this.o.family === 'ipv4' ? [4] : this.o.family === 'ipv6' ? [6] : [4, 6];
   }
 
-  /** A and/or AAAA of one name, both asked in parallel; throws DnsQueryError if either fails. */
-  private async addresses(name: string): Promise<AddressRecord[]> {
-    const rs = await Promise.all(this.families().map((f) => this.client.addresses(name, f)));
-    return rs.flatMap((r) => r.records);
+  /**
+   * A and/or AAAA of one name, both asked in parallel. A family whose query fails (REFUSED,
+   * SERVFAIL, timeout...) while another one answered with addresses is left out and reported in
+   * `failed`, as getaddrinfo and Go's resolver return the family that answered. Throws the first
+   * DnsQueryError when no family gave an address and one failed: an empty answer then proves
+   * nothing, so the caller keeps its last good set.
+   */
+  private async addresses(name: string): Promise<{ records: AddressRecord[]; failed: BadEntry[] }> {
+    const rs = await Promise.allSettled(this.families().map((f) => this.client.addresses(name, f)));
+    const records = rs.flatMap((r) => (r.status === 'fulfilled' ? r.value.records : []));
+    const errors = rs.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (errors.length && (records.length === 0 || errors.some((e) => !(e instanceof DnsQueryError)))) throw errors[0];
+    const failed = (errors as DnsQueryError[]).map((e) => ({
+      key: `${e.query} ${e.type}`,
+      reason: `query failed with ${e.code}; the other family's addresses are used`,
+    }));
+    return { records, failed };
   }
 
   async lookup(q: DnsQuery): Promise<Lookup> {
@@ -168,14 +181,14 @@ export class DnsLookups {
       case 'literal':
         return { endpoints: [{ id: endpointKey(q), host: q.host, port: q.port, metadata: {} }], bad: [] };
       case 'address': {
-        const recs = await this.addresses(q.name);
+        const { records: recs, failed } = await this.addresses(q.name);
         const { endpoints, bad } = collectEndpoints(
           recs.map((r) => ({
             key: `${q.name} ${r.family === 4 ? 'A' : 'AAAA'} ${r.address}`,
             value: { host: r.address, port: q.port },
           })),
         );
-        return { endpoints, bad, ttl: minTtl(recs) };
+        return { endpoints, bad: [...failed, ...bad], ttl: minTtl(recs) };
       }
       case 'srv':
         return this.srv(q.name);
@@ -186,15 +199,19 @@ export class DnsLookups {
     const { records } = await this.client.srv(name);
     const targets = [...new Set(records.map((r) => r.name).filter((t) => t !== '' && t !== '.'))];
     const addrs = new Map<string, AddressRecord[]>();
+    const bad: BadEntry[] = [];
     await Promise.all(
       targets.map(async (t) => {
         if (net.isIP(t)) addrs.set(t, [{ address: t, ttl: Number.POSITIVE_INFINITY, family: net.isIP(t) as 4 | 6 }]);
-        else addrs.set(t, await this.addresses(t));
+        else {
+          const { records, failed } = await this.addresses(t);
+          addrs.set(t, records);
+          bad.push(...failed);
+        }
       }),
     );
     // Group by priority; within a group, every address of a target is an endpoint with the SRV weight.
     const groups = new Map<number, { key: string; value: unknown }[]>();
-    const bad: BadEntry[] = [];
     let ttl = minTtl([...addrs.values()].flat());
     for (const r of records) {
       const key = `${name} SRV ${r.priority} ${r.weight} ${r.port} ${r.name || '.'}`;

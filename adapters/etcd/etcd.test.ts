@@ -141,7 +141,6 @@ describe('etcd adapter', function () {
 
     it('fails fast, naming the field, on bad options', () => {
       const bad: [string, string, RegExp][] = [
-        ['etcd://127.0.0.1:2379?prefix=services', 'prefix', /etcd: "prefix" must start with "\/"/],
         ['etcd://127.0.0.1:2379?format=consul', 'format', /"format" must be one of "wayfinder", "grpc-go"/],
         ['etcd://127.0.0.1:2379?ttl=1s', 'ttl', /"ttl" must be a duration .* between 2000ms/],
         ['etcd://127.0.0.1:2379?ttl=2500ms', 'ttl', /whole number of seconds/],

@@ -2,7 +2,7 @@ import { hostPort, instanceToJson, type CheckedSpec } from '../../core';
 
 /**
  * The two key layouts the etcd adapter reads and writes. Both put one key per instance under
- * `<prefix>/<service>/`:
+ * `<prefix>/<service>/` (see prefixDir for prefixes that are empty or end with "/"):
  *
  * - `wayfinder`: key `<prefix>/<service>/<id>`, value the registry-neutral JSON of an instance
  *   (`{"id","service","host","port","weight","zone","metadata"}`).
@@ -14,13 +14,22 @@ import { hostPort, instanceToJson, type CheckedSpec } from '../../core';
  */
 export type KeyFormat = 'wayfinder' | 'grpc-go';
 
-/** `<prefix>/<service>/`; prefix is normalised (leading "/", no trailing "/"; "/" alone means the root). */
+/**
+ * The key range of one service: `<dir><service>/`, where `<dir>` is the prefix as a directory
+ * (see prefixDir). Any prefix etcd can hold works: `""` (none), `"foo/bar"`, `"/services"`, `"/"`.
+ */
 export function servicePrefix(prefix: string, service: string): string {
-  return `${normalisePrefix(prefix)}/${service}/`;
+  return `${prefixDir(prefix)}${service}/`;
 }
 
-export function normalisePrefix(prefix: string): string {
-  return prefix.replace(/\/+$/, '');
+/**
+ * The prefix as the directory services live in: empty stays empty (keys start with the service
+ * name, as Go targets without a prefix do), otherwise a "/" is appended unless the prefix already
+ * ends with one. So "foo/bar" and "foo/bar/" both hold `foo/bar/<service>/`, "/" holds
+ * `/<service>/`, and "foo//" holds `foo//<service>/` (every key stays expressible).
+ */
+export function prefixDir(prefix: string): string {
+  return prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
 }
 
 export function instanceKey(prefix: string, spec: Pick<CheckedSpec, 'service' | 'id'>): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { checkInstanceSpec } from '../../core/endpoint';
-import { BadValue, decodeValue, encodeInstance, instanceKey, normalisePrefix, servicePrefix } from './format';
+import { BadValue, decodeValue, encodeInstance, instanceKey, prefixDir, servicePrefix } from './format';
 
 // The etcd key layouts, value by value: what is written for an instance, and what each stored value
 // decodes to (or the BAD_ENTRY reason it is refused with).
@@ -13,12 +13,15 @@ const bad = (format: 'wayfinder' | 'grpc-go', value: unknown, reason: string | R
   );
 
 describe('etcd key format (exact keys and values)', () => {
-  it('keys: <prefix>/<service>/<id>, trailing slashes of the prefix dropped', () => {
+  it('keys: <prefix as a directory><service>/<id>; an empty prefix is none, as in Go targets', () => {
     assert.equal(servicePrefix('/services', 'api'), '/services/api/');
-    assert.equal(servicePrefix('/services//', 'api'), '/services/api/');
+    assert.equal(servicePrefix('/services/', 'api'), '/services/api/');
     assert.equal(servicePrefix('/', 'api'), '/api/');
-    assert.equal(normalisePrefix('/a/b/'), '/a/b');
-    assert.equal(normalisePrefix('/a/b'), '/a/b');
+    assert.equal(servicePrefix('', 'api'), 'api/');
+    assert.equal(servicePrefix('foo/bar', 'api'), 'foo/bar/api/');
+    assert.equal(prefixDir('/a/b/'), '/a/b/');
+    assert.equal(prefixDir('/a/b'), '/a/b/');
+    assert.equal(prefixDir(''), '');
     assert.equal(instanceKey('/services/', { service: 'api', id: 'i1' }), '/services/api/i1');
   });
 

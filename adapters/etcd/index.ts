@@ -16,12 +16,12 @@ import {
 } from '../../core';
 import { formatHost, parseHostList, readFileOption, readSecretFile, retry, type HostAddress } from '../../core/kit';
 import { EtcdClient } from './client';
-import { encodeInstance, instanceKey, normalisePrefix, servicePrefix, type KeyFormat } from './format';
+import { encodeInstance, instanceKey, prefixDir, servicePrefix, type KeyFormat } from './format';
 import { LeaseKeeper } from './lease';
 import { ServiceWatch } from './watch';
 
 export { EtcdClient } from './client';
-export { decodeValue, encodeInstance, instanceKey, servicePrefix, type KeyFormat } from './format';
+export { decodeValue, encodeInstance, instanceKey, prefixDir, servicePrefix, type KeyFormat } from './format';
 
 /** Validated options of `etcd://h1:2379,h2:2379?prefix=/services&format=wayfinder`. */
 export interface EtcdOptions {
@@ -51,13 +51,7 @@ export const etcdOptionsSchema: OptionsSchema = {
   prefix: {
     type: 'string',
     default: '/services',
-    doc: 'Key prefix; a service lives under <prefix>/<service>/. "/" means the root.',
-    check: (v: string) =>
-      !v.startsWith('/')
-        ? 'must start with "/"'
-        : /\/\/|\s/.test(v)
-          ? 'must not contain "//" or whitespace'
-          : undefined,
+    doc: 'Key prefix; a service lives under <prefix>/<service>/ (no "/" doubled). Any etcd key prefix: "" means none (keys <service>/<id>), "foo/bar" has no leading "/", "/" is the root "/".',
   },
   format: {
     type: 'enum',
@@ -297,7 +291,7 @@ function openEtcd(
     auth: o.username ? { username: o.username, password: password ?? '' } : undefined,
     requestTimeoutMs: o['request-timeout'],
   });
-  const prefix = normalisePrefix(o.prefix);
+  const prefix = o.prefix;
   const resolver = new WatchResolver(
     'etcd',
     (service, sink) => {
@@ -320,7 +314,7 @@ function openEtcd(
     client,
     resolver,
     registrar,
-    listServices: () => client.listChildren(`${prefix}/`),
+    listServices: () => client.listChildren(prefixDir(prefix)),
     async close() {
       await Promise.allSettled([registrar.close(), resolver.close()]);
       client.close();

@@ -88,22 +88,51 @@ export function decodeCurator(nodeName: string, data: Buffer | undefined): Decod
 }
 
 /**
- * Writes what Curator's JsonInstanceSerializer writes for a ServiceInstance<Map>: the payload
- * carries Jackson's `@class` (ServiceInstance.getPayload() is annotated @JsonTypeInfo(use=CLASS)),
- * here java.util.LinkedHashMap, which every JVM can load, so Java consumers with a Map or Object
- * payload type read it. `serviceType` is DYNAMIC (an ephemeral registration) and `uriSpec` null.
+ * The payload written in `format=curator` (option `curator-payload`). Curator checks the payload
+ * against the reader's payload type (JsonInstanceSerializer casts it), so it must match the Java
+ * side's `ServiceDiscoveryBuilder.builder(<type>)`:
+ * - `map`: a `java.util.LinkedHashMap` (Map or Object readers), holding weight, zone, metadata;
+ * - `none`: `null`, readable by any payload type, Void included (weight, zone and metadata are not written);
+ * - `spring-cloud`: Spring Cloud Zookeeper's `ZookeeperInstance` `{id, name, metadata}` (metadata
+ *   strings; weight and zone go into it as strings).
  */
-export function encodeCurator(spec: CheckedSpec, registrationTimeUTC: number): Buffer {
-  const payload: Record<string, unknown> = { '@class': 'java.util.LinkedHashMap', weight: spec.weight ?? 1 };
-  if (spec.zone) payload.zone = spec.zone;
-  payload.metadata = { ...spec.metadata };
+export type CuratorPayload = 'map' | 'none' | 'spring-cloud';
+
+export const SPRING_CLOUD_INSTANCE = 'org.springframework.cloud.zookeeper.discovery.ZookeeperInstance';
+
+function curatorPayload(spec: CheckedSpec, kind: CuratorPayload): Record<string, unknown> | null {
+  switch (kind) {
+    case 'none':
+      return null;
+    case 'spring-cloud': {
+      const metadata: Record<string, string> = { ...spec.metadata };
+      if (spec.weight !== undefined && spec.weight !== 1) metadata.weight = String(spec.weight);
+      if (spec.zone) metadata.zone = spec.zone;
+      return { '@class': SPRING_CLOUD_INSTANCE, id: spec.id, name: spec.service, metadata };
+    }
+    case 'map': {
+      const payload: Record<string, unknown> = { '@class': 'java.util.LinkedHashMap', weight: spec.weight ?? 1 };
+      if (spec.zone) payload.zone = spec.zone;
+      payload.metadata = { ...spec.metadata };
+      return payload;
+    }
+  }
+}
+
+/**
+ * Writes what Curator's JsonInstanceSerializer writes for a ServiceInstance: the payload carries
+ * Jackson's `@class` (ServiceInstance.getPayload() is annotated @JsonTypeInfo(use=CLASS)); see
+ * CuratorPayload for which class. `serviceType` is DYNAMIC (an ephemeral registration) and
+ * `uriSpec` null.
+ */
+export function encodeCurator(spec: CheckedSpec, registrationTimeUTC: number, payload: CuratorPayload = 'map'): Buffer {
   const instance = {
     name: spec.service,
     id: spec.id,
     address: spec.host,
     port: spec.port,
     sslPort: null,
-    payload,
+    payload: curatorPayload(spec, payload),
     registrationTimeUTC,
     serviceType: 'DYNAMIC',
     uriSpec: null,
@@ -116,6 +145,11 @@ export function decode(format: ZkFormat, nodeName: string, data: Buffer | undefi
   return format === 'curator' ? decodeCurator(nodeName, data) : decodeWayfinder(nodeName, data);
 }
 
-export function encode(format: ZkFormat, spec: CheckedSpec, registrationTimeUTC: number): Buffer {
-  return format === 'curator' ? encodeCurator(spec, registrationTimeUTC) : encodeWayfinder(spec);
+export function encode(
+  format: ZkFormat,
+  spec: CheckedSpec,
+  registrationTimeUTC: number,
+  payload: CuratorPayload = 'map',
+): Buffer {
+  return format === 'curator' ? encodeCurator(spec, registrationTimeUTC, payload) : encodeWayfinder(spec);
 }

@@ -22,10 +22,10 @@ import {
 } from '../../core';
 import { formatHost, parseHostList, readSecretFile, retry, retryLoop, Waker, type HostAddress } from '../../core/kit';
 import { ZkSession, digestId, sessionHex, toZkError, zkCode, type ZkAuth } from './client';
-import { decode, encode, type Decoded, type ZkFormat } from './format';
+import { decode, encode, type CuratorPayload, type Decoded, type ZkFormat } from './format';
 
 export { ZkSession } from './client';
-export type { ZkFormat } from './format';
+export type { CuratorPayload, ZkFormat } from './format';
 
 const ZK = zookeeper.Exception;
 
@@ -38,6 +38,8 @@ export interface ZooKeeperOptions {
   path: string;
   /** Node layout: "wayfinder" (default) or "curator" (Apache Curator x-discovery). */
   format: ZkFormat;
+  /** Payload of Curator registrations (format=curator): "map" (default), "none" or "spring-cloud". */
+  'curator-payload'?: CuratorPayload;
   /** Session timeout requested from the server (ms; the server may clamp it). Default 15 s. */
   sessionTimeout: number;
   /** Bound for one ZooKeeper operation, connection wait included (ms). Default 10 s. */
@@ -97,6 +99,11 @@ const options = {
     default: 'wayfinder',
     doc: 'Node layout: "wayfinder" (our JSON) or "curator" (Apache Curator x-discovery ServiceInstance JSON, interoperable with Java services).',
   },
+  'curator-payload': {
+    type: 'enum',
+    values: ['map', 'none', 'spring-cloud'],
+    doc: 'With format=curator, the payload registrations carry, to match the Java readers\' payload type: "map" (default; ServiceInstance<Map>), "none" (null; any type, Void included; weight, zone and metadata not written), "spring-cloud" (Spring Cloud Zookeeper\'s ZookeeperInstance).',
+  },
   sessionTimeout: {
     type: 'duration',
     default: 15_000,
@@ -139,6 +146,8 @@ export const zookeeperCapabilities: Capabilities = {
 };
 
 function validate(o: ZooKeeperOptions): void {
+  if (o['curator-payload'] !== undefined && o.format !== 'curator')
+    throw new ConfigError('zk: "curator-payload" applies to format=curator only', { field: 'curator-payload' });
   if (o.password !== undefined && o['password-file'] !== undefined)
     throw new ConfigError('zk: give "password" or "password-file", not both', { field: 'password-file' });
   const hasSecret = o.password !== undefined || o['password-file'] !== undefined;
@@ -415,7 +424,7 @@ class ZkRegistration extends RegistrationBase {
 
   /** Creates the node, settling NodeExists by the node's ephemeralOwner (docs/adapters/zookeeper.md, Registrar). */
   async createNode(initial: boolean): Promise<NodeCheck> {
-    const data = encode(this.registrar.format, this.spec, this.registeredAt);
+    const data = encode(this.registrar.format, this.spec, this.registeredAt, this.registrar.curatorPayload);
     const acl = this.registrar.acls;
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
@@ -557,7 +566,7 @@ class ZkRegistration extends RegistrationBase {
 
   protected async write(spec: CheckedSpec): Promise<void> {
     if (this.isLost) return; // recovery writes the current spec (update() stores it after we return)
-    const data = encode(this.registrar.format, spec, this.registeredAt);
+    const data = encode(this.registrar.format, spec, this.registeredAt, this.registrar.curatorPayload);
     try {
       await this.session.setData(this.path, data);
     } catch (e) {
@@ -589,6 +598,7 @@ class ZkRegistrar extends RegistrarBase<ZkRegistration> {
     readonly session: ZkSession,
     readonly base: string,
     readonly format: ZkFormat,
+    readonly curatorPayload: CuratorPayload,
     aclMode: ZkAclMode,
     auth: ZkAuth | undefined,
     private readonly logger: Logger,
@@ -680,6 +690,7 @@ function openZooKeeper(o: ZooKeeperOptions, ctx: Pick<AdapterContext, 'logger' |
     session,
     base,
     o.format,
+    o['curator-payload'] ?? 'map',
     o.acl ?? (auth ? 'world-read' : 'open'),
     auth,
     logger,
