@@ -20,6 +20,7 @@ import { formatHost, parseHostList, readFileOption, readSecretFile, type HostAdd
 import { EtcdClient } from './client';
 import { encodeInstance, instanceKey, normalisePrefix, servicePrefix, type KeyFormat } from './format';
 import { LeaseKeeper } from './lease';
+import { RegistryWatch } from './watch-all';
 import { ServiceWatch } from './watch';
 
 export { EtcdClient } from './client';
@@ -112,6 +113,7 @@ export const etcdCapabilities: Capabilities = {
   zones: true,
   metadata: true,
   listServices: true,
+  registryWatch: true,
 };
 
 /** etcd client URLs: host:port, IPv6 bracketed; an http(s):// prefix is accepted and dropped. */
@@ -297,19 +299,20 @@ function openEtcd(
     requestTimeoutMs: o['request-timeout'],
   });
   const prefix = normalisePrefix(o.prefix);
+  const watchOptions = {
+    format: o.format,
+    progressIntervalMs: o['progress-interval'],
+    requestTimeoutMs: o['request-timeout'],
+    // Confirming a new watch includes connecting, hence the larger of the two bounds.
+    createTimeoutMs: Math.max(o['request-timeout'], o['dial-timeout']),
+    logger,
+    random,
+    beforeWatch,
+  };
   const resolver = new WatchResolver(
     'etcd',
     (service, sink) => {
-      const w = new ServiceWatch(client, servicePrefix(prefix, service), sink, {
-        format: o.format,
-        progressIntervalMs: o['progress-interval'],
-        requestTimeoutMs: o['request-timeout'],
-        // Confirming a new watch includes connecting, hence the larger of the two bounds.
-        createTimeoutMs: Math.max(o['request-timeout'], o['dial-timeout']),
-        logger,
-        random,
-        beforeWatch,
-      });
+      const w = new ServiceWatch(client, servicePrefix(prefix, service), sink, watchOptions);
       return () => w.stop();
     },
     { logger },
@@ -320,6 +323,10 @@ function openEtcd(
     resolver,
     registrar,
     listServices: () => client.listChildren(`${prefix}/`),
+    watchAll: (sink) => {
+      const w = new RegistryWatch(client, `${prefix}/`, sink, watchOptions);
+      return () => w.stop();
+    },
     async close() {
       await Promise.allSettled([registrar.close(), resolver.close()]);
       client.close();
