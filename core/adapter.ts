@@ -22,6 +22,11 @@ export interface AdapterInstance {
    * mode); the returned function stops it.
    */
   watchAll?: WatchAllFn;
+  /**
+   * Which resolver.watch() names the registry-wide stream can serve (default: every name). Names
+   * it cannot (e.g. a Kubernetes target with a port or another namespace) keep their own watch.
+   */
+  registryWatchCovers?(service: string): boolean;
   /** Releases clients shared by resolver and registrar (called after both are closed). */
   close?(): Promise<void>;
 }

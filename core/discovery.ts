@@ -302,7 +302,10 @@ export class Discovery {
       logger,
     );
     this.catalog = new FeedCatalog(this.feed, logger);
-    if (native && instance.resolver instanceof WatchResolver) instance.resolver.useRegistryFeed(this.feed, watch);
+    if (native && instance.resolver instanceof WatchResolver)
+      instance.resolver.useRegistryFeed(this.feed, watch, {
+        covers: instance.registryWatchCovers?.bind(instance),
+      });
   }
 
   /**

@@ -132,7 +132,7 @@ export class WatchResolver implements Resolver {
     if (!entry) {
       entry = { service, listeners: new Set(), hasGood: false, good: [], active: true, source: 'service', views: {} };
       this.entries.set(service, entry);
-      if (this.feedOff && this.registryOn) {
+      if (this.feedOff && this.registryOn && this.covers(service)) {
         entry.source = 'registry';
         if (this.feed!.synced) this.fromSource(entry, 'registry', feedView(this.feed!, service));
         else if (this.feed!.lastError) this.failFrom(entry, 'registry', this.feed!.lastError);
@@ -284,6 +284,7 @@ export class WatchResolver implements Resolver {
   private feed?: RegistryFeed;
   private mode: WatchMode = 'service';
   private threshold = REGISTRY_WATCH_THRESHOLD;
+  private covers: (service: string) => boolean = () => true;
   private feedOff?: () => void;
   /** True while the resolver wants the registry-wide stream (the feed may outlive it during a switch). */
   private registryOn = false;
@@ -292,8 +293,14 @@ export class WatchResolver implements Resolver {
    * Lets this resolver be served from a registry-wide stream (core/catalog.ts): always
    * (`registry`), never (`service`), or when it watches more than `threshold` services (`auto`).
    */
-  useRegistryFeed(feed: RegistryFeed, mode: WatchMode, threshold = REGISTRY_WATCH_THRESHOLD): void {
+  useRegistryFeed(
+    feed: RegistryFeed,
+    mode: WatchMode,
+    opts: { threshold?: number; covers?: (service: string) => boolean } = {},
+  ): void {
     this.feed = feed;
+    this.covers = opts.covers ?? (() => true);
+    const threshold = opts.threshold ?? REGISTRY_WATCH_THRESHOLD;
     this.mode = mode;
     this.threshold = threshold;
     this.rebalance();
@@ -316,7 +323,7 @@ export class WatchResolver implements Resolver {
       this.logger.info({ services: n }, `${this.name}: watching the whole registry through one stream`);
       this.feedOff ??= this.feed.subscribe(this.feedListener);
       for (const e of this.entries.values()) {
-        if (e.source === 'registry') continue;
+        if (e.source === 'registry' || !this.covers(e.service)) continue;
         e.target = 'registry';
         if (this.feed.synced) this.fromSource(e, 'registry', feedView(this.feed, e.service));
       }

@@ -6,7 +6,7 @@ import {
   FeedCatalog,
   REGISTRY_WATCH_THRESHOLD,
   RegistryFeed,
-  WatchResolver,
+  type WatchResolver,
   type CatalogChange,
   type Snapshot,
   type Watch,
