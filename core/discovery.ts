@@ -158,7 +158,7 @@ const WATCH_MODES: readonly WatchMode[] = ['auto', 'service', 'registry'];
  * the adapter can; per-service otherwise).
  */
 function takeWatchOption(def: AdapterDefinition, raw: unknown): WatchMode {
-  if (raw === undefined) return 'auto';
+  if (raw === undefined || adapterOwnsWatch(def, raw)) return 'auto';
   if (typeof raw !== 'string' || !WATCH_MODES.includes(raw as WatchMode))
     throw new ConfigError(`"watch" must be one of "auto", "service", "registry" (got ${JSON.stringify(raw)})`, {
       field: 'watch',
@@ -169,6 +169,14 @@ function takeWatchOption(def: AdapterDefinition, raw: unknown): WatchMode {
       { field: 'watch' },
     );
   return raw as WatchMode;
+}
+
+/**
+ * The file adapter has its own boolean `watch` (fs.watch on or off): a value that is not a watch
+ * mode is left to an adapter whose schema has a `watch` option.
+ */
+function adapterOwnsWatch(def: AdapterDefinition, raw: unknown): boolean {
+  return 'watch' in def.options && !WATCH_MODES.includes(raw as WatchMode);
 }
 
 /** An adapter's fromUrl() that throws TypeError about the URL (memory:// does) is a config error. */
@@ -193,7 +201,7 @@ function parseWithAdapter(def: AdapterDefinition, spec: string, parsed: ParsedUr
     });
   }
   url.searchParams.delete('cache');
-  url.searchParams.delete('watch');
+  if (WATCH_MODES.includes(url.searchParams.get('watch') as WatchMode)) url.searchParams.delete('watch');
   try {
     return def.parse!(url);
   } catch (e) {
@@ -217,6 +225,7 @@ export function resolveRegistry(spec: DiscoveryConfig['registry']): {
     const cache = takeCacheOption(url.params.cache);
     const watch = takeWatchOption(def, url.params.watch);
     const { cache: _cache, watch: _watch, ...params } = url.params;
+    if (_watch !== undefined && adapterOwnsWatch(def, _watch)) params.watch = _watch;
     url.params = params;
     if (def.parse) {
       const options = parseWithAdapter(def, spec, url) as Record<string, unknown>;
@@ -234,6 +243,7 @@ export function resolveRegistry(spec: DiscoveryConfig['registry']): {
   const cache = takeCacheOption(rawCache);
   const def = getAdapter(scheme);
   const watch = takeWatchOption(def, rawWatch);
+  if (rawWatch !== undefined && adapterOwnsWatch(def, rawWatch)) rest.watch = rawWatch;
   const options = def.parse ? rest : validateOptions(def.scheme, def.options, rest);
   def.validate?.(options);
   const display = `${def.scheme}: ${JSON.stringify(redactOptions(def.options, options))}`;
