@@ -67,6 +67,18 @@ describe('cli', function () {
     assert.equal(await run(['services', '--json', '-r', reg], s.io), 0);
     assert.deepEqual(JSON.parse(s.out[0]), ['echo']);
 
+    // The live catalog: the complete first view, then a change per service.
+    const catalog = child(['services', '--watch', '--json', '-r', reg]);
+    await catalog.waitFor(/"initial":true.*"echo":\[\{/);
+    const second = child(['register', 'other', '-p', '5056', '-r', reg]);
+    await second.waitFor(/registered other/);
+    await catalog.waitFor(/"service":"other","endpoints":\[\{/);
+    second.p.kill('SIGINT');
+    assert.equal(await withTimeout(second.exited, 10_000, 'register to exit'), 0);
+    await catalog.waitFor(/"service":"other","endpoints":\[\]/);
+    catalog.p.kill('SIGINT');
+    assert.equal(await withTimeout(catalog.exited, 10_000, 'services --watch to exit'), 0);
+
     registrant.p.kill('SIGINT');
     assert.equal(await withTimeout(registrant.exited, 10_000, 'register to exit'), 0);
     assert.match(registrant.output(), /deregistered 127\.0\.0\.1:5055/);

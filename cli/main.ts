@@ -6,7 +6,7 @@
  */
 import '../builtins';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { Discovery, isWayfinderError, parseDuration, type Registration } from '../core';
+import { Discovery, isWayfinderError, parseDuration, type Registration, type Snapshot } from '../core';
 import { ENDPOINT_HEADER, endpointRows, renderSnapshot, renderTable } from './format';
 import { runCheck } from './check';
 import { addBalancerCommand } from './balancer';
@@ -173,10 +173,30 @@ export function buildProgram(io: Io = defaultIo): Command {
 
   program
     .command('services')
-    .description('list service names (where the registry can enumerate them)')
+    .description('list service names (where the registry can enumerate them); --watch: the live catalog')
     .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .option('--watch', 'show every service and its endpoint count live (discovery.catalog), until Ctrl-C')
+    .action(async (opts: { json?: boolean; watch?: boolean }, cmd: Command) => {
       const d = await Discovery.fromConfig(registryOf(cmd));
+      if (opts.watch) {
+        const line = (s: Snapshot) =>
+          opts.json
+            ? JSON.stringify({ service: s.service, endpoints: s.endpoints, revision: s.revision })
+            : `${s.service}\t${s.endpoints.length} endpoint${s.endpoints.length === 1 ? '' : 's'}${s.endpoints.length ? '' : ' (removed)'}`;
+        const w = d.catalog.watch((c) => {
+          if (!c.initial) return io.out(line(c.snapshot));
+          const all = [...c.snapshots.values()].sort((a, b) => (a.service < b.service ? -1 : 1));
+          if (opts.json)
+            io.out(
+              JSON.stringify({ initial: true, services: Object.fromEntries(all.map((s) => [s.service, s.endpoints])) }),
+            );
+          else io.out(all.length ? all.map(line).join('\n') : '(no services)');
+        });
+        await io.interrupted();
+        w.close();
+        await d.close();
+        return;
+      }
       try {
         const names = await d.listServices();
         io.out(opts.json ? JSON.stringify(names) : names.length ? names.join('\n') : '(no services)');
