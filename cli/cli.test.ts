@@ -43,7 +43,8 @@ describe('cli', function () {
   after(() => tmp.remove());
   const reg = `file://${tmp.dir}/registry.json?ttl=2s`;
 
-  it('register keeps an instance alive until interrupted; resolve, services and watch see it', async () => {
+  it('register keeps an instance alive until interrupted; resolve, services and watch see it', async function () {
+    this.timeout(60_000); // five CLI processes, each started through tsx
     const watcher = child(['watch', 'echo', '--json', '-r', reg]);
     const registrant = child(['register', 'echo', '-p', '5055', '-w', '3', '-m', 'version=2', '-z', 'z1', '-r', reg]);
     await registrant.waitFor(/registered echo 127\.0\.0\.1:5055/);
