@@ -43,7 +43,8 @@ describe('cli', function () {
   after(() => tmp.remove());
   const reg = `file://${tmp.dir}/registry.json?ttl=2s`;
 
-  it('register keeps an instance alive until interrupted; resolve, services and watch see it', async () => {
+  it('register keeps an instance alive until interrupted; resolve, services and watch see it', async function () {
+    this.timeout(60_000); // five CLI processes, each started through tsx
     const watcher = child(['watch', 'echo', '--json', '-r', reg]);
     const registrant = child(['register', 'echo', '-p', '5055', '-w', '3', '-m', 'version=2', '-z', 'z1', '-r', reg]);
     await registrant.waitFor(/registered echo 127\.0\.0\.1:5055/);
@@ -66,6 +67,18 @@ describe('cli', function () {
     const s = capture();
     assert.equal(await run(['services', '--json', '-r', reg], s.io), 0);
     assert.deepEqual(JSON.parse(s.out[0]), ['echo']);
+
+    // The live catalog: the complete first view, then a change per service.
+    const catalog = child(['services', '--watch', '--json', '-r', reg]);
+    await catalog.waitFor(/"initial":true.*"echo":\[\{/);
+    const second = child(['register', 'other', '-p', '5056', '-r', reg]);
+    await second.waitFor(/registered other/);
+    await catalog.waitFor(/"service":"other","endpoints":\[\{/);
+    second.p.kill('SIGINT');
+    assert.equal(await withTimeout(second.exited, 10_000, 'register to exit'), 0);
+    await catalog.waitFor(/"service":"other","endpoints":\[\]/);
+    catalog.p.kill('SIGINT');
+    assert.equal(await withTimeout(catalog.exited, 10_000, 'services --watch to exit'), 0);
 
     registrant.p.kill('SIGINT');
     assert.equal(await withTimeout(registrant.exited, 10_000, 'register to exit'), 0);

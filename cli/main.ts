@@ -8,7 +8,14 @@ import '../builtins';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Discovery, RegistryUnavailableError, isWayfinderError, parseDuration, type Registration } from '../core';
+import {
+  Discovery,
+  RegistryUnavailableError,
+  isWayfinderError,
+  parseDuration,
+  type Registration,
+  type Snapshot,
+} from '../core';
 import { ENDPOINT_HEADER, endpointRows, renderSnapshot, renderTable } from './format';
 import { runCheck } from './check';
 import { addBalancerCommand } from './balancer';
@@ -223,11 +230,31 @@ export function buildProgram(io: Io = defaultIo): Command {
 
   program
     .command('services')
-    .description('list service names (where the registry can enumerate them)')
+    .description('list service names (where the registry can enumerate them); --watch: the live catalog')
     .option('--json', 'print JSON')
     .option('-t, --timeout <duration>', 'give up after this long', duration, 10_000)
-    .action(async (opts: { json?: boolean; timeout: number }, cmd: Command) => {
+    .option('--watch', 'show every service and its endpoint count live (discovery.catalog), until Ctrl-C')
+    .action(async (opts: { json?: boolean; watch?: boolean; timeout: number }, cmd: Command) => {
       const d = await open(cmd, opts.timeout);
+      if (opts.watch) {
+        const line = (s: Snapshot) =>
+          opts.json
+            ? JSON.stringify({ service: s.service, endpoints: s.endpoints, revision: s.revision })
+            : `${s.service}\t${s.endpoints.length} endpoint${s.endpoints.length === 1 ? '' : 's'}${s.endpoints.length ? '' : ' (removed)'}`;
+        const w = d.catalog.watch((c) => {
+          if (!c.initial) return io.out(line(c.snapshot));
+          const all = [...c.snapshots.values()].sort((a, b) => (a.service < b.service ? -1 : 1));
+          if (opts.json)
+            io.out(
+              JSON.stringify({ initial: true, services: Object.fromEntries(all.map((s) => [s.service, s.endpoints])) }),
+            );
+          else io.out(all.length ? all.map(line).join('\n') : '(no services)');
+        });
+        await io.interrupted();
+        w.close();
+        await closeWithin(() => d.close());
+        return;
+      }
       try {
         const names = await bounded(d.listServices(), opts.timeout, 'listing services', currentRegistry);
         io.out(opts.json ? JSON.stringify(names) : names.length ? names.join('\n') : '(no services)');

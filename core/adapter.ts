@@ -1,4 +1,5 @@
-import type { Balancer, Capabilities, Logger, Registrar, Resolver } from './model';
+import type { BadEntry, WayfinderError } from './errors';
+import type { Balancer, Capabilities, Endpoint, Logger, Registrar, Resolver } from './model';
 import type { OptionsSchema, ParsedUrl } from './options';
 
 /** What an adapter's create() gets besides its options. */
@@ -15,9 +16,39 @@ export interface AdapterInstance {
   registrar?: Registrar;
   /** Service names, where the registry can enumerate them (capabilities.listServices). */
   listServices?(): Promise<string[]>;
+  /**
+   * The registry-wide watch (capabilities.registryWatch): one stream for every service. Core calls
+   * it at most once at a time per Discovery (shared by the catalog and the resolver's registry
+   * mode); the returned function stops it.
+   */
+  watchAll?: WatchAllFn;
+  /**
+   * Which resolver.watch() names the registry-wide stream can serve (default: every name). Names
+   * it cannot (e.g. a Kubernetes target with a port or another namespace) keep their own watch.
+   */
+  registryWatchCovers?(service: string): boolean;
   /** Releases clients shared by resolver and registrar (called after both are closed). */
   close?(): Promise<void>;
 }
+
+/**
+ * What a registry-wide watch reports into. The first call is reset() (updates before it are
+ * ignored); after a resync (etcd compaction, Kubernetes 410, a reconnect) the adapter calls reset()
+ * again with the new complete view and core works out which services changed or went away.
+ */
+export interface RegistrySink {
+  /** The complete registry: every service with its complete, validated set. Absent services are gone. */
+  reset(
+    services: ReadonlyMap<string, Endpoint[]>,
+    opts?: { revision?: string; bad?: ReadonlyMap<string, BadEntry[]> },
+  ): void;
+  /** One service's complete set (empty: it has no endpoints left). */
+  update(service: string, endpoints: Endpoint[], opts?: { revision?: string; bad?: BadEntry[] }): void;
+  /** The registry failed; every service keeps its last good set, marked stale. */
+  error(err: WayfinderError): void;
+}
+
+export type WatchAllFn = (sink: RegistrySink) => () => void | Promise<void>;
 
 export interface AdapterDefinition<O extends object = object> {
   /** Lowercase URL scheme, e.g. "etcd". */

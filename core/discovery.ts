@@ -4,12 +4,23 @@ import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { AdapterDefinition, AdapterInstance } from './adapter';
 import { CachedResolver } from './cache';
+import { FeedCatalog, pollingWatchAll, RegistryFeed } from './catalog';
 import { ConfigError, NotSupportedError } from './errors';
-import type { Balancer, Capabilities, InstanceSpec, Logger, Registrar, Registration, Resolver } from './model';
+import type {
+  Balancer,
+  Capabilities,
+  Catalog,
+  InstanceSpec,
+  Logger,
+  Registrar,
+  Registration,
+  Resolver,
+  WatchMode,
+} from './model';
 import { parseRegistryUrl, redactOptions, validateOptions, type ParsedUrl } from './options';
 import { getAdapter, getBalancer } from './registry';
 import { monotonicNow, silentLogger } from './util';
-import type { ServiceStatus } from './watch-resolver';
+import { WatchResolver, type ServiceStatus } from './watch-resolver';
 
 // The last-known-good cache (core/cache.ts), re-exported here so the package root exposes it.
 export {
@@ -138,6 +149,36 @@ function takeCacheOption(raw: unknown): string | undefined {
   return path.resolve(raw);
 }
 
+const WATCH_MODES: readonly WatchMode[] = ['auto', 'service', 'registry'];
+
+/**
+ * `watch` is a core option every registry accepts (like `cache`): `service` (one watch per
+ * service), `registry` (one registry-wide stream; needs capabilities.registryWatch) or `auto`
+ * (the default: registry-wide once more than REGISTRY_WATCH_THRESHOLD services are watched, when
+ * the adapter can; per-service otherwise).
+ */
+function takeWatchOption(def: AdapterDefinition, raw: unknown): WatchMode {
+  if (raw === undefined || adapterOwnsWatch(def, raw)) return 'auto';
+  if (typeof raw !== 'string' || !WATCH_MODES.includes(raw as WatchMode))
+    throw new ConfigError(`"watch" must be one of "auto", "service", "registry" (got ${JSON.stringify(raw)})`, {
+      field: 'watch',
+    });
+  if (raw === 'registry' && !def.capabilities.registryWatch)
+    throw new ConfigError(
+      `${def.scheme}: watch=registry needs a registry-wide watch, which this adapter does not have (use auto or service)`,
+      { field: 'watch' },
+    );
+  return raw as WatchMode;
+}
+
+/**
+ * The file adapter has its own boolean `watch` (fs.watch on or off): a value that is not a watch
+ * mode is left to an adapter whose schema has a `watch` option.
+ */
+function adapterOwnsWatch(def: AdapterDefinition, raw: unknown): boolean {
+  return 'watch' in def.options && !WATCH_MODES.includes(raw as WatchMode);
+}
+
 /** An adapter's fromUrl() that throws TypeError about the URL (memory:// does) is a config error. */
 function fromUrlAsConfig(def: AdapterDefinition, url: ParsedUrl): Record<string, unknown> {
   try {
@@ -160,6 +201,7 @@ function parseWithAdapter(def: AdapterDefinition, spec: string, parsed: ParsedUr
     });
   }
   url.searchParams.delete('cache');
+  if (WATCH_MODES.includes(url.searchParams.get('watch') as WatchMode)) url.searchParams.delete('watch');
   try {
     return def.parse!(url);
   } catch (e) {
@@ -174,35 +216,38 @@ export function resolveRegistry(spec: DiscoveryConfig['registry']): {
   options: Record<string, unknown>;
   display: string;
   cache?: string;
+  watch: WatchMode;
 } {
   if (typeof spec === 'string') {
     const url = parseRegistryUrl(spec); // badly percent-encoded parts are ConfigErrors there
     const def = getAdapter(url.scheme);
     // Core option (see takeCacheOption): removed before the adapter maps and validates the rest.
     const cache = takeCacheOption(url.params.cache);
-    if ('cache' in url.params) {
-      const { cache: _cache, ...params } = url.params;
-      url.params = params;
-    }
+    const watch = takeWatchOption(def, url.params.watch);
+    const { cache: _cache, watch: _watch, ...params } = url.params;
+    if (_watch !== undefined && adapterOwnsWatch(def, _watch)) params.watch = _watch;
+    url.params = params;
     if (def.parse) {
       const options = parseWithAdapter(def, spec, url) as Record<string, unknown>;
       def.validate?.(options);
-      return { def, options, display: url.redacted, cache };
+      return { def, options, display: url.redacted, cache, watch };
     }
     const raw = def.fromUrl ? fromUrlAsConfig(def, url) : defaultFromUrl(def, url);
     const options = validateOptions(def.scheme, def.options, raw);
     def.validate?.(options);
-    return { def, options, display: url.redacted, cache };
+    return { def, options, display: url.redacted, cache, watch };
   }
   if (!spec || typeof spec !== 'object' || typeof spec.scheme !== 'string')
     throw new ConfigError('"registry" must be a URL string or an object with a "scheme"', { field: 'registry' });
-  const { scheme, cache: rawCache, ...rest } = spec;
+  const { scheme, cache: rawCache, watch: rawWatch, ...rest } = spec;
   const cache = takeCacheOption(rawCache);
   const def = getAdapter(scheme);
+  const watch = takeWatchOption(def, rawWatch);
+  if (rawWatch !== undefined && adapterOwnsWatch(def, rawWatch)) rest.watch = rawWatch;
   const options = def.parse ? rest : validateOptions(def.scheme, def.options, rest);
   def.validate?.(options);
   const display = `${def.scheme}: ${JSON.stringify(redactOptions(def.options, options))}`;
-  return { def, options, display: cache ? `${display} cache=${cache}` : display, cache };
+  return { def, options, display: cache ? `${display} cache=${cache}` : display, cache, watch };
 }
 
 export function resolveBalancer(spec: DiscoveryConfig['balancer']): Balancer {
@@ -236,6 +281,9 @@ export class Discovery {
   readonly capabilities: Capabilities;
   /** The registry as configured, with secrets redacted: safe to log. */
   readonly description: string;
+  /** Every service of the registry: a complete first view, then per-service changes (core/catalog.ts). */
+  readonly catalog: Catalog;
+  private readonly feed: RegistryFeed;
   private closing?: Promise<void>;
 
   private constructor(
@@ -243,7 +291,9 @@ export class Discovery {
     private readonly instance: AdapterInstance,
     balancer: Balancer,
     description: string,
-    resolver?: Resolver,
+    resolver: Resolver | undefined,
+    watch: WatchMode,
+    logger: Logger,
   ) {
     // `resolver` is the adapter's resolver wrapped by the cache (when configured), else the adapter's own.
     this.resolver = resolver ?? instance.resolver;
@@ -252,6 +302,20 @@ export class Discovery {
     this.scheme = def.scheme;
     this.capabilities = def.capabilities;
     this.description = description;
+    // One registry-wide stream per Discovery, shared by the catalog and the resolver's registry mode;
+    // without the adapter's own, the catalog lists services and watches each (pollingWatchAll).
+    const native = instance.watchAll;
+    const listServices = () => this.listServices();
+    this.feed = new RegistryFeed(
+      def.scheme,
+      native ? native.bind(instance) : pollingWatchAll(listServices, instance.resolver),
+      logger,
+    );
+    this.catalog = new FeedCatalog(this.feed, logger);
+    if (native && instance.resolver instanceof WatchResolver)
+      instance.resolver.useRegistryFeed(this.feed, watch, {
+        covers: instance.registryWatchCovers?.bind(instance),
+      });
   }
 
   /**
@@ -261,7 +325,7 @@ export class Discovery {
    */
   static async fromConfig(source?: ConfigSource, opts: DiscoveryOptions = {}): Promise<Discovery> {
     const cfg = normalizeConfig(source, opts.env);
-    const { def, options, display, cache } = resolveRegistry(cfg.registry);
+    const { def, options, display, cache, watch } = resolveRegistry(cfg.registry);
     const balancer = resolveBalancer(cfg.balancer);
     const logger = opts.logger ?? silentLogger;
     const instance = await def.create(options, { logger, now: monotonicNow, random: Math.random });
@@ -269,7 +333,7 @@ export class Discovery {
     const resolver = cache
       ? new CachedResolver(instance.resolver, { dir: cache, registry: display, logger })
       : undefined;
-    return new Discovery(def, instance, balancer, display, resolver);
+    return new Discovery(def, instance, balancer, display, resolver, watch, logger);
   }
 
   /** Service names, where the registry can list them. */
@@ -287,7 +351,7 @@ export class Discovery {
   /** Deregisters what this process registered, stops every watch, releases clients. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.allSettled([this.registrar.close(), this.resolver.close()]);
+      await Promise.allSettled([this.registrar.close(), this.resolver.close(), this.feed.close()]);
       await this.instance.close?.();
     })();
     return this.closing;

@@ -9,3 +9,4 @@ export * from './watch-resolver';
 export * from './registration';
 export * from './discovery';
 export * from './telemetry';
+export * from './catalog';

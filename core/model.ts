@@ -146,4 +146,25 @@ export interface Capabilities {
   metadata: boolean;
   /** Can list service names. */
   listServices: boolean;
+  /**
+   * Can watch the whole registry through one stream (AdapterInstance.watchAll): `watch=registry`
+   * and the automatic switch (`watch=auto`) need it; the catalog works either way.
+   */
+  registryWatch?: boolean;
+}
+
+/** How a resolver learns changes: one watch per service, one registry-wide stream, or chosen by count. */
+export type WatchMode = 'auto' | 'service' | 'registry';
+
+/**
+ * What discovery.catalog.watch() delivers: first a complete view of every service, then one change
+ * per service that changed (a removed service: empty endpoints).
+ */
+export type CatalogChange =
+  { initial: true; snapshots: ReadonlyMap<string, Snapshot> } | { initial: false; snapshot: Snapshot };
+
+/** The whole registry as a stream of snapshots (discovery.catalog). */
+export interface Catalog {
+  /** The first callback (the complete view) is always asynchronous, never from inside watch(). */
+  watch(onChange: (c: CatalogChange) => void): Watch;
 }

@@ -1,5 +1,6 @@
+import type { FeedListener, RegistryFeed } from './catalog';
 import { BadEntryError, ClosedError, toWayfinderError, type BadEntry, type WayfinderError } from './errors';
-import type { Endpoint, Logger, Resolver, Snapshot, Watch } from './model';
+import type { Endpoint, Logger, Resolver, Snapshot, Watch, WatchMode } from './model';
 import { telemetry } from './telemetry';
 import { sameEndpoints, silentLogger } from './util';
 
@@ -25,6 +26,21 @@ export interface ServiceStatus {
   lastUpdate?: string;
   lastError?: { code: string; message: string; at: string };
   stale: boolean;
+  /** Where the snapshots come from now: the service's own watch or the registry-wide stream. */
+  source: 'service' | 'registry';
+}
+
+/**
+ * `watch=auto` switches a resolver to the registry-wide stream when it watches more than this many
+ * services, and back to per-service watches below half of it.
+ */
+export const REGISTRY_WATCH_THRESHOLD = 32;
+
+type Source = 'service' | 'registry';
+interface View {
+  endpoints: Endpoint[];
+  revision?: string;
+  bad?: BadEntry[];
 }
 
 interface Entry {
@@ -38,6 +54,11 @@ interface Entry {
   active: boolean;
   lastUpdate?: Date;
   lastError?: { err: WayfinderError; at: Date };
+  /** Which source's sets are delivered; `target` is the source being switched to. */
+  source: Source;
+  target?: Source;
+  /** The latest set of each running source, compared to hand over without a lost or repeated snapshot. */
+  views: Partial<Record<Source, View>>;
 }
 
 /** Registry service names; '_' and ':' allowed for DNS forms (`_grpc._tcp.name`, `name:port`). */
@@ -109,9 +130,14 @@ export class WatchResolver implements Resolver {
     if (this.closed) throw new ClosedError(`${this.name} resolver`);
     let entry = this.entries.get(service);
     if (!entry) {
-      entry = { service, listeners: new Set(), hasGood: false, good: [], active: true };
+      entry = { service, listeners: new Set(), hasGood: false, good: [], active: true, source: 'service', views: {} };
       this.entries.set(service, entry);
-      this.start(entry);
+      if (this.feedOff && this.registryOn && this.covers(service)) {
+        entry.source = 'registry';
+        if (this.feed!.synced) this.fromSource(entry, 'registry', feedView(this.feed!, service));
+        else if (this.feed!.lastError) this.failFrom(entry, 'registry', this.feed!.lastError);
+      } else this.startService(entry);
+      this.rebalance();
     }
     const e = entry;
     // Wrap so the same function can watch twice and each Watch closes only itself.
@@ -154,6 +180,7 @@ export class WatchResolver implements Resolver {
         ? { code: e.lastError.err.code, message: e.lastError.err.message, at: e.lastError.at.toISOString() }
         : undefined,
       stale: !!e.current?.stale,
+      source: e.source,
     }));
   }
 
@@ -161,48 +188,181 @@ export class WatchResolver implements Resolver {
     if (this.closed) return;
     this.closed = true;
     const stops = [...this.entries.values()].map((e) => this.stopEntry(e));
+    this.feedOff?.();
+    this.feedOff = undefined;
     await Promise.allSettled(stops);
     await this.onClose?.();
   }
 
-  private start(e: Entry): void {
+  /** Delivers a source's complete set (the shared rules: dedupe, BAD_ENTRY, last good set). */
+  private apply(e: Entry, endpoints: Endpoint[], opts?: { revision?: string; bad?: BadEntry[] }): void {
+    const bad = opts?.bad?.length ? new BadEntryError(opts.bad) : undefined;
+    if (bad) this.logger.warn({ service: e.service, code: bad.code, entries: bad.entries }, bad.message);
+    const changed =
+      !e.hasGood ||
+      !sameEndpoints(e.good, endpoints) ||
+      !!e.current?.error !== !!bad ||
+      (bad && e.current?.error?.message !== bad.message);
+    e.hasGood = true;
+    e.good = endpoints;
+    e.revision = opts?.revision;
+    e.lastUpdate = new Date();
+    if (!changed) return;
+    const snap: Snapshot = { service: e.service, endpoints, revision: opts?.revision };
+    if (bad) snap.error = bad;
+    telemetry.snapshot(this.name, e.service, endpoints.length);
+    this.publish(e, snap);
+  }
+
+  private fail(e: Entry, err: WayfinderError): void {
+    const repeat = e.current?.error?.code === err.code && e.current?.error?.message === err.message;
+    e.lastError = { err, at: new Date() };
+    telemetry.registryError(this.name, err.code);
+    this.logger.warn({ service: e.service, code: err.code }, `${this.name}: ${err.message}`);
+    if (repeat) return;
+    this.publish(e, { service: e.service, endpoints: e.good, revision: e.revision, error: err, stale: true });
+  }
+
+  /** A set from one source: delivered when it is the entry's source; then a pending switch is tried. */
+  private fromSource(e: Entry, src: Source, view: View): void {
+    if (!e.active) return;
+    if (e.source === src || e.target === src) e.views[src] = view;
+    if (e.source === src) this.apply(e, view.endpoints, view);
+    this.tryHandoff(e);
+  }
+
+  private failFrom(e: Entry, src: Source, err: WayfinderError): void {
+    if (e.active && e.source === src) this.fail(e, err);
+  }
+
+  /**
+   * Switches an entry to its target source once both sources hold the same set (so the switch
+   * delivers nothing, loses nothing and repeats nothing), or when nothing was delivered yet.
+   */
+  private tryHandoff(e: Entry): void {
+    const t = e.target;
+    const v = t && e.views[t];
+    if (!t || !v) return;
+    if (e.hasGood && !sameEndpoints(e.good, v.endpoints)) return;
+    const old = e.source;
+    e.source = t;
+    e.target = undefined;
+    e.views = { [t]: v };
+    this.apply(e, v.endpoints, v);
+    if (old === 'service') void this.stopService(e);
+    else this.releaseFeedIfUnused();
+  }
+
+  private startService(e: Entry): void {
     const sink: SourceSink = {
-      update: (endpoints, opts) => {
-        if (!e.active) return;
-        const bad = opts?.bad?.length ? new BadEntryError(opts.bad) : undefined;
-        if (bad) this.logger.warn({ service: e.service, code: bad.code, entries: bad.entries }, bad.message);
-        const changed =
-          !e.hasGood ||
-          !sameEndpoints(e.good, endpoints) ||
-          !!e.current?.error !== !!bad ||
-          (bad && e.current?.error?.message !== bad.message);
-        e.hasGood = true;
-        e.good = endpoints;
-        e.revision = opts?.revision;
-        e.lastUpdate = new Date();
-        if (!changed) return;
-        const snap: Snapshot = { service: e.service, endpoints, revision: opts?.revision };
-        if (bad) snap.error = bad;
-        telemetry.snapshot(this.name, e.service, endpoints.length);
-        this.publish(e, snap);
-      },
-      error: (err) => {
-        if (!e.active) return;
-        const repeat = e.current?.error?.code === err.code && e.current?.error?.message === err.message;
-        e.lastError = { err, at: new Date() };
-        telemetry.registryError(this.name, err.code);
-        this.logger.warn({ service: e.service, code: err.code }, `${this.name}: ${err.message}`);
-        if (repeat) return;
-        this.publish(e, { service: e.service, endpoints: e.good, revision: e.revision, error: err, stale: true });
-      },
+      update: (endpoints, opts) => this.fromSource(e, 'service', { endpoints, ...opts }),
+      error: (err) => this.failFrom(e, 'service', err),
     };
+    let stop: (() => void | Promise<void>) | undefined;
     try {
-      e.stop = this.subscribe(e.service, sink);
+      stop = this.subscribe(e.service, sink);
     } catch (err) {
       // A subscribe that throws synchronously is a bug in the adapter; report it as a snapshot error.
       queueMicrotask(() => sink.error(toWayfinderError(err, `${this.name}: watching ${e.service} failed`)));
     }
+    // Updates after this subscription is replaced are ignored by fromSource (source/target checks).
+    e.stop = stop;
   }
+
+  private async stopService(e: Entry): Promise<void> {
+    const stop = e.stop;
+    e.stop = undefined;
+    try {
+      await stop?.();
+    } catch (err) {
+      this.logger.warn({ service: e.service, err }, `${this.name}: stopping a watch failed`);
+    }
+  }
+
+  // ---- registry-wide mode ----
+
+  private feed?: RegistryFeed;
+  private mode: WatchMode = 'service';
+  private threshold = REGISTRY_WATCH_THRESHOLD;
+  private covers: (service: string) => boolean = () => true;
+  private feedOff?: () => void;
+  /** True while the resolver wants the registry-wide stream (the feed may outlive it during a switch). */
+  private registryOn = false;
+
+  /**
+   * Lets this resolver be served from a registry-wide stream (core/catalog.ts): always
+   * (`registry`), never (`service`), or when it watches more than `threshold` services (`auto`).
+   */
+  useRegistryFeed(
+    feed: RegistryFeed,
+    mode: WatchMode,
+    opts: { threshold?: number; covers?: (service: string) => boolean } = {},
+  ): void {
+    this.feed = feed;
+    this.covers = opts.covers ?? (() => true);
+    const threshold = opts.threshold ?? REGISTRY_WATCH_THRESHOLD;
+    this.mode = mode;
+    this.threshold = threshold;
+    this.rebalance();
+  }
+
+  /** The watch mode in force now: 'service' or 'registry'. */
+  get watchSource(): Source {
+    return this.registryOn ? 'registry' : 'service';
+  }
+
+  private rebalance(): void {
+    if (!this.feed || this.closed) return;
+    const n = this.entries.size;
+    const want =
+      this.mode === 'registry' ||
+      (this.mode === 'auto' && (this.registryOn ? n >= this.threshold / 2 : n > this.threshold));
+    if (want === this.registryOn) return;
+    this.registryOn = want;
+    if (want) {
+      this.logger.info({ services: n }, `${this.name}: watching the whole registry through one stream`);
+      this.feedOff ??= this.feed.subscribe(this.feedListener);
+      for (const e of this.entries.values()) {
+        if (e.source === 'registry' || !this.covers(e.service)) continue;
+        e.target = 'registry';
+        if (this.feed.synced) this.fromSource(e, 'registry', feedView(this.feed, e.service));
+      }
+    } else {
+      this.logger.info({ services: n }, `${this.name}: back to one watch per service`);
+      for (const e of this.entries.values()) {
+        if (e.source === 'service') {
+          e.target = undefined;
+          delete e.views.registry;
+          continue;
+        }
+        e.target = 'service';
+        this.startService(e);
+      }
+      this.releaseFeedIfUnused();
+    }
+  }
+
+  private releaseFeedIfUnused(): void {
+    if (this.registryOn || !this.feedOff) return;
+    for (const e of this.entries.values()) if (e.source === 'registry' || e.target === 'registry') return;
+    this.feedOff();
+    this.feedOff = undefined;
+  }
+
+  private readonly feedListener: FeedListener = {
+    synced: () => {
+      for (const e of [...this.entries.values()])
+        if (e.source === 'registry' || e.target === 'registry')
+          this.fromSource(e, 'registry', feedView(this.feed!, e.service));
+    },
+    change: (snap) => {
+      const e = this.entries.get(snap.service);
+      if (e) this.fromSource(e, 'registry', snapView(snap));
+    },
+    error: (err) => {
+      for (const e of this.entries.values()) this.failFrom(e, 'registry', err);
+    },
+  };
 
   private publish(e: Entry, snap: Snapshot): void {
     e.current = snap;
@@ -225,10 +385,22 @@ export class WatchResolver implements Resolver {
     e.listeners.clear();
     telemetry.unwatched(this.name, e.service);
     if (this.entries.get(e.service) === e) this.entries.delete(e.service);
-    try {
-      await e.stop?.();
-    } catch (err) {
-      this.logger.warn({ service: e.service, err }, `${this.name}: stopping a watch failed`);
+    e.target = undefined;
+    if (!this.closed) {
+      this.rebalance();
+      this.releaseFeedIfUnused();
     }
+    await this.stopService(e);
   }
+}
+
+function snapView(s: Snapshot): View {
+  const bad = s.error instanceof BadEntryError ? s.error.entries : undefined;
+  return { endpoints: s.endpoints, revision: s.revision, bad };
+}
+
+/** A service's set in the feed: absent means no endpoints. */
+function feedView(feed: RegistryFeed, service: string): View {
+  const s = feed.get(service);
+  return s ? snapView(s) : { endpoints: [] };
 }

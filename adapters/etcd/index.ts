@@ -18,6 +18,7 @@ import { formatHost, parseHostList, readFileOption, readSecretFile, retry, type 
 import { EtcdClient } from './client';
 import { encodeInstance, instanceKey, prefixDir, servicePrefix, type KeyFormat } from './format';
 import { LeaseKeeper } from './lease';
+import { RegistryWatch } from './watch-all';
 import { ServiceWatch } from './watch';
 
 export { EtcdClient } from './client';
@@ -104,6 +105,7 @@ export const etcdCapabilities: Capabilities = {
   zones: true,
   metadata: true,
   listServices: true,
+  registryWatch: true,
 };
 
 /** etcd client URLs: host:port, IPv6 bracketed; an http(s):// prefix is accepted and dropped. */
@@ -292,19 +294,20 @@ function openEtcd(
     requestTimeoutMs: o['request-timeout'],
   });
   const prefix = o.prefix;
+  const watchOptions = {
+    format: o.format,
+    progressIntervalMs: o['progress-interval'],
+    requestTimeoutMs: o['request-timeout'],
+    // Confirming a new watch includes connecting, hence the larger of the two bounds.
+    createTimeoutMs: Math.max(o['request-timeout'], o['dial-timeout']),
+    logger,
+    random,
+    beforeWatch,
+  };
   const resolver = new WatchResolver(
     'etcd',
     (service, sink) => {
-      const w = new ServiceWatch(client, servicePrefix(prefix, service), sink, {
-        format: o.format,
-        progressIntervalMs: o['progress-interval'],
-        requestTimeoutMs: o['request-timeout'],
-        // Confirming a new watch includes connecting, hence the larger of the two bounds.
-        createTimeoutMs: Math.max(o['request-timeout'], o['dial-timeout']),
-        logger,
-        random,
-        beforeWatch,
-      });
+      const w = new ServiceWatch(client, servicePrefix(prefix, service), sink, watchOptions);
       return () => w.stop();
     },
     { logger },
@@ -315,6 +318,10 @@ function openEtcd(
     resolver,
     registrar,
     listServices: () => client.listChildren(prefixDir(prefix)),
+    watchAll: (sink) => {
+      const w = new RegistryWatch(client, prefixDir(prefix), sink, watchOptions);
+      return () => w.stop();
+    },
     async close() {
       await Promise.allSettled([registrar.close(), resolver.close()]);
       client.close();

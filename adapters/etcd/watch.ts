@@ -34,7 +34,7 @@ class Relist extends Error {}
  * Each key is decoded and validated once, when read or changed; snapshots are then assembled from
  * the cached endpoints (shared between snapshots: consumers treat snapshot endpoints as read-only).
  */
-type Decoded = { ok: true; endpoint: Endpoint } | { ok: false; reason: string };
+export type Decoded = { ok: true; endpoint: Endpoint } | { ok: false; reason: string };
 
 /**
  * The watch loop of one service (one per service per resolver; WatchResolver shares it between
@@ -49,7 +49,7 @@ export class ServiceWatch {
   private stopped = false;
   private readonly stopCtl = new AbortController();
   private stream?: IDuplexStream<IWatchRequest, IWatchResponse>;
-  private readonly entries = new Map<string, Decoded>();
+  protected readonly entries = new Map<string, Decoded>();
   /** Every event up to this revision has been applied (where a resumed watch starts, + 1). */
   private delivered = 0;
   /** The current stream was confirmed (created) by etcd. */
@@ -60,8 +60,8 @@ export class ServiceWatch {
 
   constructor(
     private readonly client: EtcdClient,
-    private readonly prefix: string,
-    private readonly sink: SourceSink,
+    protected readonly prefix: string,
+    private readonly sink: Pick<SourceSink, 'error'> & { update?: SourceSink['update'] },
     private readonly o: ServiceWatchOptions,
   ) {
     this.done = this.run();
@@ -128,9 +128,14 @@ export class ServiceWatch {
     });
   }
 
+  /** The instance id in a key (what follows the watched prefix). */
+  protected idOf(key: string): string {
+    return key.slice(this.prefix.length);
+  }
+
   private decode(key: string, value: Buffer): Decoded {
     try {
-      const c = checkEndpoint(decodeValue(this.o.format, key.slice(this.prefix.length), value));
+      const c = checkEndpoint(decodeValue(this.o.format, this.idOf(key), value));
       return c.ok ? { ok: true, endpoint: c.endpoint } : { ok: false, reason: c.reason };
     } catch (e) {
       if (e instanceof BadValue) return { ok: false, reason: e.message };
@@ -138,16 +143,10 @@ export class ServiceWatch {
     }
   }
 
-  /** Same rules as core's collectEndpoints: critical dropped, one per host:port (last wins), sorted. */
-  private emit(revision: number): void {
-    const bad: BadEntry[] = [];
-    const byAddr = new Map<string, Endpoint>();
-    for (const [key, d] of this.entries) {
-      if (!d.ok) bad.push({ key, reason: d.reason });
-      else if (d.endpoint.health !== 'critical') byAddr.set(endpointKey(d.endpoint), d.endpoint);
-    }
-    const endpoints = [...byAddr.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e);
-    this.sink.update(endpoints, { revision: String(revision), bad });
+  /** Reports the set after a read (`changed` undefined) or after events changing `changed` keys. */
+  protected emit(revision: number, _changed?: string[]): void {
+    const { endpoints, bad } = assemble(this.entries);
+    this.sink.update?.(endpoints, { revision: String(revision), bad });
   }
 
   private closeStream(): void {
@@ -246,14 +245,16 @@ export class ServiceWatch {
           // A response without events (a progress notification) says every event up to its revision was sent.
           if (!res.events?.length && !res.created && rev > this.delivered) this.delivered = rev;
           if (res.events?.length) {
+            const changed: string[] = [];
             for (const ev of res.events) {
               const key = ev.kv.key.toString('utf8');
+              changed.push(key);
               if (ev.type === 'Delete') this.entries.delete(key);
               else this.entries.set(key, this.decode(key, ev.kv.value));
             }
             const evRev = Number(res.events[res.events.length - 1].kv.mod_revision) || rev;
             if (evRev > this.delivered) this.delivered = evRev;
-            this.emit(evRev);
+            this.emit(evRev, changed);
           }
         });
         stream.on('error', (e: Error) => fail(e));
@@ -275,6 +276,18 @@ export class ServiceWatch {
       if (this.stream === stream) this.closeStream();
     }
   }
+}
+
+/** Same rules as core's collectEndpoints: critical dropped, one per host:port (last wins), sorted. */
+export function assemble(entries: Iterable<[string, Decoded]>): { endpoints: Endpoint[]; bad: BadEntry[] } {
+  const bad: BadEntry[] = [];
+  const byAddr = new Map<string, Endpoint>();
+  for (const [key, d] of entries) {
+    if (!d.ok) bad.push({ key, reason: d.reason });
+    else if (d.endpoint.health !== 'critical') byAddr.set(endpointKey(d.endpoint), d.endpoint);
+  }
+  const endpoints = [...byAddr.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e);
+  return { endpoints, bad };
 }
 
 function rangeEnd(prefix: string): Buffer {

@@ -29,6 +29,7 @@ import {
   serviceView,
   type FileStore,
 } from './store';
+import { fileWatchAll } from './watch-all';
 import { FileWatcher } from './watcher';
 import { promises as fsp } from 'node:fs';
 
@@ -350,6 +351,7 @@ export function createFileRegistry(
   return {
     resolver: createResolver(opts, logger, watcher),
     watchStats: () => ({ polls: watcher.polls, reads: watcher.reads }),
+    watchAll: fileWatchAll(watcher, opts.ttl),
     registrar: new FileRegistrar(store, opts, logger, () => watcher.refresh()),
     options: opts,
     listServices: async () => {
@@ -381,6 +383,7 @@ export const fileAdapter = defineAdapter<FileOptions>({
     zones: true,
     metadata: true,
     listServices: true,
+    registryWatch: true,
   },
   options: SCHEMA,
   fromUrl(url) {

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { namespaceWatchClass } from './watch-all';
 import {
   AuthFailedError,
   Backoff,
@@ -188,11 +189,11 @@ type WatchEnd =
  * re-lists; a watch silent for `idle-timeout` (no event, no bookmark) is aborted and restarted; any
  * failure is reported (last good set kept) and retried with backoff through a fresh list.
  */
-class SliceWatch {
+export class SliceWatch {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untrusted API JSON, every field is checked where it is read
-  private readonly slices = new Map<string, any>();
-  private rv = '';
-  private stopped = false;
+  protected readonly slices = new Map<string, any>();
+  protected rv = '';
+  protected stopped = false;
   private current?: WatchHandle;
   private readonly waker = new Waker();
   private readonly backoff: Backoff;
@@ -202,16 +203,19 @@ class SliceWatch {
 
   constructor(
     private readonly client: KubeClient,
-    private readonly t: K8sTarget,
-    private readonly sink: SourceSink,
-    private readonly o: K8sOptions,
+    protected readonly t: K8sTarget,
+    private readonly sink: Pick<SourceSink, 'error'> & { update?: SourceSink['update'] },
+    protected readonly o: K8sOptions,
     private readonly logger: Logger,
     random: () => number,
   ) {
     this.backoff = new Backoff(o['backoff-base'], o['backoff-max'], random);
     this.path = `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(t.namespace)}/endpointslices`;
-    this.selector = `kubernetes.io/service-name=${t.service}`;
+    this.selector = t.service ? `kubernetes.io/service-name=${t.service}` : 'kubernetes.io/service-name';
   }
+
+  /** Called for each slice an event adds, changes or deletes, before the slice map changes. */
+  protected touched(_name: string): void {}
 
   start(): void {
     void this.run().catch((err) => this.logger.error({ err }, 'k8s: watch loop crashed'));
@@ -384,10 +388,16 @@ class SliceWatch {
     switch (type) {
       case 'ADDED':
       case 'MODIFIED':
-        if (obj?.metadata?.name) this.slices.set(String(obj.metadata.name), obj);
+        if (obj?.metadata?.name) {
+          this.touched(String(obj.metadata.name));
+          this.slices.set(String(obj.metadata.name), obj);
+        }
         break;
       case 'DELETED':
-        if (obj?.metadata?.name) this.slices.delete(String(obj.metadata.name));
+        if (obj?.metadata?.name) {
+          this.touched(String(obj.metadata.name));
+          this.slices.delete(String(obj.metadata.name));
+        }
         break;
       case 'BOOKMARK':
         if (typeof objRv === 'string' && objRv) this.rv = objRv;
@@ -414,19 +424,26 @@ class SliceWatch {
     const run = () => {
       this.emitScheduled = false;
       if (this.stopped) return;
-      const { endpoints, bad } = endpointsFromSlices(
-        this.t,
-        [...this.slices.keys()].sort().map((k) => this.slices.get(k)),
-        this.o['terminating-fallback'],
-      );
-      this.sink.update(endpoints, { revision: this.rv || undefined, bad });
+      this.report(now);
     };
     if (now) return run();
     if (this.emitScheduled) return;
     this.emitScheduled = true;
     setImmediate(run);
   }
+
+  /** Reports the set: after a list (`full`) or after a burst of events. */
+  protected report(_full: boolean): void {
+    const { endpoints, bad } = endpointsFromSlices(
+      this.t,
+      [...this.slices.keys()].sort().map((k) => this.slices.get(k)),
+      this.o['terminating-fallback'],
+    );
+    this.sink.update?.(endpoints, { revision: this.rv || undefined, bad });
+  }
 }
+
+const NamespaceWatch = namespaceWatchClass(SliceWatch);
 
 /** Resolver over the Kubernetes API. `client` is shared by every service watched. */
 export function createK8sRegistry(
@@ -468,7 +485,18 @@ function openK8s(
     },
     { logger },
   );
-  return { resolver, client, namespace };
+  return {
+    resolver,
+    client,
+    namespace,
+    // One EndpointSlice list+watch of the namespace; serves the targets that name a service of it alone.
+    watchAll: (sink) => {
+      const w = new NamespaceWatch(client, namespace, sink, o, logger, random);
+      w.start();
+      return () => w.stop();
+    },
+    registryWatchCovers: (service) => DNS1123.test(service),
+  };
 }
 
 function checkK8sOptions(o: K8sOptions): void {
@@ -490,6 +518,7 @@ export const k8sAdapter = defineAdapter<K8sOptions>({
     zones: true,
     metadata: false,
     listServices: false,
+    registryWatch: true,
   },
   options: {
     namespace: {

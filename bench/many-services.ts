@@ -1,0 +1,318 @@
+/**
+ * Fleet scale: one process watching many services (issue 15). Not a test.
+ *
+ *   node --expose-gc --import tsx bench/many-services.ts [--quick] [--backends etcd,file,k8s]
+ *        [--sizes 100x3,1000x3,10000x3,100x1000] [--ways service,auto,catalog] [--rest 10] [--changes 200]
+ *
+ * Per backend (etcd 3.4 real, the file registry, the fake Kubernetes API) and size (services x
+ * endpoints), the registry is filled first, then one Discovery per way of watching:
+ * - `service`: resolver.watch() once per service with watch=service (one registry watch each);
+ * - `auto`: the same calls with the default watch=auto (registry-wide past the threshold);
+ * - `catalog`: discovery.catalog.watch() once.
+ * Measured: time from the first watch to every service's first snapshot; heap and RSS growth per
+ * endpoint over a baseline taken after GC just before (registry filled, writer clients open); CPU
+ * of this process at rest (`--rest` s, nothing changing); change-to-snapshot p50/p99 over
+ * `--changes` changes of one service each, written one at a time (from the write being issued);
+ * server-side cost: etcd's etcd_debugging_mvcc_watch_stream_total, the fake's open watches.
+ * `--quick`: 100x3 and 1000x3, 3 s at rest, 50 changes.
+ */
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Etcd3 } from 'etcd3';
+import { Discovery, type Snapshot, type Watch } from '../index';
+import { startEtcd, startFakeKubeApi } from '../testkit';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const opt = (name: string, def: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : def;
+};
+const backends = opt('backends', 'etcd,file,k8s').split(',');
+const sizes = opt('sizes', quick ? '100x3,1000x3' : '100x3,1000x3,10000x3,100x1000')
+  .split(',')
+  .map((s) => s.split('x').map(Number) as [number, number]);
+const ways = opt('ways', 'service,auto,catalog').split(',') as Way[];
+const restS = Number(opt('rest', quick ? '3' : '10'));
+const changes = Number(opt('changes', quick ? '50' : '200'));
+type Way = 'service' | 'auto' | 'catalog';
+
+const gc = () => (global as { gc?: () => void }).gc?.();
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Backend {
+  url(way: Way): string;
+  /** Makes service i have endpoints with ports base..base+n-1 (writes what changed only). */
+  fill(services: number, endpoints: number): Promise<void>;
+  /** Adds one endpoint (port) to service i; resolves when the write is acknowledged. */
+  add(i: number, port: number): Promise<void>;
+  serverCost(): Promise<string>;
+  /** Removes what add() added. */
+  undo(): Promise<void>;
+  clear(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const svc = (i: number) => `svc-${i}`;
+
+async function etcdBackend(): Promise<Backend> {
+  const etcd = await startEtcd();
+  const kv = new Etcd3({ hosts: etcd.url });
+  let prefix = '';
+  let serial = 0;
+  const added: string[] = [];
+  return {
+    url: (way) => `etcd://${etcd.address}?prefix=${prefix}&watch=${way === 'service' ? 'service' : 'auto'}`,
+    async fill(S, E) {
+      prefix = `/bench${serial++}`;
+      const puts: (() => Promise<unknown>)[] = [];
+      for (let i = 0; i < S; i++)
+        for (let j = 0; j < E; j++)
+          puts.push(async () => {
+            await kv.put(`${prefix}/${svc(i)}/e${j}`).value(JSON.stringify({ host: '127.0.0.1', port: 1000 + j }));
+          });
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          while (next < puts.length) await puts[next++]();
+        }),
+      );
+    },
+    add: async (i, port) => {
+      added.push(`${prefix}/${svc(i)}/x${port}`);
+      await kv.put(added.at(-1)!).value(JSON.stringify({ host: '127.0.0.1', port }));
+    },
+    async undo() {
+      for (const k of added.splice(0)) await kv.delete().key(k);
+    },
+    async serverCost() {
+      const text = await (await fetch(`${etcd.url}/metrics`)).text();
+      const m = /^etcd_debugging_mvcc_watch_stream_total (\S+)/m.exec(text);
+      return `${m ? Number(m[1]) : '?'} watch streams`;
+    },
+    async clear() {
+      await kv.delete().prefix(`${prefix}/`);
+      etcd.etcdctl(['compaction', String(etcd.revision())]);
+    },
+    async close() {
+      kv.close();
+      await etcd.close();
+    },
+  };
+}
+
+async function fileBackend(): Promise<Backend> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wf-bench-'));
+  const file = path.join(dir, 'registry.json');
+  let services: Record<string, Record<string, unknown>> = {};
+  let revision = 0;
+  const added: [number, number][] = [];
+  const write = () => {
+    const tmp = `${file}.tmp`;
+    writeFileSync(
+      tmp,
+      JSON.stringify({ format: 'wayfinder-file-registry', version: 1, revision: ++revision, services }),
+    );
+    renameSync(tmp, file);
+  };
+  return {
+    url: (way) => `file://${file}?watch=${way === 'service' ? 'service' : 'auto'}`,
+    async fill(S, E) {
+      services = {};
+      for (let i = 0; i < S; i++) {
+        const b: Record<string, unknown> = {};
+        for (let j = 0; j < E; j++) b[`e${j}`] = { host: '127.0.0.1', port: 1000 + j };
+        services[svc(i)] = b;
+      }
+      write();
+    },
+    add: async (i, port) => {
+      services[svc(i)][`x${port}`] = { host: '127.0.0.1', port };
+      added.push([i, port]);
+      write();
+    },
+    async undo() {
+      for (const [i, port] of added.splice(0)) delete services[svc(i)][`x${port}`];
+      write();
+    },
+    serverCost: async () => '-',
+    async clear() {
+      services = {};
+      write();
+    },
+    async close() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function k8sBackend(): Promise<Backend> {
+  const fake = await startFakeKubeApi();
+  const kc = fake.writeKubeconfig();
+  const addr = (j: number) => `10.${(j >> 16) & 255}.${(j >> 8) & 255}.${(j & 255) + 1}`;
+  const have = new Map<number, number>();
+  let filled = 0;
+  return {
+    url: (way) => `k8s://?kubeconfig=${encodeURIComponent(kc)}&watch=${way === 'service' ? 'service' : 'auto'}`,
+    async fill(S, E) {
+      for (let i = 0; i < S; i++)
+        fake.setEndpoints(
+          'default',
+          svc(i),
+          Array.from({ length: E }, (_, j) => ({ address: addr(j), ports: [{ port: 8080 }] })),
+        );
+      for (let i = 0; i < S; i++) have.set(i, E);
+      filled = E;
+    },
+    add: async (i) => {
+      const j = have.get(i)!;
+      have.set(i, j + 1);
+      fake.upsertEndpoint('default', svc(i), { address: addr(j), ports: [{ port: 8080 }] });
+    },
+    serverCost: async () => `${fake.openWatches()} watches`,
+    async undo() {
+      for (const [i, n] of have) {
+        if (n === filled) continue;
+        for (let j = filled; j < n; j++) fake.deleteEndpoint('default', svc(i), addr(j));
+        have.set(i, filled);
+      }
+    },
+    async clear() {
+      for (const i of have.keys()) fake.setEndpoints('default', svc(i), []);
+      have.clear();
+    },
+    close: () => fake.stop(),
+  };
+}
+
+interface Row {
+  backend: string;
+  size: string;
+  way: Way;
+  firstMs: number;
+  heapB: number;
+  rssB: number;
+  restMsPerS: number;
+  p50: number;
+  p99: number;
+  server: string;
+}
+
+async function measure(b: Backend, name: string, S: number, E: number, way: Way): Promise<Row> {
+  const d = await Discovery.fromConfig(b.url(way));
+  gc();
+  await sleep(100);
+  gc();
+  const heap0 = process.memoryUsage().heapUsed;
+  const rss0 = process.memoryUsage().rss;
+  const counts = new Map<string, number>();
+  let firsts = 0;
+  let waiting: { service: string; n: number; done: () => void } | undefined;
+  const onSnap = (s: Snapshot) => {
+    if (!counts.has(s.service)) firsts++;
+    counts.set(s.service, s.endpoints.length);
+    if (waiting && waiting.service === s.service && s.endpoints.length >= waiting.n) waiting.done();
+  };
+  const watches: Watch[] = [];
+  let allFirst!: () => void;
+  const first = new Promise<void>((r) => (allFirst = r));
+  const t0 = performance.now();
+  if (way === 'catalog') {
+    watches.push(
+      d.catalog.watch((c) => {
+        if (c.initial) for (const s of c.snapshots.values()) onSnap(s);
+        else onSnap(c.snapshot);
+        if (firsts >= S) allFirst();
+      }),
+    );
+  } else {
+    for (let i = 0; i < S; i++)
+      watches.push(
+        d.resolver.watch(svc(i), (s) => {
+          onSnap(s);
+          if (firsts >= S) allFirst();
+        }),
+      );
+  }
+  await Promise.race([first, sleep(120_000)]);
+  const firstMs = firsts >= S ? performance.now() - t0 : NaN;
+  await sleep(1000); // let an automatic switch to the registry stream settle
+  gc();
+  await sleep(100);
+  gc();
+  const heapB = (process.memoryUsage().heapUsed - heap0) / (S * E);
+  const rssB = (process.memoryUsage().rss - rss0) / (S * E);
+  const c0 = process.cpuUsage();
+  const r0 = performance.now();
+  await sleep(restS * 1000);
+  const cpu = process.cpuUsage(c0);
+  const restMsPerS = (cpu.user + cpu.system) / 1000 / ((performance.now() - r0) / 1000);
+  const server = await b.serverCost();
+  const lat: number[] = [];
+  for (let k = 0; k < changes; k++) {
+    const i = (k * 7919) % S;
+    const n = (counts.get(svc(i)) ?? 0) + 1;
+    const seen = new Promise<void>((resolve) => (waiting = { service: svc(i), n, done: resolve }));
+    const t = performance.now();
+    await b.add(i, 40_000 + k);
+    await Promise.race([seen, sleep(5000)]);
+    lat.push(performance.now() - t);
+    waiting = undefined;
+  }
+  for (const w of watches) w.close();
+  await d.close();
+  return {
+    backend: name,
+    size: `${S}x${E}`,
+    way,
+    firstMs,
+    heapB,
+    rssB,
+    restMsPerS,
+    p50: pct(lat, 50),
+    p99: pct(lat, 99),
+    server,
+  };
+}
+
+const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+
+async function main() {
+  const makers: Record<string, () => Promise<Backend>> = { etcd: etcdBackend, file: fileBackend, k8s: k8sBackend };
+  console.log(
+    `| backend | services x endpoints | way | all first snapshots (ms) | heap B/endpoint | RSS B/endpoint | CPU at rest (ms/s) | change p50 / p99 (ms) | server |`,
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const name of backends) {
+    const b = await makers[name]();
+    try {
+      for (const [S, E] of sizes) {
+        await b.fill(S, E);
+        for (const way of ways) {
+          const r = await measure(b, name, S, E, way);
+          console.log(
+            `| ${r.backend} | ${r.size} | ${r.way} | ${f(r.firstMs)} | ${f(r.heapB)} | ${f(r.rssB)} | ${f(r.restMsPerS, 2)} | ${f(r.p50, 1)} / ${f(r.p99, 1)} | ${r.server} |`,
+          );
+          await b.undo();
+        }
+        await b.clear();
+      }
+    } finally {
+      await b.close();
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
