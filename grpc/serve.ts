@@ -9,6 +9,7 @@ import {
   type Registrar,
   type Registration,
 } from '../core';
+import { HealthService } from './health';
 
 export interface ServeOptions {
   /** Where to register: a Discovery, or anything with a registrar. */
@@ -37,6 +38,14 @@ export interface ServeOptions {
   drainMs?: number;
   /** Bound on tryShutdown() waiting for in-flight calls; then forceShutdown(). Default 10000 ms. */
   shutdownTimeoutMs?: number;
+  /**
+   * The grpc.health.v1 service serve() adds to the server (clients with a `healthCheckConfig` in
+   * their service config watch it, gRFC A17): '' and `service` are SERVING until the drain starts,
+   * then NOT_SERVING, so health-checking clients stop sending before the deregistration reaches
+   * them. Pass your own HealthService to set more names, or false to add none. A server that
+   * already has a Health service keeps it (and serve() cannot flip it at the drain).
+   */
+  health?: HealthService | false;
   /** Signals that trigger stop(); false to install no handlers. Default SIGTERM and SIGINT. */
   signals?: NodeJS.Signals[] | false;
   logger?: Logger;
@@ -47,6 +56,11 @@ export interface Served {
   readonly port: number;
   readonly host: string;
   readonly registration: Registration;
+  /**
+   * The health service serve() added (set statuses with `health.setStatus(name, 'NOT_SERVING')`),
+   * or undefined when disabled or the server had its own.
+   */
+  readonly health: HealthService | undefined;
   /**
    * Deregister, drain, shut down (see serve()). Idempotent: every call returns the same promise.
    * `{ force: true }` skips the drain and cancels in-flight calls.
@@ -98,6 +112,8 @@ function bounded<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T 
  * Binds `server`, registers it, and stops it gracefully on SIGTERM/SIGINT or stop().
  *
  * Shutdown sequence (stop(), or the first signal):
+ *   0. the health service reports NOT_SERVING for every name (clients that health-check move away
+ *      within one round trip);
  *   1. deregister (bounded at 5 s; a failure is logged and shutdown continues: a registry with
  *      TTLs drops us anyway);
  *   2. keep serving for `drainMs` while clients see the removal and move their new calls away;
@@ -118,6 +134,18 @@ export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Se
     throw new TypeError('serve(): drainMs and shutdownTimeoutMs must be non-negative');
   const host = opts.host ?? defaultHost();
   const bindHost = opts.bindHost ?? (opts.host !== undefined ? opts.host : '0.0.0.0');
+  let health: HealthService | undefined;
+  if (opts.health !== false) {
+    const h = opts.health ?? new HealthService({ '': 'SERVING' });
+    if (h.addTo(server)) {
+      health = h;
+      if (h.getStatus(opts.service) === 'SERVICE_UNKNOWN') h.setStatus(opts.service, 'SERVING');
+    } else
+      logger.info(
+        { service: opts.service },
+        'serve(): the server has its own grpc.health.v1 service; it is not set NOT_SERVING at the drain',
+      );
+  }
   const port = await bindAsync(
     server,
     hostPort(bindHost, opts.port ?? 0),
@@ -164,6 +192,7 @@ export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Se
   for (const s of signals) process.on(s, onSignal);
 
   const shutdown = async (): Promise<void> => {
+    health?.shutdown();
     try {
       const r = await bounded(registration.deregister(), DEREGISTER_TIMEOUT_MS, force.signal);
       if (r === 'timeout' && !force.signal.aborted)
@@ -193,5 +222,5 @@ export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Se
     return stopping;
   }
 
-  return { port, host, registration, stop };
+  return { port, host, registration, health, stop };
 }
