@@ -146,7 +146,10 @@ export class ChildSet<T> {
           break;
         case ConnectivityState.TRANSIENT_FAILURE:
           // Connected but waiting for its first health answer (or a retried watch): connecting (A17).
-          if (c.probes && [...c.probes].some((p) => p.phase === 'pending' && p.getConnectivityState() === ConnectivityState.READY))
+          if (
+            c.probes &&
+            [...c.probes].some((p) => p.phase === 'pending' && p.getConnectivityState() === ConnectivityState.READY)
+          )
             out.connecting = true;
           else out.transientFailure = true;
           break;

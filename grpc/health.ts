@@ -78,7 +78,7 @@ export class HealthService {
    */
   addTo(server: grpc.Server): boolean {
     try {
-      server.addService(healthServiceDefinition(), this.implementation());
+      server.addService(healthServiceDefinition(), this.handlers());
       return true;
     } catch (e) {
       if (/already provided/.test((e as Error).message)) return false;
@@ -92,7 +92,8 @@ export class HealthService {
     for (const w of this.watchers.get(service) ?? []) w.write({ status });
   }
 
-  private implementation(): grpc.UntypedServiceImplementation {
+  /** Check and Watch, to wrap in a Health service of your own. */
+  handlers(): grpc.UntypedServiceImplementation {
     return {
       Check: (call: grpc.ServerUnaryCall<HealthRequest, HealthResponse>, cb: grpc.sendUnaryData<HealthResponse>) => {
         const status = this.statuses.get(call.request.service ?? '');
@@ -174,7 +175,8 @@ export class HealthCheckedSubchannel extends grpc.experimental.BaseSubchannelWra
   private readonly backoff: Backoff;
   private warnedUnimplemented = false;
   private destroyed = false;
-  private readonly onState: grpc.experimental.ConnectivityStateListener = (_sc, _prev, next) => this.onConnectivity(next);
+  private readonly onState: grpc.experimental.ConnectivityStateListener = (_sc, _prev, next) =>
+    this.onConnectivity(next);
 
   constructor(
     child: grpc.experimental.SubchannelInterface,
@@ -224,12 +226,9 @@ export class HealthCheckedSubchannel extends grpc.experimental.BaseSubchannelWra
     this.client ??= new grpc.Client(this.getAddress(), grpc.credentials.createInsecure(), {
       channelOverride: this.child.getChannel(),
     });
-    const call = this.client.makeServerStreamRequest(
-      HEALTH_WATCH_PATH,
-      def.requestSerialize,
-      def.responseDeserialize,
-      { service: this.opts.serviceName },
-    );
+    const call = this.client.makeServerStreamRequest(HEALTH_WATCH_PATH, def.requestSerialize, def.responseDeserialize, {
+      service: this.opts.serviceName,
+    });
     this.call = call;
     let answered = false;
     call.on('data', (msg: HealthResponse) => {
