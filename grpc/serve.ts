@@ -33,7 +33,9 @@ export interface ServeOptions {
   /**
    * How long to keep serving after deregistering, so that every client learns of the removal and
    * stops picking this server before it shuts down. Default 2000 ms: above the propagation time of
-   * the watch-based registries; raise it for polling ones (DNS TTL, file poll).
+   * the watch-based registries; raise it for polling ones (DNS TTL, file poll). Clients that
+   * health-check (healthCheckConfig) stop at the NOT_SERVING sent when the drain starts, so for
+   * them a short drain is enough (docs/benchmarks.md, health-drain).
    */
   drainMs?: number;
   /** Bound on tryShutdown() waiting for in-flight calls; then forceShutdown(). Default 10000 ms. */
