@@ -7,7 +7,7 @@ import {
   type GrpcEndpoint,
   type LeafLB,
 } from './grpcjs';
-import { HealthCheckedSubchannel, healthCheckServiceName, type HealthCheckOptions } from './health';
+import { HealthCheckedSubchannel, healthCheckServiceName } from './health';
 import { settings, stats } from './shared';
 
 /** One per-endpoint child: grpc-js's leaf (pick_first) balancer and what its policy keeps beside it. */
@@ -39,8 +39,6 @@ export interface ChildSetOptions {
   requestReresolution?: () => void;
   /** Count created/destroyed children in grpcBridgeStats() (the wayfinder_* policies do). */
   countInStats?: boolean;
-  /** Backoff of broken health watch streams (tests); default healthCheckDefaults. */
-  healthBackoff?: HealthCheckOptions['backoff'];
 }
 
 /**
@@ -172,15 +170,18 @@ export class ChildSet<T> {
   private healthCheckingHelper(serviceName: string, probes: Set<HealthCheckedSubchannel>): ChannelControlHelper {
     return createChildChannelControlHelper(this.helper, {
       createSubchannel: (address, args) => {
-        const probe = new HealthCheckedSubchannel(this.helper.createSubchannel(address, args), {
-          serviceName,
-          logger: settings.logger,
-          // pending <-> not-serving changes no health bit, so grpc-js reports nothing: recalculate here.
-          onPhase: (phase) => {
-            if (phase !== 'serving' && !this.updating) this.opts.onChange(ConnectivityState.TRANSIENT_FAILURE, null);
+        const probe: HealthCheckedSubchannel = new HealthCheckedSubchannel(
+          this.helper.createSubchannel(address, args),
+          {
+            serviceName,
+            logger: settings.logger,
+            // pending <-> not-serving changes no health bit, so grpc-js reports nothing: recalculate here.
+            onPhase: (phase) => {
+              if (phase !== 'serving' && !this.updating) this.opts.onChange(ConnectivityState.TRANSIENT_FAILURE, null);
+            },
+            onDestroy: () => probes.delete(probe),
           },
-          ...(this.opts.healthBackoff ? { backoff: this.opts.healthBackoff } : {}),
-        });
+        );
         probes.add(probe);
         return probe;
       },

@@ -152,7 +152,9 @@ export interface HealthCheckOptions {
   logger: Logger;
   /** Called whenever the phase changes (the set recalculates the policy's state). */
   onPhase?: (phase: HealthPhase) => void;
-  /** Retry backoff of a broken watch stream (default 1 s base, 120 s cap as in A17; tests lower it). */
+  /** Called once when grpc-js drops its last reference (the set forgets the subchannel). */
+  onDestroy?: () => void;
+  /** Retry backoff of a broken watch stream (default healthCheckDefaults). */
   backoff?: { baseMs: number; maxMs: number };
 }
 
@@ -199,6 +201,7 @@ export class HealthCheckedSubchannel extends grpc.experimental.BaseSubchannelWra
     this.child.removeConnectivityStateListener(this.onState);
     this.stopWatch();
     super.destroy();
+    this.opts.onDestroy?.();
   }
 
   private onConnectivity(state: grpc.connectivityState): void {
