@@ -131,6 +131,8 @@ export interface GracefulStopOptions {
   logger: Logger;
   /** e.g. "serve()" or "serveHttp()", prefixed to log lines. */
   label: string;
+  /** Called first, before deregistering (serve(): health reports NOT_SERVING). */
+  onStopStart?(): void;
   /** Called right after deregistering, when the drain starts. */
   onDrainStart?(): void;
   /** Stop accepting, let in-flight work finish; resolves when closed. */
@@ -143,6 +145,7 @@ export const DEREGISTER_TIMEOUT_MS = 5000;
 
 /**
  * The stop sequence (stop(), or the first signal):
+ *   0. onStopStart() (serve(): the health service reports NOT_SERVING);
  *   1. deregister (bounded at 5 s; a failure is logged and shutdown continues: a registry with
  *      TTLs drops us anyway);
  *   2. onDrainStart(), then keep serving for `drainMs` while clients see the removal;
@@ -177,6 +180,7 @@ export function gracefulStop(o: GracefulStopOptions): (opts?: { force?: boolean 
   for (const s of signals) process.on(s, onSignal);
 
   const shutdown = async (): Promise<void> => {
+    o.onStopStart?.();
     try {
       const r = await bounded(o.registration.deregister(), DEREGISTER_TIMEOUT_MS, force.signal);
       if (r === 'timeout' && !force.signal.aborted)
@@ -214,7 +218,9 @@ export async function registerAndManage(
   settings: ReturnType<typeof serveSettings>,
   port: number,
   label: string,
-  hooks: Pick<GracefulStopOptions, 'close' | 'forceClose' | 'onDrainStart'> & { abort(): Promise<void> | void },
+  hooks: Pick<GracefulStopOptions, 'close' | 'forceClose' | 'onDrainStart' | 'onStopStart'> & {
+    abort(): Promise<void> | void;
+  },
 ): Promise<{ registration: Registration; stop: (o?: { force?: boolean }) => Promise<void> }> {
   const { logger, drainMs, shutdownTimeoutMs, host } = settings;
   let registration: Registration;

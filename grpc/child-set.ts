@@ -7,7 +7,8 @@ import {
   type GrpcEndpoint,
   type LeafLB,
 } from './grpcjs';
-import { stats } from './shared';
+import { HealthCheckedSubchannel, healthCheckServiceName } from './health';
+import { settings, stats } from './shared';
 
 /** One per-endpoint child: grpc-js's leaf (pick_first) balancer and what its policy keeps beside it. */
 export interface Child<T> {
@@ -15,6 +16,8 @@ export interface Child<T> {
   readonly leaf: LeafLB;
   /** The owning policy's data for this endpoint, replaced on every sync(). */
   data: T;
+  /** The health-checked subchannels of this child's leaf, when health checking is on. */
+  readonly probes?: Set<HealthCheckedSubchannel>;
 }
 
 /** The children by connectivity, as LB policies aggregate them. */
@@ -49,6 +52,8 @@ export class ChildSet<T> {
   private readonly children = new Map<string, Child<T>>();
   private readonly helper: ChannelControlHelper;
   private updating = false;
+  /** The health-check service name the children were created with (undefined: health checking off). */
+  private healthService: string | undefined;
   /** The last error message a child reported, for the policy's TRANSIENT_FAILURE message. */
   lastError: string | null = null;
 
@@ -94,6 +99,12 @@ export class ChildSet<T> {
   ): void {
     this.updating = true;
     try {
+      const healthService = healthCheckServiceName(options);
+      if (healthService !== this.healthService) {
+        // Health checking turned on, off or to another name: the children are recreated with it.
+        this.healthService = healthService;
+        this.destroy();
+      }
       const seen = new Set<string>();
       for (const w of wanted) {
         if (seen.has(w.key)) continue;
@@ -103,9 +114,11 @@ export class ChildSet<T> {
           existing.data = w.data;
           continue;
         }
-        const leaf = new LeafLoadBalancer(w.endpoint, this.helper, options, resolutionNote);
+        const probes = healthService === undefined ? undefined : new Set<HealthCheckedSubchannel>();
+        const helper = probes ? this.healthCheckingHelper(healthService!, probes) : this.helper;
+        const leaf = new LeafLoadBalancer(w.endpoint, helper, options, resolutionNote);
         if (this.opts.countInStats) stats.childrenCreated++;
-        this.children.set(w.key, { key: w.key, leaf, data: w.data });
+        this.children.set(w.key, { key: w.key, leaf, data: w.data, ...(probes ? { probes } : {}) });
         leaf.startConnecting();
       }
       for (const [key, child] of this.children) {
@@ -130,7 +143,13 @@ export class ChildSet<T> {
           out.connecting = true;
           break;
         case ConnectivityState.TRANSIENT_FAILURE:
-          out.transientFailure = true;
+          // Connected but waiting for its first health answer (or a retried watch): connecting (A17).
+          if (
+            c.probes &&
+            [...c.probes].some((p) => p.phase === 'pending' && p.getConnectivityState() === ConnectivityState.READY)
+          )
+            out.connecting = true;
+          else out.transientFailure = true;
           break;
         case ConnectivityState.IDLE:
           out.idle = true;
@@ -145,6 +164,28 @@ export class ChildSet<T> {
   exitIdle(): void {
     for (const c of this.children.values())
       if (c.leaf.getConnectivityState() === ConnectivityState.IDLE) c.leaf.exitIdle();
+  }
+
+  /** A helper for one leaf whose subchannels watch grpc.health.v1 (gRFC A17). */
+  private healthCheckingHelper(serviceName: string, probes: Set<HealthCheckedSubchannel>): ChannelControlHelper {
+    return createChildChannelControlHelper(this.helper, {
+      createSubchannel: (address, args) => {
+        const probe: HealthCheckedSubchannel = new HealthCheckedSubchannel(
+          this.helper.createSubchannel(address, args),
+          {
+            serviceName,
+            logger: settings.logger,
+            // pending <-> not-serving changes no health bit, so grpc-js reports nothing: recalculate here.
+            onPhase: (phase) => {
+              if (phase !== 'serving' && !this.updating) this.opts.onChange(ConnectivityState.TRANSIENT_FAILURE, null);
+            },
+            onDestroy: () => probes.delete(probe),
+          },
+        );
+        probes.add(probe);
+        return probe;
+      },
+    });
   }
 
   destroy(): void {

@@ -4,14 +4,15 @@ import { POLICY_PREFIX } from './policy';
 import { DEFAULT_SCHEME } from './target';
 
 /**
- * Checks for the two gRPC mistakes grpc-js itself reports obscurely (what it cannot intercept is
+ * Checks for the gRPC mistakes grpc-js itself reports obscurely (what it cannot intercept is
  * listed in docs/grpc.md, "Troubleshooting"):
  *
  * - a Wayfinder target (`wayfinder:///echo`, `etcd://...`, `wayfinder+dns:...`) used before
  *   installGrpc(): grpc-js falls back to its default scheme and says
  *   `Failed to parse DNS address dns:wayfinder:///echo`;
  * - a `wayfinder_*` policy name that does not exist (a typo): grpc-js skips unknown names in
- *   loadBalancingConfig and silently uses the next one or its default.
+ *   loadBalancingConfig and silently uses the next one or its default;
+ * - a malformed `healthCheckConfig` (grpc-js ignores the field; the wayfinder_* policies read it).
  */
 
 const installed = new Set<string>();
@@ -63,6 +64,18 @@ export function checkServiceConfig(serviceConfig: string | object | undefined): 
       });
     }
   }
+  const hc = (cfg as { healthCheckConfig?: unknown }).healthCheckConfig;
+  if (
+    hc !== undefined &&
+    (hc === null ||
+      typeof hc !== 'object' ||
+      Array.isArray(hc) ||
+      !['string', 'undefined'].includes(typeof (hc as { serviceName?: unknown }).serviceName))
+  )
+    throw new ConfigError(
+      'grpc: "healthCheckConfig" must be an object like {"serviceName": "<name>"} (serviceName a string)',
+      { field: 'healthCheckConfig.serviceName' },
+    );
   const list = (cfg as { loadBalancingConfig?: unknown }).loadBalancingConfig;
   if (!Array.isArray(list)) return;
   for (const entry of list) {

@@ -14,6 +14,7 @@ export { PICK_KEY_METADATA } from './picker';
 export { POLICY_PREFIX } from './policy';
 export { BridgeResolver } from './resolver';
 export { serve, type ServeOptions, type Served } from './serve';
+export { HealthService, healthServiceDefinition, type ServingStatus } from './health';
 export { GRPCLB_POLICY, startBalancerServer, type BalancerServer, type BalancerServerOptions } from './grpclb';
 export { parseBridgeTarget, type BridgeTarget } from './target';
 export { checkChannel, checkGrpcTarget, checkServiceConfig } from './diagnostics';

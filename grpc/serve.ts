@@ -1,10 +1,20 @@
 import * as grpc from '@grpc/grpc-js';
 import { hostPort, type Registration } from '../core';
 import { registerAndManage, serveSettings, type ServeCommonOptions } from '../core/serving';
+import { HealthService } from './health';
 
 export interface ServeOptions extends ServeCommonOptions {
   /** Default: insecure. */
   credentials?: grpc.ServerCredentials;
+  /**
+   * The grpc.health.v1 service serve() adds to the server (clients with a `healthCheckConfig` in
+   * their service config watch it, gRFC A17): '' and `service` are SERVING until the drain starts,
+   * then NOT_SERVING, so health-checking clients stop sending before the deregistration reaches
+   * them (for them a short `drainMs` is enough: docs/benchmarks.md, health-drain). Pass your own
+   * HealthService to set more names, or false to add none. A server that already has a Health
+   * service keeps it (and serve() cannot flip it at the drain).
+   */
+  health?: HealthService | false;
 }
 
 export interface Served {
@@ -12,6 +22,11 @@ export interface Served {
   readonly port: number;
   readonly host: string;
   readonly registration: Registration;
+  /**
+   * The health service serve() added (set statuses with `health.setStatus(name, 'NOT_SERVING')`),
+   * or undefined when disabled or the server had its own.
+   */
+  readonly health: HealthService | undefined;
   /**
    * Deregister, drain, shut down (see serve()). Idempotent: every call returns the same promise.
    * `{ force: true }` skips the drain and cancels in-flight calls.
@@ -29,6 +44,8 @@ function bindAsync(server: grpc.Server, address: string, creds: grpc.ServerCrede
  * Binds `server`, registers it, and stops it gracefully on SIGTERM/SIGINT or stop().
  *
  * Shutdown sequence (stop(), or the first signal; core/serving.ts gracefulStop()):
+ *   0. the health service reports NOT_SERVING for every name (clients that health-check move away
+ *      within one round trip);
  *   1. deregister (bounded at 5 s; a failure is logged and shutdown continues: a registry with
  *      TTLs drops us anyway);
  *   2. keep serving for `drainMs` while clients see the removal and move their new calls away;
@@ -41,7 +58,19 @@ function bindAsync(server: grpc.Server, address: string, creds: grpc.ServerCrede
 export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Served> {
   if (!(server instanceof grpc.Server)) throw new TypeError('serve(): server must be a @grpc/grpc-js Server');
   const settings = serveSettings(opts, 'serve()');
-  const { host, bindHost } = settings;
+  const { host, bindHost, logger } = settings;
+  let health: HealthService | undefined;
+  if (opts.health !== false) {
+    const h = opts.health ?? new HealthService({ '': 'SERVING' });
+    if (h.addTo(server)) {
+      health = h;
+      if (h.getStatus(opts.service) === 'SERVICE_UNKNOWN') h.setStatus(opts.service, 'SERVING');
+    } else
+      logger.info(
+        { service: opts.service },
+        'serve(): the server has its own grpc.health.v1 service; it is not set NOT_SERVING at the drain',
+      );
+  }
   const port = await bindAsync(
     server,
     hostPort(bindHost, opts.port ?? 0),
@@ -50,8 +79,9 @@ export async function serve(server: grpc.Server, opts: ServeOptions): Promise<Se
 
   const { registration, stop } = await registerAndManage(opts, settings, port, 'serve()', {
     abort: () => server.forceShutdown(),
+    onStopStart: () => health?.shutdown(),
     close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
     forceClose: () => server.forceShutdown(),
   });
-  return { port, host, registration, stop };
+  return { port, host, registration, health, stop };
 }
