@@ -197,6 +197,11 @@ describe('dns adapter against a real dnsmasq', function () {
             ],
           }));
         },
+        // The outage: dnsmasq SIGSTOPped, bound but answering nothing, so every query times out
+        // (a TCP fault proxy cannot stand in: the resolver queries over UDP). No writes during
+        // it: every SRV change restarts dnsmasq, which would end the outage, so the re-list test
+        // is skipped (a poller re-reads everything each refresh anyway).
+        faults: { outage: () => d.pause(), heal: () => d.resume(), writesDuringOutage: false },
         cleanup: async () => {
           await resolver.close();
           await registrar.close().catch(() => undefined);

@@ -15,6 +15,7 @@ import {
 import {
   registrarConformance,
   resolverConformance,
+  type ConformanceFaults,
   SnapshotRecorder,
   spawnManaged,
   tempDir,
@@ -23,7 +24,7 @@ import {
   withTimeout,
   type ManagedProcess,
 } from '../../testkit';
-import { LOCK_STALE_MS } from './lock';
+import { acquireLock, LOCK_STALE_MS } from './lock';
 import { bucketOf, fileStore, parseDoc } from './store';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'register.ts');
@@ -127,6 +128,41 @@ class Child {
 
 // ---- the conformance kit ----
 
+/**
+ * A file-registry outage the kit can switch on and off. The tests run as root, so chmod cannot
+ * make the file unreadable; instead the registry file is moved aside and a directory takes its
+ * place: reads fail with EISDIR (the resolver must keep the last good set and report
+ * REGISTRY_UNAVAILABLE) and writers cannot replace it (rename onto a directory fails), so nothing
+ * is lost. heal() puts the file back. Both swaps hold the registry's lock, so they never interleave
+ * with a heartbeat's read-modify-write. The registrar writes the same file, so it cannot write
+ * during the outage: no re-list test (writesDuringOutage false).
+ */
+function fileOutage(file: string): ConformanceFaults {
+  const aside = `${file}.outage`;
+  const swap = async (fn: () => void) => {
+    const release = await acquireLock(`${file}.lock`);
+    try {
+      fn();
+    } finally {
+      await release();
+    }
+  };
+  return {
+    outage: () =>
+      swap(() => {
+        if (fs.existsSync(file)) fs.renameSync(file, aside);
+        fs.mkdirSync(file);
+      }),
+    heal: () =>
+      swap(() => {
+        if (!fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) return;
+        fs.rmdirSync(file);
+        if (fs.existsSync(aside)) fs.renameSync(aside, file);
+      }),
+    writesDuringOutage: false,
+  };
+}
+
 const TEST_TTL_MS = 1500;
 const conformanceFactory = async () => {
   const dir = tempDir('wayfinder-file-conf-');
@@ -135,6 +171,7 @@ const conformanceFactory = async () => {
   return {
     resolver: reg.resolver,
     registrar: reg.registrar,
+    faults: fileOutage(file),
     crash: async (r: Registration) => (r as FileRegistration).abandon(),
     injectBadEntry: async (service: string) => {
       await fileStore(file).mutate((doc, now) => {

@@ -8,11 +8,13 @@ import { ConfigError, Discovery, endpointKey, type Snapshot } from '../../core';
 import { installGrpc } from '../../grpc';
 import { EchoClient, startEchoServer } from '../../testkit/echo';
 import {
+  proxyFaults,
   resolverConformance,
   SnapshotRecorder,
   uniqueService,
   type ConformanceSubject,
 } from '../../testkit/conformance';
+import { faultProxy, type FaultProxy } from '../../testkit/fault-proxy';
 import { startFakeKubeApi, type FakeKubeApi, type FakeKubeEndpoint } from '../../testkit/fake-kube-api';
 import { createTestNamespace, FakeKubeAdminRegistrar, KubeApiRegistrar } from '../../testkit/fake-kube-api-registrar';
 import { findBinary, requireBinaryOrSkip, tempDir, waitFor, withTimeout } from '../../testkit/process';
@@ -106,13 +108,32 @@ describe('k8s adapter', function () {
 
   // ---- conformance ----
 
+  /**
+   * The conformance resolvers reach the fake through a fault proxy the kit switches off for its
+   * outage tests (a kubeconfig whose server is the proxy; the fake's certificate names 127.0.0.1,
+   * so TLS still verifies); the registrars write directly, so writes made during an outage test
+   * the re-list after the gap.
+   */
+  const viaFaultProxy = async (): Promise<{ proxy: FaultProxy; kubeconfig: string }> => {
+    const proxy = await faultProxy({ target: { host: '127.0.0.1', port: fake.port } });
+    const file = path.join(tmp.dir, `kubeconfig-proxy-${proxy.port}.yaml`);
+    const yaml = fake.kubeconfig();
+    assert.ok(yaml.includes(`server: ${fake.url}\n`), 'the fake kubeconfig names its server URL');
+    writeFileSync(file, yaml.replace(`server: ${fake.url}\n`, `server: https://${proxy.address}\n`), {
+      mode: 0o600,
+    });
+    return { proxy, kubeconfig: file };
+  };
+
   const fakeAdminFactory = async (): Promise<ConformanceSubject> => {
     const ns = uniqueNs();
-    const reg = createK8sRegistry({ kubeconfig, namespace: ns, ...fast });
+    const via = await viaFaultProxy();
+    const reg = createK8sRegistry({ kubeconfig: via.kubeconfig, namespace: ns, ...fast });
     const registrar = new FakeKubeAdminRegistrar(fake, ns);
     return {
       resolver: reg.resolver,
       registrar,
+      faults: proxyFaults(via.proxy),
       injectBadEntry: async (service) =>
         fake.putSlice({
           metadata: { namespace: ns, name: `${service}-corrupt`, labels: { 'kubernetes.io/service-name': service } },
@@ -123,29 +144,38 @@ describe('k8s adapter', function () {
       cleanup: async () => {
         await registrar.close();
         await reg.resolver.close();
+        await via.proxy.close();
       },
     };
   };
 
-  /** Writes through the API with client-node: against the fake, or a real cluster given by env. */
-  const apiFactory = (kcPath: () => string) => async (): Promise<ConformanceSubject> => {
-    const ns = uniqueNs();
-    const kc = new KubeConfig();
-    kc.loadFromFile(kcPath());
-    const dropNs = await createTestNamespace(kc, ns);
-    const reg = createK8sRegistry({ kubeconfig: kcPath(), namespace: ns, ...fast });
-    const registrar = new KubeApiRegistrar(kc, ns);
-    return {
-      resolver: reg.resolver,
-      registrar,
-      injectBadEntry: (service) => registrar.injectBadEntry(service),
-      cleanup: async () => {
-        await registrar.close();
-        await reg.resolver.close();
-        await dropNs();
-      },
+  /**
+   * Writes through the API with client-node: against the fake (the resolver through a fault
+   * proxy), or a real cluster given by env (no faults: the kit cannot break a real cluster).
+   */
+  const apiFactory =
+    (kcPath: () => string, faultable = false) =>
+    async (): Promise<ConformanceSubject> => {
+      const ns = uniqueNs();
+      const kc = new KubeConfig();
+      kc.loadFromFile(kcPath());
+      const dropNs = await createTestNamespace(kc, ns);
+      const via = faultable ? await viaFaultProxy() : undefined;
+      const reg = createK8sRegistry({ kubeconfig: via?.kubeconfig ?? kcPath(), namespace: ns, ...fast });
+      const registrar = new KubeApiRegistrar(kc, ns);
+      return {
+        resolver: reg.resolver,
+        registrar,
+        faults: via && proxyFaults(via.proxy),
+        injectBadEntry: (service) => registrar.injectBadEntry(service),
+        cleanup: async () => {
+          await registrar.close();
+          await reg.resolver.close();
+          await via?.proxy.close();
+          await dropNs();
+        },
+      };
     };
-  };
 
   if (REAL_KUBECONFIG) {
     resolverConformance({
@@ -169,7 +199,7 @@ describe('k8s adapter', function () {
     it,
     describe,
     name: 'k8s (fake API server, writes through the API)',
-    factory: apiFactory(() => kubeconfig),
+    factory: apiFactory(() => kubeconfig, true),
     capabilities: k8sAdapter.capabilities,
     timing: { propagationMs: PROP },
   });
