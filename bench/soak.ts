@@ -64,29 +64,32 @@ interface Target {
 async function churn(t: Target, d: Discovery, stopped: () => boolean): Promise<Registration[]> {
   const live: Registration[] = [];
   let port = 30_000;
-  const fail = (e: unknown) => {
+  const fail = (op: string, e: unknown) => {
     t.stats.failed++;
-    const code = (e as { code?: string }).code ?? (e as Error).message.slice(0, 60);
+    const code = `${op} ${(e as { code?: string }).code ?? (e as Error).message.slice(0, 60)}`;
     t.stats.errors.set(code, (t.stats.errors.get(code) ?? 0) + 1);
   };
   while (!stopped()) {
     const r = Math.random();
+    let op = 'register';
     try {
       if (live.length < MAX_LIVE && (live.length === 0 || r < 0.4)) {
         const service = SERVICES[port % SERVICES.length];
         live.push(await d.registrar.register({ service, host: '127.0.0.1', port: port++, metadata: { gen: '0' } }));
         t.stats.registered++;
       } else if (r < 0.7) {
+        op = 'update';
         const reg = live[Math.floor(Math.random() * live.length)];
         await reg.update({ metadata: { gen: String(Date.now()) }, weight: 1 + Math.floor(Math.random() * 10) });
         t.stats.updated++;
       } else {
+        op = 'deregister';
         const [reg] = live.splice(Math.floor(Math.random() * live.length), 1);
         await reg.deregister();
         t.stats.deregistered++;
       }
     } catch (e) {
-      fail(e);
+      fail(op, e);
     }
     await sleep(CHURN_GAP_MS);
   }
@@ -214,9 +217,15 @@ async function main(): Promise<void> {
     const heapLimit = warm.heap * 1.1 + 2;
     const leaks = grown(after);
     const heapOk = last.heap <= heapLimit;
+    // Least-squares slope of heap (after GC) over the samples after the warm-up, MiB per minute.
+    const tail = samples.slice(samples.indexOf(warm));
+    const mx = tail.reduce((a, p) => a + p.s, 0) / tail.length;
+    const my = tail.reduce((a, p) => a + p.heap, 0) / tail.length;
+    const sxx = tail.reduce((a, p) => a + (p.s - mx) ** 2, 0);
+    const slope = sxx ? (tail.reduce((a, p) => a + (p.s - mx) * (p.heap - my), 0) / sxx) * 60 : 0;
     console.log(
       `\n  heap after warm-up ${warm.heap.toFixed(1)} MiB (at ${warm.s} s) -> end ${last.heap.toFixed(1)} MiB (limit ${heapLimit.toFixed(1)}); ` +
-        `rss ${warm.rss.toFixed(1)} -> ${last.rss.toFixed(1)} MiB`,
+        `rss ${warm.rss.toFixed(1)} -> ${last.rss.toFixed(1)} MiB; heap trend after warm-up ${slope.toFixed(2)} MiB/min`,
     );
     const verdict =
       heapOk && leaks.length === 0
