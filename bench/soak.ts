@@ -12,7 +12,9 @@
  * At the end the churn stops, every registration is deregistered, both Discoveries of each registry
  * are closed, a GC runs, and process.getActiveResourcesInfo() counts by type are compared with the
  * start (taken with the clusters up, before any Discovery existed). Verdict: no resource type above
- * its start count, and heap after the warm-up (first fifth, at least one sample) grows by less than 10% + 2 MiB; runs under ~30 s are too short to judge.
+ * its start count, and heap after the warm-up (first fifth, at least one sample) grows by less
+ * than 10% + 2 MiB; runs under ~30 s are too short to judge. It also prints the heap's trend after
+ * the warm-up (MiB/min), which the verdict does not use.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Discovery, type Registration } from '../index';
