@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { Discovery, endpointKey, isWayfinderError, type Registration, type Snapshot } from '../../core';
 import { installGrpc } from '../../grpc';
-import { EchoClient, startEchoServer, type EchoServer } from '../../testkit/echo';
+import { startEchoServer, type EchoServer } from '../../testkit/echo';
 import { findEtcd, findEtcdctl } from '../../testkit/etcd';
 import { startEtcdCluster, type EtcdCluster } from '../../testkit/etcd-cluster';
 import { requireBinaryOrSkip, waitFor } from '../../testkit/process';
 import { findZooKeeper } from '../../testkit/zookeeper';
 import { startZooKeeperEnsemble, type ZooKeeperEnsemble } from '../../testkit/zookeeper-ensemble';
+import { Traffic } from '../traffic';
 
 /**
  * The cluster suite: a 3-member etcd cluster (election timeout 500 ms) and a 3-server ZooKeeper
@@ -36,50 +37,6 @@ interface Row {
   convergeMs?: number;
 }
 const rows: Row[] = [];
-
-class Traffic {
-  readonly records: { t: number; ok: boolean; id?: string; err?: string }[] = [];
-  private running = true;
-  private readonly loop: Promise<void>;
-  private readonly client: EchoClient;
-  constructor(target: string) {
-    this.client = new EchoClient(target);
-    this.loop = this.run();
-  }
-  private async run(): Promise<void> {
-    {
-      while (this.running) {
-        try {
-          const r = await this.client.echo({}, { deadlineMs: 3000 });
-          this.records.push({ t: Date.now(), ok: true, id: r.serverId });
-        } catch (e) {
-          this.records.push({ t: Date.now(), ok: false, err: (e as Error).message });
-        }
-        await new Promise((r) => setTimeout(r, CALL_GAP_MS));
-      }
-    }
-  }
-  mark(): number {
-    return this.records.length;
-  }
-  /** Calls and failures since `mark`; asserts none failed. */
-  check(mark: number, what: string): { calls: number; failed: number } {
-    const recs = this.records.slice(mark);
-    const failed = recs.filter((r) => !r.ok);
-    assert.ok(recs.length > 0, `${what}: no calls were made`);
-    assert.equal(
-      failed.length,
-      0,
-      `${what}: ${failed.length} of ${recs.length} calls failed: ${[...new Set(failed.slice(0, 5).map((r) => r.err))].join(' | ')}`,
-    );
-    return { calls: recs.length, failed: failed.length };
-  }
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-    this.client.close();
-  }
-}
 
 interface Member {
   kill(): Promise<void>;
@@ -123,7 +80,7 @@ function clusterSuite(name: string, start: () => Promise<ClusterUnderTest>, quer
       }
       const w = probes.resolver.watch('probe', (s) => void probeSnaps.push(s));
       stopWatch = () => w.close();
-      traffic = new Traffic(c.target('echo'));
+      traffic = new Traffic(c.target('echo'), { gapMs: CALL_GAP_MS });
       await waitFor('traffic to reach both backends', () => new Set(traffic.records.map((r) => r.id)).size >= 2, {
         timeoutMs: 15_000,
       });

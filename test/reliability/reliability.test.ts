@@ -7,7 +7,7 @@ import { isComplete, RESULTS_FILE, type ReliabilityResult, type ReliabilityRun }
 import { Discovery, type Registrar, type Registration, type Snapshot } from '../../index';
 import { installGrpc } from '../../grpc';
 import { dnsmasqRegistrar, findDnsmasq, startDnsmasq, type Dnsmasq } from '../../testkit/dnsmasq';
-import { EchoClient, startEchoServer, type EchoServer } from '../../testkit/echo';
+import { startEchoServer, type EchoServer } from '../../testkit/echo';
 import { findEtcd, findEtcdctl, startEtcd, type EtcdServer } from '../../testkit/etcd';
 import { faultProxy, type FaultProxy } from '../../testkit/fault-proxy';
 import { startFakeConsul, type FakeConsul } from '../../testkit/fake-consul';
@@ -15,6 +15,7 @@ import { startFakeKubeApi, type FakeKubeApi } from '../../testkit/fake-kube-api'
 import { FakeKubeAdminRegistrar } from '../../testkit/fake-kube-api-registrar';
 import { requireBinaryOrSkip, tempDir, waitFor } from '../../testkit/process';
 import { findZooKeeper, startZooKeeper, type ZooKeeperServer } from '../../testkit/zookeeper';
+import { Traffic, type CallRecord } from '../traffic';
 
 /**
  * The reliability suite: for each registry, real gRPC traffic (one unary call every CALL_GAP_MS
@@ -42,56 +43,6 @@ const SERVICE = 'echo';
 const results: ReliabilityResult[] = [];
 
 // ---------------------------------------------------------------- traffic
-
-interface CallRecord {
-  t: number;
-  ok: boolean;
-  id?: string;
-  err?: string;
-}
-
-/** A client making one call at a time, CALL_GAP_MS apart, recording every outcome. */
-class Traffic {
-  readonly records: CallRecord[] = [];
-  private running = true;
-  private readonly loop: Promise<void>;
-  private readonly client: EchoClient;
-  constructor(target: string) {
-    this.client = new EchoClient(target);
-    this.loop = this.run();
-  }
-  private async run(): Promise<void> {
-    while (this.running) {
-      try {
-        const r = await this.client.echo({}, { deadlineMs: 3000 });
-        this.records.push({ t: Date.now(), ok: true, id: r.serverId });
-      } catch (e) {
-        this.records.push({ t: Date.now(), ok: false, err: (e as Error).message });
-      }
-      await new Promise((r) => setTimeout(r, CALL_GAP_MS));
-    }
-  }
-  since(t: number): CallRecord[] {
-    return this.records.filter((r) => r.t >= t);
-  }
-  /** Waits until the last `n` successful calls hit exactly `want` (every id, nothing else). */
-  async reaches(want: string[], timeoutMs: number, n = 16): Promise<void> {
-    const w = [...want].sort().join(',');
-    await waitFor(
-      `calls to reach exactly [${w}]`,
-      () => {
-        const ok = this.records.filter((r) => r.ok).slice(-n);
-        return ok.length === n && [...new Set(ok.map((r) => r.id))].sort().join(',') === w;
-      },
-      { timeoutMs, intervalMs: 50 },
-    );
-  }
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-    this.client.close();
-  }
-}
 
 /** ms from `from` until traffic matched `want`: max(first reply of each added id, last reply of a removed id) - from. */
 function convergence(tr: Traffic, from: number, want: string[], removed: string[]): number {
@@ -298,7 +249,7 @@ function reliabilitySuite(
       s = await make();
       members = new Members(await s.registrar(), b);
       await members.set(['b1', 'b2']);
-      tr = new Traffic(s.target(b.port));
+      tr = new Traffic(s.target(b.port), { gapMs: CALL_GAP_MS });
       await tr.reaches(['b1', 'b2'], 20_000);
     });
     after(async () => {

@@ -1,0 +1,251 @@
+/**
+ * Soak: churn against clustered registries with member restarts, watching memory and handles.
+ *
+ *   node --expose-gc --import tsx bench/soak.ts [--seconds 600] [--restart-every 20] [--sample-every 5]
+ *
+ * A 3-member etcd cluster and a 3-server ZooKeeper ensemble (testkit launchers, each member behind
+ * its fault proxy). Per registry: a churning Discovery registers, updates (metadata, weight) and
+ * deregisters instances of SERVICES (at most MAX_LIVE alive), one operation every CHURN_GAP_MS; a
+ * second Discovery watches every service. Every `restart-every` seconds one member of each cluster
+ * (round robin) is restarted. Every `sample-every` seconds heap used and RSS are sampled after a GC.
+ *
+ * At the end the churn stops, every registration is deregistered, both Discoveries of each registry
+ * are closed, a GC runs, and process.getActiveResourcesInfo() counts by type are compared with the
+ * start (taken with the clusters up, before any Discovery existed). Verdict: no resource type above
+ * its start count, and heap after the warm-up (first fifth, at least one sample) grows by less
+ * than 10% + 2 MiB; runs under ~30 s are too short to judge. It also prints the heap's trend after
+ * the warm-up (MiB/min), which the verdict does not use.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Discovery, type Registration } from '../index';
+import { startEtcdCluster } from '../testkit/etcd-cluster';
+import { startZooKeeperEnsemble } from '../testkit/zookeeper-ensemble';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+const SECONDS = arg('seconds', 600);
+const RESTART_EVERY_S = arg('restart-every', 20);
+const SAMPLE_EVERY_S = arg('sample-every', 5);
+const SERVICES = ['soak-a', 'soak-b', 'soak-c'];
+const MAX_LIVE = 12;
+const CHURN_GAP_MS = 20;
+const MiB = 1024 * 1024;
+
+const gc = (global as { gc?: () => void }).gc;
+if (!gc) {
+  console.error('run with --expose-gc: node --expose-gc --import tsx bench/soak.ts');
+  process.exit(2);
+}
+
+function resources(): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const r of process.getActiveResourcesInfo()) m.set(r, (m.get(r) ?? 0) + 1);
+  return m;
+}
+
+interface Stats {
+  registered: number;
+  updated: number;
+  deregistered: number;
+  failed: number;
+  errors: Map<string, number>;
+  snapshots: number;
+  restarts: number;
+}
+
+interface Target {
+  name: string;
+  url: string;
+  members: { restart(): Promise<void> }[];
+  stats: Stats;
+}
+
+/** One registry's churn: register / update / deregister, one at a time, until `stopped()`; returns what is still live. */
+async function churn(t: Target, d: Discovery, stopped: () => boolean): Promise<Registration[]> {
+  const live: Registration[] = [];
+  let port = 30_000;
+  const fail = (op: string, e: unknown) => {
+    t.stats.failed++;
+    const code = `${op} ${(e as { code?: string }).code ?? (e as Error).message.slice(0, 60)}`;
+    t.stats.errors.set(code, (t.stats.errors.get(code) ?? 0) + 1);
+  };
+  while (!stopped()) {
+    const r = Math.random();
+    let op = 'register';
+    try {
+      if (live.length < MAX_LIVE && (live.length === 0 || r < 0.4)) {
+        const service = SERVICES[port % SERVICES.length];
+        live.push(await d.registrar.register({ service, host: '127.0.0.1', port: port++, metadata: { gen: '0' } }));
+        t.stats.registered++;
+      } else if (r < 0.7) {
+        op = 'update';
+        const reg = live[Math.floor(Math.random() * live.length)];
+        await reg.update({ metadata: { gen: String(Date.now()) }, weight: 1 + Math.floor(Math.random() * 10) });
+        t.stats.updated++;
+      } else {
+        op = 'deregister';
+        const [reg] = live.splice(Math.floor(Math.random() * live.length), 1);
+        await reg.deregister();
+        t.stats.deregistered++;
+      }
+    } catch (e) {
+      fail(op, e);
+    }
+    await sleep(CHURN_GAP_MS);
+  }
+  return live;
+}
+
+async function restarts(t: Target, stopped: () => boolean, wake: Promise<unknown>): Promise<void> {
+  let i = 0;
+  while (!stopped()) {
+    const ac = new AbortController();
+    await Promise.race([sleep(RESTART_EVERY_S * 1000, undefined, { signal: ac.signal }).catch(() => undefined), wake]);
+    ac.abort();
+    if (stopped()) return;
+    await t.members[i++ % t.members.length].restart();
+    t.stats.restarts++;
+  }
+}
+
+const newStats = (): Stats => ({
+  registered: 0,
+  updated: 0,
+  deregistered: 0,
+  failed: 0,
+  errors: new Map(),
+  snapshots: 0,
+  restarts: 0,
+});
+
+async function main(): Promise<void> {
+  console.log(
+    `soak: ${SECONDS} s, a member restart every ${RESTART_EVERY_S} s per cluster, sample every ${SAMPLE_EVERY_S} s`,
+  );
+  const [etcd, zk] = await Promise.all([
+    startEtcdCluster({ members: 3, electionTimeoutMs: 500 }),
+    startZooKeeperEnsemble({ servers: 3 }),
+  ]);
+  const targets: Target[] = [
+    {
+      name: 'etcd',
+      url: `etcd://${etcd.hosts.join(',')}?ttl=30s&progress-interval=2s&request-timeout=2s`,
+      members: etcd.members,
+      stats: newStats(),
+    },
+    {
+      name: 'zookeeper',
+      url: zk.url('/wf-soak', 'sessionTimeout=4s&timeout=2s'),
+      members: zk.members,
+      stats: newStats(),
+    },
+  ];
+  try {
+    gc!();
+    await sleep(500);
+    const before = resources();
+
+    const discoveries: Discovery[] = [];
+    const watches: { close(): void }[] = [];
+    let stop = false;
+    let wakeRestarts!: () => void;
+    const wake = new Promise<void>((r) => (wakeRestarts = r));
+    const stopped = () => stop;
+    const churns: Promise<Registration[]>[] = [];
+    const restartLoops: Promise<void>[] = [];
+    for (const t of targets) {
+      const churner = await Discovery.fromConfig(t.url);
+      const watcher = await Discovery.fromConfig(t.url);
+      discoveries.push(churner, watcher);
+      for (const s of SERVICES) watches.push(watcher.resolver.watch(s, () => void t.stats.snapshots++));
+      churns.push(churn(t, churner, stopped));
+      restartLoops.push(restarts(t, stopped, wake));
+    }
+
+    const t0 = Date.now();
+    const samples: { s: number; heap: number; rss: number }[] = [];
+    const sample = () => {
+      gc!();
+      const m = process.memoryUsage();
+      const row = { s: Math.round((Date.now() - t0) / 1000), heap: m.heapUsed / MiB, rss: m.rss / MiB };
+      samples.push(row);
+      const ops = targets.map((t) => `${t.name} ${t.stats.registered + t.stats.updated + t.stats.deregistered} ops`);
+      console.log(
+        `  ${String(row.s).padStart(5)} s | heap ${row.heap.toFixed(1).padStart(6)} MiB | rss ${row.rss.toFixed(1).padStart(6)} MiB | ${ops.join(', ')}`,
+      );
+    };
+    console.log('      t | heap used (after GC) | rss');
+    sample();
+    while (Date.now() - t0 < SECONDS * 1000) {
+      await sleep(Math.min(SAMPLE_EVERY_S * 1000, Math.max(0, SECONDS * 1000 - (Date.now() - t0))));
+      sample();
+    }
+
+    // Wind down: stop churn and restarts, deregister, close, GC, compare.
+    stop = true;
+    wakeRestarts();
+    const lives = await Promise.all(churns);
+    await Promise.all(restartLoops);
+    for (const live of lives) await Promise.allSettled(live.map((r) => r.deregister()));
+    for (const w of watches) w.close();
+    await Promise.allSettled(discoveries.map((d) => d.close()));
+    // Sockets through the fault proxies close asynchronously: wait (bounded) for the counts to settle.
+    let after = resources();
+    const settleUntil = Date.now() + 10_000;
+    const grown = (a: Map<string, number>) => [...a].filter(([k, n]) => n > (before.get(k) ?? 0));
+    while (grown(after).length && Date.now() < settleUntil) {
+      await sleep(250);
+      gc!();
+      after = resources();
+    }
+
+    console.log('\n  registry  | registered | updated | deregistered | failed ops | watch snapshots | member restarts');
+    for (const t of targets) {
+      const s = t.stats;
+      console.log(
+        `  ${t.name.padEnd(9)} | ${s.registered} | ${s.updated} | ${s.deregistered} | ${s.failed} | ${s.snapshots} | ${s.restarts}`,
+      );
+      if (s.errors.size) console.log(`    failures: ${[...s.errors].map(([k, n]) => `${k} x${n}`).join(', ')}`);
+    }
+
+    console.log('\n  resource type | start | end');
+    const types = [...new Set([...before.keys(), ...after.keys()])].sort();
+    for (const k of types) console.log(`  ${k.padEnd(22)} | ${before.get(k) ?? 0} | ${after.get(k) ?? 0}`);
+
+    const warm = samples[Math.max(1, Math.floor(samples.length / 5))] ?? samples[0];
+    const last = samples[samples.length - 1];
+    const heapLimit = warm.heap * 1.1 + 2;
+    const leaks = grown(after);
+    const heapOk = last.heap <= heapLimit;
+    // Least-squares slope of heap (after GC) over the samples after the warm-up, MiB per minute.
+    const tail = samples.slice(samples.indexOf(warm));
+    const mx = tail.reduce((a, p) => a + p.s, 0) / tail.length;
+    const my = tail.reduce((a, p) => a + p.heap, 0) / tail.length;
+    const sxx = tail.reduce((a, p) => a + (p.s - mx) ** 2, 0);
+    const slope = sxx ? (tail.reduce((a, p) => a + (p.s - mx) * (p.heap - my), 0) / sxx) * 60 : 0;
+    console.log(
+      `\n  heap after warm-up ${warm.heap.toFixed(1)} MiB (at ${warm.s} s) -> end ${last.heap.toFixed(1)} MiB (limit ${heapLimit.toFixed(1)}); ` +
+        `rss ${warm.rss.toFixed(1)} -> ${last.rss.toFixed(1)} MiB; heap trend after warm-up ${slope.toFixed(2)} MiB/min`,
+    );
+    const verdict =
+      heapOk && leaks.length === 0
+        ? 'PASS: flat heap, no leaked handles'
+        : `FAIL: ${[
+            heapOk ? '' : `heap grew ${(last.heap - warm.heap).toFixed(1)} MiB`,
+            ...leaks.map(([k, n]) => `${k} ${before.get(k) ?? 0} -> ${n}`),
+          ]
+            .filter(Boolean)
+            .join('; ')}`;
+    console.log(`verdict: ${verdict}`);
+    process.exitCode = verdict.startsWith('PASS') ? 0 : 1;
+  } finally {
+    await Promise.allSettled([etcd.close(), zk.close()]);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
