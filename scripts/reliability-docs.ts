@@ -91,6 +91,21 @@ See [operations.md](operations.md) for what Wayfinder does in each of these case
 `;
 }
 
+/**
+ * The hand-written sections of docs/reliability.md (from `## Clusters` on: the cluster suite and the
+ * soak, measured by their own commands), kept as they are when the generated part is rewritten.
+ */
+export function handWritten(doc = DOC): string {
+  let text = '';
+  try {
+    text = readFileSync(doc, 'utf8');
+  } catch {
+    return '';
+  }
+  const at = text.indexOf('\n## Clusters');
+  return at < 0 ? '' : text.slice(at);
+}
+
 function main(argv: string[]): void {
   const partial = argv.includes('--partial');
   let run: ReliabilityRun;
@@ -110,7 +125,7 @@ function main(argv: string[]): void {
     );
   }
   const out = complete ? DOC : path.join(path.dirname(RESULTS_FILE), 'wayfinder-reliability.md');
-  writeFileSync(out, renderReport(run));
+  writeFileSync(out, renderReport(run) + handWritten());
   console.log(`reliability report written to ${out}`);
 }
 
