@@ -8,6 +8,11 @@ export interface AdapterContext {
   /** ms, monotonic; injectable for tests. */
   now(): number;
   random(): number;
+  /**
+   * Wall-clock ms since the epoch (default Date.now). Only for times other processes read, such as
+   * heartbeats in a shared file; intervals and deadlines use the monotonic now().
+   */
+  wallNow?(): number;
 }
 
 /** What an adapter instance provides. */

@@ -328,7 +328,7 @@ export class Discovery {
     const { def, options, display, cache, watch } = resolveRegistry(cfg.registry);
     const balancer = resolveBalancer(cfg.balancer);
     const logger = opts.logger ?? silentLogger;
-    const instance = await def.create(options, { logger, now: monotonicNow, random: Math.random });
+    const instance = await def.create(options, { logger, now: monotonicNow, random: Math.random, wallNow: Date.now });
     // Opt-in last-known-good cache around whatever resolver the adapter built (core/cache.ts).
     const resolver = cache
       ? new CachedResolver(instance.resolver, { dir: cache, registry: display, logger })

@@ -3,6 +3,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 // node-zookeeper-client is an optional peer dependency: loaded when a session is joined, not when
 // the testkit is imported.
+import type * as ZookeeperFaultsModule from './zookeeper-faults';
 import {
   MissingBinaryError,
   findBinary,
@@ -117,7 +118,8 @@ async function joinAndClose(
   timeoutMs: number,
 ): Promise<'expired' | 'closed'> {
   const zookeeper = await import('node-zookeeper-client');
-  const { hardClose } = await import('./zookeeper-faults');
+  // require, not import(): a relative dynamic import() is resolved as ESM (no extension lookup) under tsx.
+  const { hardClose } = require('./zookeeper-faults') as typeof ZookeeperFaultsModule;
   const c = zookeeper.createClient(`127.0.0.1:${port}`, {
     sessionTimeout: 30_000,
     spinDelay: 100,

@@ -4,7 +4,10 @@
  *  1. register(): the private `_put(request, middleware)` of the Consul instance (the public
  *     agent.service.register drops `Weights`), with the middleware shape `(request, next)` where
  *     `request.err` / `request.res` are papi's internals.
- * Nothing else here uses undocumented consul-client behaviour.
+ *  2. every call passes papi's per-request options the typings do not declare (`ctx` with
+ *     includeResponse and a 'cancel' event, `timeout`, `index`, `wait`): typed once as
+ *     VendorCallOptions, with no cast.
+ * The one cast left, `as unknown as` in register(), is item 1 (a private method has no typing).
  */
 import { EventEmitter } from 'node:events';
 import Consul = require('consul');
@@ -15,6 +18,18 @@ import Consul = require('consul');
  * only as the X-Consul-Token header; errors are rebuilt without the vendor's request/response
  * objects (which carry the request headers, hence the token).
  */
+
+/**
+ * The options every call hands the vendor: papi's per-request `ctx` (an emitter whose 'cancel' aborts
+ * the request, includeResponse for the headers), `timeout` and the token, plus the call's own
+ * fields. The consul typings declare only the call's fields; papi reads the rest (fence item 2).
+ */
+interface VendorCallOptions {
+  ctx: EventEmitter & { includeResponse: boolean };
+  token?: string;
+  timeout?: number;
+  [field: string]: unknown;
+}
 
 /** A failed Consul call: HTTP status (0 for transport failures) and Consul's message. Never holds the token. */
 export class ConsulCallError extends Error {
@@ -89,7 +104,8 @@ export class ConsulClient {
   constructor(o: ConsulClientOptions) {
     const host = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
     this.address = `${host}:${o.port}`;
-    this.consul = new Consul({ baseUrl: `${o.secure ? 'https' : 'http'}://${host}:${o.port}/v1` } as never);
+    // The vendor builds baseUrl `http(s)://<host>:<port>/v1` from these (host bracketed for IPv6 above).
+    this.consul = new Consul({ host, port: o.port, secure: o.secure });
     this.#token = o.token;
   }
 
@@ -97,10 +113,10 @@ export class ConsulClient {
     extra: Record<string, unknown>,
     signal?: AbortSignal,
     timeoutMs?: number,
-  ): { opts: Record<string, unknown>; ctx: EventEmitter & { includeResponse: boolean }; cleanup(): void } {
+  ): { opts: VendorCallOptions; ctx: EventEmitter & { includeResponse: boolean }; cleanup(): void } {
     const ctx = Object.assign(new EventEmitter(), { includeResponse: true });
     const token = this.#token();
-    const opts: Record<string, unknown> = { ...extra, ctx };
+    const opts: VendorCallOptions = { ...extra, ctx };
     if (token) opts.token = token;
     if (timeoutMs !== undefined) opts.timeout = timeoutMs;
     const onAbort = () => ctx.emit('cancel');
@@ -110,7 +126,7 @@ export class ConsulClient {
 
   private async call<T>(
     what: string,
-    fn: (opts: Record<string, unknown>) => Promise<unknown>,
+    fn: (opts: VendorCallOptions) => Promise<unknown>,
     extra: Record<string, unknown>,
     signal?: AbortSignal,
     timeoutMs?: number,
@@ -156,7 +172,7 @@ export class ConsulClient {
     if (q.filter) extra.filter = q.filter;
     const { body, headers } = await this.call<HealthEntry[]>(
       `health.service ${q.service}`,
-      (o) => this.consul.health.service(o as never),
+      (o) => this.consul.health.service({ ...o, service: q.service }),
       extra,
       signal,
       q.timeoutMs,
@@ -174,7 +190,7 @@ export class ConsulClient {
     if (q.dc) extra.dc = q.dc;
     const { body, headers } = await this.call<Record<string, string[]>>(
       'catalog.services',
-      (o) => this.consul.catalog.service.list(o as never),
+      (o) => this.consul.catalog.service.list(o),
       extra,
       undefined,
       q.timeoutMs,
@@ -191,6 +207,7 @@ export class ConsulClient {
    * drops `Weights`, so this goes through the same client's request pipeline with a full body.
    */
   async register(reg: ServiceRegistration, timeoutMs: number): Promise<void> {
+    // Fence item 1: the private _put has no typing, hence the one cast in this file.
     const raw = this.consul as unknown as {
       _put(
         req: object,
@@ -226,7 +243,7 @@ export class ConsulClient {
   async deregister(id: string, timeoutMs: number): Promise<void> {
     await this.call(
       'agent.service.deregister',
-      (o) => this.consul.agent.service.deregister(o as never),
+      (o) => this.consul.agent.service.deregister({ ...o, id }),
       { id },
       undefined,
       timeoutMs,
@@ -236,7 +253,7 @@ export class ConsulClient {
   async passCheck(checkId: string, timeoutMs: number): Promise<void> {
     await this.call(
       'agent.check.pass',
-      (o) => this.consul.agent.check.pass(o as never),
+      (o) => this.consul.agent.check.pass({ ...o, id: checkId }),
       { id: checkId },
       undefined,
       timeoutMs,

@@ -12,11 +12,13 @@ import {
   defineAdapter,
   registerAdapter,
   silentLogger,
+  validateOptions,
   type AdapterContext,
   type AdapterInstance,
   type CheckedSpec,
   type Health,
   type Logger,
+  type OptionsSchema,
   type SourceSink,
   type WayfinderError,
 } from '../../core';
@@ -170,6 +172,8 @@ interface Shared {
   client: ConsulClient;
   tokens: TokenSource;
   o: ConsulOptions;
+  /** The Consul filter expression of the tag and meta options, built once. */
+  filter?: string;
   logger: Logger;
   ctx: AdapterContext;
 }
@@ -186,7 +190,7 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
   const { client, o, logger, ctx } = sh;
   const ac = new AbortController();
   const bucket = new TokenBucket(o.rate, o.burst, ctx.now);
-  const filter = buildFilter(o.tag, parseMeta(o.meta));
+  const { filter } = sh;
   let index = 0n;
   let warnedFiltered = false;
 
@@ -436,11 +440,33 @@ class ConsulRegistrar extends RegistrarBase<ConsulRegistration> {
   }
 }
 
-/** Resolver, registrar and service listing over one Consul agent. */
+/** What createConsulRegistry takes besides options: any of the AdapterContext, and the environment. */
+export type ConsulRegistryContext = Partial<AdapterContext> & { env?: Record<string, string | undefined> };
+
+/**
+ * Resolver, registrar and service listing over one Consul agent. Options as in the URL (`wait: '5s'`
+ * or ms); invalid ones throw ConfigError naming the field.
+ */
 export function createConsulRegistry(
-  o: ConsulOptions,
-  ctx: Partial<AdapterContext> & { env?: Record<string, string | undefined> } = {},
-): AdapterInstance & { client: ConsulClient } {
+  options: Partial<Record<keyof ConsulOptions, unknown>> = {},
+  ctx: ConsulRegistryContext = {},
+): ConsulRegistry {
+  const o = validateOptions<ConsulOptions>('consul', consulOptionsSchema, options);
+  checkConsulOptions(o);
+  return openConsul(o, ctx);
+}
+
+type ConsulRegistry = AdapterInstance & { client: ConsulClient };
+
+/** Cross-field checks on validated options (the adapter's validate()). */
+function checkConsulOptions(o: ConsulOptions): void {
+  if (o.token && o['token-file'])
+    throw new ConfigError('consul: give "token" or "token-file", not both', { field: 'token' });
+  parseMeta(o.meta);
+}
+
+/** The registry over validated, defaulted options. */
+function openConsul(o: ConsulOptions, ctx: ConsulRegistryContext): ConsulRegistry {
   const logger = ctx.logger ?? silentLogger;
   const fullCtx: AdapterContext = {
     logger,
@@ -449,14 +475,13 @@ export function createConsulRegistry(
   };
   const [agent] = parseHostList('consul', o.hosts.slice(0, 1), { defaultPort: 8500 });
   const tokens = new TokenSource(o.token, o['token-file'], ctx.env ?? process.env, fullCtx.now);
-  parseMeta(o.meta);
   const client = new ConsulClient({
     host: agent.host,
     port: agent.port,
     secure: o.tls,
     token: () => tokens.get(),
   });
-  const sh: Shared = { client, tokens, o, logger, ctx: fullCtx };
+  const sh: Shared = { client, tokens, o, filter: buildFilter(o.tag, parseMeta(o.meta)), logger, ctx: fullCtx };
   const wakers = new Map<string, Waker>();
   const resolver = new WatchResolver('consul', (service, sink) => subscribe(sh, service, sink, wakers), {
     logger,
@@ -484,100 +509,98 @@ export function createConsulRegistry(
   };
 }
 
+export const consulOptionsSchema: OptionsSchema = {
+  hosts: {
+    type: 'list',
+    default: ['127.0.0.1:8500'],
+    doc: 'The Consul agent, host:port (one agent; default 127.0.0.1:8500).',
+    check: (v: string[]) => (v.length === 1 ? undefined : 'must name exactly one agent (host:port)'),
+  },
+  dc: {
+    type: 'string',
+    doc: "Datacenter to query (default: the agent's own).",
+    check: (v: string) => (/^[A-Za-z0-9_-]+$/.test(v) ? undefined : 'must match [A-Za-z0-9_-]+'),
+  },
+  'token-file': {
+    type: 'string',
+    doc: 'File holding the ACL token (re-read when it changes). Else CONSUL_HTTP_TOKEN_FILE / CONSUL_HTTP_TOKEN.',
+  },
+  token: {
+    type: 'string',
+    secret: true,
+    doc: 'ACL token (prefer token-file: URLs end up in logs). Sent only as the X-Consul-Token header.',
+  },
+  tls: { type: 'boolean', default: false, doc: 'Talk HTTPS to the agent.' },
+  wait: {
+    type: 'duration',
+    default: 300_000,
+    min: 1000,
+    max: 600_000,
+    doc: "Blocking-query wait (Consul's default 5m, max 10m); a request silent for wait + wait/16 + 1s is abandoned.",
+  },
+  rate: {
+    type: 'number',
+    default: 1,
+    min: 0.01,
+    max: 1000,
+    doc: 'Blocking requests per second per watched service once the burst is spent (token bucket).',
+  },
+  burst: {
+    type: 'integer',
+    default: 3,
+    min: 1,
+    max: 1000,
+    doc: 'Requests allowed back to back before the rate applies.',
+  },
+  tag: { type: 'list', default: [], doc: 'Only instances carrying all these tags (sent as a Consul filter).' },
+  meta: {
+    type: 'list',
+    default: [],
+    doc: 'Only instances whose service meta has these key:value pairs (sent as a Consul filter).',
+  },
+  'include-warning': {
+    type: 'boolean',
+    default: false,
+    doc: 'Also use instances whose checks warn (at Weights.Warning; 0 excludes them). Default: passing only.',
+  },
+  'zone-key': {
+    type: 'string',
+    default: 'zone',
+    doc: 'Service meta key holding the zone.',
+    check: (v: string) => (META_KEY.test(v) ? undefined : 'must match [A-Za-z0-9_-]{1,128}'),
+  },
+  ttl: {
+    type: 'duration',
+    default: 10_000,
+    min: 1000,
+    max: 3_600_000,
+    doc: 'TTL of the check a registration keeps passing (updated every ttl/3).',
+  },
+  'deregister-after': {
+    type: 'duration',
+    default: 60_000,
+    min: 60_000,
+    doc: "DeregisterCriticalServiceAfter: a crashed instance is reaped after this (Consul's minimum 1m).",
+  },
+  'register-tags': { type: 'list', default: [], doc: 'Tags given to registered instances.' },
+  timeout: {
+    type: 'duration',
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+    doc: 'Timeout of non-blocking calls (registration, TTL updates, first reads).',
+  },
+};
+
 export const consulAdapter = defineAdapter<ConsulOptions>({
   scheme: 'consul',
   description:
     'HashiCorp Consul: blocking queries on /v1/health/service, agent registration with a TTL check. consul://127.0.0.1:8500?dc=dc1&token-file=/path',
   capabilities: consulCapabilities,
-  options: {
-    hosts: {
-      type: 'list',
-      default: ['127.0.0.1:8500'],
-      doc: 'The Consul agent, host:port (one agent; default 127.0.0.1:8500).',
-      check: (v: string[]) => (v.length === 1 ? undefined : 'must name exactly one agent (host:port)'),
-    },
-    dc: {
-      type: 'string',
-      doc: "Datacenter to query (default: the agent's own).",
-      check: (v: string) => (/^[A-Za-z0-9_-]+$/.test(v) ? undefined : 'must match [A-Za-z0-9_-]+'),
-    },
-    'token-file': {
-      type: 'string',
-      doc: 'File holding the ACL token (re-read when it changes). Else CONSUL_HTTP_TOKEN_FILE / CONSUL_HTTP_TOKEN.',
-    },
-    token: {
-      type: 'string',
-      secret: true,
-      doc: 'ACL token (prefer token-file: URLs end up in logs). Sent only as the X-Consul-Token header.',
-    },
-    tls: { type: 'boolean', default: false, doc: 'Talk HTTPS to the agent.' },
-    wait: {
-      type: 'duration',
-      default: 300_000,
-      min: 1000,
-      max: 600_000,
-      doc: "Blocking-query wait (Consul's default 5m, max 10m); a request silent for wait + wait/16 + 1s is abandoned.",
-    },
-    rate: {
-      type: 'number',
-      default: 1,
-      min: 0.01,
-      max: 1000,
-      doc: 'Blocking requests per second per watched service once the burst is spent (token bucket).',
-    },
-    burst: {
-      type: 'integer',
-      default: 3,
-      min: 1,
-      max: 1000,
-      doc: 'Requests allowed back to back before the rate applies.',
-    },
-    tag: { type: 'list', default: [], doc: 'Only instances carrying all these tags (sent as a Consul filter).' },
-    meta: {
-      type: 'list',
-      default: [],
-      doc: 'Only instances whose service meta has these key:value pairs (sent as a Consul filter).',
-    },
-    'include-warning': {
-      type: 'boolean',
-      default: false,
-      doc: 'Also use instances whose checks warn (at Weights.Warning; 0 excludes them). Default: passing only.',
-    },
-    'zone-key': {
-      type: 'string',
-      default: 'zone',
-      doc: 'Service meta key holding the zone.',
-      check: (v: string) => (META_KEY.test(v) ? undefined : 'must match [A-Za-z0-9_-]{1,128}'),
-    },
-    ttl: {
-      type: 'duration',
-      default: 10_000,
-      min: 1000,
-      max: 3_600_000,
-      doc: 'TTL of the check a registration keeps passing (updated every ttl/3).',
-    },
-    'deregister-after': {
-      type: 'duration',
-      default: 60_000,
-      min: 60_000,
-      doc: "DeregisterCriticalServiceAfter: a crashed instance is reaped after this (Consul's minimum 1m).",
-    },
-    'register-tags': { type: 'list', default: [], doc: 'Tags given to registered instances.' },
-    timeout: {
-      type: 'duration',
-      default: 10_000,
-      min: 100,
-      max: 600_000,
-      doc: 'Timeout of non-blocking calls (registration, TTL updates, first reads).',
-    },
-  },
-  validate(o) {
-    if (o.token && o['token-file'])
-      throw new ConfigError('consul: give "token" or "token-file", not both', { field: 'token' });
-    parseMeta(o.meta);
-  },
+  options: consulOptionsSchema,
+  validate: checkConsulOptions,
   create(options, ctx) {
-    return createConsulRegistry(options, ctx);
+    return openConsul(options, ctx);
   },
 });
 

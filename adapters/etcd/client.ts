@@ -1,10 +1,15 @@
 /*
  * VENDOR INTERNALS FENCE (etcd3, pinned ~1.1.x in package.json). Every place this file reaches past
  * etcd3's public API; check each when upgrading:
- *  1. noopPolicy: a hand-built cockatiel IPolicy (execute/onSuccess/onFailure) passed as
- *     faultHandling.global, cast with `as unknown as` because etcd3 types it as cockatiel's class.
+ *  1. hostPolicy()/globalPolicy(): hand-built cockatiel IPolicy objects (execute/onSuccess/onFailure)
+ *     passed as faultHandling policies; asPolicy() holds the one `as unknown as` because etcd3 types
+ *     them as cockatiel's class.
  *  2. invalidateToken(): `raw.pool.authenticator.invalidateMetadata()`, private fields of etcd3's
  *     ConnectionPool / Authenticator, to drop a cached auth token.
+ *  3. useCredentials(): `raw.pool.hosts[].channelCredentials` and `raw.pool.authenticator.credentials`.
+ *     Items 2 and 3 go through internals(), the one `as unknown as` for etcd3's private fields.
+ *  4. ipSafeCredentials(): grpc-js's secure connector `connectionOptions` (grpc-js pinned ~1.14),
+ *     a commented `as unknown as` as it is private there.
  * Nothing else here uses undocumented etcd3 behaviour.
  */
 import {
@@ -70,6 +75,31 @@ function isMemberFailure(e: unknown): boolean {
 type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 const noDispose = () => ({ dispose() {} });
 
+/** The part of cockatiel's IPolicy that etcd3 calls (fence item 1). */
+interface PolicyLike {
+  execute<T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T>;
+  onSuccess: typeof noDispose;
+  onFailure: typeof noDispose;
+}
+
+/** Fence item 1: etcd3 types faultHandling policies as cockatiel's class; ours implement what it calls. */
+function asPolicy(p: PolicyLike): Policy {
+  return p as unknown as Policy;
+}
+
+/** etcd3's private ConnectionPool fields this file reaches (fence items 2 and 3). */
+interface EtcdInternals {
+  pool?: {
+    hosts: { channelCredentials: ChannelCredentials }[];
+    authenticator: { credentials: ChannelCredentials; invalidateMetadata(): void };
+  };
+}
+
+/** Fence items 2 and 3: private fields have no typing, hence the one cast. */
+function internals(raw: Etcd3): EtcdInternals {
+  return raw as unknown as EtcdInternals;
+}
+
 /**
  * Failover across members, plugged into etcd3's connection pool (its per-host and global policies):
  *
@@ -118,7 +148,7 @@ class MemberFailover {
     this.known.push(host);
     const self = { isDown: (h: string, now?: number) => this.isDown(h, now), hosts: this.known, down: this.down };
     const markDown = (h: string) => this.markDown(h);
-    return {
+    return asPolicy({
       async execute<T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> {
         const now = Date.now();
         if (self.isDown(host, now) && self.hosts.some((h) => h !== host && !self.isDown(h, now)))
@@ -135,12 +165,12 @@ class MemberFailover {
       },
       onSuccess: noDispose,
       onFailure: noDispose,
-    } as unknown as Policy;
+    });
   }
 
   globalPolicy(): Policy {
     const { budget, requestTimeoutMs, hosts } = this;
-    return {
+    return asPolicy({
       execute<T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> {
         const end = budget.getStore() ?? Date.now() + requestTimeoutMs;
         return budget.run(end, async () => {
@@ -157,7 +187,7 @@ class MemberFailover {
       },
       onSuccess: noDispose,
       onFailure: noDispose,
-    } as unknown as Policy;
+    });
   }
 }
 
@@ -174,6 +204,7 @@ export function ipSafeCredentials(tls: { ca?: Buffer; cert?: Buffer; key?: Buffe
   const wrapped = Object.create(base) as ChannelCredentials;
   wrapped._createSecureConnector = function (this: ChannelCredentials, ...args) {
     const connector = base._createSecureConnector.apply(this, args);
+    // Fence item 4: private in grpc-js, hence the cast.
     const co = (connector as unknown as { connectionOptions?: { servername?: string } }).connectionOptions;
     if (co?.servername && isIP(co.servername)) delete co.servername;
     return connector;
@@ -183,11 +214,7 @@ export function ipSafeCredentials(tls: { ca?: Buffer; cert?: Buffer; key?: Buffe
 
 /** Makes every channel of an etcd3 client (per-member clients and the authenticator's) use `creds`. */
 function useCredentials(raw: Etcd3, creds: ChannelCredentials): void {
-  const pool = (
-    raw as unknown as {
-      pool: { hosts: { channelCredentials: ChannelCredentials }[]; authenticator: { credentials: ChannelCredentials } };
-    }
-  ).pool;
+  const pool = internals(raw).pool!;
   for (const host of pool.hosts) host.channelCredentials = creds;
   pool.authenticator.credentials = creds;
 }
@@ -305,9 +332,7 @@ export class EtcdClient {
    * were opened with; the adapter calls this when a stream fails with an invalid-token error.
    */
   invalidateToken(): void {
-    (
-      this.raw as unknown as { pool?: { authenticator?: { invalidateMetadata(): void } } }
-    ).pool?.authenticator?.invalidateMetadata();
+    internals(this.raw).pool?.authenticator?.invalidateMetadata();
   }
 
   close(): void {

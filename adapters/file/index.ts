@@ -15,9 +15,11 @@ import {
   silentLogger,
   toWayfinderError,
   validateOptions,
+  type AdapterContext,
   type AdapterInstance,
   type CheckedSpec,
   type Logger,
+  type OptionsSchema,
 } from '../../core';
 import {
   bucketOf,
@@ -64,7 +66,13 @@ export interface FileOptions {
 
 type ResolvedOptions = Required<FileOptions>;
 
-const SCHEMA = {
+/** What the file registry takes from the AdapterContext; wallNow is epoch ms, as heartbeats in the shared file are. */
+interface FileContext {
+  logger: Logger;
+  wallNow(): number;
+}
+
+const SCHEMA: OptionsSchema = {
   path: {
     type: 'string',
     default: DEFAULT_FILE_REGISTRY,
@@ -100,7 +108,7 @@ const SCHEMA = {
     default: true,
     doc: 'Use fs.watch on the registry directory for immediate notification (a few ms). The poll runs either way; set false where inotify does not work.',
   },
-} as const;
+};
 
 function checkCrossFields(o: { ttl: number; heartbeat?: number }): void {
   if (o.heartbeat !== undefined && o.heartbeat >= o.ttl) {
@@ -111,9 +119,8 @@ function checkCrossFields(o: { ttl: number; heartbeat?: number }): void {
   }
 }
 
-function resolveOptions(input: Partial<Record<keyof FileOptions, unknown>>): ResolvedOptions {
-  const o = validateOptions<FileOptions>('file', SCHEMA, input as Record<string, unknown>);
-  checkCrossFields(o);
+/** The one derived default the schema cannot express: heartbeat = ttl/3. */
+function withHeartbeat(o: FileOptions): ResolvedOptions {
   return { ...o, heartbeat: o.heartbeat ?? Math.max(100, Math.floor(o.ttl / 3)) };
 }
 
@@ -126,18 +133,19 @@ export class FileRegistration extends RegistrationBase {
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private inflight = false;
-  private lastOk = Date.now();
+  private lastOk: number;
 
   constructor(
     spec: CheckedSpec,
     private readonly store: FileStore,
     private readonly opts: ResolvedOptions,
-    logger: Logger,
+    private readonly ctx: FileContext,
     /** Tells this process's own watcher that the file changed, so its resolve()/watch see it at once. */
     private readonly changed: () => Promise<void> = async () => {},
   ) {
-    super(spec, logger);
+    super(spec, ctx.logger);
     this.current = spec;
+    this.lastOk = ctx.wallNow();
   }
 
   private entry(spec: CheckedSpec, now: number): Record<string, unknown> {
@@ -156,7 +164,7 @@ export class FileRegistration extends RegistrationBase {
     await this.store.mutate((doc, now) => {
       bucketOf(doc, this.service)[this.id] = this.entry(this.current, now);
     }, this.opts.ttl);
-    this.lastOk = Date.now();
+    this.lastOk = this.ctx.wallNow();
     this.schedule();
     await this.changed();
   }
@@ -169,7 +177,7 @@ export class FileRegistration extends RegistrationBase {
       await this.store.mutate((doc, now) => {
         if (!this.stopped) bucketOf(doc, this.service)[this.id] = this.entry(spec, now);
       }, this.opts.ttl);
-      this.lastOk = Date.now();
+      this.lastOk = this.ctx.wallNow();
     } catch (e) {
       if (this.current === spec) this.current = prev;
       throw toWayfinderError(e, `file: updating ${this.service}/${this.id}`);
@@ -226,7 +234,7 @@ export class FileRegistration extends RegistrationBase {
   }
 
   private checkDeadline(err?: unknown): void {
-    const silent = Date.now() - this.lastOk;
+    const silent = this.ctx.wallNow() - this.lastOk;
     if (silent < this.opts.ttl) return;
     const why = err instanceof Error ? err.message : 'the write is still waiting (lock held?)';
     this.emitLost(
@@ -257,7 +265,7 @@ export class FileRegistration extends RegistrationBase {
         bucketOf(doc, this.service)[this.id] = this.entry(this.current, now);
       }, this.opts.ttl);
       if (this.stopped) return;
-      this.lastOk = Date.now();
+      this.lastOk = this.ctx.wallNow();
       this.emitRestored();
     } catch (e) {
       this.logger.warn(
@@ -273,13 +281,13 @@ export class FileRegistrar extends RegistrarBase<FileRegistration> {
   constructor(
     private readonly store: FileStore,
     private readonly opts: ResolvedOptions,
-    private readonly logger: Logger,
+    private readonly ctx: FileContext,
     private readonly changed?: () => Promise<void>,
   ) {
     super('file');
   }
   protected async create(spec: CheckedSpec): Promise<FileRegistration> {
-    const r = new FileRegistration(spec, this.store, this.opts, this.logger, this.changed);
+    const r = new FileRegistration(spec, this.store, this.opts, this.ctx, this.changed);
     try {
       await r.start();
     } catch (e) {
@@ -291,7 +299,7 @@ export class FileRegistrar extends RegistrarBase<FileRegistration> {
 
 // ---- resolver ----
 
-function createResolver(opts: ResolvedOptions, logger: Logger, watcher: FileWatcher): WatchResolver {
+function createResolver(opts: ResolvedOptions, ctx: FileContext, watcher: FileWatcher): WatchResolver {
   return new WatchResolver(
     'file',
     (service, sink) => {
@@ -304,12 +312,12 @@ function createResolver(opts: ResolvedOptions, logger: Logger, watcher: FileWatc
         const st = watcher.state;
         if (!st) return;
         if (!st.ok) return sink.error(st.error);
-        const now = Date.now();
+        const now = ctx.wallNow();
         const view = serviceView(st.doc, service, now, opts.ttl);
         sink.update(view.endpoints, { revision: String(st.doc.revision), bad: view.bad });
         // Drop an entry exactly when its heartbeat expires, whether or not anyone writes.
         if (view.nextExpiry !== undefined) {
-          expiryTimer = setTimeout(evaluate, Math.max(0, view.nextExpiry - Date.now()) + 1);
+          expiryTimer = setTimeout(evaluate, Math.max(0, view.nextExpiry - ctx.wallNow()) + 1);
           expiryTimer.unref();
         }
       };
@@ -322,7 +330,7 @@ function createResolver(opts: ResolvedOptions, logger: Logger, watcher: FileWatc
         off();
       };
     },
-    { logger, refresh: () => void watcher.refresh() },
+    { logger: ctx.logger, refresh: () => void watcher.refresh() },
   );
 }
 
@@ -342,17 +350,26 @@ export interface FileRegistry extends AdapterInstance {
  */
 export function createFileRegistry(
   options: Partial<Record<keyof FileOptions, unknown>> = {},
-  logger: Logger = silentLogger,
+  ctx: Partial<Pick<AdapterContext, 'logger' | 'wallNow'>> = {},
 ): FileRegistry {
-  const opts = resolveOptions(options);
+  const o = validateOptions<FileOptions>('file', SCHEMA, options);
+  checkCrossFields(o);
+  return openFile(o, ctx);
+}
+
+/** The registry over validated, defaulted options. */
+function openFile(o: FileOptions, context: Partial<Pick<AdapterContext, 'logger' | 'wallNow'>>): FileRegistry {
+  const opts = withHeartbeat(o);
+  const ctx: FileContext = { logger: context.logger ?? silentLogger, wallNow: context.wallNow ?? Date.now };
+  const { logger } = ctx;
   const store = fileStore(opts.path);
   store.setLogger(logger);
   const watcher = new FileWatcher(opts.path, { pollMs: opts.poll, fsWatch: opts.watch, logger });
   return {
-    resolver: createResolver(opts, logger, watcher),
+    resolver: createResolver(opts, ctx, watcher),
     watchStats: () => ({ polls: watcher.polls, reads: watcher.reads }),
     watchAll: fileWatchAll(watcher, opts.ttl),
-    registrar: new FileRegistrar(store, opts, logger, () => watcher.refresh()),
+    registrar: new FileRegistrar(store, opts, ctx, () => watcher.refresh()),
     options: opts,
     listServices: async () => {
       let text = '';
@@ -363,7 +380,7 @@ export function createFileRegistry(
           throw new RegistryUnavailableError(`file: cannot read ${opts.path}: ${(e as Error).message}`, { cause: e });
       }
       try {
-        return liveServices(parseDoc(text), Date.now(), opts.ttl);
+        return liveServices(parseDoc(text), ctx.wallNow(), opts.ttl);
       } catch (e) {
         throw new RegistryUnavailableError(`file: ${opts.path} is unreadable: ${(e as Error).message}`, { cause: e });
       }
@@ -406,7 +423,7 @@ export const fileAdapter = defineAdapter<FileOptions>({
   },
   validate: checkCrossFields,
   create(options, ctx) {
-    return createFileRegistry(options as unknown as Record<string, unknown>, ctx.logger);
+    return openFile(options, ctx);
   },
 });
 

@@ -2,7 +2,6 @@ import { isIP } from 'node:net';
 import { namespaceWatchClass } from './watch-all';
 import {
   AuthFailedError,
-  Backoff,
   ConfigError,
   RegistryUnavailableError,
   WatchResolver,
@@ -19,7 +18,7 @@ import {
   type WayfinderError,
 } from '../../core';
 import { monotonicNow } from '../../core/util';
-import { scalarText, Waker } from '../../core/kit';
+import { retryLoop, scalarText, Waker } from '../../core/kit';
 import { KubeClient, KubeRequestError, SERVICE_ACCOUNT_DIR, type WatchHandle } from './client';
 
 /**
@@ -183,6 +182,11 @@ type WatchEnd =
   | { kind: 'expired' }
   | { kind: 'failed'; err: KubeRequestError | (Error & { statusCode?: number }) };
 
+/** How a SliceWatch round ended other than by a healthy watch: with or without a backoff wait. */
+class RoundEnd {
+  constructor(readonly backoff: boolean) {}
+}
+
 /**
  * One service's list+watch loop. Contract: list, then watch from the list's resourceVersion with
  * bookmarks; a clean server-side end re-watches at once from the last resourceVersion; 410 Expired
@@ -196,7 +200,8 @@ export class SliceWatch {
   protected stopped = false;
   private current?: WatchHandle;
   private readonly waker = new Waker();
-  private readonly backoff: Backoff;
+  private readonly ac = new AbortController();
+  private relist = true;
   private emitScheduled = false;
   private readonly path: string;
   private readonly selector: string;
@@ -207,9 +212,8 @@ export class SliceWatch {
     private readonly sink: Pick<SourceSink, 'error'> & { update?: SourceSink['update'] },
     protected readonly o: K8sOptions,
     private readonly logger: Logger,
-    random: () => number,
+    private readonly random: () => number,
   ) {
-    this.backoff = new Backoff(o['backoff-base'], o['backoff-max'], random);
     this.path = `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(t.namespace)}/endpointslices`;
     this.selector = t.service ? `kubernetes.io/service-name=${t.service}` : 'kubernetes.io/service-name';
   }
@@ -218,71 +222,73 @@ export class SliceWatch {
   protected touched(_name: string): void {}
 
   start(): void {
-    void this.run().catch((err) => this.logger.error({ err }, 'k8s: watch loop crashed'));
+    // A round: a list when needed, then one watch. A round resolves (resetting the backoff) only when
+    // its watch closed normally after events or after >= 1 s; every other end throws a RoundEnd saying
+    // whether to wait the backoff's next delay or go again at once with the backoff unmoved.
+    void retryLoop({
+      signal: this.ac.signal,
+      run: (_signal, healthy) => this.round(healthy),
+      onError: (e, next) => {
+        if (e instanceof RoundEnd) return e.backoff ? next() : 0;
+        this.logger.error({ err: e }, 'k8s: watch loop crashed');
+        this.stop();
+      },
+      backoff: { baseMs: this.o['backoff-base'], maxMs: this.o['backoff-max'], random: this.random },
+      sleep: (ms, signal) => this.waker.sleep(ms, signal),
+    });
   }
 
   stop(): void {
     this.stopped = true;
+    this.ac.abort();
     this.current?.abort();
     this.waker.wake();
   }
 
-  private sleep(ms: number): Promise<void> {
-    return this.waker.sleep(ms);
-  }
-
-  private async run(): Promise<void> {
-    let relist = true;
-    while (!this.stopped) {
-      if (relist) {
-        try {
-          await this.list();
-          relist = false;
-        } catch (err) {
-          if (this.stopped) return;
-          if (await this.fail(err as KubeRequestError)) continue;
-          await this.sleep(this.backoff.next());
-          continue;
-        }
+  private async round(healthy: () => void): Promise<void> {
+    if (this.relist) {
+      try {
+        await this.list();
+        this.relist = false;
+      } catch (err) {
+        if (this.stopped) return;
+        throw new RoundEnd(!(await this.fail(err as KubeRequestError)));
       }
-      if (this.stopped) return;
-      const end = await this.watchOnce();
-      if (this.stopped) return;
-      switch (end.kind) {
-        case 'closed':
-          // A normal server-side end (timeoutSeconds). One that ends at once, with nothing on it,
-          // again and again (a misbehaving proxy) must not become a hot loop.
-          if (end.events > 0 || end.ms >= 1000) this.backoff.reset();
-          else await this.sleep(this.backoff.next());
-          break;
-        case 'idle':
+    }
+    if (this.stopped) return;
+    const end = await this.watchOnce(healthy);
+    if (this.stopped) return;
+    switch (end.kind) {
+      case 'closed':
+        // A normal server-side end (timeoutSeconds). One that ends at once, with nothing on it,
+        // again and again (a misbehaving proxy) must not become a hot loop.
+        if (end.events > 0 || end.ms >= 1000) return;
+        throw new RoundEnd(true);
+      case 'idle':
+        this.logger.warn(
+          { service: this.t.service, namespace: this.t.namespace, idleMs: this.o['idle-timeout'] },
+          'k8s: watch silent past idle-timeout; restarting it',
+        );
+        throw new RoundEnd(true);
+      case 'expired':
+        this.logger.info(
+          { service: this.t.service, namespace: this.t.namespace },
+          'k8s: resourceVersion expired (410); re-listing',
+        );
+        this.rv = '';
+        this.relist = true;
+        throw new RoundEnd(false);
+      case 'failed':
+        this.relist = true;
+        if (!end.err.statusCode) {
+          // A dropped stream (reset, proxy cut) is routine: re-list at once; only a failing list is reported.
           this.logger.warn(
-            { service: this.t.service, namespace: this.t.namespace, idleMs: this.o['idle-timeout'] },
-            'k8s: watch silent past idle-timeout; restarting it',
+            { service: this.t.service, namespace: this.t.namespace, err: end.err.message },
+            'k8s: watch stream failed; re-listing',
           );
-          await this.sleep(this.backoff.next());
-          break;
-        case 'expired':
-          this.logger.info(
-            { service: this.t.service, namespace: this.t.namespace },
-            'k8s: resourceVersion expired (410); re-listing',
-          );
-          this.rv = '';
-          relist = true;
-          break;
-        case 'failed':
-          relist = true;
-          if (!end.err.statusCode) {
-            // A dropped stream (reset, proxy cut) is routine: re-list at once; only a failing list is reported.
-            this.logger.warn(
-              { service: this.t.service, namespace: this.t.namespace, err: end.err.message },
-              'k8s: watch stream failed; re-listing',
-            );
-            break;
-          }
-          if (!(await this.fail(end.err))) await this.sleep(this.backoff.next());
-          break;
-      }
+          throw new RoundEnd(false);
+        }
+        throw new RoundEnd(!(await this.fail(end.err)));
     }
   }
 
@@ -342,7 +348,7 @@ export class SliceWatch {
     this.emit(true);
   }
 
-  private watchOnce(): Promise<WatchEnd> {
+  private watchOnce(healthy: () => void): Promise<WatchEnd> {
     return new Promise((resolve) => {
       const started = monotonicNow();
       let events = 0;
@@ -368,7 +374,7 @@ export class SliceWatch {
         (type, obj) => {
           arm();
           // A watch that delivers is healthy: failures after it start their backoff afresh.
-          if (events++ === 0) this.backoff.reset();
+          if (events++ === 0) healthy();
           this.onEvent(type, obj, finish);
         },
         (err) => {

@@ -9,9 +9,11 @@ import {
   instanceToJson,
   registerAdapter,
   silentLogger,
+  type AdapterContext,
   type AdapterInstance,
   type CheckedSpec,
   type Logger,
+  type OptionsSchema,
 } from '../../core';
 
 /**
@@ -104,11 +106,21 @@ class MemoryRegistrar extends RegistrarBase<MemoryRegistration> {
   }
 }
 
+export const memoryOptionsSchema: OptionsSchema = {
+  name: {
+    type: 'string',
+    default: 'default',
+    doc: 'Store name; registries with the same name in one process share entries.',
+    check: (v: string) => (/^[A-Za-z0-9._-]+$/.test(v) ? undefined : 'must match [A-Za-z0-9._-]+'),
+  },
+};
+
 /** Resolver and registrar over a MemoryStore (a fresh private one by default). */
 export function createMemoryRegistry(
   store: MemoryStore = new MemoryStore(),
-  logger?: Logger,
+  ctx: Partial<Pick<AdapterContext, 'logger'>> = {},
 ): AdapterInstance & { store: MemoryStore } {
+  const logger = ctx.logger ?? silentLogger;
   const resolver = new WatchResolver(
     'memory',
     (service, sink) => {
@@ -125,7 +137,7 @@ export function createMemoryRegistry(
   return {
     store,
     resolver,
-    registrar: new MemoryRegistrar(store, logger ?? silentLogger),
+    registrar: new MemoryRegistrar(store, logger),
     listServices: async () => store.serviceNames(),
   };
 }
@@ -143,14 +155,7 @@ export const memoryAdapter = defineAdapter<MemoryOptions>({
     metadata: true,
     listServices: true,
   },
-  options: {
-    name: {
-      type: 'string',
-      default: 'default',
-      doc: 'Store name; registries with the same name in one process share entries.',
-      check: (v: string) => (/^[A-Za-z0-9._-]+$/.test(v) ? undefined : 'must match [A-Za-z0-9._-]+'),
-    },
-  },
+  options: memoryOptionsSchema,
   fromUrl(url) {
     const raw: Record<string, unknown> = { ...url.params };
     if (url.hosts.length > 1)
@@ -159,7 +164,7 @@ export const memoryAdapter = defineAdapter<MemoryOptions>({
     return raw;
   },
   create(options, ctx) {
-    return createMemoryRegistry(memoryStore(options.name), ctx.logger);
+    return createMemoryRegistry(memoryStore(options.name), ctx);
   },
 });
 

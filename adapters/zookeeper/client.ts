@@ -9,6 +9,8 @@
  *  2. installWatchdog(): wraps `onSocketData` / `onSocketConnected` before connect(), reads
  *     `state` (CM_CONNECTING / CM_CONNECTED) and `socket` to destroy a silent connection.
  *  3. The ConnectionManager state numbers CM_CLOSED / CM_CONNECTING / CM_CONNECTED.
+ *  4. The watchdog's stall timer destroys `socket` to move a silent session to another server.
+ * Two `as unknown as` remain, each commented: connectionManager() and Exception.create.
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -93,6 +95,7 @@ interface VendorConnectionManager {
   packetQueue?: VendorPacket[];
 }
 function connectionManager(client: zookeeper.Client): Partial<VendorConnectionManager> | undefined {
+  // Fence: connectionManager is private in the typings; this is the one cast for it.
   return (client as unknown as { connectionManager?: Partial<VendorConnectionManager> }).connectionManager;
 }
 
@@ -130,6 +133,7 @@ export function hardClose(client: zookeeper.Client): void {
   }
   const fail = (p: VendorPacket | undefined) => {
     try {
+      // Fence item 1: Exception.create is not in the typings.
       p?.callback?.((ZK as unknown as { create(code: number): Error }).create(ZK.CONNECTION_LOSS));
     } catch {
       /* a caller's callback threw; nothing to do here */
@@ -370,8 +374,7 @@ export class ZkSession extends EventEmitter {
               () => {
                 if (settled || this.client !== c) return;
                 this.logger.warn({ what }, `${this.name}: no answer from this ZooKeeper server; moving the session`);
-                const cm = (c as unknown as { connectionManager?: { socket?: { destroy(): void } } }).connectionManager;
-                cm?.socket?.destroy();
+                connectionManager(c)?.socket?.destroy();
               },
               Math.max(1, (deadline - Date.now()) / 2),
             )
