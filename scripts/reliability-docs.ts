@@ -96,7 +96,7 @@ See [operations.md](operations.md) for what Wayfinder does in each of these case
  * soak, measured by their own commands), kept as they are when the generated part is rewritten.
  */
 export function handWritten(doc = DOC): string {
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(doc, 'utf8');
   } catch {
