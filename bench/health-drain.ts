@@ -15,6 +15,7 @@
  *
  *   node --import tsx bench/health-drain.ts        (ROUNDS=n restarts of all 3, PROPAGATION_MS=ms)
  */
+import '../builtins'; // the built-in registries and balancers
 import * as grpc from '@grpc/grpc-js';
 import { Discovery, type Registrar, type Registration } from '../core';
 import { installGrpc, serve, type Served } from '../grpc';

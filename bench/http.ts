@@ -9,6 +9,7 @@
  *
  *   node --import tsx bench/http.ts        (ROUNDS=7 ROUND_MS=2000 INFLIGHT=64 to change)
  */
+import '../builtins'; // the built-in registries and balancers
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BalancedPool, Pool, request, type Dispatcher } from 'undici';

@@ -15,6 +15,7 @@
  *     subscribed service; latency = from the write (in the server process) to the last subscribed
  *     client receiving the assignment that holds it. p50 / p99 / max.
  */
+import '../builtins'; // the built-in registries and balancers
 import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { Discovery } from '../core';

@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { Discovery } from '../core';

@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
@@ -107,7 +108,7 @@ describe('grpc bridge', function () {
       assert.throws(() => parseBridgeTarget('wayfinder:///echo?x=1'), /takes no \?options/);
       assert.throws(() => parseBridgeTarget('file:///echo?path=relative.json'), /"path" must start with "\/"/);
       assert.throws(() => new EchoClient('memory://n/a/b'), /one path segment/);
-      assert.throws(() => new EchoClient('etcd://127.0.0.1:2379/echo?prefix=nope'), /etcd: "prefix"/);
+      assert.throws(() => new EchoClient('etcd://127.0.0.1:2379/echo?format=nope'), /etcd: "format"/);
     });
   });
 

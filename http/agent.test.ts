@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';

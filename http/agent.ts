@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import type { Duplex } from 'node:stream';
 import { Agent, Dispatcher, Pool, errors as undiciErrors } from 'undici';
 import {
@@ -455,6 +456,17 @@ export class WayfinderAgent extends Dispatcher {
   }
 
   /** Resolves when every pool finished its requests and closed. Idempotent. */
+  /**
+   * `fetch(input, { ...init, dispatcher: this })` with Node's global fetch. The same call written
+   * out needs a cast in TypeScript: the undici types bundled with @types/node (and the DOM lib's
+   * RequestInit) differ from undici 7's, whose Dispatcher this agent is.
+   */
+  fetch(input: string | URL, init: RequestInit = {}): Promise<Response> {
+    // The one cast the undici type skew needs (see above): the object is a valid undici RequestInit.
+    const withAgent: object = { ...init, dispatcher: this };
+    return globalThis.fetch(input, withAgent as RequestInit);
+  }
+
   override close(): Promise<void>;
   override close(callback: () => void): void;
   override close(callback?: () => void): Promise<void> | void {

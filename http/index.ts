@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 export { PICK_KEY_HEADER, WayfinderAgent, withHost, type WayfinderAgentOptions } from './agent';
 export { isServiceHost, type HostRule, type HostRouting } from './hosts';
 export { RetryBudget, type RetryOptions } from './retry';

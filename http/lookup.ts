@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import * as dns from 'node:dns';
 import * as http from 'node:http';
 import * as net from 'node:net';

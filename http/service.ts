@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import {
   ClosedError,
   Discovery,

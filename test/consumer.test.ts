@@ -168,6 +168,9 @@ describe('consumer install (npm pack -> empty project)', function () {
           strict: true,
           noEmit: true,
           target: 'es2022',
+          // A Node project's lib (as @tsconfig/node20 has it): no DOM, so fetch's RequestInit is
+          // undici's, which has `dispatcher` (docs/http.md: with the DOM lib, cast the init).
+          lib: ['es2022'],
           module: 'nodenext',
           moduleResolution: 'nodenext',
           typeRoots: [path.join(root, 'node_modules', '@types')],

@@ -459,8 +459,9 @@ export function registrarConformance(o: ConformanceOptions): void {
   const prop = o.timing?.propagationMs ?? 5000;
   const ttl = o.timing?.ttlMs ?? 15_000;
   // Removal must be seen before an expiry could fake it: an entry whose heartbeat stopped at
-  // deregister() lives on for at least ttl minus one heartbeat interval (ttl/3 by convention).
-  const gone = o.timing?.ttlMs !== undefined ? Math.min(prop, Math.floor(ttl / 3)) : prop;
+  // deregister() lives on for at least ttl minus one heartbeat interval (ttl/3 by convention), so
+  // half the ttl is the longest wait that still tells a removal from an expiry.
+  const gone = o.timing?.ttlMs !== undefined ? Math.min(prop, Math.floor(ttl / 2)) : prop;
   if (!o.capabilities.register) return;
   o.describe(`${o.name}: registrar conformance`, function () {
     let s!: ConformanceSubject;

@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';

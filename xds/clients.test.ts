@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { Discovery, type Resolver, type Snapshot } from '../core';
 import { startEchoServer, tempDir, waitFor, type EchoServer } from '../testkit';

@@ -2,6 +2,7 @@
  * wayfinder-discovery/xds: an xDS control plane (State-of-the-World ADS v3 and LRS) fed by any
  * Wayfinder registry, for proxyless gRPC clients in every language (docs/xds.md).
  */
+import '../builtins'; // the built-in registries and balancers
 export { startXdsServer, type XdsServer, type XdsServerOptions, type XdsNack } from './server';
 export {
   checkXdsConfig,

@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { promises as dns } from 'node:dns';
 import { ConfigError, Discovery, type Registration } from '../core';

@@ -1,3 +1,4 @@
+import '../builtins'; // the built-in registries and balancers
 import * as grpc from '@grpc/grpc-js';
 import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';

@@ -1,4 +1,5 @@
 // The custom adapter proves itself with the same conformance kit as the built-in ones.
+import '../../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';

@@ -4,6 +4,7 @@
  * it runs the same conformance suite as the built-in balancers. In an application, import from
  * `wayfinder-discovery` instead of the relative paths used inside this repository.
  */
+import '../../builtins'; // the built-in registries and balancers
 import {
   defineBalancer,
   registerBalancer,

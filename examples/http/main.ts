@@ -7,6 +7,7 @@
  *
  * In an application, import from 'wayfinder-discovery' and 'wayfinder-discovery/http'.
  */
+import '../../builtins'; // the built-in registries and balancers
 import * as http from 'node:http';
 import { Discovery } from '../../core';
 import { WayfinderAgent, serveHttp } from '../../http';

@@ -1,3 +1,4 @@
+import '../../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { Discovery, endpointKey, isWayfinderError, type Registration, type Snapshot } from '../../core';
 import { installGrpc } from '../../grpc';

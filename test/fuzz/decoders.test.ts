@@ -1,3 +1,4 @@
+import '../../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { entryToRaw } from '../../adapters/consul';

@@ -1,3 +1,4 @@
+import '../../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { Discovery, endpointKey, resolveRegistry, type Snapshot } from '../../core';

@@ -1,3 +1,4 @@
+import '../../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
