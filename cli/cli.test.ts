@@ -28,7 +28,7 @@ function child(args: string[]) {
     exited,
     output: () => out,
     errors: () => err,
-    waitFor: (re: RegExp, ms = 15_000) =>
+    waitFor: (re: RegExp, ms = 30_000) =>
       withTimeout(
         new Promise<void>((resolve) => (re.test(out) ? resolve() : waiters.push({ re, resolve }))),
         ms,
@@ -44,7 +44,7 @@ describe('cli', function () {
   const reg = `file://${tmp.dir}/registry.json?ttl=2s`;
 
   it('register keeps an instance alive until interrupted; resolve, services and watch see it', async function () {
-    this.timeout(60_000); // five CLI processes, each started through tsx
+    this.timeout(120_000); // five CLI processes, each started through tsx (10-20 s each on a loaded 2-core machine)
     const watcher = child(['watch', 'echo', '--json', '-r', reg]);
     const registrant = child(['register', 'echo', '-p', '5055', '-w', '3', '-m', 'version=2', '-z', 'z1', '-r', reg]);
     await registrant.waitFor(/registered echo 127\.0\.0\.1:5055/);
