@@ -85,10 +85,11 @@ export function addBalancerCommand(program: Command, io: BalancerIo): Command {
       try {
         if (opts.registerAs)
           reg = await d.registrar.register({ service: opts.registerAs, host: opts.advertiseHost, port: server.port });
+        const interrupted = io.interrupted(); // listening for the signal before the line that invites it
         io.out(
           `balancer listening on ${opts.host}:${server.port} for ${d.description}${reg ? `, registered as ${opts.registerAs}` : ''}; Ctrl-C to stop`,
         );
-        await io.interrupted();
+        await interrupted;
       } finally {
         await reg?.deregister().catch((e) => io.err(`deregistering the balancer failed: ${(e as Error).message}`));
         await server.stop();

@@ -220,8 +220,10 @@ export function buildProgram(io: Io = defaultIo): Command {
         }
         reg.on('lost', (err) => io.err(`registration lost${err ? `: ${err.message}` : ''}; restoring`));
         reg.on('restored', () => io.err('registration restored'));
+        // Listen for the signal before saying so: whoever reads the line may send it at once.
+        const interrupted = io.interrupted();
         io.out(`registered ${service} ${reg.id} in ${d.description}; Ctrl-C to deregister`);
-        await io.interrupted();
+        await interrupted;
         await reg.deregister();
         await d.close();
         io.out(`deregistered ${reg.id}`);

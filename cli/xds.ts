@@ -59,10 +59,11 @@ export function addXdsCommand(program: Command, io: XdsIo): Command {
           throw e;
         });
         try {
+          const interrupted = io.interrupted(); // listening for the signal before the line that invites it
           io.out(
             `xds server listening on ${opts.host}:${server.port} for ${d.description}${g.config ? ` with policy ${g.config}` : ''}; Ctrl-C to stop`,
           );
-          await io.interrupted();
+          await interrupted;
         } finally {
           await server.stop();
           io.out(JSON.stringify({ stats: server.stats() }));
