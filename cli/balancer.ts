@@ -10,7 +10,8 @@ export interface BalancerIo {
   interrupted(): Promise<string>;
 }
 
-function port(v: string): number {
+/** A --port value: an integer within 0..65535 (shared by the long-running server commands). */
+export function port(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535)
     throw new InvalidArgumentError(`--port must be an integer within 0..65535, got "${v}"`);

@@ -1,21 +1,10 @@
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { Discovery } from '../core';
 import { loadXdsConfig, startXdsServer } from '../xds';
+import { port, type BalancerIo } from './balancer';
 
-/** The part of the CLI's io this command uses (see cli/main.ts). */
-export interface XdsIo {
-  out(s: string): void;
-  err(s: string): void;
-  /** Resolves when the user asks to stop (SIGINT/SIGTERM). */
-  interrupted(): Promise<string>;
-}
-
-function port(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535)
-    throw new InvalidArgumentError(`--port must be an integer within 0..65535, got "${v}"`);
-  return n;
-}
+/** The part of the CLI's io this command uses (see cli/main.ts): the same as `wayfinder balancer`'s. */
+export type XdsIo = BalancerIo;
 
 /**
  * `wayfinder xds --registry <url> --port <p> [--config <policy file>]`: an xDS control plane (ADS
