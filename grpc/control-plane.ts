@@ -168,12 +168,25 @@ export async function ipAddresses(
 
 // ---- the server ----
 
+/** Where a registry-fed server reads the registry, and where it listens. */
 export interface RegistryServerOptions {
+  /**
+   * Where services are resolved: a Discovery (or anything with a resolver, and maybe a catalog),
+   * owned by the caller.
+   */
   discovery?: FeedSource;
+  /** Or a registry URL / config (Discovery.fromConfig); that Discovery is closed by stop(). */
   registry?: string;
+  /** Port to bind; 0 (default) picks a free one. */
   port?: number;
+  /** Address to bind. Default 0.0.0.0. */
   host?: string;
   credentials?: grpc.ServerCredentials;
+  /**
+   * Where endpoint sets come from: `catalog` (discovery.catalog: one registry-wide stream when the
+   * adapter has one), `service` (one resolver.watch() per asked service), or `auto` (default: the
+   * catalog when the adapter has a registry-wide watch, else per service). See FeedMode.
+   */
   feed?: FeedMode;
 }
 

@@ -1,7 +1,7 @@
 import '../builtins'; // the built-in registries and balancers
 import type * as grpc from '@grpc/grpc-js';
 import { endpointKey, silentLogger, type Logger, type Snapshot, type Watch } from '../core';
-import { ipAddresses, RegistryServer, type EndpointFeed, type FeedMode, type FeedSource } from '../grpc/control-plane';
+import { ipAddresses, RegistryServer, type EndpointFeed, type RegistryServerOptions } from '../grpc/control-plane';
 import { checkXdsConfig, loadXdsConfig, resolvePolicy, type ResolvedPolicy, type XdsConfig } from './config';
 import {
   adsService,
@@ -28,26 +28,7 @@ import {
 } from './resources';
 import { LoadStatsAggregator, type XdsLoadTotals } from './lrs';
 
-export interface XdsServerOptions {
-  /**
-   * Where services are resolved: a Discovery (or anything with a resolver, and maybe a catalog),
-   * owned by the caller.
-   */
-  discovery?: FeedSource;
-  /** Or a registry URL / config (Discovery.fromConfig); that Discovery is closed by stop(). */
-  registry?: string;
-  /** Port to bind; 0 (default) picks a free one. */
-  port?: number;
-  /** Address to bind. Default 0.0.0.0. */
-  host?: string;
-  credentials?: grpc.ServerCredentials;
-  /**
-   * Where endpoint sets come from: `catalog` (discovery.catalog: one registry-wide stream when the
-   * adapter has one), `service` (one resolver.watch() per subscribed service), or `auto` (default:
-   * the catalog when the adapter has a registry-wide watch, else per service). Either way a
-   * service exists while the registry holds an instance (or a malformed entry) of it.
-   */
-  feed?: FeedMode;
+export interface XdsServerOptions extends RegistryServerOptions {
   /** Per-service policy (lb policy, ring hash, outlier detection, max requests): an object or a .json/.yaml path. */
   config?: XdsConfig | string;
   /** Routes inline in the Listener instead of served over RDS. Default false (RDS). */

@@ -3,27 +3,9 @@ import { silentLogger, type Endpoint, type Logger } from '../../core';
 import { LoadReportAggregator, type LoadReport, type LoadTotals, type ServerListOptions } from '../../balancers/grpclb';
 import { loadBalancerService, msToDuration, type LoadBalanceRequest, type LoadBalanceResponse } from './protocol';
 import { ServiceFeed, type Subscriber } from './service-feed';
-import { RegistryServer, type FeedMode, type FeedSource } from '../control-plane';
+import { RegistryServer, type RegistryServerOptions } from '../control-plane';
 
-export interface BalancerServerOptions {
-  /**
-   * Where service names are resolved: a Discovery (or anything with a resolver, and maybe a
-   * catalog), owned by the caller.
-   */
-  discovery?: FeedSource;
-  /** Or a registry URL / config (Discovery.fromConfig); that Discovery is closed by stop(). */
-  registry?: string;
-  /** Port to bind; 0 (default) picks a free one. */
-  port?: number;
-  /** Address to bind. Default 0.0.0.0. */
-  host?: string;
-  credentials?: grpc.ServerCredentials;
-  /**
-   * Where endpoint sets come from: `catalog` (discovery.catalog: one registry-wide stream when the
-   * adapter has one), `service` (one resolver.watch() per asked service), or `auto` (default: the
-   * catalog when the adapter has a registry-wide watch, else per service).
-   */
-  feed?: FeedMode;
+export interface BalancerServerOptions extends RegistryServerOptions {
   /** Repeat each endpoint in proportion to its weight. Default false. */
   expandByWeight?: boolean;
   /**
