@@ -145,13 +145,16 @@ async function churn(t: Target, d: Discovery, stopped: () => boolean): Promise<R
   return live;
 }
 
-async function restarts(t: Target, stopped: () => boolean, wake: Promise<unknown>): Promise<void> {
+/**
+ * Restarts one member every RESTART_EVERY_S until `stop` aborts. Sleeps on the abort signal (its
+ * listener goes with each sleep): a Promise.race against one long-lived "stop" promise would leave
+ * a reaction on it per round, which heap-diff showed as a PromiseReaction chain growing per restart.
+ */
+async function restarts(t: Target, stop: AbortSignal): Promise<void> {
   let i = 0;
-  while (!stopped()) {
-    const ac = new AbortController();
-    await Promise.race([sleep(RESTART_EVERY_S * 1000, undefined, { signal: ac.signal }).catch(() => undefined), wake]);
-    ac.abort();
-    if (stopped()) return;
+  while (!stop.aborted) {
+    await sleep(RESTART_EVERY_S * 1000, undefined, { signal: stop }).catch(() => undefined);
+    if (stop.aborted) return;
     await t.members[i++ % t.members.length].restart();
     t.stats.restarts++;
   }
@@ -203,8 +206,7 @@ async function main(): Promise<void> {
     const discoveries: Discovery[] = [];
     const watches: { close(): void }[] = [];
     let stop = false;
-    let wakeRestarts!: () => void;
-    const wake = new Promise<void>((r) => (wakeRestarts = r));
+    const stopRestarts = new AbortController();
     const stopped = () => stop;
     const churns: Promise<Registration[]>[] = [];
     const restartLoops: Promise<void>[] = [];
@@ -214,7 +216,7 @@ async function main(): Promise<void> {
       discoveries.push(churner, watcher);
       for (const s of SERVICES) watches.push(watcher.resolver.watch(s, () => void t.stats.snapshots++));
       churns.push(churn(t, churner, stopped));
-      restartLoops.push(restarts(t, stopped, wake));
+      restartLoops.push(restarts(t, stopRestarts.signal));
     }
 
     const t0 = Date.now();
@@ -268,7 +270,7 @@ async function main(): Promise<void> {
 
     // Wind down: stop churn and restarts, deregister, close, GC, compare.
     stop = true;
-    wakeRestarts();
+    stopRestarts.abort();
     const lives = await Promise.all(churns);
     await Promise.all(restartLoops);
     for (const live of lives) await Promise.allSettled(live.map((r) => r.deregister()));
