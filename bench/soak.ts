@@ -303,6 +303,18 @@ async function main(): Promise<void> {
     const last = samples[samples.length - 1];
     const heapLimit = warm.heap * 1.1 + 2;
     const leaks = grown(after);
+    if (leaks.some(([k]) => k === 'TCPSocketWrap')) {
+      // Name the sockets still open (local -> remote) so they can be told apart: client, proxy, member.
+      const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+      for (const h of handles) {
+        const s = h as { localPort?: number; remotePort?: number; remoteAddress?: string; destroyed?: boolean };
+        if (s.localPort !== undefined && s.remotePort !== undefined)
+          console.log(
+            `  open socket ${s.localPort} -> ${s.remoteAddress}:${s.remotePort}${s.destroyed ? ' (destroyed)' : ''}`,
+          );
+      }
+      console.log(`  etcd members ${etcd?.hosts.join(' ') ?? '-'}; zookeeper ${zk?.url('/', '') ?? '-'}`);
+    }
     const heapOk = last.heap <= heapLimit;
     // Least-squares slope of heap (after GC) over the samples after the warm-up, MiB per minute.
     const tail = samples.slice(samples.indexOf(warm));
