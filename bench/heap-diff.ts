@@ -316,11 +316,4 @@ function main(argv: string[]): void {
   }
 }
 
-if (require.main === module) {
-  try {
-    main(process.argv.slice(2));
-  } catch (e) {
-    console.error((e as Error).message);
-    process.exitCode = 1;
-  }
-}
+if (require.main === module) main(process.argv.slice(2));
