@@ -2,6 +2,7 @@
  * Soak: churn against clustered registries with member restarts, watching memory and handles.
  *
  *   node --expose-gc --import tsx bench/soak.ts [--seconds 600] [--restart-every 20] [--sample-every 5]
+ *     [--registries etcd,zookeeper] [--heap-snapshots 2,8,14] [--out <dir>]
  *
  * A 3-member etcd cluster and a 3-server ZooKeeper ensemble (testkit launchers, each member behind
  * its fault proxy). Per registry: a churning Discovery registers, updates (metadata, weight) and
@@ -15,8 +16,18 @@
  * its start count, and heap after the warm-up (first fifth, at least one sample) grows by less
  * than 10% + 2 MiB; runs under ~30 s are too short to judge. It also prints the heap's trend after
  * the warm-up (MiB/min), which the verdict does not use.
+ *
+ * `--registries` limits the run to some registries (to attribute growth). `--heap-snapshots` takes
+ * V8 heap snapshots after a forced GC at the given minutes (fractions allowed) into `--out` (default
+ * a new `wayfinder-soak-*` folder under the OS temp dir, never the repository), beside samples.json
+ * (every sample, with V8's code and bytecode sizes). Compare two snapshots with
+ * `node --import tsx bench/heap-diff.ts <early> <late>`.
  */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import * as v8 from 'node:v8';
 import { Discovery, type Registration } from '../index';
 import { startEtcdCluster } from '../testkit/etcd-cluster';
 import { startZooKeeperEnsemble } from '../testkit/zookeeper-ensemble';
@@ -28,6 +39,27 @@ function arg(name: string, def: number): number {
 const SECONDS = arg('seconds', 600);
 const RESTART_EVERY_S = arg('restart-every', 20);
 const SAMPLE_EVERY_S = arg('sample-every', 5);
+function strArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const REGISTRIES = (strArg('registries') ?? 'etcd,zookeeper').split(',').filter(Boolean);
+for (const r of REGISTRIES) {
+  if (r !== 'etcd' && r !== 'zookeeper') {
+    console.error(`--registries: unknown registry ${JSON.stringify(r)} (etcd, zookeeper)`);
+    process.exit(2);
+  }
+}
+const SNAPSHOT_MIN = (strArg('heap-snapshots') ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map(Number)
+  .sort((a, b) => a - b);
+if (SNAPSHOT_MIN.some((m) => !(m >= 0))) {
+  console.error('--heap-snapshots: a comma-separated list of minutes, e.g. 2,8,14');
+  process.exit(2);
+}
+const OUT = strArg('out');
 const SERVICES = ['soak-a', 'soak-b', 'soak-c'];
 const MAX_LIVE = 12;
 const CHURN_GAP_MS = 20;
@@ -53,6 +85,21 @@ interface Stats {
   errors: Map<string, number>;
   snapshots: number;
   restarts: number;
+}
+
+interface Sample {
+  /** Seconds since the churn started. */
+  s: number;
+  /** MiB, after a forced GC. */
+  heap: number;
+  rss: number;
+  oldSpace: number;
+  codeSpace: number;
+  /** V8's compiled code and bytecode (with metadata), MiB: warm-up, it plateaus. */
+  code: number;
+  bytecode: number;
+  /** Registry operations done so far (all registries). */
+  ops: number;
 }
 
 interface Target {
@@ -98,13 +145,16 @@ async function churn(t: Target, d: Discovery, stopped: () => boolean): Promise<R
   return live;
 }
 
-async function restarts(t: Target, stopped: () => boolean, wake: Promise<unknown>): Promise<void> {
+/**
+ * Restarts one member every RESTART_EVERY_S until `stop` aborts. Sleeps on the abort signal (its
+ * listener goes with each sleep): a Promise.race against one long-lived "stop" promise would leave
+ * a reaction on it per round, which heap-diff showed as a PromiseReaction chain growing per restart.
+ */
+async function restarts(t: Target, stop: AbortSignal): Promise<void> {
   let i = 0;
-  while (!stopped()) {
-    const ac = new AbortController();
-    await Promise.race([sleep(RESTART_EVERY_S * 1000, undefined, { signal: ac.signal }).catch(() => undefined), wake]);
-    ac.abort();
-    if (stopped()) return;
+  while (!stop.aborted) {
+    await sleep(RESTART_EVERY_S * 1000, undefined, { signal: stop }).catch(() => undefined);
+    if (stop.aborted) return;
     await t.members[i++ % t.members.length].restart();
     t.stats.restarts++;
   }
@@ -125,23 +175,29 @@ async function main(): Promise<void> {
     `soak: ${SECONDS} s, a member restart every ${RESTART_EVERY_S} s per cluster, sample every ${SAMPLE_EVERY_S} s`,
   );
   const [etcd, zk] = await Promise.all([
-    startEtcdCluster({ members: 3, electionTimeoutMs: 500 }),
-    startZooKeeperEnsemble({ servers: 3 }),
+    REGISTRIES.includes('etcd') ? startEtcdCluster({ members: 3, electionTimeoutMs: 500 }) : undefined,
+    REGISTRIES.includes('zookeeper') ? startZooKeeperEnsemble({ servers: 3 }) : undefined,
   ]);
-  const targets: Target[] = [
-    {
+  const targets: Target[] = [];
+  if (etcd) {
+    targets.push({
       name: 'etcd',
       url: `etcd://${etcd.hosts.join(',')}?ttl=30s&progress-interval=2s&request-timeout=2s`,
       members: etcd.members,
       stats: newStats(),
-    },
-    {
+    });
+  }
+  if (zk) {
+    targets.push({
       name: 'zookeeper',
       url: zk.url('/wf-soak', 'sessionTimeout=4s&timeout=2s'),
       members: zk.members,
       stats: newStats(),
-    },
-  ];
+    });
+  }
+  const out = OUT ?? mkdtempSync(path.join(os.tmpdir(), 'wayfinder-soak-'));
+  mkdirSync(out, { recursive: true });
+  console.log(`registries: ${REGISTRIES.join(', ')}; samples (and heap snapshots) in ${out}`);
   try {
     gc!();
     await sleep(500);
@@ -150,8 +206,7 @@ async function main(): Promise<void> {
     const discoveries: Discovery[] = [];
     const watches: { close(): void }[] = [];
     let stop = false;
-    let wakeRestarts!: () => void;
-    const wake = new Promise<void>((r) => (wakeRestarts = r));
+    const stopRestarts = new AbortController();
     const stopped = () => stop;
     const churns: Promise<Registration[]>[] = [];
     const restartLoops: Promise<void>[] = [];
@@ -161,31 +216,61 @@ async function main(): Promise<void> {
       discoveries.push(churner, watcher);
       for (const s of SERVICES) watches.push(watcher.resolver.watch(s, () => void t.stats.snapshots++));
       churns.push(churn(t, churner, stopped));
-      restartLoops.push(restarts(t, stopped, wake));
+      restartLoops.push(restarts(t, stopRestarts.signal));
     }
 
     const t0 = Date.now();
-    const samples: { s: number; heap: number; rss: number }[] = [];
+    const samples: Sample[] = [];
     const sample = () => {
       gc!();
       const m = process.memoryUsage();
-      const row = { s: Math.round((Date.now() - t0) / 1000), heap: m.heapUsed / MiB, rss: m.rss / MiB };
+      const code = v8.getHeapCodeStatistics();
+      const space = (name: string) =>
+        (v8.getHeapSpaceStatistics().find((x) => x.space_name === name)?.space_used_size ?? 0) / MiB;
+      const row: Sample = {
+        s: Math.round((Date.now() - t0) / 1000),
+        heap: m.heapUsed / MiB,
+        rss: m.rss / MiB,
+        oldSpace: space('old_space'),
+        codeSpace: space('code_space'),
+        code: code.code_and_metadata_size / MiB,
+        bytecode: code.bytecode_and_metadata_size / MiB,
+        ops: targets.reduce((a, t) => a + t.stats.registered + t.stats.updated + t.stats.deregistered, 0),
+      };
       samples.push(row);
       const ops = targets.map((t) => `${t.name} ${t.stats.registered + t.stats.updated + t.stats.deregistered} ops`);
       console.log(
-        `  ${String(row.s).padStart(5)} s | heap ${row.heap.toFixed(1).padStart(6)} MiB | rss ${row.rss.toFixed(1).padStart(6)} MiB | ${ops.join(', ')}`,
+        `  ${String(row.s).padStart(5)} s | heap ${row.heap.toFixed(1).padStart(6)} MiB | rss ${row.rss.toFixed(1).padStart(6)} MiB | ` +
+          `code ${row.code.toFixed(2)} bytecode ${row.bytecode.toFixed(2)} MiB | ${ops.join(', ')}`,
       );
+      writeFileSync(path.join(out, 'samples.json'), JSON.stringify(samples));
+    };
+    const snapshot = (minute: number) => {
+      gc!();
+      const started = Date.now();
+      const file = v8.writeHeapSnapshot(path.join(out, `heap-${minute}m.heapsnapshot`));
+      console.log(`  heap snapshot at ${minute} min: ${file} (${Date.now() - started} ms, the event loop was blocked)`);
     };
     console.log('      t | heap used (after GC) | rss');
     sample();
+    const pending = SNAPSHOT_MIN.filter((m) => m * 60 < SECONDS);
+    let nextSample = SAMPLE_EVERY_S * 1000;
     while (Date.now() - t0 < SECONDS * 1000) {
-      await sleep(Math.min(SAMPLE_EVERY_S * 1000, Math.max(0, SECONDS * 1000 - (Date.now() - t0))));
-      sample();
+      const nextSnap = pending.length ? pending[0] * 60_000 : Infinity;
+      const at = Math.min(nextSample, nextSnap, SECONDS * 1000);
+      await sleep(Math.max(0, at - (Date.now() - t0)));
+      if (at === nextSnap) {
+        snapshot(pending.shift()!);
+      } else {
+        sample();
+        nextSample += SAMPLE_EVERY_S * 1000;
+      }
     }
+    if (SNAPSHOT_MIN.some((m) => m * 60 >= SECONDS)) snapshot(SECONDS / 60);
 
     // Wind down: stop churn and restarts, deregister, close, GC, compare.
     stop = true;
-    wakeRestarts();
+    stopRestarts.abort();
     const lives = await Promise.all(churns);
     await Promise.all(restartLoops);
     for (const live of lives) await Promise.allSettled(live.map((r) => r.deregister()));
@@ -218,6 +303,18 @@ async function main(): Promise<void> {
     const last = samples[samples.length - 1];
     const heapLimit = warm.heap * 1.1 + 2;
     const leaks = grown(after);
+    if (leaks.some(([k]) => k === 'TCPSocketWrap')) {
+      // Name the sockets still open (local -> remote) so they can be told apart: client, proxy, member.
+      const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+      for (const h of handles) {
+        const s = h as { localPort?: number; remotePort?: number; remoteAddress?: string; destroyed?: boolean };
+        if (s.localPort !== undefined && s.remotePort !== undefined)
+          console.log(
+            `  open socket ${s.localPort} -> ${s.remoteAddress}:${s.remotePort}${s.destroyed ? ' (destroyed)' : ''}`,
+          );
+      }
+      console.log(`  etcd members ${etcd?.hosts.join(' ') ?? '-'}; zookeeper ${zk?.url('/', '') ?? '-'}`);
+    }
     const heapOk = last.heap <= heapLimit;
     // Least-squares slope of heap (after GC) over the samples after the warm-up, MiB per minute.
     const tail = samples.slice(samples.indexOf(warm));
@@ -227,7 +324,10 @@ async function main(): Promise<void> {
     const slope = sxx ? (tail.reduce((a, p) => a + (p.s - mx) * (p.heap - my), 0) / sxx) * 60 : 0;
     console.log(
       `\n  heap after warm-up ${warm.heap.toFixed(1)} MiB (at ${warm.s} s) -> end ${last.heap.toFixed(1)} MiB (limit ${heapLimit.toFixed(1)}); ` +
-        `rss ${warm.rss.toFixed(1)} -> ${last.rss.toFixed(1)} MiB; heap trend after warm-up ${slope.toFixed(2)} MiB/min`,
+        `rss ${warm.rss.toFixed(1)} -> ${last.rss.toFixed(1)} MiB; heap trend after warm-up ${slope.toFixed(2)} MiB/min` +
+        (tail.length > 1 && last.ops > warm.ops
+          ? ` (${Math.round((slope * MiB * ((last.s - warm.s) / 60)) / (last.ops - warm.ops))} B per registry operation)`
+          : ''),
     );
     const verdict =
       heapOk && leaks.length === 0
@@ -241,7 +341,7 @@ async function main(): Promise<void> {
     console.log(`verdict: ${verdict}`);
     process.exitCode = verdict.startsWith('PASS') ? 0 : 1;
   } finally {
-    await Promise.allSettled([etcd.close(), zk.close()]);
+    await Promise.allSettled([etcd?.close(), zk?.close()]);
   }
 }
 

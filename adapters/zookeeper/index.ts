@@ -213,9 +213,11 @@ const zxid = (b: Buffer | undefined): bigint => (b && b.length === 8 ? Buffer.fr
  * One service's watch loop. ZooKeeper watches are one-shot: every read re-arms its watch, the list
  * is re-read after each child event and everything is re-read after every reconnect (so a change
  * made while disconnected is never missed), and a new session (after expiry) re-arms from scratch.
- * Reads are serialised by `loop()`: events only mark work as dirty and kick the loop.
+ * Reads are serialised by `loop()`: events only mark work as dirty and kick the loop. What is kept
+ * per child (its state, its watcher) goes with the child, so churn does not grow it.
+ * @internal exported for the bookkeeping test only
  */
-class ServiceWatch {
+export class ServiceWatch {
   private readonly nodes = new Map<string, NodeState>();
   private readonly dataWatchers = new Map<string, (e: zookeeper.Event) => void>();
   private dirtyList = true;
@@ -275,6 +277,17 @@ class ServiceWatch {
       new RegistryUnavailableError(`zk: the ZooKeeper session expired; re-watching "${this.service}" on a new session`),
     );
   };
+
+  /** @internal What is kept per child node (for the bookkeeping test). */
+  tracked(): { nodes: number; dataWatchers: number } {
+    return { nodes: this.nodes.size, dataWatchers: this.dataWatchers.size };
+  }
+
+  /** A child is gone: drop its state and its watcher (a late event from it only marks work dirty). */
+  private forget(name: string): void {
+    this.nodes.delete(name);
+    this.dataWatchers.delete(name);
+  }
 
   start(): void {
     this.session.on('connected', this.onConnected);
@@ -343,6 +356,7 @@ class ServiceWatch {
         if (st) this.dirtyList = true;
         else {
           this.nodes.clear();
+          this.dataWatchers.clear();
           this.dirtyData.clear();
           this.rereadAll = false;
           this.publish();
@@ -350,7 +364,8 @@ class ServiceWatch {
         return;
       }
       const present = new Set(children);
-      for (const name of this.nodes.keys()) if (!present.has(name)) this.nodes.delete(name);
+      for (const name of new Set([...this.nodes.keys(), ...this.dataWatchers.keys()]))
+        if (!present.has(name)) this.forget(name);
       for (const name of [...this.dirtyData]) if (!present.has(name)) this.dirtyData.delete(name);
       for (const name of children) if (this.rereadAll || !this.nodes.has(name)) this.dirtyData.add(name);
       this.rereadAll = false;
@@ -366,7 +381,7 @@ class ServiceWatch {
             this.nodes.set(name, { decoded: decode(this.format, name, data), mzxid: zxid(stat?.mzxid) });
           } catch (e) {
             const code = zkCode(e);
-            if (code === ZK.NO_NODE) this.nodes.delete(name);
+            if (code === ZK.NO_NODE) this.forget(name);
             else if (code === ZK.NO_AUTH)
               this.nodes.set(name, {
                 decoded: { ok: false, reason: 'not readable with this identity (NO_AUTH)' },
