@@ -29,6 +29,13 @@ export interface Snapshot {
   error?: WayfinderError;
   /** True when the endpoints are the last known good set, not confirmed by the registry just now. */
   stale?: boolean;
+  /**
+   * The service config the registry publishes for this service: a gRPC JSON service config (e.g.
+   * `{"loadBalancingConfig":[{"wayfinder_p2c":{}}]}`), already selected for this client. Absent
+   * when the registry publishes none. Set by the dns adapter (gRFC A2 `_grpc_config.<name>` TXT
+   * records); the gRPC bridge hands it to grpc-js. Other consumers may ignore it.
+   */
+  serviceConfig?: Record<string, unknown>;
 }
 
 export interface Watch {

@@ -6,8 +6,11 @@ import { sameEndpoints, silentLogger } from './util';
 
 /** What an adapter's watch loop reports into. Calls after the subscription is closed are ignored. */
 export interface SourceSink {
-  /** A complete, validated set. `bad` lists entries skipped as malformed (reported as BAD_ENTRY). */
-  update(endpoints: Endpoint[], opts?: { revision?: string; bad?: BadEntry[] }): void;
+  /**
+   * A complete, validated set. `bad` lists entries skipped as malformed (reported as BAD_ENTRY);
+   * `serviceConfig` is the service config the registry publishes with it (Snapshot.serviceConfig).
+   */
+  update(endpoints: Endpoint[], opts?: UpdateOptions): void;
   /** The registry failed; the last good set is kept and re-delivered with this error attached. */
   error(err: WayfinderError): void;
 }
@@ -36,11 +39,16 @@ export interface ServiceStatus {
  */
 export const REGISTRY_WATCH_THRESHOLD = 32;
 
-type Source = 'service' | 'registry';
-interface View {
-  endpoints: Endpoint[];
+/** What comes with a complete set besides its endpoints. */
+export interface UpdateOptions {
   revision?: string;
   bad?: BadEntry[];
+  serviceConfig?: Record<string, unknown>;
+}
+
+type Source = 'service' | 'registry';
+interface View extends UpdateOptions {
+  endpoints: Endpoint[];
 }
 
 interface Entry {
@@ -50,6 +58,8 @@ interface Entry {
   hasGood: boolean;
   good: Endpoint[];
   revision?: string;
+  /** The service config delivered with the last good set. */
+  serviceConfig?: Record<string, unknown>;
   stop?: () => void | Promise<void>;
   active: boolean;
   lastUpdate?: Date;
@@ -195,21 +205,25 @@ export class WatchResolver implements Resolver {
   }
 
   /** Delivers a source's complete set (the shared rules: dedupe, BAD_ENTRY, last good set). */
-  private apply(e: Entry, endpoints: Endpoint[], opts?: { revision?: string; bad?: BadEntry[] }): void {
+  private apply(e: Entry, endpoints: Endpoint[], opts?: UpdateOptions): void {
     const bad = opts?.bad?.length ? new BadEntryError(opts.bad) : undefined;
     if (bad) this.logger.warn({ service: e.service, code: bad.code, entries: bad.entries }, bad.message);
+    const serviceConfig = opts?.serviceConfig;
     const changed =
       !e.hasGood ||
       !sameEndpoints(e.good, endpoints) ||
       !!e.current?.error !== !!bad ||
-      (bad && e.current?.error?.message !== bad.message);
+      (bad && e.current?.error?.message !== bad.message) ||
+      JSON.stringify(e.serviceConfig) !== JSON.stringify(serviceConfig);
     e.hasGood = true;
     e.good = endpoints;
     e.revision = opts?.revision;
+    e.serviceConfig = serviceConfig;
     e.lastUpdate = new Date();
     if (!changed) return;
     const snap: Snapshot = { service: e.service, endpoints, revision: opts?.revision };
     if (bad) snap.error = bad;
+    if (serviceConfig) snap.serviceConfig = serviceConfig;
     telemetry.snapshot(this.name, e.service, endpoints.length);
     this.publish(e, snap);
   }
@@ -220,7 +234,9 @@ export class WatchResolver implements Resolver {
     telemetry.registryError(this.name, err.code);
     this.logger.warn({ service: e.service, code: err.code }, `${this.name}: ${err.message}`);
     if (repeat) return;
-    this.publish(e, { service: e.service, endpoints: e.good, revision: e.revision, error: err, stale: true });
+    const snap: Snapshot = { service: e.service, endpoints: e.good, revision: e.revision, error: err, stale: true };
+    if (e.serviceConfig) snap.serviceConfig = e.serviceConfig;
+    this.publish(e, snap);
   }
 
   /** A set from one source: delivered when it is the entry's source; then a pending switch is tried. */
@@ -396,7 +412,7 @@ export class WatchResolver implements Resolver {
 
 function snapView(s: Snapshot): View {
   const bad = s.error instanceof BadEntryError ? s.error.entries : undefined;
-  return { endpoints: s.endpoints, revision: s.revision, bad };
+  return { endpoints: s.endpoints, revision: s.revision, bad, serviceConfig: s.serviceConfig };
 }
 
 /** A service's set in the feed: absent means no endpoints. */

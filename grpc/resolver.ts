@@ -66,6 +66,67 @@ export function serviceConfigFor(options: grpc.ChannelOptions): StatusOr<Service
   }
 }
 
+/** grpclb's policy name in other gRPC languages, and ours (grpc/grpclb; not imported: it imports this module). */
+const GRPCLB = 'grpclb';
+const WAYFINDER_GRPCLB = 'wayfinder_grpclb';
+
+/**
+ * Whether a channel takes the service config its registry publishes (Snapshot.serviceConfig, i.e.
+ * the dns adapter's `_grpc_config` TXT record): not when the channel sets its own
+ * `grpc.service_config` (the channel's wins) nor with `grpc.service_config_disable_resolution: 1`
+ * (grpc-js's and C-core's per-channel off switch).
+ */
+export function takesRegistryServiceConfig(options: grpc.ChannelOptions): boolean {
+  const raw = options['grpc.service_config'];
+  return !(typeof raw === 'string' && raw !== '') && options['grpc.service_config_disable_resolution'] !== 1;
+}
+
+/**
+ * A service config published by the registry, made ready for grpc-js, or the problem with it:
+ * - `grpclb` (the name C-core, grpc-go and grpc-java know) becomes `wayfinder_grpclb`, and a
+ *   `wayfinder_grpclb` entry naming no balancers finds them as C-core does: the SRV record
+ *   `_grpclb._tcp.<host>` looked up in the target's own DNS registry (a dns target only);
+ * - no LB choice: our default LB policy is added (as for a channel's own service config);
+ * - then it is validated as grpc-js would (and a wayfinder_* choice with its balancer's schema).
+ */
+export function prepareRegistryServiceConfig(
+  published: Record<string, unknown>,
+  target: Pick<BridgeTarget, 'adapterScheme' | 'registryUrl' | 'service'>,
+): { value: ServiceConfig } | { problem: string } {
+  const sc: Record<string, unknown> = { ...published };
+  const list = sc.loadBalancingConfig;
+  if (Array.isArray(list) && list.length > 0) {
+    sc.loadBalancingConfig = list.map((entry: unknown) => grpclbEntry(entry, target));
+    const problem = validateLbConfigList(sc.loadBalancingConfig as unknown[]);
+    if (problem) return { problem };
+    const names = (sc.loadBalancingConfig as unknown[]).flatMap((e) =>
+      e && typeof e === 'object' ? Object.keys(e) : [],
+    );
+    if (!names.some((n) => grpc.experimental.isLoadBalancerNameRegistered(n)))
+      return { problem: `no load-balancing policy in ${JSON.stringify(names)} is known to this client` };
+  } else if (!sc.loadBalancingPolicy) sc.loadBalancingConfig = [settings.defaultLbConfig];
+  if (!validateServiceConfig) return { problem: "grpc-js's service config validator is not available" };
+  try {
+    return { value: validateServiceConfig(sc) };
+  } catch (e) {
+    return { problem: (e as Error).message };
+  }
+}
+
+function grpclbEntry(entry: unknown, target: Pick<BridgeTarget, 'adapterScheme' | 'registryUrl' | 'service'>): unknown {
+  if (!entry || typeof entry !== 'object' || Array.isArray(entry)) return entry;
+  const [name] = Object.keys(entry);
+  if (name !== GRPCLB && name !== WAYFINDER_GRPCLB) return entry;
+  const cfg = { ...((entry as Record<string, unknown>)[name] as Record<string, unknown> | undefined) };
+  if (name === GRPCLB) delete cfg.childPolicy; // always round-robin over the list (docs/grpclb.md)
+  if (cfg.balancers === undefined && cfg.balancerRegistry === undefined && target.adapterScheme === 'dns') {
+    cfg.balancerRegistry = target.registryUrl;
+    // The target's DNS name: `echo.svc.test:443` or `_grpc._tcp.echo.svc.test` -> echo.svc.test.
+    cfg.balancerName ??= `_grpclb._tcp.${target.service.replace(/:\d+$/, '').replace(/^(_[^.]+\.)+/, '')}`;
+  }
+  return { [WAYFINDER_GRPCLB]: cfg };
+}
+
 /** The resolver attribute (and LB-policy channel option) carrying the target's service name. */
 export const SERVICE_ATTRIBUTE = 'wayfinder.service';
 
@@ -100,6 +161,9 @@ export class BridgeResolver implements grpc.experimental.Resolver {
   private readonly target?: BridgeTarget;
   private readonly targetError?: WayfinderError;
   private readonly serviceConfig: StatusOr<ServiceConfig> | null;
+  private readonly takesRegistryConfig: boolean;
+  /** The registry's service config last handed to grpc-js (JSON as published), and what it became. */
+  private published?: { json: string; config: StatusOr<ServiceConfig> | null };
   private session?: { registry: SharedRegistry; watch?: Watch; gen: number };
   private gen = 0;
   private last?: Endpoint[];
@@ -124,6 +188,7 @@ export class BridgeResolver implements grpc.experimental.Resolver {
       this.targetError = toWayfinderError(e, 'grpc target');
     }
     this.serviceConfig = serviceConfigFor(options);
+    this.takesRegistryConfig = takesRegistryServiceConfig(options);
   }
 
   updateResolution(): void {
@@ -139,6 +204,7 @@ export class BridgeResolver implements grpc.experimental.Resolver {
     const s = this.session;
     this.session = undefined;
     this.last = undefined;
+    this.published = undefined;
     if (s) {
       s.watch?.close();
       releaseRegistry(s.registry);
@@ -191,7 +257,10 @@ export class BridgeResolver implements grpc.experimental.Resolver {
       );
     const good = !s.error || s.error.code === 'BAD_ENTRY' || s.endpoints.length > 0 || this.last !== undefined;
     if (!good) return this.reportError(s.error!, registry.display);
-    if (this.last && sameEndpoints(this.last, s.endpoints)) return; // the last good set, kept across a registry error
+    const configChanged = this.takesRegistryConfig && JSON.stringify(s.serviceConfig) !== this.published?.json;
+    // the last good set, kept across a registry error
+    if (this.last && sameEndpoints(this.last, s.endpoints) && !configChanged) return;
+    if (configChanged) this.publishedConfig(s.serviceConfig, registry);
     this.last = s.endpoints;
     stats.reports++;
     this.listener(
@@ -199,9 +268,40 @@ export class BridgeResolver implements grpc.experimental.Resolver {
       // grpc-js hands resolver attributes to the LB policy with the channel options: policies that
       // need the service name (wayfinder_grpclb) read it here.
       { [SERVICE_ATTRIBUTE]: s.service },
-      this.serviceConfig,
+      this.currentServiceConfig(),
       `${s.endpoints.length} endpoint(s) for "${s.service}" from ${registry.display}${s.revision ? ` at revision ${s.revision}` : ''}`,
     );
+  }
+
+  /** The service config handed to grpc-js: the registry's when it publishes one this channel takes. */
+  private currentServiceConfig(): StatusOr<ServiceConfig> | null {
+    return this.published?.config ?? this.serviceConfig;
+  }
+
+  /**
+   * Takes a newly published service config. An unusable one is logged and the previous one stays
+   * (or the channel's when there was none): a bad TXT record never breaks a working channel.
+   */
+  private publishedConfig(published: Record<string, unknown> | undefined, registry: SharedRegistry): void {
+    const json = JSON.stringify(published);
+    if (!published || !this.target) {
+      this.published = { json, config: null };
+      return;
+    }
+    const r = prepareRegistryServiceConfig(published, this.target);
+    if ('value' in r) {
+      settings.logger.info(
+        { service: this.target.service, registry: registry.display, serviceConfig: published },
+        'grpc bridge: using the service config published by the registry',
+      );
+      this.published = { json, config: grpc.experimental.statusOrFromValue(r.value) };
+      return;
+    }
+    settings.logger.warn(
+      { service: this.target.service, registry: registry.display, serviceConfig: published },
+      `grpc bridge: ignoring the service config published by the registry: ${r.problem}`,
+    );
+    this.published = { json, config: this.published?.config ?? null };
   }
 
   private reportErrorAsync(err: WayfinderError, gen: number): void {
@@ -219,7 +319,7 @@ export class BridgeResolver implements grpc.experimental.Resolver {
         details: `wayfinder: resolving ${where} failed: ${err.code}: ${err.message}`,
       }),
       {},
-      this.serviceConfig,
+      this.currentServiceConfig(),
       err.message,
     );
   }

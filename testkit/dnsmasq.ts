@@ -13,10 +13,13 @@ import { findBinary, freePort, spawnManaged, tempDir, waitFor, withTimeout, type
  * What dnsmasq 2.90 re-reads on SIGHUP (measured, see docs/adapters/dns.md):
  *  - the --addn-hosts file (A/AAAA records): yes. dnsmasq logs `read <file> - N names` when done,
  *    and setRecords() waits for that line, so the new records are served when it resolves.
- *  - --srv-host records (command line or --conf-file): NO. SIGHUP leaves the old SRV answers in
- *    place; SRV changes need a restart. setRecords() restarts dnsmasq on the same port when the SRV
- *    set changed; while it restarts (tens of ms) queries get ECONNREFUSED, which clients must treat
- *    as a transient registry failure.
+ *  - --srv-host and --txt-record records (command line or --conf-file): NO. SIGHUP leaves the old
+ *    SRV and TXT answers in place; changes need a restart. setRecords() restarts dnsmasq on the same
+ *    port when the SRV or TXT set changed; while it restarts (tens of ms) queries get ECONNREFUSED,
+ *    which clients must treat as a transient registry failure.
+ * TXT character-strings are at most 255 bytes: dnsmasq 2.90 splits a longer text into 255-byte
+ * strings of the same record (measured), which resolvers hand over as one record of several strings
+ * (node: resolveTxt() -> [["<255 bytes>", "<rest>"]]); gRFC A2 readers concatenate them.
  * Answers from both carry the TTL given by `localTtl` (--local-ttl; dnsmasq's default is 0).
  * Names under `domains` that have no record get NXDOMAIN; any other name gets REFUSED (no upstream).
  */
@@ -31,11 +34,23 @@ export interface SrvRecord {
   weight?: number;
 }
 
+export interface TxtRecord {
+  /** The owner name, e.g. `_grpc_config.echo.svc.test`. */
+  name: string;
+  /**
+   * The record's character-strings. A string longer than 255 bytes is split by dnsmasq into
+   * 255-byte strings of the same record. Printable ASCII (quotes, commas and backslashes are fine).
+   */
+  text: string | string[];
+}
+
 export interface DnsRecords {
   /** Host name -> IPv4/IPv6 addresses (A and AAAA records, written to the --addn-hosts file). */
   hosts?: Record<string, string[]>;
   /** SRV records (written as srv-host= lines of the --conf-file; a change restarts dnsmasq). */
   srv?: SrvRecord[];
+  /** TXT records (written as txt-record= lines of the --conf-file; a change restarts dnsmasq). */
+  txt?: TxtRecord[];
 }
 
 export interface DnsmasqOptions {
@@ -60,12 +75,13 @@ export interface Dnsmasq {
   records(): DnsRecords;
   /**
    * Replaces every record. Resolves once dnsmasq serves the new set: after its reload log line
-   * (hosts only changed: SIGHUP) or once it answers again (SRV changed: restart on the same port).
+   * (hosts only changed: SIGHUP) or once it answers again (SRV or TXT changed: restart on the same
+   * port).
    */
   setRecords(records: DnsRecords): Promise<{ restarted: boolean }>;
   /** Read-modify-write of the records, serialised with every other change. */
   updateRecords(fn: (current: DnsRecords) => DnsRecords): Promise<{ restarted: boolean }>;
-  /** Queries received since start (counted from --log-queries lines), optionally of one type (A, AAAA, SRV). */
+  /** Queries received since start (counted from --log-queries lines), optionally of one type (A, AAAA, SRV, TXT). */
   queryCount(type?: string): number;
   /** SIGSTOP: dnsmasq stays bound but answers nothing, so queries time out. */
   pause(): Promise<void>;
@@ -92,24 +108,36 @@ function hostsFileText(hosts: Record<string, string[]> = {}): string {
   return lines.join('\n') + '\n';
 }
 
-function confFileText(srv: SrvRecord[] = []): string {
-  return (
-    srv
-      .map((r) => {
-        checkName(r.name, 'srv');
-        if (r.target !== '.') checkName(r.target, 'srv target');
-        for (const [k, v] of [
-          ['port', r.port],
-          ['priority', r.priority ?? 0],
-          ['weight', r.weight ?? 0],
-        ] as const) {
-          if (!Number.isInteger(v) || v < 0 || v > 65535)
-            throw new TypeError(`startDnsmasq(): SRV ${k} of ${r.name} must be an integer in 0..65535`);
-        }
-        return `srv-host=${r.name},${r.target},${r.port},${r.priority ?? 0},${r.weight ?? 0}`;
-      })
-      .join('\n') + '\n'
-  );
+function srvLine(r: SrvRecord): string {
+  checkName(r.name, 'srv');
+  if (r.target !== '.') checkName(r.target, 'srv target');
+  for (const [k, v] of [
+    ['port', r.port],
+    ['priority', r.priority ?? 0],
+    ['weight', r.weight ?? 0],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0 || v > 65535)
+      throw new TypeError(`startDnsmasq(): SRV ${k} of ${r.name} must be an integer in 0..65535`);
+  }
+  return `srv-host=${r.name},${r.target},${r.port},${r.priority ?? 0},${r.weight ?? 0}`;
+}
+
+/** One txt-record= line: every string quoted, `"` and `\\` escaped (dnsmasq's conf-file syntax). */
+function txtLine(r: TxtRecord): string {
+  checkName(r.name, 'txt');
+  const strings = typeof r.text === 'string' ? [r.text] : r.text;
+  if (strings.length === 0) throw new TypeError(`startDnsmasq(): TXT ${r.name} needs at least one string`);
+  const quoted = strings.map((t) => {
+    if (!/^[\x20-\x7e]*$/.test(t))
+      throw new TypeError(`startDnsmasq(): TXT ${r.name}: text must be printable ASCII, got ${JSON.stringify(t)}`);
+    return `"${t.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  });
+  return `txt-record=${r.name},${quoted.join(',')}`;
+}
+
+/** The --conf-file: the records dnsmasq reads only at start (SRV and TXT). */
+function confFileText(r: Pick<DnsRecords, 'srv' | 'txt'>): string {
+  return [...(r.srv ?? []).map(srvLine), ...(r.txt ?? []).map(txtLine)].join('\n') + '\n';
 }
 
 function checkName(name: string, what: string): void {
@@ -132,7 +160,6 @@ function udpFree(host: string, port: number): Promise<boolean> {
   });
 }
 
-/** Starts dnsmasq on a free 127.0.0.1 UDP+TCP port. Call stop() in an after() hook. */
 function dnsmasqArgs(
   port: number,
   host: string,
@@ -201,140 +228,188 @@ function serialQueue(): <T>(fn: () => Promise<T>) => Promise<T> {
   };
 }
 
-export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> {
-  const bin = findDnsmasq();
-  const tmp = tempDir('wayfinder-dnsmasq-');
-  const hostsFile = path.join(tmp.dir, 'hosts');
-  const confFile = path.join(tmp.dir, 'dnsmasq.conf');
-  const domains = opts.domains ?? ['test'];
-  const host = '127.0.0.1';
-  let current: DnsRecords = { hosts: { ...(opts.records?.hosts ?? {}) }, srv: [...(opts.records?.srv ?? [])] };
-  writeAtomic(hostsFile, hostsFileText(current.hosts));
-  writeAtomic(confFile, confFileText(current.srv));
+/** A copy of `r` with every list present (what `current` holds). */
+function normalise(r: DnsRecords = {}): Required<DnsRecords> {
+  return { hosts: { ...(r.hosts ?? {}) }, srv: [...(r.srv ?? [])], txt: [...(r.txt ?? [])] };
+}
 
-  let port = 0;
-  let proc: ManagedProcess | undefined;
-  let log = '';
-  const queries = new Map<string, number>();
-  let reloads = 0;
-  let reloadWaiters: (() => void)[] = [];
-  let stopped = false;
+/**
+ * The running server, split along its routes: the record files (write), the process (spawn,
+ * signal, stop), reading its log (reload lines, query counts) and applying a change (SIGHUP or
+ * restart, serialised).
+ */
+class DnsmasqServer implements Dnsmasq {
+  readonly host = '127.0.0.1';
+  port = 0;
+  private proc?: ManagedProcess;
+  private log = '';
+  private readonly queries = new Map<string, number>();
+  private reloads = 0;
+  private reloadWaiters: (() => void)[] = [];
+  private stopped = false;
+  /** Changes apply one at a time, in call order (a restart must not interleave with a SIGHUP). */
+  private readonly serial = serialQueue();
+  private readonly hostsFile: string;
+  private readonly confFile: string;
+  private current: Required<DnsRecords>;
 
-  const onLine = (line: string) => {
-    const q = /\bquery\[(\w+)\]/.exec(line);
-    if (q) queries.set(q[1], (queries.get(q[1]) ?? 0) + 1);
-    if (line.includes(`read ${hostsFile} - `)) {
-      reloads++;
-      const ws = reloadWaiters;
-      reloadWaiters = [];
-      for (const w of ws) w();
+  constructor(
+    private readonly bin: string,
+    private readonly tmp: ReturnType<typeof tempDir>,
+    private readonly domains: string[],
+    private readonly opts: DnsmasqOptions,
+  ) {
+    this.hostsFile = path.join(tmp.dir, 'hosts');
+    this.confFile = path.join(tmp.dir, 'dnsmasq.conf');
+    this.current = normalise(opts.records);
+    writeAtomic(this.hostsFile, hostsFileText(this.current.hosts));
+    writeAtomic(this.confFile, confFileText(this.current));
+  }
+
+  get address(): string {
+    return `${this.host}:${this.port}`;
+  }
+  get url(): string {
+    return `dns://${this.address}`;
+  }
+  get dir(): string {
+    return this.tmp.dir;
+  }
+
+  /** Binds a free port; the port is only probably free (another process may take it): retry. */
+  async start(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      this.port = await freePort(this.host);
+      if (!(await udpFree(this.host, this.port))) continue;
+      try {
+        await this.spawn();
+        return;
+      } catch (e) {
+        await this.proc?.stop(1000);
+        if (attempt >= 3) {
+          this.tmp.remove();
+          throw e;
+        }
+      }
     }
-  };
+  }
 
-  const spawnOnce = async () => {
-    const p = spawnManaged(bin, dnsmasqArgs(port, host, tmp.dir, hostsFile, confFile, domains, opts));
-    proc = p;
-    const onData = lineSplitter((l) => {
-      log = (log + l + '\n').slice(-65536);
-      onLine(l);
-    });
+  // ---- the process ----
+
+  private async spawn(): Promise<void> {
+    const args = dnsmasqArgs(this.port, this.host, this.dir, this.hostsFile, this.confFile, this.domains, this.opts);
+    const p = spawnManaged(this.bin, args);
+    this.proc = p;
+    const onData = lineSplitter((l) => this.onLine(l));
     p.child.stdout?.on('data', onData);
     p.child.stderr?.on('data', onData);
     const exitedEarly = p.exited.then(() => {
       throw new Error(`dnsmasq exited at start: ${p.output().slice(-2000)}`);
     });
     exitedEarly.catch(() => undefined);
-    await Promise.race([answering(host, port, domains[0] ?? 'test', p), exitedEarly]);
-  };
+    await Promise.race([answering(this.host, this.port, this.domains[0] ?? 'test', p), exitedEarly]);
+  }
 
-  // The port is only probably free (another process may take it between probe and bind): retry.
-  for (let attempt = 0; ; attempt++) {
-    port = await freePort(host);
-    if (!(await udpFree(host, port))) continue;
-    try {
-      await spawnOnce();
-      break;
-    } catch (e) {
-      await proc?.stop(1000);
-      if (attempt >= 3) {
-        tmp.remove();
-        throw e;
-      }
+  private signal(sig: NodeJS.Signals): void {
+    if (!this.proc?.child.pid) throw new Error('dnsmasq is not running');
+    process.kill(this.proc.child.pid, sig);
+  }
+
+  // ---- its log ----
+
+  private onLine(line: string): void {
+    this.log = (this.log + line + '\n').slice(-65536);
+    const q = /\bquery\[(\w+)\]/.exec(line);
+    if (q) this.queries.set(q[1], (this.queries.get(q[1]) ?? 0) + 1);
+    if (line.includes(`read ${this.hostsFile} - `)) {
+      this.reloads++;
+      const ws = this.reloadWaiters;
+      this.reloadWaiters = [];
+      for (const w of ws) w();
     }
   }
 
-  const signal = (sig: NodeJS.Signals) => {
-    if (!proc?.child.pid) throw new Error('dnsmasq is not running');
-    process.kill(proc.child.pid, sig);
-  };
+  /** Resolves after the next `read <hosts file>` line following this call. */
+  private nextReload(): Promise<void> {
+    const seen = this.reloads;
+    return new Promise<void>((resolve) => {
+      const check = (): void => void (this.reloads > seen ? resolve() : this.reloadWaiters.push(check));
+      this.reloadWaiters.push(check);
+    });
+  }
 
-  const sameSrv = (a: SrvRecord[] = [], b: SrvRecord[] = []) => confFileText(a) === confFileText(b);
+  // ---- changes ----
 
-  // Changes apply one at a time, in call order (a restart must not interleave with a SIGHUP).
-  const serial = serialQueue();
-
-  const apply = async (records: DnsRecords): Promise<{ restarted: boolean }> => {
-    if (stopped) throw new Error('dnsmasq is stopped');
-    const next: DnsRecords = { hosts: { ...(records.hosts ?? {}) }, srv: [...(records.srv ?? [])] };
+  private async apply(records: DnsRecords): Promise<{ restarted: boolean }> {
+    if (this.stopped) throw new Error('dnsmasq is stopped');
+    const next = normalise(records);
     const hostsText = hostsFileText(next.hosts);
-    const restart = !sameSrv(current.srv, next.srv);
-    if (restart) writeAtomic(confFile, confFileText(next.srv));
-    writeAtomic(hostsFile, hostsText);
-    current = next;
+    const confText = confFileText(next);
+    const restart = confText !== confFileText(this.current);
+    if (restart) writeAtomic(this.confFile, confText);
+    writeAtomic(this.hostsFile, hostsText);
+    this.current = next;
     if (restart) {
-      await proc?.stop(2000);
-      await spawnOnce();
+      await this.proc?.stop(2000);
+      await this.spawn();
       return { restarted: true };
     }
-    const seen = reloads;
-    const reloaded = new Promise<void>((resolve) => {
-      const check = (): void => void (reloads > seen ? resolve() : reloadWaiters.push(check));
-      reloadWaiters.push(check);
-    });
-    signal('SIGHUP');
-    await withTimeout(reloaded, 5000, `dnsmasq to re-read ${hostsFile} after SIGHUP`);
+    const reloaded = this.nextReload();
+    this.signal('SIGHUP');
+    await withTimeout(reloaded, 5000, `dnsmasq to re-read ${this.hostsFile} after SIGHUP`);
     return { restarted: false };
-  };
+  }
 
-  const handle: Dnsmasq = {
-    host,
-    port,
-    address: `${host}:${port}`,
-    url: `dns://${host}:${port}`,
-    dir: tmp.dir,
-    records: () => structuredClone(current),
-    setRecords(records) {
-      return serial(() => apply(records));
-    },
-    updateRecords(fn) {
-      return serial(() => apply(fn(structuredClone(current))));
-    },
-    queryCount(type) {
-      if (type) return queries.get(type) ?? 0;
-      let n = 0;
-      for (const v of queries.values()) n += v;
-      return n;
-    },
-    async pause() {
-      signal('SIGSTOP');
-    },
-    async resume() {
-      signal('SIGCONT');
-    },
-    output: () => log,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      try {
-        if (proc?.child.pid) process.kill(proc.child.pid, 'SIGCONT');
-      } catch {
-        /* already gone */
-      }
-      await proc?.stop(2000);
-      tmp.remove();
-    },
-  };
-  return handle;
+  records(): DnsRecords {
+    return structuredClone(this.current);
+  }
+  setRecords(records: DnsRecords): Promise<{ restarted: boolean }> {
+    return this.serial(() => this.apply(records));
+  }
+  updateRecords(fn: (current: DnsRecords) => DnsRecords): Promise<{ restarted: boolean }> {
+    return this.serial(() => this.apply(fn(structuredClone(this.current))));
+  }
+  queryCount(type?: string): number {
+    if (type) return this.queries.get(type) ?? 0;
+    let n = 0;
+    for (const v of this.queries.values()) n += v;
+    return n;
+  }
+  async pause(): Promise<void> {
+    this.signal('SIGSTOP');
+  }
+  async resume(): Promise<void> {
+    this.signal('SIGCONT');
+  }
+  output(): string {
+    return this.log;
+  }
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    try {
+      if (this.proc?.child.pid) process.kill(this.proc.child.pid, 'SIGCONT');
+    } catch {
+      /* already gone */
+    }
+    await this.proc?.stop(2000);
+    this.tmp.remove();
+  }
+}
+
+/** Starts dnsmasq on a free 127.0.0.1 UDP+TCP port. Call stop() in an after() hook. */
+export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> {
+  const bin = findDnsmasq();
+  const tmp = tempDir('wayfinder-dnsmasq-');
+  let server: DnsmasqServer;
+  try {
+    server = new DnsmasqServer(bin, tmp, opts.domains ?? ['test'], opts);
+  } catch (e) {
+    tmp.remove(); // invalid records
+    throw e;
+  }
+  await server.start();
+  return server;
 }
 
 export interface DnsmasqRegistrarOptions {

@@ -78,6 +78,16 @@ export class DnsClient {
     }
   }
 
+  /** TXT records, each a list of its character-strings; [] when the name has none. */
+  async txt(name: string): Promise<{ records: string[][] }> {
+    try {
+      return { records: await this.resolver.resolveTxt(name) };
+    } catch (e) {
+      this.noRecords(e, name, 'TXT');
+      return { records: [] };
+    }
+  }
+
   /** Aborts every outstanding query (they reject with ECANCELLED). */
   cancel(): void {
     this.resolver.cancel();

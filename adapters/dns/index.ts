@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import * as os from 'node:os';
 import {
   ConfigError,
   RegistryUnavailableError,
@@ -21,6 +22,7 @@ import {
 } from '../../core';
 import { parseHostList, retryLoop, type HostAddress } from '../../core/kit';
 import { DnsClient, DnsQueryError, type AddressRecord, type SrvAnswer } from './client';
+import { ServiceConfigTracker, grpcConfigName, type ClientIdentity } from './service-config';
 
 /**
  * The DNS adapter (read-only): A/AAAA lookups for `name:port` and SRV lookups for `_svc._proto.name`,
@@ -29,6 +31,10 @@ import { DnsClient, DnsQueryError, type AddressRecord, type SrvAnswer } from './
  *
  * Unlike grpc-js's built-in dns: resolver, which resolves again only when a connection drops, this
  * one polls, so scale-ups are seen within max-refresh even when every connection stays healthy.
+ *
+ * With `service-config` (default on), each lookup also reads the gRPC service config from the TXT
+ * record `_grpc_config.<name>` (gRFC A2, see service-config.ts) and delivers it as
+ * Snapshot.serviceConfig; a TXT failure or a malformed record never fails the lookup.
  */
 
 export interface DnsOptions {
@@ -47,6 +53,14 @@ export interface DnsOptions {
   domain?: string;
   /** Probe SRV priority groups by TCP connect to fail over to the next group. */
   probe: boolean;
+  /** Read the gRPC service config from `_grpc_config.<name>` TXT records (gRFC A2). */
+  'service-config': boolean;
+}
+
+/** The DNS name whose `_grpc_config` TXT record holds a query's service config (none for IP literals). */
+export function serviceConfigName(q: DnsQuery): string | undefined {
+  if (q.kind === 'literal') return undefined;
+  return grpcConfigName(q.kind === 'srv' ? q.name.replace(/^(_[^.]+\.)+/, '') : q.name);
 }
 
 const LABEL = /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
@@ -296,6 +310,8 @@ export interface DnsRegistryContext {
   random?: () => number;
   /** ms, monotonic: refresh scheduling. */
   now?: () => number;
+  /** This client's host name for `clientHostname` choices of a TXT service config. Default os.hostname(). */
+  hostname?: string;
 }
 
 /**
@@ -311,11 +327,15 @@ export interface DnsRegistryContext {
 export function createDnsRegistry(options: Partial<DnsOptions> = {}, ctx: DnsRegistryContext = {}): DnsRegistry {
   const o = validateOptions<DnsOptions>('dns', dnsAdapter.options, options);
   checkDnsOptions(o);
-  return openDns(o, {
-    logger: ctx.logger ?? silentLogger,
-    random: ctx.random ?? Math.random,
-    now: ctx.now ?? (() => performance.now()),
-  });
+  return openDns(
+    o,
+    {
+      logger: ctx.logger ?? silentLogger,
+      random: ctx.random ?? Math.random,
+      now: ctx.now ?? (() => performance.now()),
+    },
+    ctx.hostname,
+  );
 }
 
 type DnsRegistry = AdapterInstance & { resolver: WatchResolver };
@@ -329,15 +349,23 @@ function checkDnsOptions(o: DnsOptions): void {
 }
 
 /** The registry over validated, defaulted options. */
-function openDns(o: DnsOptions, ctx: Pick<AdapterContext, 'logger' | 'random' | 'now'>): DnsRegistry {
+function openDns(
+  o: DnsOptions,
+  ctx: Pick<AdapterContext, 'logger' | 'random' | 'now'>,
+  hostname = os.hostname(),
+): DnsRegistry {
   const { logger, random, now } = ctx;
   const client = new DnsClient({ servers: o.hosts, timeoutMs: o.timeout, tries: o.tries });
   const lookups = new DnsLookups(client, o);
+  // gRFC A2 `percentage`: one draw per registry (per client), 0..99.
+  const who: ClientIdentity = { percentile: Math.min(99, Math.floor(random() * 100)), hostname };
   const refreshers = new Map<string, () => void>();
   const parse = (service: string) => parseDnsService(service, o);
 
   const subscribe = (service: string, sink: SourceSink) => {
     const q = parse(service);
+    const txtName = o['service-config'] ? serviceConfigName(q) : undefined;
+    const config = txtName ? new ServiceConfigTracker(client, txtName, who) : undefined;
     const ac = new AbortController();
     let running = false;
     let dueAt = 0;
@@ -370,9 +398,10 @@ function openDns(o: DnsOptions, ctx: Pick<AdapterContext, 'logger' | 'random' | 
       wanted = false;
       lastStart = now();
       try {
-        const r = await lookups.lookup(q);
+        // The TXT query runs beside the address/SRV ones; it never throws (failures become BAD_ENTRY).
+        const [r, sc] = await Promise.all([lookups.lookup(q), config?.lookup()]);
         if (ac.signal.aborted) return 0;
-        sink.update(r.endpoints, { bad: r.bad });
+        sink.update(r.endpoints, { bad: [...r.bad, ...(sc?.bad ?? [])], serviceConfig: sc?.serviceConfig });
         const ttlMs = r.ttl === undefined ? o['min-refresh'] : r.ttl * 1000;
         return Math.min(o['max-refresh'], Math.max(o['min-refresh'], ttlMs));
       } finally {
@@ -484,6 +513,11 @@ export const dnsAdapter = defineAdapter<DnsOptions>({
       type: 'boolean',
       default: true,
       doc: 'With several SRV priority groups, TCP-probe the lowest and fall back to the next when none of its endpoints accepts a connection.',
+    },
+    'service-config': {
+      type: 'boolean',
+      default: true,
+      doc: 'Read the gRPC service config from the TXT record _grpc_config.<name> (gRFC A2) with every lookup; false: no TXT query, no service config.',
     },
   },
   validate: checkDnsOptions,

@@ -11,9 +11,9 @@ import { findBinary, requireBinaryOrSkip } from '../../testkit/process';
 
 /**
  * A C-core client (Debian's python3-grpcio, C-core 1.51) as a grpclb client of Wayfinder's
- * balancer: its service config names grpclb, its c-ares resolver asks a real dnsmasq for
- * `_grpclb._tcp.<name>` (SRV) to find the balancer, and the balancer hands out the backends that
- * a Wayfinder registry holds.
+ * balancer: its service config names grpclb (as a channel argument, or in the `_grpc_config.<name>`
+ * TXT record, gRFC A2), its c-ares resolver asks a real dnsmasq for `_grpclb._tcp.<name>` (SRV) to
+ * find the balancer, and the balancer hands out the backends that a Wayfinder registry holds.
  */
 const SCRIPT = path.join(__dirname, 'fixtures', 'python', 'grpclb_client.py');
 
@@ -54,11 +54,12 @@ describe('interop: python3-grpcio (C-core) as a grpclb client of the Wayfinder b
     await discovery?.close();
   });
 
-  function pythonCalls(calls: number, serviceConfig: string): Promise<string[]> {
+  /** `serviceConfig`: JSON for the channel argument, or "dns" (the TXT record, resolution turned on). */
+  function pythonCalls(calls: number, serviceConfig: string, callTimeoutS = 10): Promise<string[]> {
     return new Promise((resolve, reject) => {
       execFile(
         python,
-        [SCRIPT, `dns://${dnsmasq.address}/${service}:443`, String(calls), serviceConfig],
+        [SCRIPT, `dns://${dnsmasq.address}/${service}:443`, String(calls), serviceConfig, String(callTimeoutS)],
         { encoding: 'utf8', timeout: 60_000 },
         (err, stdout, stderr) => {
           if (err) return reject(new Error(`python client failed (${err.message}): ${stdout}${stderr}`));
@@ -73,8 +74,18 @@ describe('interop: python3-grpcio (C-core) as a grpclb client of the Wayfinder b
     });
   }
 
+  /** The balancer's SRV record, plus `_grpc_config.<service>` when `choices` are given. */
+  function setTxt(choices?: object[]): Promise<unknown> {
+    return dnsmasq.updateRecords((r) => ({
+      ...r,
+      txt: choices ? [{ name: `_grpc_config.${service}`, text: `grpc_config=${JSON.stringify(choices)}` }] : [],
+    }));
+  }
+  const GRPCLB = { loadBalancingConfig: [{ grpclb: {} }] };
+
   it('channel-arg service config {"loadBalancingConfig":[{"grpclb":{}}]}: calls spread over the backends the balancer hands out', async () => {
-    const ids = await pythonCalls(20, JSON.stringify({ loadBalancingConfig: [{ grpclb: {} }] }));
+    await setTxt();
+    const ids = await pythonCalls(20, JSON.stringify(GRPCLB));
     assert.equal(ids.length, 20);
     assert.deepEqual([...new Set(ids)].sort(), ['py-backend-0', 'py-backend-1']);
     // echo.svc.test has no A record: the backends can only have come from the balancer.
@@ -82,5 +93,28 @@ describe('interop: python3-grpcio (C-core) as a grpclb client of the Wayfinder b
     const res = new Resolver({ timeout: 500, tries: 1 });
     res.setServers([dnsmasq.address]);
     await assert.rejects(res.resolve4(service), { code: 'ENODATA' });
+  });
+
+  it('service config from the _grpc_config TXT record alone (C-core\'s language is "c++"; the Node choice is skipped)', async () => {
+    // The first choice is for Node clients only and would leave C-core with pick_first over no
+    // addresses (every call would time out); C-core must skip it and take the "c++" one.
+    await setTxt([
+      { clientLanguage: ['node'], serviceConfig: { loadBalancingConfig: [{ pick_first: {} }] } },
+      { clientLanguage: ['c++'], serviceConfig: GRPCLB },
+    ]);
+    const txtBefore = dnsmasq.queryCount('TXT');
+    const ids = await pythonCalls(20, 'dns');
+    assert.equal(ids.length, 20);
+    assert.deepEqual([...new Set(ids)].sort(), ['py-backend-0', 'py-backend-1']);
+    assert.ok(dnsmasq.queryCount('TXT') > txtBefore, 'C-core asked for the TXT record');
+  });
+
+  it('controls: no TXT record, or C-core 1.51 left at its default (no TXT lookup): no backends, calls time out', async () => {
+    await setTxt();
+    await assert.rejects(pythonCalls(1, 'dns', 3), /DEADLINE_EXCEEDED/);
+    await setTxt([{ clientLanguage: ['c++'], serviceConfig: GRPCLB }]);
+    const txtBefore = dnsmasq.queryCount('TXT');
+    await assert.rejects(pythonCalls(1, 'none', 3), /DEADLINE_EXCEEDED/);
+    assert.equal(dnsmasq.queryCount('TXT'), txtBefore, 'C-core 1.51 does not ask for TXT by default');
   });
 });
