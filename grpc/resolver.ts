@@ -72,13 +72,12 @@ const WAYFINDER_GRPCLB = 'wayfinder_grpclb';
 
 /**
  * Whether a channel takes the service config its registry publishes (Snapshot.serviceConfig, i.e.
- * the dns adapter's `_grpc_config` TXT record): not when the channel sets its own
- * `grpc.service_config` (the channel's wins) nor with `grpc.service_config_disable_resolution: 1`
- * (grpc-js's and C-core's per-channel off switch).
+ * the dns adapter's `_grpc_config` TXT record). As in grpc-js's and C-core's own resolvers, it
+ * does unless `grpc.service_config_disable_resolution` is 1: a published config replaces the
+ * channel's own `grpc.service_config`, which stays the default while the registry publishes none.
  */
 export function takesRegistryServiceConfig(options: grpc.ChannelOptions): boolean {
-  const raw = options['grpc.service_config'];
-  return !(typeof raw === 'string' && raw !== '') && options['grpc.service_config_disable_resolution'] !== 1;
+  return options['grpc.service_config_disable_resolution'] !== 1;
 }
 
 /**

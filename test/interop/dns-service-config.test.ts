@@ -12,8 +12,8 @@ import { closedAfterEach } from './support';
 /**
  * gRPC channels taking their service config from a `_grpc_config.<name>` TXT record in a real
  * dnsmasq (gRFC A2), through the dns adapter and the bridge: the TXT record chooses the policy
- * (observed by the capture balancer's tag and by wayfinder_weighted's 3:1 spread), the channel's
- * own service config wins, a malformed record leaves a working channel, a changed record switches
+ * (observed by the capture balancer's tag and by wayfinder_weighted's 3:1 spread), the TXT config
+ * replaces the channel's own (its default), a malformed record leaves a working channel, a changed record switches
  * the policy of a live channel, and `grpclb` sends the channel to a grpclb balancer.
  */
 
@@ -118,21 +118,31 @@ describe('interop: gRPC service config from DNS TXT records (dnsmasq)', function
     assert.equal(tagSince(from), 'node');
   });
 
-  it("the channel's own grpc.service_config wins over the TXT record; so does grpc.service_config_disable_resolution=1", async () => {
+  it("the TXT record replaces the channel's own grpc.service_config, which stays the default without one; grpc.service_config_disable_resolution=1 keeps the channel's", async () => {
+    const channelConfig = {
+      'grpc.service_config': JSON.stringify(lbList({ wayfinder_grpctest_capture: { tag: 'channel' } })),
+    };
+    // No record: the channel's own config is the default.
+    await dnsmasq.setRecords(records());
+    const from0 = captures.length;
+    await client(target(), channelConfig).echo();
+    assert.equal(tagSince(from0), 'channel');
+    // A record: it replaces the channel's config, as in grpc-js and C-core.
     await dnsmasq.setRecords(
       records(grpcConfig({ serviceConfig: lbList({ wayfinder_grpctest_capture: { tag: 'dns' } }) })),
     );
-    const from = captures.length;
-    const c = client(target(), {
-      'grpc.service_config': JSON.stringify(lbList({ wayfinder_grpctest_capture: { tag: 'channel' } })),
-    });
-    await c.echo();
-    assert.equal(tagSince(from), 'channel');
-    // Off switch per channel: the default policy (round-robin, 1:1), not the capture one.
+    const from1 = captures.length;
+    await client(target(), channelConfig).echo();
+    assert.equal(tagSince(from1), 'dns');
+    // Off switch per channel: the channel's own config again, the record ignored.
     const from2 = captures.length;
+    await client(target(), { ...channelConfig, 'grpc.service_config_disable_resolution': 1 }).echo();
+    assert.equal(tagSince(from2), 'channel');
+    // Off switch without a channel config: the default policy (round-robin, 1:1), not the capture one.
+    const from3 = captures.length;
     const off = client(target(), { 'grpc.service_config_disable_resolution': 1 });
     const share = await heavyShare(off, 40);
-    assert.equal(captures.length, from2, 'the capture policy was never built');
+    assert.equal(captures.length, from3, 'the capture policy was never built');
     assert.ok(Math.abs(share - 20) <= 1, `heavy got ${share} of 40`);
   });
 
