@@ -161,7 +161,7 @@ describe('xds server: ring_hash guard for C-core 1.50/1.51 on a raw stream', fun
     await d.registrar.register({ service: 'ring', host: '127.0.0.1', port: 5004, weight: 3 });
     const r = await py.next('EDS after a registration');
     assert.equal(r.type_url, TYPE.endpoint);
-    assert.deepEqual(weights(resourcesOf<AssignmentMsg>(r)[0]).localities, { '': 1, w3: 6 });
+    assert.deepEqual(weights(resourcesOf<AssignmentMsg & { cluster_name: string }>(r)[0]).localities, { '': 1, w3: 6 });
     assert.equal(warnings.length, 1);
 
     // The policy back to round_robin: the guarded client gets the shared Cluster (no substitute needed).
