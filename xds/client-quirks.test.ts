@@ -2,6 +2,7 @@ import '../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { Discovery } from '../core';
 import { cCoreVersion, clientQuirks } from './client-quirks';
+import { warningLog } from './fixtures/clients';
 import { RawAds, resourcesOf } from './fixtures/raw';
 import { startXdsServer, type XdsServer, type XdsServerOptions } from './index';
 import { TYPE, type NodeMsg } from './protocol';
@@ -70,11 +71,16 @@ describe('xds server: ring_hash guard for C-core 1.50/1.51 on a raw stream', fun
   const cleanups: (() => unknown)[] = [];
   let xds: XdsServer;
   let d: Discovery;
-  const warnings: { obj: Record<string, unknown>; msg: string }[] = [];
+  let log = warningLog();
+  let warnings = log.warnings;
+
+  beforeEach(() => {
+    log = warningLog();
+    warnings = log.warnings;
+  });
 
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
-    warnings.length = 0;
   });
 
   async function start(opts: Partial<XdsServerOptions> = {}) {
@@ -85,12 +91,7 @@ describe('xds server: ring_hash guard for C-core 1.50/1.51 on a raw stream', fun
       host: '127.0.0.1',
       port: 0,
       config: { services: { ring: { lbPolicy: 'ring_hash' } } },
-      logger: {
-        debug() {},
-        info() {},
-        warn: (obj, msg) => warnings.push({ obj: obj as Record<string, unknown>, msg: String(msg) }),
-        error() {},
-      },
+      logger: log,
       ...opts,
     });
     cleanups.push(() => xds.stop());

@@ -9,6 +9,7 @@ import {
   grpcJsClient,
   pythonClient,
   pythonGrpcVersion,
+  warningLog,
   type BatchResult,
   type XdsTestClient,
 } from './fixtures/clients';
@@ -352,7 +353,7 @@ describe('xds ring_hash guard: C-core 1.51 and grpc-js on one ring_hash service'
   });
 
   it('the C-core client gets round_robin (calls succeed, spread by weight), one warning names it; grpc-js keeps ring_hash stickiness', async () => {
-    const warnings: { node?: unknown; service?: unknown; msg: string }[] = [];
+    const log = warningLog();
     const d = await Discovery.fromConfig('memory://');
     cleanups.push(() => d.close());
     const xds = await startXdsServer({
@@ -360,15 +361,7 @@ describe('xds ring_hash guard: C-core 1.51 and grpc-js on one ring_hash service'
       host: '127.0.0.1',
       port: 0,
       config: { services: { ring: { lbPolicy: 'ring_hash' } } },
-      logger: {
-        debug() {},
-        info() {},
-        warn: (o, msg) => {
-          const { node, service } = o as { node?: unknown; service?: unknown };
-          warnings.push({ node, service, msg: String(msg) });
-        },
-        error() {},
-      },
+      logger: log,
     });
     cleanups.push(() => xds.stop());
     for (const [i, weight] of [1, 1, 2].entries()) {
@@ -401,9 +394,9 @@ describe('xds ring_hash guard: C-core 1.51 and grpc-js on one ring_hash service'
 
     // The C-core client is still alive, and was the only one warned about, once.
     assert.deepEqual((await py.calls(5)).errors, []);
-    const guarded = warnings.filter((w) => w.msg.includes('instead of ring_hash'));
+    const guarded = log.warnings.filter((w) => w.msg.includes('instead of ring_hash'));
     assert.deepEqual(
-      guarded.map((w) => [w.node, w.service]),
+      guarded.map((w) => [w.obj.node, w.obj.service]),
       [['c-core-guarded', 'ring']],
     );
     assert.match(guarded[0].msg, /C-core 29\.\d+\.\d+ \(gRPC 1\.51\.x, Python 1\.51\.\d+\) crashes .*grpc\/grpc#31766/);
