@@ -4,10 +4,24 @@ export function capture() {
   const err: string[] = [];
   let stop: (s: string) => void = () => {};
   const stopped = new Promise<string>((r) => (stop = r));
+  const hangupListeners = new Set<() => void>();
   return {
     out,
     err,
     stop,
-    io: { out: (s: string) => out.push(s), err: (s: string) => err.push(s), isTTY: false, interrupted: () => stopped },
+    /** As a SIGHUP would: every listener registered through io.hangups() is called. */
+    hangup: () => {
+      for (const fn of [...hangupListeners]) fn();
+    },
+    io: {
+      out: (s: string) => out.push(s),
+      err: (s: string) => err.push(s),
+      isTTY: false,
+      interrupted: () => stopped,
+      hangups: (fn: () => void) => {
+        hangupListeners.add(fn);
+        return () => void hangupListeners.delete(fn);
+      },
+    },
   };
 }

@@ -40,6 +40,8 @@ interface Io {
   isTTY: boolean;
   /** Resolves when the user asks to stop (SIGINT/SIGTERM). */
   interrupted(): Promise<string>;
+  /** Calls fn on every SIGHUP (reload) until the returned function is called. */
+  hangups(fn: () => void): () => void;
 }
 
 const defaultIo: Io = {
@@ -59,6 +61,11 @@ const defaultIo: Io = {
       process.on('SIGINT', on);
       process.on('SIGTERM', on);
     }),
+  hangups: (fn) => {
+    const on = () => fn();
+    process.on('SIGHUP', on);
+    return () => void process.off('SIGHUP', on);
+  },
 };
 
 function registryOf(cmd: Command): string | undefined {

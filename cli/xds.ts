@@ -1,16 +1,21 @@
 import { type Command, Option } from 'commander';
 import { Discovery } from '../core';
-import { loadXdsConfig, startXdsServer } from '../xds';
+import { loadXdsConfig, startXdsServer, type XdsConfig, type XdsServer } from '../xds';
 import { port, type BalancerIo } from './balancer';
 
-/** The part of the CLI's io this command uses (see cli/main.ts): the same as `wayfinder balancer`'s. */
-export type XdsIo = BalancerIo;
+/** The part of the CLI's io this command uses (see cli/main.ts): `wayfinder balancer`'s, and SIGHUP. */
+export interface XdsIo extends BalancerIo {
+  /** Calls fn on every SIGHUP until the returned function is called. */
+  hangups(fn: () => void): () => void;
+}
 
 /**
  * `wayfinder xds --registry <url> --port <p> [--config <policy file>]`: an xDS control plane (ADS
  * + LRS) serving the registry's services until interrupted. Here the global --config names the
  * per-service policy file (JSON/YAML), not a registry config: the registry comes from --registry
  * or WAYFINDER_REGISTRY. Prints one line when listening and, on exit, the load reports as JSON.
+ * SIGHUP reads the policy file again: a valid one is applied (clients get the changed resources),
+ * a malformed one is reported naming the field and the policy in force stays.
  */
 export function addXdsCommand(program: Command, io: XdsIo): Command {
   return program
@@ -61,6 +66,7 @@ export function addXdsCommand(program: Command, io: XdsIo): Command {
           await d.close();
           throw e;
         });
+        const offHangups = io.hangups(() => reload(g.config, server, io));
         try {
           const interrupted = io.interrupted(); // listening for the signal before the line that invites it
           io.out(
@@ -68,10 +74,28 @@ export function addXdsCommand(program: Command, io: XdsIo): Command {
           );
           await interrupted;
         } finally {
+          offHangups();
           await server.stop();
           io.out(JSON.stringify({ stats: server.stats() }));
           await d.close();
         }
       },
     );
+}
+
+/** SIGHUP: the policy file read again and applied, or the error reported and the policy kept. */
+function reload(file: string | undefined, server: XdsServer, io: XdsIo): void {
+  if (!file) {
+    io.err('xds server: SIGHUP ignored: no --config policy file to reload');
+    return;
+  }
+  let config: XdsConfig;
+  try {
+    config = loadXdsConfig(file);
+  } catch (e) {
+    io.err(`xds server: policy ${file} not reloaded, the policy in force stays: ${(e as Error).message}`);
+    return;
+  }
+  server.setConfig(config);
+  io.out(`xds server: policy reloaded from ${file}`);
 }

@@ -16,6 +16,7 @@ export { BridgeResolver } from './resolver';
 export { serve, type ServeOptions, type Served } from './serve';
 export { HealthService, healthServiceDefinition, type ServingStatus } from './health';
 export { GRPCLB_POLICY, startBalancerServer, type BalancerServer, type BalancerServerOptions } from './grpclb';
+export type { EndpointFeed, FeedMode, FeedSource } from './control-plane';
 export { parseBridgeTarget, type BridgeTarget } from './target';
 export { checkChannel, checkGrpcTarget, checkServiceConfig } from './diagnostics';
 import { noteInstalledSchemes } from './diagnostics';

@@ -1,20 +1,15 @@
-import type { Resolver, Snapshot, Watch } from '../core';
-
 /**
- * Where the xDS server gets endpoint sets from. One method, so that the registry-wide catalog view
- * (design.md, "Catalog") can replace the per-service watches without touching the server: the server
- * asks for the services clients subscribe to and drops them when the last subscriber leaves.
- * Callbacks carry complete snapshots and are never called from inside watch().
+ * Where the xDS server gets endpoint sets from: one interface (EndpointFeed), shared with the grpclb
+ * balancer server, with two implementations: the registry's catalog (catalogFeed, the default when
+ * the adapter has a registry-wide watch) and one resolver watch per subscribed service
+ * (resolverFeed). See grpc/control-plane.ts.
  */
-export interface EndpointFeed {
-  watch(service: string, onSnapshot: (s: Snapshot) => void): Watch;
-  close(): Promise<void>;
-}
-
-/** The feed over a Resolver: one watch per subscribed service (the resolver shares it per service). */
-export function resolverFeed(resolver: Pick<Resolver, 'watch'>): EndpointFeed {
-  return {
-    watch: (service, onSnapshot) => resolver.watch(service, onSnapshot),
-    close: async () => {},
-  };
-}
+export {
+  catalogFeed,
+  endpointFeed,
+  holdsService,
+  resolverFeed,
+  type EndpointFeed,
+  type FeedMode,
+  type FeedSource,
+} from '../grpc/control-plane';

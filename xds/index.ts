@@ -16,4 +16,4 @@ export {
   type ResolvedPolicy,
 } from './config';
 export type { XdsLoadTotals } from './lrs';
-export type { EndpointFeed } from './feed';
+export type { EndpointFeed, FeedMode, FeedSource } from './feed';

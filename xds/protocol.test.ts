@@ -2,7 +2,8 @@ import '../builtins'; // the built-in registries and balancers
 import assert from 'node:assert/strict';
 import { promises as dns } from 'node:dns';
 import { ConfigError, Discovery, type Registration } from '../core';
-import { waitFor } from '../testkit';
+import { renameSync, writeFileSync } from 'node:fs';
+import { tempDir, waitFor } from '../testkit';
 import { checkXdsConfig } from './config';
 import { namesOf, RawAds, resourcesOf } from './fixtures/raw';
 import { startXdsServer, type XdsNack, type XdsServer, type XdsServerOptions } from './index';
@@ -156,7 +157,7 @@ describe('xds server: the ADS protocol on a raw stream', function () {
     assert.equal(xds.services, 0);
   });
 
-  it('a service that does not exist is answered as absent; it appears once registered; empty then stays an empty assignment', async () => {
+  it('a service that does not exist is answered as absent; it appears once registered, and leaves with its last instance', async () => {
     await start();
     await register('a', 5001);
     const c = raw();
@@ -173,13 +174,11 @@ describe('xds server: the ADS protocol on a raw stream', function () {
     assert.deepEqual(got.map((x) => x.type_url).sort(), [TYPE.endpoint, TYPE.listener].sort());
     assert.deepEqual(namesOf(got.find((x) => x.type_url === TYPE.listener)!), ['a', 'ghost']);
     for (const x of got) c.ack(x, x.type_url === TYPE.listener ? ['a', 'ghost'] : ['ghost']);
+    // Its last instance gone, the registry no longer holds ghost: LDS drops it (SotW deletion).
     await g.deregister();
-    const empty = await c.next();
-    assert.equal(empty.type_url, TYPE.endpoint);
-    const [cla] = resourcesOf<{ cluster_name: string; endpoints?: unknown[] }>(empty);
-    assert.equal(cla.cluster_name, 'ghost');
-    assert.equal(cla.endpoints, undefined);
-    await expectNoMore(c, TYPE.cluster, ['ghost']); // and no LDS response dropping ghost
+    const gone = await c.next();
+    assert.equal(gone.type_url, TYPE.listener);
+    assert.deepEqual(namesOf(gone), ['a']);
   });
 
   it('many clients with overlapping subscriptions each get exactly their services, over one watch per service', async () => {
@@ -208,6 +207,121 @@ describe('xds server: the ADS protocol on a raw stream', function () {
     }
     for (const { c } of clients) c.close();
     await waitFor('every watch released', () => xds.services === 0);
+  });
+});
+
+/**
+ * "Does not exist" is the registry's listing: a service exists while the registry holds an
+ * instance (or a malformed entry) of it, whether the server reads the catalog (file registry: one
+ * registry-wide stream) or one watch per service (memory registry). A service whose instances are
+ * all gone is listed by no adapter (and the catalog drops it): it is absent like a name never
+ * registered, not an empty assignment as it was when existence meant "had endpoints since start".
+ */
+describe('xds server: a resource exists while the registry lists its service', function () {
+  this.timeout(30_000);
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  const cases = [
+    {
+      feed: 'catalog' as const,
+      registry: () => {
+        const tmp = tempDir('wf-xds-listing-');
+        cleanups.push(() => tmp.remove());
+        return `file://${tmp.dir}/registry.json`;
+      },
+    },
+    { feed: 'service' as const, registry: () => `memory://xds-listing-${++n}` },
+  ];
+  for (const { feed, registry } of cases)
+    it(`${feed} feed: never registered and all instances gone are absent; a configured empty service is an empty assignment`, async () => {
+      const url = registry();
+      const d = await Discovery.fromConfig(url);
+      cleanups.push(() => d.close());
+      await d.registrar.register({ service: 'a', host: '127.0.0.1', port: 5001 });
+      const gone = await d.registrar.register({ service: 'gone', host: '127.0.0.1', port: 5002 });
+      // pendingWaitMs far beyond the test: every answer below comes from the registry's view, not the timer.
+      const xds = await startXdsServer({
+        registry: url,
+        feed,
+        host: '127.0.0.1',
+        port: 0,
+        pendingWaitMs: 120_000,
+        config: { services: { declared: {} } },
+      });
+      cleanups.push(() => xds.stop());
+      const c = new RawAds(xds.port);
+      cleanups.push(() => c.close());
+      const names = ['a', 'declared', 'ghost', 'gone'];
+      c.send(TYPE.listener, names);
+      const l1 = await c.next('the first LDS answer');
+      assert.deepEqual(namesOf(l1), ['a', 'declared', 'gone'], 'ghost was never registered');
+      c.ack(l1, names);
+      c.send(TYPE.endpoint, ['declared']);
+      const e1 = await c.next('the EDS answer for declared');
+      const [cla] = resourcesOf<{ cluster_name: string; endpoints?: unknown[] }>(e1);
+      assert.equal(cla.cluster_name, 'declared');
+      assert.equal(cla.endpoints, undefined, 'configured, not in the registry: an empty assignment');
+      c.ack(e1, ['declared']);
+
+      await gone.deregister();
+      const l2 = await c.next('the LDS answer without gone');
+      assert.equal(l2.type_url, TYPE.listener);
+      assert.deepEqual(namesOf(l2), ['a', 'declared'], 'all instances gone: absent, like ghost');
+      c.ack(l2, names);
+
+      await d.registrar.register({ service: 'gone', host: '127.0.0.1', port: 5003 });
+      const l3 = await c.next('the LDS answer with gone back');
+      assert.equal(l3.type_url, TYPE.listener);
+      assert.deepEqual(namesOf(l3), ['a', 'declared', 'gone']);
+    });
+
+  it('catalog feed: a service whose only entry is malformed is an empty assignment; a registry error keeps the last good resources', async () => {
+    const tmp = tempDir('wf-xds-outage-');
+    cleanups.push(() => tmp.remove());
+    const file = `${tmp.dir}/registry.json`;
+    const write = (text: string) => {
+      writeFileSync(`${file}.new`, text);
+      renameSync(`${file}.new`, file); // atomic, as docs/adapters/file.md asks of hand edits
+    };
+    const entry = { id: 'a1', service: 'a', host: '127.0.0.1', port: 5001 }; // static: no heartbeat
+    write(
+      JSON.stringify({
+        format: 'wayfinder-file-registry',
+        version: 1,
+        services: { a: { a1: entry }, broken: { b1: { id: 'b1', service: 'broken', host: '127.0.0.1', port: 'x' } } },
+      }),
+    );
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (_o: object, m?: string) => warnings.push(m ?? ''), error() {} };
+    const xds = await startXdsServer({
+      registry: `file://${file}`,
+      feed: 'catalog',
+      host: '127.0.0.1',
+      port: 0,
+      logger,
+    });
+    cleanups.push(() => xds.stop());
+    const c = new RawAds(xds.port);
+    cleanups.push(() => c.close());
+    c.send(TYPE.listener, ['a', 'broken']);
+    const l1 = await c.next();
+    assert.deepEqual(namesOf(l1), ['a', 'broken'], 'the registry lists broken (with a malformed entry)');
+    c.ack(l1, ['a', 'broken']);
+    c.send(TYPE.endpoint, ['broken']);
+    const e1 = await c.next();
+    const [cla] = resourcesOf<{ cluster_name: string; endpoints?: unknown[] }>(e1);
+    assert.equal(cla.cluster_name, 'broken');
+    assert.equal(cla.endpoints, undefined);
+    c.ack(e1, ['broken']);
+    write('{ this is not json');
+    await waitFor('the registry error, logged', () => warnings.some((m) => /registry-wide watch/.test(m)));
+    c.send(TYPE.cluster, ['a']);
+    const barrier = await c.next('the CDS barrier');
+    assert.equal(barrier.type_url, TYPE.cluster, 'no LDS answer dropping a or broken before it');
+    assert.deepEqual(namesOf(barrier), ['a']);
   });
 });
 

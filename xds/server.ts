@@ -1,20 +1,9 @@
 import '../builtins'; // the built-in registries and balancers
-import * as grpc from '@grpc/grpc-js';
-import { promises as dns } from 'node:dns';
-import { isIP } from 'node:net';
-import {
-  Discovery,
-  endpointKey,
-  hostPort,
-  silentLogger,
-  type Logger,
-  type Resolver,
-  type Snapshot,
-  type Watch,
-} from '../core';
+import type * as grpc from '@grpc/grpc-js';
+import { endpointKey, silentLogger, type Logger, type Snapshot, type Watch } from '../core';
+import { ipAddresses, RegistryServer, type EndpointFeed, type RegistryServerOptions } from '../grpc/control-plane';
 import { clientQuirks, NO_QUIRKS, type ClientQuirks } from './client-quirks';
 import { checkXdsConfig, loadXdsConfig, resolvePolicy, type ResolvedPolicy, type XdsConfig } from './config';
-import { resolverFeed, type EndpointFeed } from './feed';
 import {
   adsService,
   durationOf,
@@ -40,16 +29,7 @@ import {
 } from './resources';
 import { LoadStatsAggregator, type XdsLoadTotals } from './lrs';
 
-export interface XdsServerOptions {
-  /** Where services are resolved: a Discovery (or anything with a resolver), owned by the caller. */
-  discovery?: { resolver: Pick<Resolver, 'watch'> };
-  /** Or a registry URL / config (Discovery.fromConfig); that Discovery is closed by stop(). */
-  registry?: string;
-  /** Port to bind; 0 (default) picks a free one. */
-  port?: number;
-  /** Address to bind. Default 0.0.0.0. */
-  host?: string;
-  credentials?: grpc.ServerCredentials;
+export interface XdsServerOptions extends RegistryServerOptions {
   /** Per-service policy (lb policy, ring hash, outlier detection, max requests): an object or a .json/.yaml path. */
   config?: XdsConfig | string;
   /** Routes inline in the Listener instead of served over RDS. Default false (RDS). */
@@ -131,11 +111,16 @@ function rebuilt(prev: Built | undefined, any: Any): Built {
  * one build per change, fanned out to the subscribed streams. Closed with its last subscriber.
  */
 class ServiceEntry {
-  /** pending: the registry has not answered yet; absent: never had endpoints and is not configured. */
+  /**
+   * pending: the registry has not answered yet; absent: the registry does not hold the service and
+   * it is not configured.
+   */
   state: 'pending' | 'present' | 'absent' = 'pending';
   readonly pendingSince = Date.now();
   private watch?: Watch;
   private endpoints?: AddressedEndpoint[];
+  /** Whether the registry holds the service (its feed says so). */
+  private listed = false;
   private seq = 0;
   private listeners = new Map<string, Built>();
   private route?: Built;
@@ -152,7 +137,7 @@ class ServiceEntry {
   ) {}
 
   start(): void {
-    this.watch ??= this.ctx.feed.watch(this.service, (s) => this.onSnapshot(s));
+    this.watch ??= this.ctx.feed.watch(this.service, (s, listed) => this.onSnapshot(s, listed));
   }
 
   close(): void {
@@ -201,19 +186,22 @@ class ServiceEntry {
     return { cluster, assignment };
   }
 
-  private onSnapshot(s: Snapshot): void {
+  private onSnapshot(s: Snapshot, listed: boolean): void {
     if (s.error) this.ctx.logger.warn({ service: this.service, code: s.error.code }, `xds server: ${s.error.message}`);
-    // An outage before any good set leaves the service pending (clients keep what they have).
-    if (s.error && s.error.code !== 'BAD_ENTRY' && s.endpoints.length === 0 && !this.endpoints) return;
-    void this.resolveAndApply(s);
+    // An outage keeps what the service was (pending before any good set: clients keep what they have).
+    if (s.error && s.error.code !== 'BAD_ENTRY') {
+      if (!this.endpoints && s.endpoints.length === 0) return;
+      listed = this.endpoints ? this.listed : listed;
+    }
+    void this.resolveAndApply(s, listed);
   }
 
-  private async resolveAndApply(s: Snapshot): Promise<void> {
+  private async resolveAndApply(s: Snapshot, listed: boolean): Promise<void> {
     const seq = ++this.seq;
     const eps = await addressed(s, this.service, this.ctx.logger);
     if (seq !== this.seq) return;
     this.endpoints = eps;
-    if (eps.length > 0 || this.ctx.config.services?.[this.service]) this.ctx.known.add(this.service);
+    this.listed = listed;
     this.update(true);
   }
 
@@ -221,8 +209,9 @@ class ServiceEntry {
   update(endpointsChanged: boolean): void {
     if (!this.endpoints) return;
     const wasPresent = this.state === 'present';
-    const stateChanged = this.state !== (this.ctx.known.has(this.service) ? 'present' : 'absent');
-    this.state = this.ctx.known.has(this.service) ? 'present' : 'absent';
+    const state = this.listed || this.ctx.config.services?.[this.service] ? 'present' : 'absent';
+    const stateChanged = this.state !== state;
+    this.state = state;
     const changed = new Set<TypeUrl>();
     if (this.state === 'present') {
       const policy = this.policy;
@@ -246,6 +235,11 @@ class ServiceEntry {
       }
     }
     if (stateChanged) for (const t of TYPE_URLS) changed.add(t);
+    if (this.state === 'absent') {
+      // Built again if the service comes back, under new versions (a client may still hold these).
+      this.listeners.clear();
+      this.route = this.cluster = this.assignment = this.roundRobin = undefined;
+    }
     if (changed.size === 0) return;
     for (const stream of this.streams.keys()) stream.changed(this.service, changed);
   }
@@ -253,23 +247,17 @@ class ServiceEntry {
 
 /** Hostnames resolved to IP literals (EDS requires them); duplicates by address dropped. */
 async function addressed(s: Snapshot, service: string, logger: Logger): Promise<AddressedEndpoint[]> {
-  const ips = new Map<string, string | undefined>();
-  const names = [...new Set(s.endpoints.map((e) => e.host).filter((h) => !isIP(h)))];
-  await Promise.all(
-    names.map(async (h) => {
-      try {
-        ips.set(h, (await dns.lookup(h)).address);
-      } catch (err) {
-        logger.warn(
-          { service, host: h, err: (err as Error).message },
-          'xds server: cannot resolve an endpoint host; left out of the assignment',
-        );
-      }
-    }),
+  const ips = await ipAddresses(
+    s.endpoints.map((e) => e.host),
+    (host, err) =>
+      logger.warn(
+        { service, host, err: err.message },
+        'xds server: cannot resolve an endpoint host; left out of the assignment',
+      ),
   );
   const out = new Map<string, AddressedEndpoint>();
   for (const e of s.endpoints) {
-    const ip = isIP(e.host) ? e.host : ips.get(e.host);
+    const ip = ips.get(e.host);
     if (ip === undefined) continue;
     const key = endpointKey({ host: ip, port: e.port });
     if (!out.has(key)) out.set(key, { ...e, ip });
@@ -285,8 +273,6 @@ interface ServerContext {
   cCoreRingHashGuard: boolean;
   logger: Logger;
   pendingWaitMs: number;
-  /** Services that had endpoints (or are configured) since the server started: they exist even when empty. */
-  known: Set<string>;
   entry(service: string): ServiceEntry;
   release(entry: ServiceEntry): void;
   onNack?(nack: XdsNack): void;
@@ -502,38 +488,35 @@ function nodeName(n: NodeMsg): string {
  * last nonce: a request whose response_nonce is older than the last response is stale and ignored;
  * a NACK (error_detail) is logged with the client's text and nothing is resent until the resource
  * changes; LDS/CDS responses carry every subscribed resource that exists, RDS/EDS only changed ones.
- * Streams subscribed to the same service share one registry watch, closed with the last of them.
+ * Endpoint sets come from the registry's catalog or one watch per service (`feed`); streams
+ * subscribed to the same service share one service entry, closed with the last of them. A service
+ * exists while the registry holds it (or the config names it); else it is answered as absent.
  */
 export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer> {
-  if (!opts || typeof opts !== 'object') throw new TypeError('startXdsServer(): options must be an object');
-  if (!opts.discovery === !opts.registry)
-    throw new TypeError('startXdsServer(): give exactly one of "discovery" and "registry"');
+  const fn = 'startXdsServer()';
+  if (!opts || typeof opts !== 'object') throw new TypeError(`${fn}: options must be an object`);
   const loadReportIntervalMs = opts.loadReportIntervalMs ?? DEFAULT_LRS_INTERVAL_MS;
   if (!(Number.isFinite(loadReportIntervalMs) && loadReportIntervalMs > 0))
-    throw new TypeError('startXdsServer(): "loadReportIntervalMs" must be a positive number');
+    throw new TypeError(`${fn}: "loadReportIntervalMs" must be a positive number`);
   if (opts.cCoreRingHashGuard !== undefined && typeof opts.cCoreRingHashGuard !== 'boolean')
-    throw new TypeError('startXdsServer(): "cCoreRingHashGuard" must be a boolean');
+    throw new TypeError(`${fn}: "cCoreRingHashGuard" must be a boolean`);
   const pendingWaitMs = opts.pendingWaitMs ?? DEFAULT_PENDING_WAIT_MS;
   if (!(Number.isFinite(pendingWaitMs) && pendingWaitMs >= 0))
-    throw new TypeError('startXdsServer(): "pendingWaitMs" must be a non-negative number');
-  const configOf = (c: XdsConfig | string | undefined) =>
-    typeof c === 'string' ? loadXdsConfig(c) : checkXdsConfig(c);
+    throw new TypeError(`${fn}: "pendingWaitMs" must be a non-negative number`);
   const config = configOf(opts.config);
   xdsRoot(); // load the protos now: a broken install fails here, not on the first client
 
   const logger = opts.logger ?? silentLogger;
-  const owned = opts.registry ? await Discovery.fromConfig(opts.registry, { logger }) : undefined;
-  const feed = resolverFeed(owned ? owned.resolver : opts.discovery!.resolver);
+  const rs = await RegistryServer.open(fn, 'xds server', opts, logger);
   const entries = new Map<string, ServiceEntry>();
   const ctx: ServerContext = {
-    feed,
+    feed: rs.feed,
     config,
     routes: { inline: !!opts.inlineRoutes },
     loadReporting: opts.loadReporting ?? true,
     cCoreRingHashGuard: opts.cCoreRingHashGuard ?? true,
     logger,
     pendingWaitMs,
-    known: new Set(Object.keys(config.services ?? {})),
     onNack: opts.onNack,
     entry(service) {
       let e = entries.get(service);
@@ -546,87 +529,71 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       entries.delete(entry.service);
     },
   };
-
   const streams = new Set<AdsStream>();
-  const calls = new Set<grpc.ServerDuplexStream<unknown, unknown>>();
-  function streamAggregatedResources(call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
-    const s = new AdsStream(call, ctx);
-    streams.add(s);
-    calls.add(call);
-    const cleanup = () => {
-      calls.delete(call);
-      streams.delete(s);
-      s.close();
-    };
-    call.on('data', (req: DiscoveryRequest) => s.onRequest(req));
-    call.on('end', () => {
-      cleanup();
-      call.end();
-    });
-    call.on('cancelled', cleanup);
-    call.on('error', cleanup);
-    call.on('close', cleanup);
-  }
-
   const aggregator = new LoadStatsAggregator();
-  function streamLoadStats(call: grpc.ServerDuplexStream<LoadStatsRequest, LoadStatsResponse>): void {
-    calls.add(call);
-    const stream = aggregator.open();
-    let answered = false;
-    const cleanup = () => {
-      calls.delete(call);
-      stream.close();
-    };
-    call.on('data', (req: LoadStatsRequest) => {
-      if (!answered) {
-        answered = true;
-        call.write({ send_all_clusters: true, load_reporting_interval: durationOf(loadReportIntervalMs) });
-      }
-      for (const cs of req.cluster_stats ?? []) stream.add(cs);
-    });
-    call.on('end', () => {
-      cleanup();
-      call.end();
-    });
-    call.on('cancelled', cleanup);
-    call.on('error', cleanup);
-    call.on('close', cleanup);
-  }
-
-  const server = new grpc.Server();
-  server.addService(adsService(), { StreamAggregatedResources: streamAggregatedResources });
-  server.addService(lrsService(), { StreamLoadStats: streamLoadStats });
-  const host = opts.host ?? '0.0.0.0';
-  let port: number;
-  try {
-    port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(
-        hostPort(host, opts.port ?? 0),
-        opts.credentials ?? grpc.ServerCredentials.createInsecure(),
-        (err, p) => (err ? reject(err) : resolve(p)),
-      ),
-    );
-  } catch (e) {
-    await owned?.close();
-    throw e;
-  }
-
-  let stopping: Promise<void> | undefined;
-  const release = async () => {
+  rs.server.addService(adsService(), {
+    StreamAggregatedResources: (call: AdsCall) => streamAggregatedResources(call, rs, ctx, streams),
+  });
+  rs.server.addService(lrsService(), {
+    StreamLoadStats: (call: LrsCall) => streamLoadStats(call, rs, aggregator, loadReportIntervalMs),
+  });
+  rs.onClose(() => {
     for (const s of [...streams]) s.close();
     for (const e of entries.values()) e.close();
     entries.clear();
-    await feed.close();
-    await owned?.close().catch((err) => logger.warn({ err }, 'xds server: closing the registry failed'));
-  };
+  });
+  await rs.listen(opts);
+  return xdsHandle(rs, ctx, streams, entries, aggregator);
+}
+
+function configOf(c: XdsConfig | string | undefined): XdsConfig {
+  return typeof c === 'string' ? loadXdsConfig(c) : checkXdsConfig(c);
+}
+
+type AdsCall = grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+type LrsCall = grpc.ServerDuplexStream<LoadStatsRequest, LoadStatsResponse>;
+
+/** One ADS stream, served by an AdsStream until it ends. */
+function streamAggregatedResources(call: AdsCall, rs: RegistryServer, ctx: ServerContext, streams: Set<AdsStream>) {
+  const s = new AdsStream(call, ctx);
+  streams.add(s);
+  rs.track(call, () => {
+    streams.delete(s);
+    s.close();
+  });
+  call.on('data', (req: DiscoveryRequest) => s.onRequest(req));
+}
+
+/** One LRS stream: answered once (report every cluster, at this interval), then reports summed. */
+function streamLoadStats(call: LrsCall, rs: RegistryServer, aggregator: LoadStatsAggregator, intervalMs: number) {
+  const stream = aggregator.open();
+  let answered = false;
+  rs.track(call, () => stream.close());
+  call.on('data', (req: LoadStatsRequest) => {
+    if (!answered) {
+      answered = true;
+      call.write({ send_all_clusters: true, load_reporting_interval: durationOf(intervalMs) });
+    }
+    for (const cs of req.cluster_stats ?? []) stream.add(cs);
+  });
+}
+
+/** The XdsServer API over a listening server. */
+function xdsHandle(
+  rs: RegistryServer,
+  ctx: ServerContext,
+  streams: Set<AdsStream>,
+  entries: Map<string, ServiceEntry>,
+  aggregator: LoadStatsAggregator,
+): XdsServer {
   function stats(): Record<string, XdsLoadTotals>;
   function stats(service: string): XdsLoadTotals;
   function stats(service?: string): XdsLoadTotals | Record<string, XdsLoadTotals> {
     return service === undefined ? aggregator.all() : aggregator.get(service);
   }
   return {
-    port,
-    host,
+    port: rs.port,
+    host: rs.host,
     get streams() {
       return streams.size;
     },
@@ -635,31 +602,11 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     },
     setConfig(c) {
       ctx.config = configOf(c);
-      for (const s of Object.keys(ctx.config.services ?? {})) ctx.known.add(s);
       for (const e of entries.values()) e.update(false);
     },
     stats,
-    stop() {
-      stopping ??= (async () => {
-        for (const c of [...calls]) c.end();
-        // Clients keep their xDS client (and its stream) beyond their channels: bound the wait.
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, STOP_GRACE_MS);
-          server.tryShutdown(() => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
-        await release();
-      })();
-      return stopping;
-    },
-    kill() {
-      server.forceShutdown();
-      stopping ??= release();
-    },
+    // Clients keep their xDS client (and its stream) beyond their channels: bound the wait.
+    stop: () => rs.stop(STOP_GRACE_MS),
+    kill: () => rs.kill(),
   };
 }

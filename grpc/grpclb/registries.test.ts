@@ -128,6 +128,21 @@ function registryCases(name: string, setup: () => Promise<{ url: string; cleanup
       assert.match(l[0], /^(127\.0\.0\.1|::1):41003$/);
     });
 
+    it('reads the registry catalog (one registry-wide stream), not one resolver watch per asked service', async () => {
+      const lb2 = await startBalancerServer({ discovery: d, host: '127.0.0.1', port: 0 });
+      cleanups.push(() => lb2.stop());
+      const r = await d.registrar.register({ service: 'cat', host: '127.0.0.1', port: 41004 });
+      cleanups.push(() => r.deregister());
+      const raw = openRaw(lb2.port, 'cat');
+      cleanups.push(() => raw.close());
+      await raw.waitForList((l) => l.length === 1 && l[0] === '127.0.0.1:41004', 'the cat instance');
+      assert.deepEqual(
+        d.status().services.map((s) => s.service),
+        [],
+        'the resolver watches nothing',
+      );
+    });
+
     it('a client finds the balancer in the registry (balancerRegistry) and its calls reach a registered backend', async () => {
       installGrpc();
       const echo = await startEchoServer({ discovery: d, service: 'echo2', drainMs: 0 });

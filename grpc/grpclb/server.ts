@@ -1,19 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
-import { Discovery, hostPort, silentLogger, type Endpoint, type Logger, type Resolver } from '../../core';
+import { silentLogger, type Endpoint, type Logger } from '../../core';
 import { LoadReportAggregator, type LoadReport, type LoadTotals, type ServerListOptions } from '../../balancers/grpclb';
 import { loadBalancerService, msToDuration, type LoadBalanceRequest, type LoadBalanceResponse } from './protocol';
 import { ServiceFeed, type Subscriber } from './service-feed';
+import { RegistryServer, type RegistryServerOptions } from '../control-plane';
 
-export interface BalancerServerOptions {
-  /** Where service names are resolved: a Discovery (or anything with a resolver), owned by the caller. */
-  discovery?: { resolver: Resolver };
-  /** Or a registry URL / config (Discovery.fromConfig); that Discovery is closed by stop(). */
-  registry?: string;
-  /** Port to bind; 0 (default) picks a free one. */
-  port?: number;
-  /** Address to bind. Default 0.0.0.0. */
-  host?: string;
-  credentials?: grpc.ServerCredentials;
+export interface BalancerServerOptions extends RegistryServerOptions {
   /** Repeat each endpoint in proportion to its weight. Default false. */
   expandByWeight?: boolean;
   /**
@@ -83,29 +75,42 @@ function reportOf(m: NonNullable<LoadBalanceRequest['clientStats']>): LoadReport
  * INVALID_ARGUMENT); the balancer answers with an initial response carrying
  * client_stats_report_interval, then sends the complete ServerList whenever the service's
  * endpoint set (or its drop rate) changes, and adds each ClientStats report to the service's
- * totals. Streams of the same service share one registry watch. A registry outage keeps the last
- * list (nothing is sent); an empty set is sent as an empty list.
+ * totals. Endpoint sets come from the registry's catalog (one registry-wide stream) or one watch
+ * per service (`feed`); streams of the same service share one list. A registry outage keeps the
+ * last list (nothing is sent); an empty set, or a service the registry does not hold, is sent as an
+ * empty list.
  */
 export async function startBalancerServer(opts: BalancerServerOptions): Promise<BalancerServer> {
-  if (!opts || typeof opts !== 'object') throw new TypeError('startBalancerServer(): options must be an object');
-  if (!opts.discovery === !opts.registry)
-    throw new TypeError('startBalancerServer(): give exactly one of "discovery" and "registry"');
+  const fn = 'startBalancerServer()';
+  if (!opts || typeof opts !== 'object') throw new TypeError(`${fn}: options must be an object`);
   const statsIntervalMs = opts.statsIntervalMs ?? DEFAULT_STATS_INTERVAL_MS;
   if (!(Number.isFinite(statsIntervalMs) && statsIntervalMs >= 0))
-    throw new TypeError('startBalancerServer(): "statsIntervalMs" must be a non-negative number');
+    throw new TypeError(`${fn}: "statsIntervalMs" must be a non-negative number`);
   const drops = new DropRates(opts.dropRate);
-
   const logger = opts.logger ?? silentLogger;
-  const owned = opts.registry ? await Discovery.fromConfig(opts.registry, { logger }) : undefined;
+  const rs = await RegistryServer.open(fn, 'grpclb balancer', opts, logger);
+  const st = streamState(opts, rs, drops, statsIntervalMs, logger);
+  rs.server.addService(loadBalancerService(), { BalanceLoad: (call: BalanceLoadCall) => balanceLoad(call, st) });
+  await rs.listen(opts);
+  return balancerHandle(rs, st, drops);
+}
+
+/** What the streams share: the totals, one ServiceFeed per asked service, how lists are built. */
+function streamState(
+  opts: BalancerServerOptions,
+  rs: RegistryServer,
+  drops: DropRates,
+  statsIntervalMs: number,
+  logger: Logger,
+): StreamState {
   const loadOf = loadFunction(opts);
-  const state: StreamState = {
+  return {
     statsIntervalMs,
     logger,
     onReport: opts.onReport,
     aggregator: new LoadReportAggregator(),
-    calls: new Set(),
     feeds: new Map(),
-    resolver: owned ? owned.resolver : opts.discovery!.resolver,
+    rs,
     listOptionsFor: (service) => () => ({
       expandByWeight: !!opts.expandByWeight,
       loadOf,
@@ -114,51 +119,29 @@ export async function startBalancerServer(opts: BalancerServerOptions): Promise<
       dropToken: opts.dropToken,
     }),
   };
+}
 
-  const server = new grpc.Server();
-  server.addService(loadBalancerService(), { BalanceLoad: (call: BalanceLoadCall) => balanceLoad(call, state) });
-  const host = opts.host ?? '0.0.0.0';
-  let port: number;
-  try {
-    port = await bind(server, hostPort(host, opts.port ?? 0), opts.credentials);
-  } catch (e) {
-    await owned?.close();
-    throw e;
-  }
-
-  let stopping: Promise<void> | undefined;
-  const release = async () => {
-    await owned?.close().catch((err) => logger.warn({ err }, 'grpclb balancer: closing the registry failed'));
-  };
-  const { aggregator, calls, feeds } = state;
+/** The BalancerServer API over a listening server. */
+function balancerHandle(rs: RegistryServer, st: StreamState, drops: DropRates): BalancerServer {
+  const { aggregator, feeds } = st;
   function stats(): Record<string, LoadTotals>;
   function stats(service: string): LoadTotals;
   function stats(service?: string): LoadTotals | Record<string, LoadTotals> {
     return service === undefined ? aggregator.all() : aggregator.get(service);
   }
   return {
-    port,
-    host,
+    port: rs.port,
+    host: rs.host,
     stats,
     get streams() {
-      return calls.size;
+      return rs.streams;
     },
     setDropRate(service, rate) {
       drops.set(service, rate);
       for (const f of feeds.values()) if (service === undefined || f.service === service) void f.rebuild();
     },
-    stop() {
-      stopping ??= (async () => {
-        for (const c of [...calls]) c.end();
-        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-        await release();
-      })();
-      return stopping;
-    },
-    kill() {
-      server.forceShutdown();
-      stopping ??= release();
-    },
+    stop: () => rs.stop(),
+    kill: () => rs.kill(),
   };
 }
 
@@ -197,14 +180,6 @@ function loadFunction(opts: BalancerServerOptions): ServerListOptions['loadOf'] 
   };
 }
 
-function bind(server: grpc.Server, address: string, credentials?: grpc.ServerCredentials): Promise<number> {
-  return new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
-  );
-}
-
 type BalanceLoadCall = grpc.ServerDuplexStream<LoadBalanceRequest, LoadBalanceResponse>;
 
 /** What the streams of one balancer server share. */
@@ -213,29 +188,25 @@ interface StreamState {
   logger: Logger;
   onReport: BalancerServerOptions['onReport'];
   aggregator: LoadReportAggregator;
-  calls: Set<BalanceLoadCall>;
   feeds: Map<string, ServiceFeed>;
-  resolver: Resolver;
+  rs: RegistryServer;
   listOptionsFor(service: string): () => ServerListOptions;
 }
 
 /** One BalanceLoad stream: an initial request naming the service, then client stats reports. */
 function balanceLoad(call: BalanceLoadCall, st: StreamState): void {
-  const { aggregator, calls, feeds, logger } = st;
-  calls.add(call);
+  const { aggregator, feeds, logger } = st;
   let service: string | undefined;
   let feed: ServiceFeed | undefined;
   let closed = false;
   const send: Subscriber = (servers) => {
     if (!closed) call.write({ serverList: { servers } });
   };
-  const cleanup = () => {
-    if (closed) return;
+  const cleanup = st.rs.track(call, () => {
     closed = true;
-    calls.delete(call);
     if (service !== undefined) aggregator.clientClosed(service);
     feed?.remove(send);
-  };
+  });
   call.on('data', (req: LoadBalanceRequest) => {
     if (closed) return;
     if (service === undefined) {
@@ -257,7 +228,7 @@ function balanceLoad(call: BalanceLoadCall, st: StreamState): void {
       const s = service;
       feed = feeds.get(s);
       if (!feed) {
-        feed = new ServiceFeed(s, st.resolver, st.listOptionsFor(s), logger, () => feeds.delete(s));
+        feed = new ServiceFeed(s, st.rs.feed, st.listOptionsFor(s), logger, () => feeds.delete(s));
         feeds.set(s, feed);
       }
       feed.add(send);
@@ -273,11 +244,4 @@ function balanceLoad(call: BalanceLoadCall, st: StreamState): void {
       }
     }
   });
-  call.on('end', () => {
-    cleanup();
-    call.end();
-  });
-  call.on('cancelled', cleanup);
-  call.on('error', cleanup);
-  call.on('close', cleanup);
 }

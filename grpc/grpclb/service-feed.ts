@@ -1,13 +1,13 @@
-import { promises as dns } from 'node:dns';
-import { isIP } from 'node:net';
-import { endpointKey, type Endpoint, type Logger, type Resolver, type Snapshot, type Watch } from '../../core';
+import { endpointKey, type Endpoint, type Logger, type Snapshot, type Watch } from '../../core';
 import { buildServerList, type ServerListOptions } from '../../balancers/grpclb';
+import { ipAddresses, type EndpointFeed } from '../control-plane';
 import { packIp, type ServerMsg } from './protocol';
 
 export type Subscriber = (servers: ServerMsg[]) => void;
 
 /**
- * One service's server list, shared by every stream asking for it: one resolver watch, one list
+ * One service's server list, shared by every stream asking for it: one feed watch (the catalog, or
+ * a resolver watch), one list
  * build per change (hostnames resolved to IPs, since the protocol carries packed addresses),
  * fanned out to the streams. Closed with its last stream.
  */
@@ -21,7 +21,7 @@ export class ServiceFeed {
 
   constructor(
     readonly service: string,
-    private readonly resolver: Resolver,
+    private readonly feed: EndpointFeed,
     private readonly listOptions: () => ServerListOptions,
     private readonly logger: Logger,
     private readonly onClose: () => void,
@@ -30,7 +30,7 @@ export class ServiceFeed {
   add(sub: Subscriber): void {
     this.subscribers.add(sub);
     if (this.current) sub(this.current);
-    this.watch ??= this.resolver.watch(this.service, (s) => this.onSnapshot(s));
+    this.watch ??= this.feed.watch(this.service, (s) => this.onSnapshot(s));
   }
 
   remove(sub: Subscriber): void {
@@ -55,20 +55,13 @@ export class ServiceFeed {
     if (!endpoints) return;
     const seq = ++this.seq;
     const entries = buildServerList(endpoints, this.listOptions());
-    const ips = new Map<string, string | undefined>();
-    await Promise.all(
-      [...new Set(entries.flatMap((e) => (e.drop ? [] : [e.endpoint.host])))].map(async (h) => {
-        if (isIP(h)) return ips.set(h, h);
-        try {
-          ips.set(h, (await dns.lookup(h)).address);
-        } catch (err) {
-          this.logger.warn(
-            { service: this.service, host: h, err: (err as Error).message },
-            'grpclb balancer: cannot resolve an endpoint host; left out of the list',
-          );
-          ips.set(h, undefined);
-        }
-      }),
+    const ips = await ipAddresses(
+      entries.flatMap((e) => (e.drop ? [] : [e.endpoint.host])),
+      (host, err) =>
+        this.logger.warn(
+          { service: this.service, host, err: err.message },
+          'grpclb balancer: cannot resolve an endpoint host; left out of the list',
+        ),
     );
     if (seq !== this.seq) return;
     const servers: ServerMsg[] = [];
