@@ -30,8 +30,21 @@ export function addXdsCommand(program: Command, io: XdsIo): Command {
     .option('-H, --host <host>', 'address to bind', '0.0.0.0')
     .option('--inline-routes', 'put routes inline in the Listeners instead of serving them over RDS')
     .option('--no-load-reporting', 'do not ask clients for load reports (LRS)')
+    .option(
+      '--no-c-core-ring-hash-guard',
+      'send ring_hash to C-core 1.50/1.51 clients too (by default they get round_robin: ring_hash crashes them, grpc/grpc#31766)',
+    )
     .action(
-      async (opts: { port: number; host: string; inlineRoutes?: boolean; loadReporting: boolean }, cmd: Command) => {
+      async (
+        opts: {
+          port: number;
+          host: string;
+          inlineRoutes?: boolean;
+          loadReporting: boolean;
+          cCoreRingHashGuard: boolean;
+        },
+        cmd: Command,
+      ) => {
         const g = cmd.optsWithGlobals() as { registry?: string; config?: string };
         const config = g.config ? loadXdsConfig(g.config) : undefined;
         const d = await Discovery.fromConfig(g.registry);
@@ -42,6 +55,7 @@ export function addXdsCommand(program: Command, io: XdsIo): Command {
           config,
           inlineRoutes: !!opts.inlineRoutes,
           loadReporting: opts.loadReporting,
+          cCoreRingHashGuard: opts.cCoreRingHashGuard,
           logger: {
             debug() {},
             info() {},

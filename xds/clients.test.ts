@@ -9,6 +9,7 @@ import {
   grpcJsClient,
   pythonClient,
   pythonGrpcVersion,
+  warningLog,
   type BatchResult,
   type XdsTestClient,
 } from './fixtures/clients';
@@ -252,10 +253,11 @@ for (const clientDef of CLIENTS) {
     });
 
     if (clientDef.name === 'c-core')
-      it('ring_hash on C-core 1.51: accepted (no NACK), then the first pick that must connect crashes the client (SIGSEGV, grpc/grpc#31766)', async function () {
+      it('ring_hash on C-core 1.51 with the guard off: accepted (no NACK), then the first pick that must connect crashes the client (SIGSEGV, grpc/grpc#31766)', async function () {
         if (!ringHashCrashes(clientDef.name)) this.skip();
         const nacks: XdsNack[] = [];
-        const { xds, client } = await start(3, 'ring', { onNack: (n) => nacks.push(n) });
+        // The guard (on by default) would send this client round_robin: off, as for a patched C-core.
+        const { xds, client } = await start(3, 'ring', { onNack: (n) => nacks.push(n), cCoreRingHashGuard: false });
         // The same client and servers work on round_robin...
         await callUntil(client, 'every server answering on round_robin', (r) => Object.keys(r.counts).length === 3);
         // ...and die on the first ring_hash pick: the picker's deferred connection attempt reads
@@ -337,3 +339,66 @@ for (const clientDef of CLIENTS) {
     });
   });
 }
+
+describe('xds ring_hash guard: C-core 1.51 and grpc-js on one ring_hash service', function () {
+  this.timeout(90_000);
+  const cleanups: (() => unknown)[] = [];
+  before(function () {
+    requireBinaryOrSkip(this, findPythonGrpc);
+    // Another C-core release is not guarded: its ring_hash runs the stickiness test above.
+    if (!ringHashCrashes('c-core')) this.skip();
+  });
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('the C-core client gets round_robin (calls succeed, spread by weight), one warning names it; grpc-js keeps ring_hash stickiness', async () => {
+    const log = warningLog();
+    const d = await Discovery.fromConfig('memory://');
+    cleanups.push(() => d.close());
+    const xds = await startXdsServer({
+      discovery: d,
+      host: '127.0.0.1',
+      port: 0,
+      config: { services: { ring: { lbPolicy: 'ring_hash' } } },
+      logger: log,
+    });
+    cleanups.push(() => xds.stop());
+    for (const [i, weight] of [1, 1, 2].entries()) {
+      const s = await startEchoServer({ discovery: d, service: 'ring', id: `ring-${i}`, weight, drainMs: 500 });
+      cleanups.push(() => s.stop());
+    }
+    const py = await pythonClient(xds.port, 'xds:///ring', 'c-core-guarded');
+    cleanups.push(() => py.close());
+    const js = grpcJsClient(xds.port, 'xds:///ring', 'grpc-js-ring');
+    cleanups.push(() => js.close());
+
+    // C-core: a hash key changes nothing on round_robin; calls spread 1:1:2 over the three servers.
+    await callUntil(py, 'every server answering the C-core client', (r) => Object.keys(r.counts).length === 3);
+    const r = await py.calls(200, { key: 'alice' });
+    assert.deepEqual(r.errors, []);
+    const heavy = share(r, 'ring-2');
+    assert.ok(heavy > 0.4 && heavy < 0.6, `weight 2 of 4 got ${heavy} of the calls (${JSON.stringify(r.counts)})`);
+    assert.ok(share(r, 'ring-0') > 0.15 && share(r, 'ring-1') > 0.15, JSON.stringify(r.counts));
+
+    // grpc-js on the same server and service: ring_hash, each key on one server.
+    await callUntil(js, 'every server connected (grpc-js)', (b) => Object.keys(b.counts).length === 3);
+    const used = new Set<string>();
+    for (const key of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy']) {
+      const b = await js.calls(10, { key, waitForReady: true });
+      assert.deepEqual(b.errors, []);
+      assert.equal(Object.keys(b.counts).length, 1, `key ${key} went to ${JSON.stringify(b.counts)}`);
+      used.add(Object.keys(b.counts)[0]);
+    }
+    assert.ok(used.size >= 2, `ten keys all on ${[...used].join()}`);
+
+    // The C-core client is still alive, and was the only one warned about, once.
+    assert.deepEqual((await py.calls(5)).errors, []);
+    const guarded = log.warnings.filter((w) => w.msg.includes('instead of ring_hash'));
+    assert.deepEqual(
+      guarded.map((w) => [w.obj.node, w.obj.service]),
+      [['c-core-guarded', 'ring']],
+    );
+    assert.match(guarded[0].msg, /C-core 29\.\d+\.\d+ \(gRPC 1\.51\.x, Python 1\.51\.\d+\) crashes .*grpc\/grpc#31766/);
+  });
+});

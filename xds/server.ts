@@ -2,6 +2,7 @@ import '../builtins'; // the built-in registries and balancers
 import type * as grpc from '@grpc/grpc-js';
 import { endpointKey, silentLogger, type Logger, type Snapshot, type Watch } from '../core';
 import { ipAddresses, RegistryServer, type EndpointFeed, type RegistryServerOptions } from '../grpc/control-plane';
+import { clientQuirks, NO_QUIRKS, type ClientQuirks } from './client-quirks';
 import { checkXdsConfig, loadXdsConfig, resolvePolicy, type ResolvedPolicy, type XdsConfig } from './config';
 import {
   adsService,
@@ -42,6 +43,12 @@ export interface XdsServerOptions extends RegistryServerOptions {
    * (the first snapshot), before it is sent without that service. Default 1000 ms.
    */
   pendingWaitMs?: number;
+  /**
+   * Clients whose ring_hash crashes them (C-core 1.50/1.51, told by their Node's user agent; see
+   * client-quirks.ts) get ring_hash services as round_robin, with one warning per stream and
+   * service. Default true; false for fleets whose C-core carries the fix (grpc/grpc#32012).
+   */
+  cCoreRingHashGuard?: boolean;
   /** Called with every NACK: the client's node id, the type, the rejected nonce and the client's error text. */
   onNack?(nack: XdsNack): void;
   logger?: Logger;
@@ -89,6 +96,8 @@ interface Built {
   any: Any;
   /** Changes whenever the encoded resource changes (server-wide counter). */
   version: number;
+  /** A client-specific substitute for the shared resource (ring_hash sent as round_robin). */
+  substitute?: true;
 }
 
 let builtCounter = 0;
@@ -117,6 +126,8 @@ class ServiceEntry {
   private route?: Built;
   private cluster?: Built;
   private assignment?: Built;
+  /** The Cluster and assignment of a ring_hash service as round_robin, for clients ring_hash crashes (built on first use). */
+  private roundRobin?: { cluster: Built; assignment: Built };
   /** Streams subscribed to resources of this service, with how many (type, name) subscriptions each. */
   readonly streams = new Map<AdsStream, number>();
 
@@ -139,8 +150,15 @@ class ServiceEntry {
     return resolvePolicy(this.ctx.config, this.service);
   }
 
-  resource(type: TypeUrl, name: string): Built | undefined {
+  resource(type: TypeUrl, name: string, quirks: ClientQuirks = NO_QUIRKS): Built | undefined {
     if (this.state !== 'present') return undefined;
+    if (quirks.ringHashCrash && (type === TYPE.cluster || type === TYPE.endpoint)) {
+      const policy = this.policy;
+      if (policy.lbPolicy === 'ring_hash') {
+        const rr = (this.roundRobin ??= this.buildRoundRobin(policy));
+        return type === TYPE.cluster ? rr.cluster : rr.assignment;
+      }
+    }
     switch (type) {
       case TYPE.listener: {
         let l = this.listeners.get(name);
@@ -157,6 +175,15 @@ class ServiceEntry {
           buildAssignment(this.service, this.endpoints ?? [], this.policy),
         ));
     }
+  }
+
+  /** A ring_hash policy's Cluster and assignment as round_robin's (same endpoints, round_robin's weight mapping). */
+  private buildRoundRobin(policy: ResolvedPolicy, prev?: { cluster: Built; assignment: Built }) {
+    const rr: ResolvedPolicy = { ...policy, lbPolicy: 'round_robin' };
+    const cluster = rebuilt(prev?.cluster, buildCluster(this.service, rr, this.ctx));
+    const assignment = rebuilt(prev?.assignment, buildAssignment(this.service, this.endpoints ?? [], rr));
+    cluster.substitute = assignment.substitute = true;
+    return { cluster, assignment };
   }
 
   private onSnapshot(s: Snapshot, listed: boolean): void {
@@ -200,12 +227,18 @@ class ServiceEntry {
       }
       this.assignment = rebuilt(this.assignment, buildAssignment(this.service, this.endpoints, policy));
       if (this.assignment !== prev.assignment) changed.add(TYPE.endpoint);
+      if (this.roundRobin) {
+        const before = this.roundRobin;
+        this.roundRobin = policy.lbPolicy === 'ring_hash' ? this.buildRoundRobin(policy, before) : undefined;
+        if (this.roundRobin?.cluster !== before.cluster) changed.add(TYPE.cluster);
+        if (this.roundRobin?.assignment !== before.assignment) changed.add(TYPE.endpoint);
+      }
     }
     if (stateChanged) for (const t of TYPE_URLS) changed.add(t);
     if (this.state === 'absent') {
       // Built again if the service comes back, under new versions (a client may still hold these).
       this.listeners.clear();
-      this.route = this.cluster = this.assignment = undefined;
+      this.route = this.cluster = this.assignment = this.roundRobin = undefined;
     }
     if (changed.size === 0) return;
     for (const stream of this.streams.keys()) stream.changed(this.service, changed);
@@ -237,6 +270,7 @@ interface ServerContext {
   config: XdsConfig;
   routes: { inline: boolean };
   loadReporting: boolean;
+  cCoreRingHashGuard: boolean;
   logger: Logger;
   pendingWaitMs: number;
   entry(service: string): ServiceEntry;
@@ -259,6 +293,10 @@ interface TypeState {
 /** One ADS stream: its node, and per type its subscription, what it was sent and the last nonce. */
 class AdsStream {
   node = '';
+  /** What this client's build needs worked around (client-quirks.ts), told from its Node. */
+  private quirks: ClientQuirks = NO_QUIRKS;
+  /** Services this stream got a substitute for (one warning each). */
+  private readonly substituted = new Set<string>();
   private readonly types = new Map<TypeUrl, TypeState>();
   private readonly dirty = new Set<TypeUrl>();
   private flushScheduled = false;
@@ -272,7 +310,10 @@ class AdsStream {
 
   onRequest(req: DiscoveryRequest): void {
     if (this.closed) return;
-    if (req.node && !this.node) this.node = nodeName(req.node);
+    if (req.node && !this.node) {
+      this.node = nodeName(req.node);
+      if (this.ctx.cCoreRingHashGuard) this.quirks = clientQuirks(req.node);
+    }
     const type = req.type_url as TypeUrl;
     if (!TYPE_URLS.includes(type)) {
       this.ctx.logger.debug(
@@ -390,8 +431,9 @@ class AdsStream {
       // LDS/CDS: every subscribed resource that exists, or nothing if nothing changed.
       const versions = new Map<string, number>();
       for (const [name, entry] of ts.subs) {
-        const r = entry.resource(type, name);
+        const r = entry.resource(type, name, this.quirks);
         if (!r) continue;
+        if (r.substitute) this.warnSubstitute(entry.service);
         versions.set(name, r.version);
         resources.push(r.any);
       }
@@ -400,7 +442,7 @@ class AdsStream {
       ts.sent = versions;
     } else {
       for (const [name, entry] of ts.subs) {
-        const r = entry.resource(type, name);
+        const r = entry.resource(type, name, this.quirks);
         if (!r || ts.sent.get(name) === r.version) continue;
         ts.sent.set(name, r.version);
         resources.push(r.any);
@@ -411,6 +453,16 @@ class AdsStream {
     ts.nonce = String(++this.nonceCounter);
     ts.versionCounter++;
     this.call.write({ version_info: String(ts.versionCounter), resources, type_url: type, nonce: ts.nonce });
+  }
+
+  private warnSubstitute(service: string): void {
+    if (this.substituted.has(service)) return;
+    this.substituted.add(service);
+    const why = this.quirks.ringHashCrash;
+    this.ctx.logger.warn(
+      { node: this.node, service, reason: why },
+      `xds server: client ${this.node} gets service ${service} as round_robin instead of ring_hash: ${why}`,
+    );
   }
 
   close(): void {
@@ -446,6 +498,8 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
   const loadReportIntervalMs = opts.loadReportIntervalMs ?? DEFAULT_LRS_INTERVAL_MS;
   if (!(Number.isFinite(loadReportIntervalMs) && loadReportIntervalMs > 0))
     throw new TypeError(`${fn}: "loadReportIntervalMs" must be a positive number`);
+  if (opts.cCoreRingHashGuard !== undefined && typeof opts.cCoreRingHashGuard !== 'boolean')
+    throw new TypeError(`${fn}: "cCoreRingHashGuard" must be a boolean`);
   const pendingWaitMs = opts.pendingWaitMs ?? DEFAULT_PENDING_WAIT_MS;
   if (!(Number.isFinite(pendingWaitMs) && pendingWaitMs >= 0))
     throw new TypeError(`${fn}: "pendingWaitMs" must be a non-negative number`);
@@ -460,6 +514,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     config,
     routes: { inline: !!opts.inlineRoutes },
     loadReporting: opts.loadReporting ?? true,
+    cCoreRingHashGuard: opts.cCoreRingHashGuard ?? true,
     logger,
     pendingWaitMs,
     onNack: opts.onNack,
