@@ -93,6 +93,8 @@ describe('file registry document (exact parse, expiry and views)', () => {
         late: { host: '127.0.0.1', port: 3, heartbeat: NOW - 100, ttl: 1000 },
         soon: { host: '127.0.0.1', port: 4, heartbeat: NOW - 100, ttl: 500 },
         dflt: { host: '127.0.0.1', port: 5, heartbeat: NOW - TTL + 1 },
+        // Listed after the earliest one: the earliest wins, not the last seen.
+        later: { host: '127.0.0.1', port: 8, heartbeat: NOW, ttl: 2000 },
         gone: { host: '127.0.0.1', port: 6, heartbeat: NOW - 500, ttl: 500 },
         older: { host: '127.0.0.1', port: 7, heartbeat: NOW - TTL },
       },
@@ -104,6 +106,7 @@ describe('file registry document (exact parse, expiry and views)', () => {
         ep('late', '127.0.0.1', 3),
         ep('soon', '127.0.0.1', 4),
         ep('dflt', '127.0.0.1', 5),
+        ep('later', '127.0.0.1', 8),
       ],
       bad: [],
       nextExpiry: NOW + 1,
@@ -111,7 +114,7 @@ describe('file registry document (exact parse, expiry and views)', () => {
     // An entry expires at heartbeat + ttl exactly: alive one millisecond before.
     assert.deepEqual(
       serviceView(d, 'echo', NOW - 1, TTL).endpoints.map((e) => e.port),
-      [1, 2, 3, 4, 5, 6, 7],
+      [1, 2, 3, 4, 5, 6, 7, 8],
     );
     assert.equal(serviceView(d, 'echo', NOW - 1, TTL).nextExpiry, NOW);
     assert.equal(serviceView(d, 'echo', NOW + 1, TTL).nextExpiry, NOW + 400);
@@ -170,7 +173,7 @@ describe('file registry document (exact parse, expiry and views)', () => {
     assert.deepEqual(liveServices(d, NOW + 1, TTL), ['alpha', 'zed']);
   });
 
-  it('purge: drops expired entries and services left empty; keeps static, live and malformed ones', () => {
+  it('purge: drops expired entries and services left empty; keeps static, live and malformed entries and services', () => {
     const d = doc({
       echo: {
         gone: { host: 'h', port: 1, heartbeat: NOW - TTL },
@@ -182,6 +185,8 @@ describe('file registry document (exact parse, expiry and views)', () => {
       old: { a: { heartbeat: 1 }, b: { heartbeat: 2, ttl: 5 } },
       empty: {},
       odd: ['kept'],
+      none: null,
+      list: [],
     });
     assert.equal(purgeExpired(d, NOW, TTL), 4);
     assert.deepEqual(d.services, {
@@ -191,6 +196,8 @@ describe('file registry document (exact parse, expiry and views)', () => {
         bad: { host: 'h', port: 5, heartbeat: 'x' },
       },
       odd: ['kept'],
+      none: null,
+      list: [],
     });
     assert.equal(purgeExpired(d, NOW, TTL), 0);
     assert.equal(purgeExpired(d, NOW + 1, TTL), 1);

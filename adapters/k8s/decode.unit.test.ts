@@ -50,6 +50,8 @@ describe('Kubernetes decoding (exact targets and slices)', () => {
     });
     assert.deepEqual(parseK8sTarget(`echo:${'p'.repeat(15)}`, 'default').portName, 'p'.repeat(15));
     assert.deepEqual(parseK8sTarget('echo:h-2', 'default').portName, 'h-2');
+    // Digits then letters are a name, not a number.
+    assert.deepEqual(parseK8sTarget('echo:80a', 'default'), { service: 'echo', namespace: 'default', portName: '80a' });
   });
 
   it('targets: a fourth label that is not "svc" is refused on "service"', () => {
@@ -76,6 +78,12 @@ describe('Kubernetes decoding (exact targets and slices)', () => {
       );
     }
     assert.throws(() => parseK8sTarget('echo', 'Bad'), { field: 'namespace' });
+    // A leading colon leaves an empty service name (the port is split off first).
+    targetError(
+      ':80',
+      'service',
+      `k8s: service name "" in ":80" is not a Kubernetes service name (lowercase letters, digits, '-', starting with a letter, at most 63)`,
+    );
   });
 
   it('targets: a port number in 1..65535, or a port name (at most 15, lowercase), else refused on "port"', () => {
