@@ -38,7 +38,13 @@ describe('Consul decoding (exact filters and entries)', () => {
     assert.equal(buildFilter(['blue'], []), '"blue" in Service.Tags');
     assert.equal(buildFilter([], [['env', 'prod']]), 'Service.Meta["env"] == "prod"');
     assert.equal(
-      buildFilter(['blue', 'v"2'], [['env', 'prod'], ['dc', '']]),
+      buildFilter(
+        ['blue', 'v"2'],
+        [
+          ['env', 'prod'],
+          ['dc', ''],
+        ],
+      ),
       '"blue" in Service.Tags and "v\\"2" in Service.Tags and Service.Meta["env"] == "prod" and Service.Meta["dc"] == ""',
     );
   });
@@ -60,7 +66,18 @@ describe('Consul decoding (exact filters and entries)', () => {
   });
 
   it('meta option: no separator, an empty or invalid key, or a line break is a ConfigError naming "meta"', () => {
-    for (const item of ['env', '', ':v', '=v', '=k:v', ':k=v', 'bad key:v', 'ke.y:v', `${'k'.repeat(129)}:v`, 'k:v\nw']) {
+    for (const item of [
+      'env',
+      '',
+      ':v',
+      '=v',
+      '=k:v',
+      ':k=v',
+      'bad key:v',
+      'ke.y:v',
+      `${'k'.repeat(129)}:v`,
+      'k:v\nw',
+    ]) {
       metaError(item);
     }
     // One bad item among good ones fails the whole option.
@@ -68,7 +85,10 @@ describe('Consul decoding (exact filters and entries)', () => {
   });
 
   it('a passing instance: id, its own address, port, Weights.Passing, zone taken out of the metadata', () => {
-    const e = entry({ Meta: { zone: 'z1', version: '2' }, Weights: { Passing: 3, Warning: 1 } }, st('passing', 'passing'));
+    const e = entry(
+      { Meta: { zone: 'z1', version: '2' }, Weights: { Passing: 3, Warning: 1 } },
+      st('passing', 'passing'),
+    );
     assert.deepEqual(entryToRaw(e, 'zone'), {
       key: 'n1/web-1',
       value: {

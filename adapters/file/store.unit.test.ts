@@ -79,9 +79,11 @@ describe('file registry document (exact parse, expiry and views)', () => {
 
   it('expiry: a heartbeat that is not a finite number, or a ttl that is not positive, is the reason', () => {
     const hb = { bad: '"heartbeat" must be a timestamp in epoch milliseconds' };
-    for (const heartbeat of ['1000', null, NaN, Infinity, -Infinity, {}]) assert.deepEqual(entryExpiry({ heartbeat }, TTL), hb);
+    for (const heartbeat of ['1000', null, NaN, Infinity, -Infinity, {}])
+      assert.deepEqual(entryExpiry({ heartbeat }, TTL), hb);
     const ttl = { bad: '"ttl" must be a positive number of milliseconds' };
-    for (const t of [0, -1, '5', NaN, Infinity, {}]) assert.deepEqual(entryExpiry({ heartbeat: 1000, ttl: t }, TTL), ttl);
+    for (const t of [0, -1, '5', NaN, Infinity, {}])
+      assert.deepEqual(entryExpiry({ heartbeat: 1000, ttl: t }, TTL), ttl);
     assert.deepEqual(entryExpiry({ heartbeat: 1000 }, 0), ttl);
   });
 

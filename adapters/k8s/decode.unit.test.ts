@@ -15,7 +15,12 @@ const targetError = (name: string, field: string, message: string) =>
 
 const echo: K8sTarget = { service: 'echo', namespace: 'prod' };
 /** A slice of service echo in namespace prod. */
-const slice = (name: string, endpoints: unknown, ports: unknown = [{ name: 'grpc', port: 50051 }], addressType = 'IPv4') => ({
+const slice = (
+  name: string,
+  endpoints: unknown,
+  ports: unknown = [{ name: 'grpc', port: 50051 }],
+  addressType = 'IPv4',
+) => ({
   metadata: { name, namespace: 'prod' },
   addressType,
   ports,
@@ -127,7 +132,8 @@ describe('Kubernetes decoding (exact targets and slices)', () => {
   });
 
   it('metadata: only a Pod targetRef names the pod; non-string fields are left out', () => {
-    const meta = (e: Record<string, unknown>) => endpointsFromSlices(echo, [slice('s', [at('10.0.0.1', e)])]).endpoints[0].metadata;
+    const meta = (e: Record<string, unknown>) =>
+      endpointsFromSlices(echo, [slice('s', [at('10.0.0.1', e)])]).endpoints[0].metadata;
     assert.deepEqual(meta({ targetRef: { kind: 'Node', name: 'n' } }), {});
     assert.deepEqual(meta({ targetRef: { kind: 'Pod', name: 5 } }), {});
     assert.deepEqual(meta({ targetRef: { kind: 'Pod' }, nodeName: 3, hostname: null }), {});
@@ -136,7 +142,8 @@ describe('Kubernetes decoding (exact targets and slices)', () => {
   });
 
   it('zone: the endpoint zone, else the first zone hint, else none', () => {
-    const zone = (e: Record<string, unknown>) => endpointsFromSlices(echo, [slice('s', [at('10.0.0.1', e)])]).endpoints[0].zone;
+    const zone = (e: Record<string, unknown>) =>
+      endpointsFromSlices(echo, [slice('s', [at('10.0.0.1', e)])]).endpoints[0].zone;
     assert.equal(zone({ zone: 'z1', hints: { forZones: [{ name: 'z2' }] } }), 'z1');
     assert.equal(zone({ zone: '', hints: { forZones: [{ name: 'z2' }, { name: 'z3' }] } }), 'z2');
     assert.equal(zone({ zone: 7, hints: { forZones: [{ name: 'z2' }] } }), 'z2');
@@ -198,7 +205,12 @@ describe('Kubernetes decoding (exact targets and slices)', () => {
       ],
     });
     const fqdn = endpointsFromSlices(echo, [
-      slice('sf', [at('echo-0.echo.prod.svc'), at('bad_name'), at('-a.b'), at(`${'a'.repeat(64)}.b`), at('A9')], undefined, 'FQDN'),
+      slice(
+        'sf',
+        [at('echo-0.echo.prod.svc'), at('bad_name'), at('-a.b'), at(`${'a'.repeat(64)}.b`), at('A9')],
+        undefined,
+        'FQDN',
+      ),
     ]);
     assert.deepEqual(fqdn.endpoints, [ep('A9', 50051), ep('echo-0.echo.prod.svc', 50051)]);
     assert.deepEqual(
@@ -242,7 +254,10 @@ describe('Kubernetes decoding (exact targets and slices)', () => {
       { name: 'grpc', port: 50051 },
     ];
     assert.deepEqual(eps({ ...echo, portName: 'grpc' }, two), { endpoints: [ep('10.0.0.1', 50051)], bad: [] });
-    assert.deepEqual(eps({ ...echo, portName: 'http' }, [null, ...two]), { endpoints: [ep('10.0.0.1', 8080)], bad: [] });
+    assert.deepEqual(eps({ ...echo, portName: 'http' }, [null, ...two]), {
+      endpoints: [ep('10.0.0.1', 8080)],
+      bad: [],
+    });
     assert.deepEqual(eps({ ...echo, portName: 'admin' }, two), { endpoints: [], bad: [] });
     assert.deepEqual(eps({ ...echo, portName: 'grpc' }, [{ port: 1 }]), { endpoints: [], bad: [] });
     assert.deepEqual(eps({ ...echo, portName: 'grpc' }, [{ name: 'grpc' }]), {
