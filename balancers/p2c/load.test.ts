@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { Endpoint, Pick } from '../../core';
 import { makeEndpoints, testBalancerContext } from '../../testkit';
 import { EndpointLoad, LoadTable } from './load';
-import { P2cBalancer, type P2cPicker } from '.';
+import { P2cBalancer, p2cEwmaBalancer, type P2cPicker } from '.';
 
 // Numbers, not shapes: every expected value below is computed by hand from the formulas in load.ts
 // (e = Math.E; tau and errTau are 1000 ms unless said otherwise).
@@ -37,11 +37,12 @@ describe('p2c EndpointLoad arithmetic (hand-computed values)', () => {
     assert.equal(l.ewma, 30);
   });
 
-  it('peak EWMA: a sample equal to the estimate replaces it (10, then 10 after 1 tau: exactly 10)', () => {
+  it('peak EWMA: a sample equal to the estimate counts as a peak (23, then 23 after 2.5 tau: exactly 23)', () => {
     const l = new EndpointLoad('a');
-    l.observe(true, 10, 0, TAU, 0, TAU);
-    l.observe(true, 10, 1000, TAU, 0, TAU);
-    assert.equal(l.ewma, 10);
+    l.observe(true, 23, 0, TAU, 0, TAU);
+    l.observe(true, 23, 2500, TAU, 0, TAU);
+    // Blending would give 23e^-2.5 + 23(1 - e^-2.5) = 22.999999999999996 in doubles.
+    assert.equal(l.ewma, 23);
   });
 
   it('peak EWMA: a sample below the stored estimate is blended even when above its decayed view (10, then 5 after 1 tau: 6.8393972059)', () => {
@@ -160,10 +161,13 @@ describe('p2c EndpointLoad arithmetic (hand-computed values)', () => {
     assert.equal(t.typicalMs, 110);
     t.noteSuccess(10);
     assert.equal(t.typicalMs, 105);
+    t.noteSuccess(0);
+    assert.equal(t.typicalMs, 105, 'a zero latency is not a measurement');
   });
 
   it('the load table keeps states across syncs by host:port and drops the states of removed endpoints', () => {
     const t = new LoadTable();
+    assert.deepEqual(t.current, [], 'nothing before the first sync');
     const eps = makeEndpoints(3);
     const first = t.sync(eps);
     assert.equal(t.size, 3);
@@ -187,11 +191,20 @@ describe('p2c cost (hand-computed values)', () => {
     return { b, ctx, p, load, eps };
   };
 
-  it('least-request cost is in-flight + 1 while nothing failed', () => {
+  it('least-request cost is in-flight + 1 while nothing failed, whatever the latency', () => {
     const { p, load } = picker({});
     load(0).inflight = 3;
+    load(0).observe(true, 40, 0, TAU, 0, TAU);
     assert.equal(p.cost(load(0), 0), 4);
     assert.equal(p.cost(load(1), 0), 1);
+  });
+
+  it('names: p2c for least-request, p2c_ewma with ewma; the registered p2c_ewma defaults ewma to true', () => {
+    assert.equal(new P2cBalancer().name, 'p2c');
+    assert.equal(new P2cBalancer({ ewma: true }).name, 'p2c_ewma');
+    // Unvalidated config (no schema defaults): the factory itself defaults ewma.
+    assert.equal((p2cEwmaBalancer.create({}) as P2cBalancer).ewma, true);
+    assert.equal((p2cEwmaBalancer.create({ ewma: false }) as P2cBalancer).ewma, false);
   });
 
   it('error penalty divides by p^2 by default, p^1 and p^3 when configured (p = 0.8 gives 1.5625, 1.25, 1.953125)', () => {
