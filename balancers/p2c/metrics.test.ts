@@ -16,9 +16,15 @@ class TestReader extends MetricReader {
 const eps = (host: string): Endpoint[] => [0, 1, 2].map((i) => ({ id: `e${i}`, host, port: 9200 + i, metadata: {} }));
 
 describe('p2c latency gauge (exact values)', () => {
-  const reader = new TestReader();
-  const provider = new MeterProvider({ readers: [reader] });
-  before(() => metrics.setGlobalMeterProvider(provider));
+  // A fresh provider and reader per run: Stryker runs the file many times in one process, and a
+  // reader shut down by an earlier run would fail every later one for no reason of the code.
+  let reader: TestReader;
+  let provider: MeterProvider;
+  before(() => {
+    reader = new TestReader();
+    provider = new MeterProvider({ readers: [reader] });
+    metrics.setGlobalMeterProvider(provider);
+  });
   after(async () => {
     metrics.disable();
     await provider.shutdown();
