@@ -120,7 +120,7 @@ export function buildFilter(tags: string[], meta: [string, string][]): string | 
   return parts.length ? parts.join(' and ') : undefined;
 }
 
-function parseMeta(items: string[]): [string, string][] {
+export function parseMeta(items: string[]): [string, string][] {
   return items.map((item) => {
     const m = /^([^:=]+)[:=](.*)$/.exec(item);
     if (!m || !META_KEY.test(m[1]))

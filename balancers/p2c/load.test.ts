@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { Endpoint, Pick } from '../../core';
 import { makeEndpoints, testBalancerContext } from '../../testkit';
 import { EndpointLoad, LoadTable } from './load';
-import { P2cBalancer, type P2cPicker } from '.';
+import { P2cBalancer, p2cEwmaBalancer, type P2cPicker } from '.';
 
 // Numbers, not shapes: every expected value below is computed by hand from the formulas in load.ts
 // (e = Math.E; tau and errTau are 1000 ms unless said otherwise).
@@ -18,13 +18,15 @@ describe('p2c EndpointLoad arithmetic (hand-computed values)', () => {
     assert.equal(l.at, 0);
   });
 
-  it('peak EWMA decays toward a lower sample: 10 then 2 after 1 tau gives 10e^-2 + 2(1 - e^-1) = 2.6175939500', () => {
+  it('peak EWMA blends a lower sample once: 10 then 2 after 1 tau gives 10e^-1 + 2(1 - e^-1) = 4.9430355294', () => {
     const l = new EndpointLoad('a');
     l.observe(true, 10, 0, TAU, 0, TAU);
     l.observe(true, 2, 1000, TAU, 0, TAU);
-    // cur = 10·e^-1 = 3.679 > 2, so the sample is blended: cur·e^-1 + 2·(1 − e^-1).
-    close(l.ewma, 10 * Math.exp(-2) + 2 * (1 - Math.exp(-1)), 'ewma');
-    close(l.ewma, 2.61759395, 'ewma (decimal)');
+    // 2 < 10 (the estimate as of its last update), k = e^-1 = 0.3678794412:
+    // 10 × 0.3678794412 + 2 × 0.6321205588 = 3.6787944117 + 1.2642411177 = 4.9430355294.
+    // (Decaying first and blending into 10e^-1 would weigh the old estimate e^-2: 2.6175939500.)
+    close(l.ewma, 10 * Math.exp(-1) + 2 * (1 - Math.exp(-1)), 'ewma');
+    close(l.ewma, 4.9430355294, 'ewma (decimal)');
     assert.equal(l.at, 1000);
   });
 
@@ -35,11 +37,35 @@ describe('p2c EndpointLoad arithmetic (hand-computed values)', () => {
     assert.equal(l.ewma, 30);
   });
 
-  it('peak EWMA: a sample above the decayed estimate but below the stored one replaces it (10, then 5 after 1 tau: 5 > 3.68)', () => {
+  it('peak EWMA: a sample equal to the estimate counts as a peak (23, then 23 after 2.5 tau: exactly 23)', () => {
+    const l = new EndpointLoad('a');
+    l.observe(true, 23, 0, TAU, 0, TAU);
+    l.observe(true, 23, 2500, TAU, 0, TAU);
+    // Blending would give 23e^-2.5 + 23(1 - e^-2.5) = 22.999999999999996 in doubles.
+    assert.equal(l.ewma, 23);
+  });
+
+  it('peak EWMA: a sample below the stored estimate is blended even when above its decayed view (10, then 5 after 1 tau: 6.8393972059)', () => {
     const l = new EndpointLoad('a');
     l.observe(true, 10, 0, TAU, 0, TAU);
+    // The decayed view at t = 1000 is 10e^-1 = 3.68 < 5, but the comparison is with the estimate
+    // as of its last update (10), as in Finagle and tower: 10 × 0.3678794412 + 5 × 0.6321205588
+    // = 3.6787944117 + 3.1606027941 = 6.8393972059.
     l.observe(true, 5, 1000, TAU, 0, TAU);
-    assert.equal(l.ewma, 5);
+    close(l.ewma, 6.8393972059, 'ewma');
+  });
+
+  it('peak EWMA over a sequence: 10@0, 4@500, 3@1500 gives 7.6391839583, then 4.7066604021', () => {
+    const l = new EndpointLoad('a');
+    l.observe(true, 10, 0, TAU, 0, TAU);
+    // k = e^-0.5 = 0.6065306597: 10 × 0.6065306597 + 4 × 0.3934693403 = 6.0653065971 + 1.5738773612.
+    l.observe(true, 4, 500, TAU, 0, TAU);
+    close(l.ewma, 7.6391839583, 'ewma after 4@500');
+    // k = e^-1 over the 1000 ms since 500: 7.6391839583 × 0.3678794412 + 3 × 0.6321205588
+    // = 2.8102997258 + 1.8963616764 = 4.7066604021.
+    l.observe(true, 3, 1500, TAU, 0, TAU);
+    close(l.ewma, 4.7066604021, 'ewma after 3@1500');
+    assert.equal(l.at, 1500);
   });
 
   it('peak EWMA: a lower sample at the same instant keeps the estimate (k = 1: 10·1 + 4·0 = 10)', () => {
@@ -135,10 +161,13 @@ describe('p2c EndpointLoad arithmetic (hand-computed values)', () => {
     assert.equal(t.typicalMs, 110);
     t.noteSuccess(10);
     assert.equal(t.typicalMs, 105);
+    t.noteSuccess(0);
+    assert.equal(t.typicalMs, 105, 'a zero latency is not a measurement');
   });
 
   it('the load table keeps states across syncs by host:port and drops the states of removed endpoints', () => {
     const t = new LoadTable();
+    assert.deepEqual(t.current, [], 'nothing before the first sync');
     const eps = makeEndpoints(3);
     const first = t.sync(eps);
     assert.equal(t.size, 3);
@@ -162,11 +191,20 @@ describe('p2c cost (hand-computed values)', () => {
     return { b, ctx, p, load, eps };
   };
 
-  it('least-request cost is in-flight + 1 while nothing failed', () => {
+  it('least-request cost is in-flight + 1 while nothing failed, whatever the latency', () => {
     const { p, load } = picker({});
     load(0).inflight = 3;
+    load(0).observe(true, 40, 0, TAU, 0, TAU);
     assert.equal(p.cost(load(0), 0), 4);
     assert.equal(p.cost(load(1), 0), 1);
+  });
+
+  it('names: p2c for least-request, p2c_ewma with ewma; the registered p2c_ewma defaults ewma to true', () => {
+    assert.equal(new P2cBalancer().name, 'p2c');
+    assert.equal(new P2cBalancer({ ewma: true }).name, 'p2c_ewma');
+    // Unvalidated config (no schema defaults): the factory itself defaults ewma.
+    assert.equal((p2cEwmaBalancer.create({}) as P2cBalancer).ewma, true);
+    assert.equal((p2cEwmaBalancer.create({ ewma: false }) as P2cBalancer).ewma, false);
   });
 
   it('error penalty divides by p^2 by default, p^1 and p^3 when configured (p = 0.8 gives 1.5625, 1.25, 1.953125)', () => {

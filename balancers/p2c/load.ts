@@ -7,9 +7,11 @@ import { EndpointStates } from '../shared/endpoint-states';
  * still running against a dropped state finish against that orphaned object, harmlessly.
  *
  * Time is the BalancerContext clock (ms).
- *  - the peak-EWMA latency estimate decays toward 0 with time constant `tau` while an endpoint gets
- *    no samples, so an endpoint that was slow is eventually probed again (Finagle's and tower's
- *    PeakEwma do the same);
+ *  - the peak-EWMA latency estimate, read between samples, decays toward 0 with time constant
+ *    `tau` (`ewma × decay(t)`), so an endpoint that was slow is eventually probed again (Finagle's
+ *    and tower's PeakEwma do the same, but store the decayed value on every read, so there a read
+ *    restarts the blending interval; here reads change nothing and a sample is blended over the
+ *    whole time since the last sample, as theirs is when no read fell in between);
  *  - successes and failures are exponentially decayed counts with time constant `errTau` (short, so
  *    a long good history does not hide an endpoint that has just started failing), giving a recent
  *    success probability p = (successes + 1) / (successes + failures + 1) (one prior success: an
@@ -55,13 +57,13 @@ export class EndpointLoad {
     let sample = Number.isFinite(latencyMs) && latencyMs >= 0 ? latencyMs : Number.NaN;
     if (!ok) sample = Number.isNaN(sample) ? floorMs : Math.max(sample, floorMs);
     if (!Number.isNaN(sample) && sample > 0) {
-      if (Number.isNaN(this.ewma)) this.ewma = sample;
-      else {
-        const cur = this.ewma * k;
-        // Peak-sensitive: a sample above the (decayed) estimate replaces it at once; a lower one
-        // is blended in with weight 1 - e^(-dt/tau) (the time since the last update).
-        this.ewma = sample >= cur ? sample : cur * k + sample * (1 - k);
-      }
+      // Peak-sensitive, as Finagle's PeakEwma.observe and tower's RttEstimate::update: a sample at
+      // or above the estimate (as of its last update) replaces it at once; a lower one is blended
+      // in, the estimate weighted k = e^(-dt/tau) and the sample 1 - k, dt being the time since the
+      // last update. The elapsed time counts once: the decay toward 0 that cost() applies between
+      // samples is a read-only view (ewma × k) and is not applied here a second time (blending
+      // into ewma × k would weigh the old estimate k² instead of k).
+      this.ewma = Number.isNaN(this.ewma) || sample >= this.ewma ? sample : this.ewma * k + sample * (1 - k);
     }
     this.at = t > this.at ? t : this.at;
   }
