@@ -122,17 +122,13 @@ describe('interop: gRPC service config from DNS TXT records (dnsmasq)', function
     const channelConfig = {
       'grpc.service_config': JSON.stringify(lbList({ wayfinder_grpctest_capture: { tag: 'channel' } })),
     };
-    // No record: the channel's own config is the default.
-    await dnsmasq.setRecords(records());
-    const from0 = captures.length;
-    await client(target(), channelConfig).echo();
-    assert.equal(tagSince(from0), 'channel');
     // A record: it replaces the channel's config, as in grpc-js and C-core.
     await dnsmasq.setRecords(
       records(grpcConfig({ serviceConfig: lbList({ wayfinder_grpctest_capture: { tag: 'dns' } }) })),
     );
     const from1 = captures.length;
-    await client(target(), channelConfig).echo();
+    const c = client(target(), channelConfig);
+    await c.echo();
     assert.equal(tagSince(from1), 'dns');
     // Off switch per channel: the channel's own config again, the record ignored.
     const from2 = captures.length;
@@ -144,6 +140,9 @@ describe('interop: gRPC service config from DNS TXT records (dnsmasq)', function
     const share = await heavyShare(off, 40);
     assert.equal(captures.length, from3, 'the capture policy was never built');
     assert.ok(Math.abs(share - 20) <= 1, `heavy got ${share} of 40`);
+    // The record removed: the live channel goes back to its own config, its default.
+    await dnsmasq.setRecords(records());
+    await untilTag(c, captures.length, 'channel');
   });
 
   it('a malformed TXT record leaves the channel working with the default policy', async () => {
