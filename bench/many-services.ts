@@ -53,12 +53,12 @@ const pct = (xs: number[], p: number) => {
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** CPU time (ns on a CPU) per thread name of this process, from /proc schedstat (Linux); empty elsewhere. */
+/** CPU time (ns on a CPU) of this process's main thread and of all its other threads, from /proc (Linux). */
 function threadTicks(): Map<string, number> {
   const out = new Map<string, number>();
   try {
     for (const tid of readdirSync('/proc/self/task')) {
-      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      const name = Number(tid) === process.pid ? 'main' : 'other threads (GC, libuv, loader)';
       const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
       out.set(name, (out.get(name) ?? 0) + ns);
     }
@@ -95,16 +95,21 @@ async function etcdBackend(): Promise<Backend> {
     url: (way) => `etcd://${etcd.address}?prefix=${prefix}&watch=${way === 'service' ? 'service' : 'auto'}`,
     async fill(S, E) {
       prefix = `/bench${serial++}`;
-      const puts: (() => Promise<unknown>)[] = [];
+      // 100 puts per transaction (etcd's default limit is 128 operations): 30,000 keys in 300 writes.
+      const keys: [string, string][] = [];
       for (let i = 0; i < S; i++)
         for (let j = 0; j < E; j++)
-          puts.push(async () => {
-            await kv.put(`${prefix}/${svc(i)}/e${j}`).value(JSON.stringify({ host: '127.0.0.1', port: 1000 + j }));
-          });
+          keys.push([`${prefix}/${svc(i)}/e${j}`, JSON.stringify({ host: '127.0.0.1', port: 1000 + j })]);
       let next = 0;
       await Promise.all(
-        Array.from({ length: 64 }, async () => {
-          while (next < puts.length) await puts[next++]();
+        Array.from({ length: 8 }, async () => {
+          while (next < keys.length) {
+            const batch = keys.slice(next, (next += 100));
+            await kv
+              .if(`${prefix}/`, 'Create', '==', 0)
+              .then(...batch.map(([k, v]) => kv.put(k).value(v)))
+              .commit();
+          }
         }),
       );
     },
