@@ -14,9 +14,11 @@
  * of this process at rest (`--rest` s, nothing changing); change-to-snapshot p50/p99 over
  * `--changes` changes of one service each, written one at a time (from the write being issued);
  * server-side cost: etcd's etcd_debugging_mvcc_watch_stream_total, the fake's open watches.
- * `--quick`: 100x3 and 1000x3, 3 s at rest, 50 changes.
+ * `after ack`: from the registry acknowledging the write to the snapshot (the client's share).
+ * `--quick`: 100x3 and 1000x3, 3 s at rest, 50 changes. `--phases`: phase starts on stderr, on the
+ * clock of `node --cpu-prof` (read with bench/cpuprofile-summary.ts --from/--to).
  */
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -37,6 +39,11 @@ const sizes = opt('sizes', quick ? '100x3,1000x3' : '100x3,1000x3,10000x3,100x10
 const ways = opt('ways', 'service,auto,catalog').split(',') as Way[];
 const restS = Number(opt('rest', quick ? '3' : '10'));
 const changes = Number(opt('changes', quick ? '50' : '200'));
+/** `--phases`: print each phase's start on stderr, on the clock of --cpu-prof profiles (µs). */
+const phases = argv.includes('--phases');
+const phase = (name: string) => {
+  if (phases) console.error(`phase ${name} ${Number(process.hrtime.bigint() / 1000n)}`);
+};
 type Way = 'service' | 'auto' | 'catalog';
 
 const gc = () => (global as { gc?: () => void }).gc?.();
@@ -45,6 +52,23 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU time (ns on a CPU) of this process's main thread and of all its other threads, from /proc (Linux). */
+function threadTicks(): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const name = Number(tid) === process.pid ? 'main' : 'other threads (GC, libuv, loader)';
+      const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      out.set(name, (out.get(name) ?? 0) + ns);
+    }
+  } catch {
+    /* not Linux */
+  }
+  return out;
+}
+/** `--threads`: where CPU at rest went, per thread name (main thread = the process's own name). */
+const threads = argv.includes('--threads');
 
 interface Backend {
   url(way: Way): string;
@@ -71,16 +95,21 @@ async function etcdBackend(): Promise<Backend> {
     url: (way) => `etcd://${etcd.address}?prefix=${prefix}&watch=${way === 'service' ? 'service' : 'auto'}`,
     async fill(S, E) {
       prefix = `/bench${serial++}`;
-      const puts: (() => Promise<unknown>)[] = [];
+      // 100 puts per transaction (etcd's default limit is 128 operations): 30,000 keys in 300 writes.
+      const keys: [string, string][] = [];
       for (let i = 0; i < S; i++)
         for (let j = 0; j < E; j++)
-          puts.push(async () => {
-            await kv.put(`${prefix}/${svc(i)}/e${j}`).value(JSON.stringify({ host: '127.0.0.1', port: 1000 + j }));
-          });
+          keys.push([`${prefix}/${svc(i)}/e${j}`, JSON.stringify({ host: '127.0.0.1', port: 1000 + j })]);
       let next = 0;
       await Promise.all(
-        Array.from({ length: 64 }, async () => {
-          while (next < puts.length) await puts[next++]();
+        Array.from({ length: 8 }, async () => {
+          while (next < keys.length) {
+            const batch = keys.slice(next, (next += 100));
+            await kv
+              .if(`${prefix}/`, 'Create', '==', 0)
+              .then(...batch.map(([k, v]) => kv.put(k).value(v)))
+              .commit();
+          }
         }),
       );
     },
@@ -201,10 +230,13 @@ interface Row {
   restMsPerS: number;
   p50: number;
   p99: number;
+  ackP50: number;
+  ackP99: number;
   server: string;
 }
 
 async function measure(b: Backend, name: string, S: number, E: number, way: Way): Promise<Row> {
+  phase(`${name} ${S}x${E} ${way} start`);
   const d = await Discovery.fromConfig(b.url(way));
   gc();
   await sleep(100);
@@ -214,10 +246,14 @@ async function measure(b: Backend, name: string, S: number, E: number, way: Way)
   const counts = new Map<string, number>();
   let firsts = 0;
   let waiting: { service: string; n: number; done: () => void } | undefined;
+  let seenAt: number | undefined;
   const onSnap = (s: Snapshot) => {
     if (!counts.has(s.service)) firsts++;
     counts.set(s.service, s.endpoints.length);
-    if (waiting && waiting.service === s.service && s.endpoints.length >= waiting.n) waiting.done();
+    if (waiting && waiting.service === s.service && s.endpoints.length >= waiting.n) {
+      seenAt = performance.now();
+      waiting.done();
+    }
   };
   const watches: Watch[] = [];
   let allFirst!: () => void;
@@ -242,29 +278,47 @@ async function measure(b: Backend, name: string, S: number, E: number, way: Way)
   }
   await Promise.race([first, sleep(120_000)]);
   const firstMs = firsts >= S ? performance.now() - t0 : NaN;
+  phase(`${name} ${S}x${E} ${way} settle`);
   await sleep(1000); // let an automatic switch to the registry stream settle
   gc();
   await sleep(100);
   gc();
   const heapB = (process.memoryUsage().heapUsed - heap0) / (S * E);
   const rssB = (process.memoryUsage().rss - rss0) / (S * E);
+  phase(`${name} ${S}x${E} ${way} rest`);
+  const t0s = threadTicks();
   const c0 = process.cpuUsage();
   const r0 = performance.now();
   await sleep(restS * 1000);
   const cpu = process.cpuUsage(c0);
-  const restMsPerS = (cpu.user + cpu.system) / 1000 / ((performance.now() - r0) / 1000);
+  const restS_ = (performance.now() - r0) / 1000;
+  const restMsPerS = (cpu.user + cpu.system) / 1000 / restS_;
+  if (threads) {
+    const parts = [...threadTicks()]
+      .map(([n, t]) => [n, (t - (t0s.get(n) ?? 0)) / 1e6 / restS_] as const)
+      .filter(([, v]) => v >= 0.005)
+      .map(([n, v]) => `${n} ${v.toFixed(2)}`);
+    console.error(`rest ${name} ${S}x${E} ${way}: ms/s by thread: ${parts.join(', ') || 'none'}`);
+  }
   const server = await b.serverCost();
+  phase(`${name} ${S}x${E} ${way} changes`);
   const lat: number[] = [];
+  const afterAck: number[] = [];
   for (let k = 0; k < changes; k++) {
     const i = (k * 7919) % S;
     const n = (counts.get(svc(i)) ?? 0) + 1;
     const seen = new Promise<void>((resolve) => (waiting = { service: svc(i), n, done: resolve }));
+    seenAt = undefined;
     const t = performance.now();
     await b.add(i, 40_000 + k);
+    const acked = performance.now();
     await Promise.race([seen, sleep(5000)]);
     lat.push(performance.now() - t);
+    // Our share: from the registry acknowledging the write to the snapshot (0 when seen before the ack).
+    afterAck.push(seenAt === undefined ? 5000 : Math.max(0, seenAt - acked));
     waiting = undefined;
   }
+  phase(`${name} ${S}x${E} ${way} end`);
   for (const w of watches) w.close();
   await d.close();
   return {
@@ -277,6 +331,8 @@ async function measure(b: Backend, name: string, S: number, E: number, way: Way)
     restMsPerS,
     p50: pct(lat, 50),
     p99: pct(lat, 99),
+    ackP50: pct(afterAck, 50),
+    ackP99: pct(afterAck, 99),
     server,
   };
 }
@@ -286,18 +342,19 @@ const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 async function main() {
   const makers: Record<string, () => Promise<Backend>> = { etcd: etcdBackend, file: fileBackend, k8s: k8sBackend };
   console.log(
-    `| backend | services x endpoints | way | all first snapshots (ms) | heap B/endpoint | RSS B/endpoint | CPU at rest (ms/s) | change p50 / p99 (ms) | server |`,
+    `| backend | services x endpoints | way | all first snapshots (ms) | heap B/endpoint | RSS B/endpoint | CPU at rest (ms/s) | change p50 / p99 (ms) | after ack p50 / p99 (ms) | server |`,
   );
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const name of backends) {
     const b = await makers[name]();
     try {
       for (const [S, E] of sizes) {
+        phase(`${name} ${S}x${E} fill`);
         await b.fill(S, E);
         for (const way of ways) {
           const r = await measure(b, name, S, E, way);
           console.log(
-            `| ${r.backend} | ${r.size} | ${r.way} | ${f(r.firstMs)} | ${f(r.heapB)} | ${f(r.rssB)} | ${f(r.restMsPerS, 2)} | ${f(r.p50, 1)} / ${f(r.p99, 1)} | ${r.server} |`,
+            `| ${r.backend} | ${r.size} | ${r.way} | ${f(r.firstMs)} | ${f(r.heapB)} | ${f(r.rssB)} | ${f(r.restMsPerS, 2)} | ${f(r.p50, 1)} / ${f(r.p99, 1)} | ${f(r.ackP50, 1)} / ${f(r.ackP99, 1)} | ${r.server} |`,
           );
           await b.undo();
         }

@@ -1,6 +1,6 @@
 import type { RegistrySink, WatchAllFn } from './adapter';
 import { BadEntryError, ClosedError, toWayfinderError, type BadEntry, type WayfinderError } from './errors';
-import type { Catalog, CatalogChange, Endpoint, Logger, Resolver, Snapshot, Watch } from './model';
+import type { Catalog, CatalogChange, CatalogWatchOptions, Endpoint, Logger, Resolver, Snapshot, Watch } from './model';
 import { sameEndpoints, silentLogger } from './util';
 
 /**
@@ -22,6 +22,8 @@ export interface FeedListener {
   change(snap: Snapshot): void;
   /** The registry failed; every snapshot is now stale (last good set kept). */
   error(err: WayfinderError): void;
+  /** The registry is followed again after error() (called after the changes that came with it). */
+  recovered?(): void;
 }
 
 /**
@@ -87,16 +89,16 @@ export class RegistryFeed {
           const snap = this.put(service, [], opts?.revision);
           if (snap) changed.push(snap);
         }
-        this.lastError = undefined;
         this.synced = true;
         if (first) for (const l of [...this.listeners]) this.safe(() => l.synced());
         else for (const snap of changed) this.emit(snap);
+        this.clearError();
       },
       update: (service, endpoints, opts) => {
         if (!live() || !this.synced) return;
         const snap = this.put(service, endpoints, opts?.revision, opts?.bad);
-        this.lastError = undefined;
         if (snap) this.emit(snap);
+        this.clearError();
       },
       error: (err) => {
         if (!live()) return;
@@ -111,6 +113,13 @@ export class RegistryFeed {
     } catch (err) {
       queueMicrotask(() => sink.error(toWayfinderError(err, `${this.name}: the registry-wide watch failed`)));
     }
+  }
+
+  private clearError(): void {
+    if (!this.lastError) return;
+    this.lastError = undefined;
+    this.logger.info({}, `${this.name}: registry-wide watch recovered`);
+    for (const l of [...this.listeners]) this.safe(() => l.recovered?.());
   }
 
   private async halt(): Promise<void> {
@@ -160,18 +169,31 @@ export class FeedCatalog implements Catalog {
     private readonly logger: Logger = silentLogger,
   ) {}
 
-  watch(onChange: (c: CatalogChange) => void): Watch {
+  watch(onChange: (c: CatalogChange) => void, opts: CatalogWatchOptions = {}): Watch {
     if (typeof onChange !== 'function') throw new TypeError('catalog.watch(): onChange must be a function');
+    for (const k of ['onError', 'onRecover'] as const)
+      if (opts[k] !== undefined && typeof opts[k] !== 'function')
+        throw new TypeError(`catalog.watch(): ${k} must be a function`);
     let open = true;
     let initialDone = false;
-    const call = (c: CatalogChange) => {
+    /** The error this watcher was told of and not yet told the end of. */
+    let told: WayfinderError | undefined;
+    const guard = (fn: () => void) => {
       if (!open) return;
       try {
-        onChange(c);
+        fn();
       } catch (err) {
         this.logger.error({ err }, 'catalog: a watch callback threw; ignored');
       }
     };
+    const call = (c: CatalogChange) => guard(() => onChange(c));
+    const tell = (err: WayfinderError) => {
+      if (!open || told === err) return;
+      told = err;
+      guard(() => opts.onError?.(err));
+    };
+    // Every callback is queued in feed order, so a watcher sees the first view, changes, an error
+    // and its recovery in the order they happened.
     const off = this.feed.subscribe({
       synced: () =>
         // The view is read when delivered, so changes before then are in it (and not repeated).
@@ -179,14 +201,32 @@ export class FeedCatalog implements Catalog {
           if (!open || initialDone) return;
           initialDone = true;
           call({ initial: true, snapshots: this.feed.all() });
+          // Joined during an outage: the view just delivered is the last good one, now stale.
+          if (this.feed.lastError) tell(this.feed.lastError);
         }),
       change: (snap) => {
         if (initialDone) queueMicrotask(() => call({ initial: false, snapshot: copy(snap) }));
       },
-      error: () => {
-        // Catalog consumers keep their last view; the error is in discovery.status() and the log.
-      },
+      error: (err) =>
+        queueMicrotask(() => {
+          // Synced but the first view not delivered yet: it is told right after that view.
+          if (this.feed.synced && !initialDone) return;
+          tell(err);
+        }),
+      recovered: () =>
+        queueMicrotask(() => {
+          if (!open || !told) return;
+          told = undefined;
+          guard(() => opts.onRecover?.());
+        }),
     });
+    // Joined before the first view while the registry is failing: said at once.
+    if (!this.feed.synced && this.feed.lastError) {
+      const err = this.feed.lastError;
+      queueMicrotask(() => {
+        if (!this.feed.synced) tell(err);
+      });
+    }
     return {
       close: () => {
         if (!open) return;
@@ -215,6 +255,7 @@ export function pollingWatchAll(
   return (sink) => {
     const watches = new Map<string, { w: Watch; snap?: Snapshot }>();
     let reported = false;
+    let failed = false;
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     const maybeReset = () => {
@@ -245,8 +286,16 @@ export function pollingWatchAll(
           if (reported) sink.update(name, []);
         }
         maybeReset();
+        if (failed && reported) {
+          // Listing works again: the current view, compared by the feed (only differences are
+          // reported), which also ends the error.
+          failed = false;
+          sink.reset(new Map([...watches].filter(([, x]) => x.snap).map(([name, x]) => [name, x.snap!.endpoints])));
+        }
       } catch (err) {
-        if (!stopped) sink.error(toWayfinderError(err, 'listing services failed'));
+        if (stopped) return;
+        failed = true;
+        sink.error(toWayfinderError(err, 'listing services failed'));
       } finally {
         if (!stopped) {
           timer = setTimeout(() => void tick(), intervalMs);

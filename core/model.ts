@@ -170,8 +170,26 @@ export type WatchMode = 'auto' | 'service' | 'registry';
 export type CatalogChange =
   { initial: true; snapshots: ReadonlyMap<string, Snapshot> } | { initial: false; snapshot: Snapshot };
 
+/**
+ * Registry health for a catalog watcher (discovery.catalog.watch's second argument). Changes keep
+ * their shape; these say when the view stopped (and started again) following the registry.
+ */
+export interface CatalogWatchOptions {
+  /**
+   * The registry failed: the last view is kept (nothing is removed) and is stale until onRecover.
+   * Called once per distinct error, asynchronously; also before the first view when the registry
+   * cannot be read at all, and after the first view for a watcher that joins during an outage.
+   */
+  onError?(err: WayfinderError): void;
+  /**
+   * The registry is followed again after onError: every change missed meanwhile has been delivered
+   * just before this call (or is in the first view, when the outage came before it).
+   */
+  onRecover?(): void;
+}
+
 /** The whole registry as a stream of snapshots (discovery.catalog). */
 export interface Catalog {
   /** The first callback (the complete view) is always asynchronous, never from inside watch(). */
-  watch(onChange: (c: CatalogChange) => void): Watch;
+  watch(onChange: (c: CatalogChange) => void, opts?: CatalogWatchOptions): Watch;
 }

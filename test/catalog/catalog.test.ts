@@ -6,7 +6,11 @@ import {
   ConfigError,
   defineAdapter,
   Discovery,
+  FeedCatalog,
+  pollingWatchAll,
   registerAdapter,
+  RegistryFeed,
+  RegistryUnavailableError,
   REGISTRY_WATCH_THRESHOLD,
   WatchResolver,
   type CatalogChange,
@@ -287,5 +291,129 @@ describe('catalog and registry-wide watching (core/catalog.ts, file registry)', 
     assert.deepEqual(seen.get('s0'), ['1', '1,2', '1,2,3']);
     assert.ok(serviceStops >= REGISTRY_WATCH_THRESHOLD + 1);
     for (const w of ws) w.close();
+  });
+
+  describe('registry errors reach catalog watchers (onError / onRecover)', () => {
+    const ep = (...ps: number[]) => ps.map((port) => ({ id: `h:${port}`, host: 'h', port, metadata: {} }));
+    const tick = () => new Promise((r) => setImmediate(r));
+    /** A feed over a registry-wide watch the test drives, and a log of what a watcher was told. */
+    function scripted() {
+      let sink: RegistrySink | undefined;
+      const feed = new RegistryFeed('scripted', (s) => {
+        sink = s;
+        return () => (sink = undefined);
+      });
+      const catalog = new FeedCatalog(feed);
+      const watch = () => {
+        const log: string[] = [];
+        const w = catalog.watch(
+          (c) =>
+            log.push(
+              c.initial
+                ? `initial ${[...c.snapshots.keys()].join(',')}`
+                : `change ${c.snapshot.service} ${ports(c.snapshot)}`,
+            ),
+          { onError: (e) => log.push(`error ${e.message}`), onRecover: () => log.push('recovered') },
+        );
+        return { log, w };
+      };
+      return { sink: () => sink!, feed, watch };
+    }
+
+    it('an outage is told once per distinct error, the last view kept, then the recovery after the missed changes', async () => {
+      const { sink, feed, watch } = scripted();
+      const a = watch();
+      sink().reset(
+        new Map([
+          ['s1', ep(1)],
+          ['s2', ep(2)],
+        ]),
+      );
+      await tick();
+      sink().error(new RegistryUnavailableError('down'));
+      sink().error(new RegistryUnavailableError('down')); // a retry failing the same way
+      await tick();
+      assert.deepEqual(a.log, ['initial s1,s2', 'error down']);
+      // A watcher joining during the outage: the last view, then the error it is stale with.
+      const b = watch();
+      await tick();
+      assert.deepEqual(b.log, ['initial s1,s2', 'error down']);
+      sink().error(new RegistryUnavailableError('still down'));
+      // Back: the re-read differs in s2 only; the change comes first, then the recovery.
+      sink().reset(
+        new Map([
+          ['s1', ep(1)],
+          ['s2', ep(2, 3)],
+        ]),
+      );
+      await tick();
+      for (const x of [a, b])
+        assert.deepEqual(x.log, ['initial s1,s2', 'error down', 'error still down', 'change s2 2,3', 'recovered']);
+      sink().update('s1', ep(1, 4));
+      await tick();
+      assert.equal(a.log.filter((l) => l === 'recovered').length, 1, 'told once');
+      assert.equal(a.log.at(-1), 'change s1 1,4');
+      a.w.close();
+      b.w.close();
+      await feed.close();
+    });
+
+    it('a registry unreadable from the start is told before any view; the first view then ends it', async () => {
+      const { sink, feed, watch } = scripted();
+      const a = watch();
+      sink().error(new RegistryUnavailableError('refused'));
+      await tick();
+      assert.deepEqual(a.log, ['error refused']);
+      const b = watch(); // joins while nothing was ever read
+      await tick();
+      assert.deepEqual(b.log, ['error refused']);
+      sink().reset(new Map([['s1', ep(1)]]));
+      await tick();
+      assert.deepEqual(a.log, ['error refused', 'initial s1', 'recovered']);
+      assert.deepEqual(b.log, ['error refused', 'initial s1', 'recovered']);
+      a.w.close();
+      b.w.close();
+      await feed.close();
+    });
+
+    it('the listing fallback (adapters without a registry-wide watch) tells a failed listing and its recovery', async () => {
+      let failing = false;
+      const resolver = new WatchResolver('scripted', (service, s) => {
+        queueMicrotask(() => s.update(ep(service === 'a' ? 1 : 2)));
+        return () => undefined;
+      });
+      const feed = new RegistryFeed(
+        'scripted',
+        pollingWatchAll(
+          async () => {
+            if (failing) throw new Error('listing refused');
+            return ['a', 'b'];
+          },
+          resolver,
+          { intervalMs: 20 },
+        ),
+      );
+      const log: string[] = [];
+      const w = new FeedCatalog(feed).watch((c) => log.push(c.initial ? `initial ${c.snapshots.size}` : 'change'), {
+        onError: (e) => log.push(`error ${e.code}`),
+        onRecover: () => log.push('recovered'),
+      });
+      await waitFor('first view', () => log.length === 1);
+      failing = true;
+      await waitFor('the failed listing told', () => log.length === 2);
+      failing = false;
+      await waitFor('the recovery told', () => log.length === 3);
+      assert.deepEqual(log, ['initial 2', 'error REGISTRY_UNAVAILABLE', 'recovered']);
+      w.close();
+      await feed.close();
+      await resolver.close();
+    });
+
+    it('rejects onError / onRecover that are not functions', () => {
+      const { feed } = scripted();
+      const catalog = new FeedCatalog(feed);
+      assert.throws(() => catalog.watch(() => {}, { onError: 1 as never }), /onError must be a function/);
+      assert.throws(() => catalog.watch(() => {}, { onRecover: 'x' as never }), /onRecover must be a function/);
+    });
   });
 });

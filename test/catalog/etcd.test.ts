@@ -169,4 +169,68 @@ describe('etcd registry-wide watch (one prefix watch) and the catalog', function
     await waitFor('a change after the restart', () => view().get('c') === '4', { timeoutMs: 20_000 });
     assert.equal(view().get('a'), '1,2');
   });
+
+  it('tells catalog watchers of a registry outage (last view kept) and of the recovery', async () => {
+    await kv.put(`${prefix}/a/1`).value(value(1));
+    await kv.put(`${prefix}/b/1`).value(value(2));
+    const d = await Discovery.fromConfig(`etcd://${etcd.address}?prefix=${prefix}&request-timeout=1s`);
+    toClose.push(d);
+    const events: string[] = [];
+    const errors: Error[] = [];
+    const got: CatalogChange[] = [];
+    toClose.push(
+      d.catalog.watch((c) => (got.push(c), events.push(c.initial ? 'initial' : `change ${c.snapshot.service}`)), {
+        onError: (err) => (errors.push(err), events.push('error')),
+        onRecover: () => events.push('recovered'),
+      }),
+    );
+    const view = () => {
+      const m = new Map<string, string>();
+      for (const c of got)
+        if (c.initial) for (const [k, s] of c.snapshots) m.set(k, ports(s));
+        else if (c.snapshot.endpoints.length) m.set(c.snapshot.service, ports(c.snapshot));
+        else m.delete(c.snapshot.service);
+      return m;
+    };
+    await waitFor('first view', () => got.length >= 1);
+    assert.deepEqual(
+      [...view()],
+      [
+        ['a', '1'],
+        ['b', '2'],
+      ],
+    );
+    await etcd.stop();
+    await waitFor('the outage told', () => errors.length >= 1, { timeoutMs: 20_000 });
+    assert.equal((errors[0] as { code?: string }).code, 'REGISTRY_UNAVAILABLE');
+    // A watcher joining during the outage gets the last view, then the error.
+    const late: string[] = [];
+    toClose.push(
+      d.catalog.watch((c) => late.push(c.initial ? `initial ${c.snapshots.size}` : 'change'), {
+        onError: () => late.push('error'),
+        onRecover: () => late.push('recovered'),
+      }),
+    );
+    await waitFor('the late watcher told', () => late.length >= 2);
+    assert.deepEqual(late, ['initial 2', 'error']);
+    assert.deepEqual(
+      [...view()],
+      [
+        ['a', '1'],
+        ['b', '2'],
+      ],
+    );
+    // Nothing removed or changed during the outage; one error per distinct failure, not per retry.
+    const outage = () => [...new Set(events)];
+    assert.deepEqual(outage(), ['initial', 'error']);
+    assert.ok(events.length <= 4, events.join());
+    await etcd.restart();
+    await waitFor('the recovery told', () => events.includes('recovered'), { timeoutMs: 30_000 });
+    await kv.put(`${prefix}/c/1`).value(value(3));
+    await waitFor('a change after the recovery', () => view().get('c') === '3', { timeoutMs: 20_000 });
+    assert.deepEqual(outage(), ['initial', 'error', 'recovered', 'change c']);
+    assert.deepEqual(events.slice(-2), ['recovered', 'change c']);
+    assert.deepEqual(late.slice(0, 2), ['initial 2', 'error']);
+    assert.deepEqual(late.slice(-2), ['recovered', 'change']);
+  });
 });
