@@ -69,8 +69,8 @@ export function resolverFeed(resolver: Pick<Resolver, 'watch'>): EndpointFeed {
  * The feed over the catalog: one catalog watch for every asked service, opened with the first
  * asker and closed by close(). Nothing is delivered before the catalog's first complete view; then
  * a service absent from it is answered at once as not listed (empty snapshot). A removed service
- * (empty endpoints, no error) leaves the view. Registry errors do not reach catalog consumers: the
- * last view keeps serving.
+ * (empty endpoints, no error) leaves the view. On a registry error the last view keeps serving (the
+ * Discovery logs the error; the servers take no catalog onError: nothing of theirs changes with it).
  */
 export function catalogFeed(catalog: Catalog): EndpointFeed {
   type Cb = (s: Snapshot, listed: boolean) => void;
