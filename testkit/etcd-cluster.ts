@@ -1,8 +1,7 @@
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { findEtcd, findEtcdctl } from './etcd';
-import type { FaultProxy } from './fault-proxy';
-import { MemberProcesses } from './member-processes';
+import { MemberProcesses, type MemberControl } from './member-processes';
 import { freePort, spawnManaged, tempDir, waitFor } from './process';
 
 /**
@@ -22,26 +21,10 @@ export interface StartEtcdClusterOptions {
   extraArgs?: string[];
 }
 
-export interface EtcdMember {
+/** One member of the cluster; restart() resolves once it answers a health check. */
+export interface EtcdMember extends MemberControl {
   readonly index: number;
   readonly name: string;
-  /** The member's own client address, `127.0.0.1:<port>` (bypasses its proxy). */
-  readonly directAddress: string;
-  /** The proxied client address clients should use. */
-  readonly address: string;
-  /** The fault proxy in front of this member's client port (blackhole() = partitioned from clients). */
-  readonly proxy: FaultProxy;
-  /** Graceful stop (SIGTERM); the data dir is kept for restart(). */
-  stop(): Promise<void>;
-  /** SIGKILL; the data dir is kept. */
-  kill(): Promise<void>;
-  /** SIGSTOP / SIGCONT. */
-  pause(): void;
-  resume(): void;
-  /** Stops if running and starts again with its data (rejoins the cluster); resolves once it serves. */
-  restart(): Promise<void>;
-  running(): boolean;
-  output(): string;
 }
 
 export interface EtcdCluster {

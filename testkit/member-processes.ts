@@ -7,14 +7,19 @@ export interface MemberControl {
   readonly directAddress: string;
   /** The proxied client address clients should use. */
   readonly address: string;
-  /** The fault proxy in front of this member's client port. */
+  /** The fault proxy in front of this member's client port (blackhole() = partitioned from clients). */
   readonly proxy: FaultProxy;
+  /** Graceful stop (SIGTERM); the data dir is kept for restart(). */
   stop(): Promise<void>;
+  /** SIGKILL; the data dir is kept. */
   kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT. */
   pause(): void;
   resume(): void;
+  /** Stops if running and starts again with its data (rejoins the cluster); resolves once it serves. */
   restart(): Promise<void>;
   running(): boolean;
+  /** Everything the member's process printed. */
   output(): string;
 }
 

@@ -1,7 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { FaultProxy } from './fault-proxy';
-import { MemberProcesses } from './member-processes';
+import { MemberProcesses, type MemberControl } from './member-processes';
 import { freePort, spawnManaged, tempDir, waitFor } from './process';
 import { findZooKeeper, fourLetterWord, zooKeeperJavaArgs } from './zookeeper';
 
@@ -26,28 +25,13 @@ export interface StartZooKeeperEnsembleOptions {
   extraConfig?: string[];
 }
 
-export interface ZooKeeperMember {
+/** One server of the ensemble; restart() resolves once it serves in the quorum. */
+export interface ZooKeeperMember extends MemberControl {
   /** 0-based index; the ZooKeeper server id (myid) is index + 1. */
   readonly index: number;
-  /** The server's own client address, `127.0.0.1:<port>` (bypasses its proxy). */
-  readonly directAddress: string;
-  /** The proxied client address clients should use. */
-  readonly address: string;
-  readonly proxy: FaultProxy;
-  /** Graceful stop (SIGTERM); the data dir is kept. */
-  stop(): Promise<void>;
-  /** SIGKILL; the data dir is kept. */
-  kill(): Promise<void>;
-  /** SIGSTOP / SIGCONT. */
-  pause(): void;
-  resume(): void;
-  /** Stops if running and starts again with its data; resolves once it serves in the quorum. */
-  restart(): Promise<void>;
-  running(): boolean;
   /** "leader", "follower", or undefined when it does not serve (no quorum, stopped, paused). */
   mode(timeoutMs?: number): Promise<'leader' | 'follower' | undefined>;
   fourLetter(cmd: string, timeoutMs?: number): Promise<string>;
-  output(): string;
 }
 
 export interface ZooKeeperEnsemble {

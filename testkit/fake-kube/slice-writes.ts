@@ -56,21 +56,13 @@ function createSlice(call: Call, store: SliceStore, ns: string, name: string | u
     return call.fail(422, 'Invalid', 'metadata.name: Required value: name or generateName is required');
   if (store.objects.has(keyOf(ns, n)))
     return call.fail(409, 'AlreadyExists', `endpointslices.${GROUP} "${n}" already exists`);
-  const s: Slice = {
-    ...clone(body),
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: {
-      ...md,
-      name: n,
-      namespace: ns,
-      uid: randomUUID(),
-      generation: 1,
-      resourceVersion: '',
-      creationTimestamp: kubeTime(),
-      labels: md.labels ?? {},
-    },
-  };
+  const s = sliceFrom(body, {
+    name: n,
+    namespace: ns,
+    uid: randomUUID(),
+    generation: 1,
+    creationTimestamp: kubeTime(),
+  });
   store.commit('ADDED', keyOf(ns, n), s);
   json(call.res, 201, clone(s));
 }
@@ -88,23 +80,29 @@ function replaceSlice(call: Call, store: SliceStore, ns: string, name: string | 
       `Operation cannot be fulfilled on endpointslices.${GROUP} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
     );
   }
-  const s: Slice = {
+  const s = sliceFrom(body, {
+    name,
+    namespace: ns,
+    uid: prev.metadata.uid,
+    creationTimestamp: prev.metadata.creationTimestamp,
+    generation: prev.metadata.generation + 1,
+  });
+  store.commit('MODIFIED', keyOf(ns, name), s, prev);
+  json(call.res, 200, clone(s));
+}
+
+/** The object to store from a client's body: its fields, with the metadata the server owns set. */
+function sliceFrom(
+  body: RawJson,
+  owned: Pick<Slice['metadata'], 'name' | 'namespace' | 'uid' | 'generation' | 'creationTimestamp'>,
+): Slice {
+  const md = body.metadata ?? {};
+  return {
     ...clone(body),
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
-    metadata: {
-      ...md,
-      name,
-      namespace: ns,
-      uid: prev.metadata.uid,
-      creationTimestamp: prev.metadata.creationTimestamp,
-      generation: prev.metadata.generation + 1,
-      resourceVersion: '',
-      labels: md.labels ?? {},
-    },
+    metadata: { ...md, ...owned, resourceVersion: '', labels: md.labels ?? {} },
   };
-  store.commit('MODIFIED', keyOf(ns, name), s, prev);
-  json(call.res, 200, clone(s));
 }
 
 /** The apiserver's validation of what clients write (the admin API skips it, to store malformed data). */
