@@ -67,6 +67,7 @@ export async function runCheck(
           registry,
         );
         try {
+          // The CLI's own deadline for a real registry round trip: real time (no injected clock in the CLI).
           const deadline = Date.now() + timeoutMs;
           for (;;) {
             const eps = await d!.resolver.resolve(probeService, { signal: AbortSignal.timeout(timeoutMs) });

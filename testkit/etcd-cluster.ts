@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { findEtcd, findEtcdctl } from './etcd';
-import { faultProxy, type FaultProxy } from './fault-proxy';
-import { freePort, spawnManaged, tempDir, waitFor, type ManagedProcess } from './process';
+import { MemberProcesses, type MemberControl } from './member-processes';
+import { freePort, spawnManaged, tempDir, waitFor } from './process';
 
 /**
  * A real etcd cluster of N members on free loopback ports, for failover tests: per-member
@@ -21,26 +21,10 @@ export interface StartEtcdClusterOptions {
   extraArgs?: string[];
 }
 
-export interface EtcdMember {
+/** One member of the cluster; restart() resolves once it answers a health check. */
+export interface EtcdMember extends MemberControl {
   readonly index: number;
   readonly name: string;
-  /** The member's own client address, `127.0.0.1:<port>` (bypasses its proxy). */
-  readonly directAddress: string;
-  /** The proxied client address clients should use. */
-  readonly address: string;
-  /** The fault proxy in front of this member's client port (blackhole() = partitioned from clients). */
-  readonly proxy: FaultProxy;
-  /** Graceful stop (SIGTERM); the data dir is kept for restart(). */
-  stop(): Promise<void>;
-  /** SIGKILL; the data dir is kept. */
-  kill(): Promise<void>;
-  /** SIGSTOP / SIGCONT. */
-  pause(): void;
-  resume(): void;
-  /** Stops if running and starts again with its data (rejoins the cluster); resolves once it serves. */
-  restart(): Promise<void>;
-  running(): boolean;
-  output(): string;
 }
 
 export interface EtcdCluster {
@@ -123,16 +107,16 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions = {}): Prom
     'error',
     ...(opts.extraArgs ?? []),
   ];
-  const procs: (ManagedProcess | undefined)[] = specs.map(() => undefined);
-  const launch = (i: number) => {
-    procs[i] = spawnManaged(etcd, argsOf(specs[i]), {
-      env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' },
-    });
-  };
-  const isRunning = (i: number) => {
-    const p = procs[i];
-    return !!p && p.child.exitCode === null && p.child.signalCode === null;
-  };
+  const cluster = new MemberProcesses(
+    specs.map((s) => s.clientPort),
+    (i) =>
+      spawnManaged(etcd, argsOf(specs[i]), {
+        env: { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' },
+      }),
+    () => tmp.remove(),
+    'etcd cluster',
+  );
+  const isRunning = (i: number) => cluster.isRunning(i);
   const direct = (i: number) => `http://127.0.0.1:${specs[i].clientPort}`;
   const etcdctl = (args: string[], members = specs.map((_, i) => i)) =>
     run(etcdctlBin, ['--endpoints', members.map(direct).join(','), '--dial-timeout', '2s', ...args]);
@@ -141,69 +125,30 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions = {}): Prom
     return true;
   };
   const waitHealthy = async (timeoutMs = 20_000) => {
-    const running = specs.map((_, i) => i).filter(isRunning);
     await Promise.all(
-      running.map((i) =>
+      cluster.running().map((i) =>
         waitFor(`etcd member m${i} to be healthy`, () => healthy(i), { timeoutMs, intervalMs: 100 }).catch((e) => {
-          throw new Error(`${(e as Error).message}\nm${i} output:\n${procs[i]?.output().slice(-2000)}`);
+          throw new Error(`${(e as Error).message}\nm${i} output:\n${cluster.output(i, 2000)}`);
         }),
       ),
     );
   };
-
-  const proxies: FaultProxy[] = [];
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await Promise.all(
-      procs.map(async (p) => {
-        if (!p) return;
-        await p.kill('SIGCONT').catch(() => undefined);
-        await p.stop(3000);
-      }),
-    );
-    await Promise.all(proxies.map((p) => p.close()));
-    tmp.remove();
-  };
-  try {
-    for (const s of specs) proxies.push(await faultProxy({ target: { host: '127.0.0.1', port: s.clientPort } }));
-    specs.forEach((_, i) => launch(i));
-    await waitHealthy(opts.startTimeoutMs ?? 30_000);
-  } catch (e) {
-    await close();
-    throw e;
-  }
+  await cluster.start(() => waitHealthy(opts.startTimeoutMs ?? 30_000));
 
   const members: EtcdMember[] = specs.map((s, i) => ({
     index: i,
     name: s.name,
-    directAddress: `127.0.0.1:${s.clientPort}`,
-    address: proxies[i].address,
-    proxy: proxies[i],
-    stop: async () => void (await procs[i]?.stop(5000)),
-    kill: async () => void (await procs[i]?.kill('SIGKILL')),
-    pause: () => void procs[i]?.kill('SIGSTOP'),
-    resume: () => void procs[i]?.kill('SIGCONT'),
-    async restart() {
-      if (closed) throw new Error('etcd cluster is closed');
-      if (isRunning(i)) {
-        await procs[i]!.kill('SIGCONT').catch(() => undefined);
-        await procs[i]!.stop(5000);
-      }
-      launch(i);
-      await waitFor(`etcd member m${i} to be healthy after restart`, () => healthy(i), {
+    ...cluster.control(i, () =>
+      waitFor(`etcd member m${i} to be healthy after restart`, () => healthy(i), {
         timeoutMs: 20_000,
         intervalMs: 100,
-      });
-    },
-    running: () => isRunning(i),
-    output: () => procs[i]?.output() ?? '',
+      }),
+    ),
   }));
 
   return {
     members,
-    hosts: proxies.map((p) => p.address),
+    hosts: cluster.addresses(),
     async leader(timeoutMs = 10_000) {
       return waitFor(
         'an etcd leader',
@@ -232,6 +177,6 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions = {}): Prom
     },
     waitHealthy,
     etcdctl,
-    close,
+    close: () => cluster.close(),
   };
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { faultProxy, type FaultProxy } from './fault-proxy';
-import { freePort, spawnManaged, tempDir, waitFor, type ManagedProcess } from './process';
+import { MemberProcesses, type MemberControl } from './member-processes';
+import { freePort, spawnManaged, tempDir, waitFor } from './process';
 import { findZooKeeper, fourLetterWord, zooKeeperJavaArgs } from './zookeeper';
 
 /**
@@ -25,28 +25,13 @@ export interface StartZooKeeperEnsembleOptions {
   extraConfig?: string[];
 }
 
-export interface ZooKeeperMember {
+/** One server of the ensemble; restart() resolves once it serves in the quorum. */
+export interface ZooKeeperMember extends MemberControl {
   /** 0-based index; the ZooKeeper server id (myid) is index + 1. */
   readonly index: number;
-  /** The server's own client address, `127.0.0.1:<port>` (bypasses its proxy). */
-  readonly directAddress: string;
-  /** The proxied client address clients should use. */
-  readonly address: string;
-  readonly proxy: FaultProxy;
-  /** Graceful stop (SIGTERM); the data dir is kept. */
-  stop(): Promise<void>;
-  /** SIGKILL; the data dir is kept. */
-  kill(): Promise<void>;
-  /** SIGSTOP / SIGCONT. */
-  pause(): void;
-  resume(): void;
-  /** Stops if running and starts again with its data; resolves once it serves in the quorum. */
-  restart(): Promise<void>;
-  running(): boolean;
   /** "leader", "follower", or undefined when it does not serve (no quorum, stopped, paused). */
   mode(timeoutMs?: number): Promise<'leader' | 'follower' | undefined>;
   fourLetter(cmd: string, timeoutMs?: number): Promise<string>;
-  output(): string;
 }
 
 export interface ZooKeeperEnsemble {
@@ -114,18 +99,23 @@ export async function startZooKeeperEnsemble(opts: StartZooKeeperEnsembleOptions
     return cfg;
   });
 
-  const procs: (ManagedProcess | undefined)[] = specs.map(() => undefined);
-  const launch = (i: number) => {
-    procs[i] = spawnManaged(
-      install.java,
-      zooKeeperJavaArgs(install, cfgFiles[i], 'org.apache.zookeeper.server.quorum.QuorumPeerMain', opts.heapMb ?? 128),
-      { cwd: specs[i].dir },
-    );
-  };
-  const isRunning = (i: number) => {
-    const p = procs[i];
-    return !!p && p.child.exitCode === null && p.child.signalCode === null;
-  };
+  const ensemble = new MemberProcesses(
+    specs.map((s) => s.clientPort),
+    (i) =>
+      spawnManaged(
+        install.java,
+        zooKeeperJavaArgs(
+          install,
+          cfgFiles[i],
+          'org.apache.zookeeper.server.quorum.QuorumPeerMain',
+          opts.heapMb ?? 128,
+        ),
+        { cwd: specs[i].dir },
+      ),
+    () => tmp.remove(),
+    'ZooKeeper ensemble',
+  );
+  const isRunning = (i: number) => ensemble.isRunning(i);
   const mode = async (i: number, timeoutMs = 1000): Promise<'leader' | 'follower' | undefined> => {
     if (!isRunning(i)) return undefined;
     const out = await fourLetterWord('127.0.0.1', specs[i].clientPort, 'srvr', timeoutMs).catch(() => '');
@@ -134,64 +124,19 @@ export async function startZooKeeperEnsemble(opts: StartZooKeeperEnsembleOptions
   };
   const waitMemberServing = (i: number, timeoutMs: number) =>
     waitFor(`ZooKeeper server ${i + 1} to serve`, () => mode(i), { timeoutMs, intervalMs: 100 }).catch((e) => {
-      throw new Error(`${(e as Error).message}\nserver ${i + 1} output:\n${procs[i]?.output().slice(-2000)}`);
+      throw new Error(`${(e as Error).message}\nserver ${i + 1} output:\n${ensemble.output(i, 2000)}`);
     });
   const waitServing = async (timeoutMs = 30_000) => {
-    await Promise.all(
-      specs
-        .map((_, i) => i)
-        .filter(isRunning)
-        .map((i) => waitMemberServing(i, timeoutMs)),
-    );
+    await Promise.all(ensemble.running().map((i) => waitMemberServing(i, timeoutMs)));
   };
+  await ensemble.start(() => waitServing(opts.startTimeoutMs ?? 60_000));
 
-  const proxies: FaultProxy[] = [];
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await Promise.all(
-      procs.map(async (p) => {
-        if (!p) return;
-        await p.kill('SIGCONT').catch(() => undefined);
-        await p.stop(3000);
-      }),
-    );
-    await Promise.all(proxies.map((p) => p.close()));
-    tmp.remove();
-  };
-  try {
-    for (const s of specs) proxies.push(await faultProxy({ target: { host: '127.0.0.1', port: s.clientPort } }));
-    specs.forEach((_, i) => launch(i));
-    await waitServing(opts.startTimeoutMs ?? 60_000);
-  } catch (e) {
-    await close();
-    throw e;
-  }
-
-  const connectString = proxies.map((p) => p.address).join(',');
+  const connectString = ensemble.addresses().join(',');
   const members: ZooKeeperMember[] = specs.map((s, i) => ({
     index: i,
-    directAddress: `127.0.0.1:${s.clientPort}`,
-    address: proxies[i].address,
-    proxy: proxies[i],
-    stop: async () => void (await procs[i]?.stop(5000)),
-    kill: async () => void (await procs[i]?.kill('SIGKILL')),
-    pause: () => void procs[i]?.kill('SIGSTOP'),
-    resume: () => void procs[i]?.kill('SIGCONT'),
-    async restart() {
-      if (closed) throw new Error('ZooKeeper ensemble is closed');
-      if (isRunning(i)) {
-        await procs[i]!.kill('SIGCONT').catch(() => undefined);
-        await procs[i]!.stop(5000);
-      }
-      launch(i);
-      await waitMemberServing(i, 30_000);
-    },
-    running: () => isRunning(i),
+    ...ensemble.control(i, () => waitMemberServing(i, 30_000)),
     mode: (timeoutMs) => mode(i, timeoutMs),
     fourLetter: (cmd, timeoutMs = 3000) => fourLetterWord('127.0.0.1', s.clientPort, cmd, timeoutMs),
-    output: () => procs[i]?.output() ?? '',
   }));
 
   return {
@@ -211,6 +156,6 @@ export async function startZooKeeperEnsemble(opts: StartZooKeeperEnsembleOptions
       return i - 1;
     },
     waitServing,
-    close,
+    close: () => ensemble.close(),
   };
 }

@@ -127,7 +127,11 @@ class MemberFailover {
     private readonly requestTimeoutMs: number,
   ) {}
 
-  /** The deadline of the current unary attempt (read by etcd3's defaultCallOptions). */
+  /**
+   * The deadline of the current unary attempt (read by etcd3's defaultCallOptions). Date.now() here
+   * and in the member policies below on purpose: these deadlines go to grpc-js as epoch-ms call
+   * deadlines, and the down-marks and budgets are compared with them.
+   */
   attemptDeadline(): number {
     const now = Date.now();
     const end = this.budget.getStore() ?? now + this.requestTimeoutMs;

@@ -14,7 +14,10 @@ export class LeaseKeeper {
   private watchdog?: NodeJS.Timeout;
   private reopen?: NodeJS.Timeout;
   private stopped = false;
-  /** When etcd will expire the lease unless another keep-alive is acknowledged (ms epoch). */
+  /**
+   * When etcd will expire the lease unless another keep-alive is acknowledged (ms epoch). Date.now()
+   * on purpose: it only arms a real setTimeout watchdog, which an injected clock would not move.
+   */
   private expiresAt: number;
 
   constructor(

@@ -54,8 +54,11 @@ class Scratch {
     this.dirs.push(t);
     return path.join(t.dir, 'registry.json');
   }
-  registry(opts: Parameters<typeof createFileRegistry>[0]): FileRegistry {
-    const r = createFileRegistry(opts);
+  registry(
+    opts: Parameters<typeof createFileRegistry>[0],
+    ctx?: Parameters<typeof createFileRegistry>[1],
+  ): FileRegistry {
+    const r = createFileRegistry(opts, ctx);
     this.regs.push(r);
     return r;
   }
@@ -809,6 +812,23 @@ describe('file adapter', function () {
       fs.unlinkSync(`${file}.lock`);
       await withTimeout(p, 1000, 'register after the lock was released');
       assert.deepEqual(entriesOf(file, 'old'), ['127.0.0.1:28002', '127.0.0.1:28003']);
+    });
+
+    it('heartbeats, the write time and lock ages run on the injected wall clock (AdapterContext.wallNow)', async () => {
+      const file = scratch.file();
+      const ahead = Date.now() + 3_600_000; // an hour ahead of the machine's clock
+      const reg = scratch.registry({ path: file, ttl: '10s', heartbeat: '5s' }, { wallNow: () => ahead });
+      // A lock a live process took just now (machine clock) is an hour old on the injected clock: broken.
+      lockOf(file, { pid: process.ppid, time: Date.now() });
+      await withTimeout(
+        reg.registrar.register({ service: 'clock', host: '127.0.0.1', port: 28005 }),
+        1000,
+        'register past a lock that is stale on the injected clock',
+      );
+      const doc = readDoc(file);
+      const entry = (doc.services.clock as Record<string, { heartbeat: number }>)['127.0.0.1:28005'];
+      assert.equal(entry.heartbeat, ahead);
+      assert.equal(doc.updated, new Date(ahead).toISOString());
     });
   });
 

@@ -66,11 +66,18 @@ export interface FileOptions {
 
 type ResolvedOptions = Required<FileOptions>;
 
-/** What the file registry takes from the AdapterContext; wallNow is epoch ms, as heartbeats in the shared file are. */
+/**
+ * What the file registry takes from the AdapterContext: wallNow is epoch ms, as heartbeats in the
+ * shared file and lock times are; now (monotonic) paces local checks; random jitters lock retries.
+ */
 interface FileContext {
   logger: Logger;
   wallNow(): number;
+  now(): number;
+  random(): number;
 }
+
+type FileContextIn = Partial<Pick<AdapterContext, 'logger' | 'wallNow' | 'now' | 'random'>>;
 
 const SCHEMA: OptionsSchema = {
   path: {
@@ -350,7 +357,7 @@ export interface FileRegistry extends AdapterInstance {
  */
 export function createFileRegistry(
   options: Partial<Record<keyof FileOptions, unknown>> = {},
-  ctx: Partial<Pick<AdapterContext, 'logger' | 'wallNow'>> = {},
+  ctx: FileContextIn = {},
 ): FileRegistry {
   const o = validateOptions<FileOptions>('file', SCHEMA, options);
   checkCrossFields(o);
@@ -358,13 +365,19 @@ export function createFileRegistry(
 }
 
 /** The registry over validated, defaulted options. */
-function openFile(o: FileOptions, context: Partial<Pick<AdapterContext, 'logger' | 'wallNow'>>): FileRegistry {
+function openFile(o: FileOptions, context: FileContextIn): FileRegistry {
   const opts = withHeartbeat(o);
-  const ctx: FileContext = { logger: context.logger ?? silentLogger, wallNow: context.wallNow ?? Date.now };
+  const ctx: FileContext = {
+    logger: context.logger ?? silentLogger,
+    wallNow: context.wallNow ?? Date.now,
+    now: context.now ?? (() => performance.now()),
+    random: context.random ?? Math.random,
+  };
   const { logger } = ctx;
   const store = fileStore(opts.path);
   store.setLogger(logger);
-  const watcher = new FileWatcher(opts.path, { pollMs: opts.poll, fsWatch: opts.watch, logger });
+  store.setClock(ctx.wallNow, ctx.random);
+  const watcher = new FileWatcher(opts.path, { pollMs: opts.poll, fsWatch: opts.watch, logger, now: ctx.now });
   return {
     resolver: createResolver(opts, ctx, watcher),
     watchStats: () => ({ polls: watcher.polls, reads: watcher.reads }),

@@ -31,6 +31,13 @@ export interface LockOptions {
   timeoutMs?: number;
   staleMs?: number;
   logger?: Logger;
+  /**
+   * Wall-clock epoch ms (default Date.now): lock times are read by other processes and compared
+   * with file mtimes, so this is wall time, injectable for tests.
+   */
+  wallNow?: () => number;
+  /** [0, 1) for the jitter of the wait between attempts (default Math.random). */
+  random?: () => number;
 }
 
 /** True unless the pid certainly does not exist (ESRCH). EPERM means it exists under another user. */
@@ -85,7 +92,12 @@ function parseInfo(content: string): LockInfo | undefined {
 }
 
 /** Why a lock is stale, or undefined when it must be respected. */
-async function staleReason(file: string, obs: Observed, staleMs: number): Promise<string | undefined> {
+async function staleReason(
+  file: string,
+  obs: Observed,
+  staleMs: number,
+  wallNow: () => number,
+): Promise<string | undefined> {
   const info = parseInfo(obs.content);
   if (info) {
     if (info.hostname === os.hostname()) {
@@ -93,14 +105,14 @@ async function staleReason(file: string, obs: Observed, staleMs: number): Promis
         return `it was left by an earlier process with our pid ${info.pid}`;
       if (!pidAlive(info.pid)) return `its holder pid ${info.pid} is dead`;
     }
-    const age = Date.now() - info.time;
+    const age = wallNow() - info.time;
     if (age > staleMs) return `it is ${age} ms old (held by pid ${info.pid} on ${info.hostname})`;
     return undefined;
   }
   // Unparsable (a holder died between creating and writing it, or someone else's file): by mtime.
   try {
     const st = await fsp.stat(file);
-    const age = Date.now() - st.mtimeMs;
+    const age = wallNow() - st.mtimeMs;
     return age > staleMs ? `it is unreadable and ${Math.round(age)} ms old` : undefined;
   } catch {
     return undefined;
@@ -108,7 +120,14 @@ async function staleReason(file: string, obs: Observed, staleMs: number): Promis
 }
 
 /** Removes `file` only if it is still exactly what was observed, serialised with other breakers. */
-async function breakLock(file: string, obs: Observed, reason: string, staleMs: number, logger: Logger): Promise<void> {
+async function breakLock(
+  file: string,
+  obs: Observed,
+  reason: string,
+  staleMs: number,
+  clock: Required<Pick<LockOptions, 'wallNow' | 'logger'>>,
+): Promise<void> {
+  const { wallNow, logger } = clock;
   const breaker = `${file}.break`;
   let fh: fsp.FileHandle;
   try {
@@ -118,11 +137,11 @@ async function breakLock(file: string, obs: Observed, reason: string, staleMs: n
     // Another process is breaking it. A breaker lock left by a process that died mid-break
     // (a window of microseconds) is removed once clearly older than any break takes.
     const st = await fsp.stat(breaker).catch(() => undefined);
-    if (st && Date.now() - st.mtimeMs > Math.min(staleMs, 2000)) await fsp.unlink(breaker).catch(() => {});
+    if (st && wallNow() - st.mtimeMs > Math.min(staleMs, 2000)) await fsp.unlink(breaker).catch(() => {});
     return;
   }
   try {
-    await fh.writeFile(JSON.stringify({ pid: process.pid, hostname: os.hostname(), time: Date.now() }));
+    await fh.writeFile(JSON.stringify({ pid: process.pid, hostname: os.hostname(), time: wallNow() }));
     await fh.close();
     const now = await observe(file);
     if (now && now.ino === obs.ino && now.content === obs.content) {
@@ -145,14 +164,16 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
   const timeoutMs = opts.timeoutMs ?? LOCK_TIMEOUT_MS;
   const staleMs = opts.staleMs ?? LOCK_STALE_MS;
   const logger = opts.logger ?? silentLogger;
-  const start = Date.now();
+  const wallNow = opts.wallNow ?? Date.now;
+  const random = opts.random ?? Math.random;
+  const start = wallNow();
   let wait = 1;
   let holder: string;
   for (;;) {
     const info: LockInfo = {
       pid: process.pid,
       hostname: os.hostname(),
-      time: Date.now(),
+      time: wallNow(),
       nonce: randomBytes(8).toString('hex'),
     };
     let fh: fsp.FileHandle | undefined;
@@ -173,7 +194,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
         throw new RegistryUnavailableError(`file: cannot write lock ${file}: ${(e as Error).message}`, { cause: e });
       }
       held.add(info.nonce);
-      return () => releaseLock(file, info, logger);
+      return () => releaseLock(file, info, logger, wallNow);
     }
     let obs: Observed | undefined;
     let unreadable: unknown;
@@ -184,9 +205,9 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
       unreadable = e; // e.g. EACCES: wait it out like any held lock, bounded by the timeout
     }
     if (obs) {
-      const reason = await staleReason(file, obs, staleMs);
+      const reason = await staleReason(file, obs, staleMs, wallNow);
       if (reason) {
-        await breakLock(file, obs, reason, staleMs, logger);
+        await breakLock(file, obs, reason, staleMs, { wallNow, logger });
         // Removed (retry at once), or another process is breaking it (give it a moment).
         if (!(await exists(file))) continue;
       }
@@ -197,12 +218,12 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
     } else {
       holder = `an unreadable lock (${(unreadable as Error).message})`;
     }
-    if (Date.now() - start >= timeoutMs)
+    if (wallNow() - start >= timeoutMs)
       throw new RegistryUnavailableError(
         `file: timed out after ${timeoutMs} ms waiting for lock ${file} held by ${holder}`,
       );
     // Jittered, growing wait: holders keep it for milliseconds.
-    await delay(wait + Math.random() * wait);
+    await delay(wait + random() * wait);
     wait = Math.min(wait * 2, 20);
   }
 }
@@ -214,7 +235,7 @@ async function exists(file: string): Promise<boolean> {
   );
 }
 
-async function releaseLock(file: string, info: LockInfo, logger: Logger): Promise<void> {
+async function releaseLock(file: string, info: LockInfo, logger: Logger, wallNow: () => number): Promise<void> {
   try {
     const obs = await observe(file).catch(() => undefined);
     const cur = obs && parseInfo(obs.content);
@@ -223,7 +244,7 @@ async function releaseLock(file: string, info: LockInfo, logger: Logger): Promis
       return;
     }
     logger.warn(
-      { lock: file, heldMs: Date.now() - info.time },
+      { lock: file, heldMs: wallNow() - info.time },
       'file registry: our lock was broken while held (held longer than the stale bound)',
     );
   } finally {

@@ -206,6 +206,8 @@ export class FileStore {
   private queue: Pending[] = [];
   private running = false;
   private logger: Logger = silentLogger;
+  private wallNow: () => number = Date.now;
+  private random: () => number = Math.random;
   private readonly writeListeners = new Set<(w: WriteInfo) => void>();
 
   constructor(
@@ -221,6 +223,16 @@ export class FileStore {
 
   setLogger(logger: Logger): void {
     if (logger !== silentLogger) this.logger = logger;
+  }
+
+  /**
+   * The wall clock (epoch ms) for heartbeats, purging and lock times, and the random source of the
+   * lock's retry jitter, from the registry's context. One store serves every registry of the file
+   * in this process: the registry opened last sets them (the defaults are Date.now and Math.random).
+   */
+  setClock(wallNow: () => number, random: () => number): void {
+    this.wallNow = wallNow;
+    this.random = random;
   }
 
   /**
@@ -259,10 +271,15 @@ export class FileStore {
     } catch (e) {
       throw new RegistryUnavailableError(`file: cannot create directory ${dir}: ${(e as Error).message}`, { cause: e });
     }
-    const release = await acquireLock(`${this.file}.lock`, { ...this.opts, logger: this.opts.logger ?? this.logger });
+    const release = await acquireLock(`${this.file}.lock`, {
+      wallNow: this.wallNow,
+      random: this.random,
+      ...this.opts,
+      logger: this.opts.logger ?? this.logger,
+    });
     try {
       const { doc, corrupt } = await this.readForWrite();
-      const now = Date.now();
+      const now = this.wallNow();
       const ttl = Math.max(...batch.map((p) => p.ttl));
       const before = JSON.stringify(doc.services);
       const purged = purgeExpired(doc, now, ttl);
@@ -306,7 +323,7 @@ export class FileStore {
   }
 
   private async quarantine(reason: string): Promise<void> {
-    const aside = `${this.file}.corrupt-${Date.now()}`;
+    const aside = `${this.file}.corrupt-${this.wallNow()}`;
     try {
       await fsp.rename(this.file, aside);
       this.logger.warn(

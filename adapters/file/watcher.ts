@@ -12,6 +12,8 @@ export interface FileWatcherOptions {
   /** Use fs.watch on the directory for immediate notification (the poll runs regardless). */
   fsWatch: boolean;
   logger?: Logger;
+  /** Monotonic ms for the re-arm check's rate limit (default performance.now). */
+  now?: () => number;
 }
 
 /** What identifies one version of the file: rename changes the inode, in-place edits size/mtime/ctime. */
@@ -64,7 +66,7 @@ export class FileWatcher {
   private onAncestor = false;
   private loop?: Promise<void>;
   private pollTimer?: NodeJS.Timeout;
-  private lastRearmCheck = 0;
+  private lastRearmCheck = -Infinity;
   private checking = false;
   private again = false;
   private forceAgain = false;
@@ -128,7 +130,7 @@ export class FileWatcher {
           // The directory itself went away: this watch is dead; the poll re-arms on its successor.
           if (this.fsw === w) this.fsw = undefined;
           w.close();
-          this.lastRearmCheck = 0;
+          this.lastRearmCheck = -Infinity;
           if (this.active) this.armFsWatch();
         }
         if (!name || name === this.base || !this.fsw) void this.check(false);
@@ -193,7 +195,7 @@ export class FileWatcher {
   /** The directory may have been removed and recreated: a watch on the old inode sees nothing. */
   private rearmIfNeeded(): void {
     if (!this.opts.fsWatch) return;
-    const now = Date.now();
+    const now = this.opts.now ? this.opts.now() : performance.now();
     if (now - this.lastRearmCheck < REARM_EVERY_MS) return;
     this.lastRearmCheck = now;
     if (this.fsw) {

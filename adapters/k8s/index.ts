@@ -367,7 +367,7 @@ export class SliceWatch {
         idle.unref?.();
       };
       // client-go's habit: a server-side timeout jittered in [t, 1.25 t] so watches do not expire together.
-      const timeoutSeconds = Math.max(1, Math.round((this.o['watch-timeout'] * (1 + Math.random() / 4)) / 1000));
+      const timeoutSeconds = Math.max(1, Math.round((this.o['watch-timeout'] * (1 + this.random() / 4)) / 1000));
       const handle = this.client.watch(
         this.path,
         { labelSelector: this.selector, resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds },
