@@ -342,6 +342,11 @@ export class FakeConsul {
     return c && { status: c.Status, ttlMs: c.ttlMs, deregisterCriticalServiceAfterMs: c.deregisterAfterMs };
   }
 
+  /** Blocking queries waiting for a change right now (each is renewed once per `wait` at rest). */
+  blockingOpen(): number {
+    return this.pending.size;
+  }
+
   /** Health-query requests for `service` (blocking or not), for rate assertions. */
   healthRequests(service?: string): FakeRequest[] {
     return this.requests.filter(
