@@ -24,6 +24,13 @@ export interface RegistryWatchDeps {
   ctx: AdapterContext;
 }
 
+/**
+ * Floor of the two list queries' token bucket (requests/s, burst). They carry every service's
+ * changes, so the per-service `rate` (default 1/s) would hold each change up to a second under
+ * churn; at rest a blocking query is renewed once per `wait` whatever this is.
+ */
+const LIST_RATE = 20;
+const LIST_BURST = 20;
 /** Health reads in flight at once while a first view or a resync reads every service. */
 const READ_CONCURRENCY = 8;
 /** How long a services-table move waits for the checks loop to name its service. */
@@ -108,7 +115,11 @@ export class ConsulRegistryWatch {
     call: (index: bigint, signal: AbortSignal) => Promise<{ body: T; index?: bigint }>,
   ): void {
     const { signal } = this.ac;
-    const bucket = new TokenBucket(this.d.o.rate, this.d.o.burst, this.d.ctx.now);
+    const bucket = new TokenBucket(
+      Math.max(this.d.o.rate, LIST_RATE),
+      Math.max(this.d.o.burst, LIST_BURST),
+      this.d.ctx.now,
+    );
     let index = 0n;
     void retryLoop({
       signal,
