@@ -129,10 +129,12 @@ export class ZkRegistryWatch {
 
   private async pass(): Promise<void> {
     if (this.rereadAll) {
-      this.rereadAll = false;
       this.dirtyServices.clear();
       this.dirtyNodes.clear();
       await this.session.addWatch(joinPath(this.base) || '/');
+      // Cleared once the watch is on the current connection: the first 'connected' (which comes
+      // while this waits for it) must not cause a second full read; a later one must.
+      this.rereadAll = false;
       let names: string[] = [];
       try {
         names = (await this.session.getChildren(joinPath(this.base) || '/')).children;
