@@ -1,7 +1,7 @@
 /**
  * Fleet scale: one process watching many services (issue 15). Not a test.
  *
- *   node --expose-gc --import tsx bench/many-services.ts [--quick] [--backends etcd,file,k8s]
+ *   node --expose-gc --import tsx bench/many-services.ts [--quick] [--backends etcd,file,k8s,consul,zookeeper]
  *        [--sizes 100x3,1000x3,10000x3,100x1000] [--ways service,auto,catalog] [--rest 10] [--changes 200]
  *
  * Per backend (etcd 3.4 real, the file registry, the fake Kubernetes API) and size (services x
@@ -13,7 +13,9 @@
  * endpoint over a baseline taken after GC just before (registry filled, writer clients open); CPU
  * of this process at rest (`--rest` s, nothing changing); change-to-snapshot p50/p99 over
  * `--changes` changes of one service each, written one at a time (from the write being issued);
- * server-side cost: etcd's etcd_debugging_mvcc_watch_stream_total, the fake's open watches.
+ * server-side cost: etcd's etcd_debugging_mvcc_watch_stream_total, the fake's open watches, the
+ * fake Consul agent's open blocking queries (each renewed once per 5 min wait at rest: req/min),
+ * ZooKeeper's watch count (`wchs`).
  * `after ack`: from the registry acknowledging the write to the snapshot (the client's share).
  * `--quick`: 100x3 and 1000x3, 3 s at rest, 50 changes. `--phases`: phase starts on stderr, on the
  * clock of `node --cpu-prof` (read with bench/cpuprofile-summary.ts --from/--to).
@@ -24,7 +26,9 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Etcd3 } from 'etcd3';
 import { Discovery, type Snapshot, type Watch } from '../index';
-import { startEtcd, startFakeKubeApi } from '../testkit';
+import * as zookeeper from 'node-zookeeper-client';
+import { ZkSession } from '../adapters/zookeeper';
+import { startEtcd, startFakeConsul, startFakeKubeApi, startZooKeeper } from '../testkit';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -177,6 +181,113 @@ async function fileBackend(): Promise<Backend> {
     },
     async close() {
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs fn(0..n-1), `width` at a time. */
+async function inParallel(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, n) }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
+}
+
+async function consulBackend(): Promise<Backend> {
+  const fake = await startFakeConsul();
+  const put = async (p: string, body?: unknown) => {
+    const r = await fetch(`${fake.url}${p}`, {
+      method: 'PUT',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!r.ok) throw new Error(`${p}: HTTP ${r.status}`);
+    await r.arrayBuffer();
+  };
+  const reg = (i: number, id: string, port: number) =>
+    put('/v1/agent/service/register', {
+      Name: svc(i),
+      ID: id,
+      Address: '127.0.0.1',
+      Port: port,
+      Check: { CheckID: `service:${id}`, TTL: '1h', Status: 'passing' },
+    });
+  const ids: string[] = [];
+  const added: string[] = [];
+  return {
+    url: (way) => `consul://${fake.address}?watch=${way === 'service' ? 'service' : 'auto'}`,
+    async fill(S, E) {
+      await inParallel(S * E, 16, async (k) => {
+        const i = Math.floor(k / E);
+        const id = `${svc(i)}-${k % E}`;
+        await reg(i, id, 1000 + (k % E));
+        ids.push(id);
+      });
+    },
+    add: async (i, port) => {
+      const id = `${svc(i)}-x${port}`;
+      await reg(i, id, port);
+      added.push(id);
+    },
+    // At rest every blocking query is renewed once per wait (5 min by default).
+    serverCost: async () => `${fake.blockingOpen()} blocking (${(fake.blockingOpen() / 5).toFixed(1)} req/min)`,
+    async undo() {
+      for (const id of added.splice(0)) await put(`/v1/agent/service/deregister/${id}`);
+    },
+    async clear() {
+      await inParallel(ids.length, 16, (k) => put(`/v1/agent/service/deregister/${ids[k]}`));
+      ids.length = 0;
+    },
+    close: () => fake.close(),
+  };
+}
+
+async function zookeeperBackend(): Promise<Backend> {
+  const zk = await startZooKeeper();
+  const s = new ZkSession({ hosts: [zk.connectString], sessionTimeoutMs: 30_000, opTimeoutMs: 30_000 });
+  s.start();
+  const open = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))];
+  const node = (port: number) => Buffer.from(JSON.stringify({ host: '127.0.0.1', port }));
+  const added: string[] = [];
+  return {
+    url: (way) => zk.url('/services', `watch=${way === 'service' ? 'service' : 'auto'}`),
+    async fill(S, E) {
+      await s.ensurePath('/services', open);
+      await inParallel(S, 64, (i) => s.create(`/services/${svc(i)}`, null, open, zookeeper.CreateMode.PERSISTENT));
+      await inParallel(S * E, 256, (k) =>
+        s.create(
+          `/services/${svc(Math.floor(k / E))}/i${k % E}`,
+          node(1000 + (k % E)),
+          open,
+          zookeeper.CreateMode.PERSISTENT,
+        ),
+      );
+    },
+    add: async (i, port) => {
+      const p = `/services/${svc(i)}/x${port}`;
+      await s.create(p, node(port), open, zookeeper.CreateMode.PERSISTENT);
+      added.push(p);
+    },
+    serverCost: async () => {
+      const m = /Total watches:(\d+)/.exec(await zk.fourLetter('wchs'));
+      return `${m?.[1] ?? '?'} watches`;
+    },
+    async undo() {
+      for (const p of added.splice(0)) await s.remove(p);
+    },
+    async clear() {
+      const kids = await s.getChildren('/services');
+      await inParallel(kids.children.length, 32, async (k) => {
+        const p = `/services/${kids.children[k]}`;
+        const c = await s.getChildren(p);
+        await Promise.all(c.children.map((x) => s.remove(`${p}/${x}`)));
+        await s.remove(p);
+      });
+    },
+    close: async () => {
+      await s.close();
+      await zk.close();
     },
   };
 }
@@ -340,7 +451,13 @@ async function measure(b: Backend, name: string, S: number, E: number, way: Way)
 const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
 async function main() {
-  const makers: Record<string, () => Promise<Backend>> = { etcd: etcdBackend, file: fileBackend, k8s: k8sBackend };
+  const makers: Record<string, () => Promise<Backend>> = {
+    etcd: etcdBackend,
+    file: fileBackend,
+    k8s: k8sBackend,
+    consul: consulBackend,
+    zookeeper: zookeeperBackend,
+  };
   console.log(
     `| backend | services x endpoints | way | all first snapshots (ms) | heap B/endpoint | RSS B/endpoint | CPU at rest (ms/s) | change p50 / p99 (ms) | after ack p50 / p99 (ms) | server |`,
   );

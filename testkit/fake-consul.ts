@@ -10,9 +10,14 @@ import { type FilterError, parseFilter } from './fake-consul-filter';
  *  - PUT /v1/agent/service/register (TTL checks, Status, DeregisterCriticalServiceAfter, Weights, Meta)
  *  - PUT /v1/agent/service/deregister/:id, GET /v1/agent/services
  *  - PUT /v1/agent/check/pass|warn|fail/:id (?note=)
- *  - GET /v1/health/service/:service (passing, tag, filter, dc) and GET /v1/catalog/services
+ *  - GET /v1/health/service/:service (passing, tag, filter, dc), GET /v1/catalog/services and
+ *    GET /v1/health/state/:state (any|passing|warning|critical; filter, dc)
  *  - blocking queries: `index` + `wait` (default 5m, max 10m, plus up to wait/16 of jitter),
- *    X-Consul-Index monotonic per service, X-Consul-KnownLeader / LastContact headers
+ *    X-Consul-Index monotonic per service, X-Consul-KnownLeader / LastContact headers. As in
+ *    Consul's state store, /v1/catalog/services answers with the index of the services table
+ *    (moved by a service registered, changed or deregistered, not by a check status) and
+ *    /v1/health/state with the index of the checks table (moved by a check created, removed, or
+ *    changed: a re-registration that leaves a check as it was does not move it)
  *  - TTL expiry turning checks critical ("TTL expired") and a reaper deregistering services whose
  *    check stayed critical longer than DeregisterCriticalServiceAfter (min 1m, reaped every 30s)
  *  - ACLs: X-Consul-Token (also `Authorization: Bearer` and the legacy ?token=), 403 "ACL not found"
@@ -113,6 +118,20 @@ class HttpError extends Error {
   }
 }
 
+/** The fields a /v1/health/state filter may select (Consul's HealthCheck). */
+const CHECK_FIELDS = [
+  'Node',
+  'CheckID',
+  'Name',
+  'Status',
+  'Notes',
+  'Output',
+  'ServiceID',
+  'ServiceName',
+  'ServiceTags',
+  'Type',
+] as const;
+
 const MAX_WAIT = 10 * 60_000;
 const DEFAULT_WAIT = 5 * 60_000;
 const GO_DURATION = /^(?:(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h))+$/;
@@ -144,8 +163,10 @@ class State {
   index = 1n;
   /** Per service name: the index of its last change (a deleted service keeps its tombstone index). */
   serviceIndex = new Map<string, bigint>();
-  /** Index of the last change to any service or check (the "services" table). */
+  /** Index of the last change to any service (Consul's "services" table: /v1/catalog/services). */
   tableIndex = 1n;
+  /** Index of the last change to any check (Consul's "checks" table: /v1/health/state/:state). */
+  checksIndex = 1n;
   waiters = new Set<() => void>();
   readonly nodeId = randomUUID();
   constructor(
@@ -154,10 +175,12 @@ class State {
     readonly nodeAddress: string,
   ) {}
 
-  bump(serviceName: string): bigint {
+  /** A new raft index for a change of `serviceName`, moving the services and/or the checks table. */
+  bump(serviceName: string, tables: { services?: boolean; checks?: boolean } = { services: true }): bigint {
     this.index += 1n;
     this.serviceIndex.set(serviceName, this.index);
-    this.tableIndex = this.index;
+    if (tables.services) this.tableIndex = this.index;
+    if (tables.checks) this.checksIndex = this.index;
     // Waiters run after the caller finished mutating (bump may come before the write it indexes).
     queueMicrotask(() => {
       for (const w of [...this.waiters]) w();
@@ -171,6 +194,7 @@ class State {
     this.serviceIndex.clear();
     this.index = 1n;
     this.tableIndex = 1n;
+    this.checksIndex = 1n;
   }
 }
 
@@ -277,6 +301,7 @@ export class FakeConsul {
     const v = BigInt(to);
     this.state.index = v;
     this.state.tableIndex = v;
+    this.state.checksIndex = v;
     for (const k of this.state.serviceIndex.keys()) this.state.serviceIndex.set(k, v);
   }
 
@@ -315,6 +340,11 @@ export class FakeConsul {
   checkInfo(checkId: string): { status: string; ttlMs: number; deregisterCriticalServiceAfterMs?: number } | undefined {
     const c = this.state.checks.get(checkId);
     return c && { status: c.Status, ttlMs: c.ttlMs, deregisterCriticalServiceAfterMs: c.deregisterAfterMs };
+  }
+
+  /** Blocking queries waiting for a change right now (each is renewed once per `wait` at rest). */
+  blockingOpen(): number {
+    return this.pending.size;
   }
 
   /** Health-query requests for `service` (blocking or not), for rate assertions. */
@@ -496,6 +526,52 @@ export class FakeConsul {
         },
       );
     }
+    if (seg[1] === 'health' && seg[2] === 'state' && seg.length === 4) {
+      onlyMethod('GET');
+      const want = seg[3];
+      if (!['any', 'passing', 'warning', 'critical'].includes(want))
+        throw new HttpError(400, `Unsupported state: ${want}`);
+      const state = this.dcState(one('dc'));
+      const filter = one('filter');
+      let match: ((o: unknown) => boolean) | undefined;
+      if (filter) {
+        try {
+          match = parseFilter(filter, [...CHECK_FIELDS]);
+        } catch (e) {
+          throw new HttpError(400, `Failed to create boolean expression evaluator: ${(e as FilterError).message}`);
+        }
+      }
+      return this.blocking(
+        req,
+        res,
+        q,
+        state,
+        () => state.checksIndex,
+        () => {
+          let filtered = false;
+          const out: unknown[] = [];
+          const all = [
+            this.nodeCheck(state),
+            ...[...state.checks.values()]
+              .sort((a, b) => (a.CheckID < b.CheckID ? -1 : 1))
+              .map((c) => this.checkEntry(state, c, state.services.get(c.ServiceID)?.Tags ?? [])),
+          ];
+          for (const c of all) {
+            const readable = c.ServiceName
+              ? authz.service(c.ServiceName, 'read') && authz.node(state.node, 'read')
+              : authz.node(state.node, 'read');
+            if (!readable) {
+              filtered = true;
+              continue;
+            }
+            if (want !== 'any' && c.Status !== want) continue;
+            if (match && !match(c)) continue;
+            out.push(c);
+          }
+          return { body: out, filtered };
+        },
+      );
+    }
     if (p === 'catalog/services') {
       onlyMethod('GET');
       const state = this.dcState(one('dc'));
@@ -610,14 +686,9 @@ export class FakeConsul {
     res.end(body === null ? '' : JSON.stringify(body, (_, v) => (typeof v === 'bigint' ? Number(v) : v)));
   }
 
-  private healthEntry(state: State, s: Service) {
-    const tagged = {
-      lan: state.nodeAddress,
-      lan_ipv4: state.nodeAddress,
-      wan: state.nodeAddress,
-      wan_ipv4: state.nodeAddress,
-    };
-    const nodeCheck = {
+  /** The node's serfHealth check (this fake's agent is always alive to itself). */
+  private nodeCheck(state: State) {
+    return {
       Node: state.node,
       CheckID: 'serfHealth',
       Name: 'Serf Health Status',
@@ -635,27 +706,41 @@ export class FakeConsul {
       CreateIndex: 1n,
       ModifyIndex: 1n,
     };
+  }
+
+  /** A check as Consul's health endpoints show it. */
+  private checkEntry(state: State, c: Check, serviceTags: string[]) {
+    return {
+      Node: state.node,
+      CheckID: c.CheckID,
+      Name: c.Name,
+      Status: c.Status,
+      Notes: c.Notes,
+      Output: c.Output,
+      ServiceID: c.ServiceID,
+      ServiceName: c.ServiceName,
+      ServiceTags: serviceTags,
+      Type: 'ttl',
+      Interval: '',
+      Timeout: '',
+      ExposedPort: 0,
+      Definition: {},
+      CreateIndex: c.CreateIndex,
+      ModifyIndex: c.ModifyIndex,
+    };
+  }
+
+  private healthEntry(state: State, s: Service) {
+    const tagged = {
+      lan: state.nodeAddress,
+      lan_ipv4: state.nodeAddress,
+      wan: state.nodeAddress,
+      wan_ipv4: state.nodeAddress,
+    };
     const checks = s.checks
       .map((id) => state.checks.get(id))
       .filter((c): c is Check => !!c)
-      .map((c) => ({
-        Node: state.node,
-        CheckID: c.CheckID,
-        Name: c.Name,
-        Status: c.Status,
-        Notes: c.Notes,
-        Output: c.Output,
-        ServiceID: c.ServiceID,
-        ServiceName: c.ServiceName,
-        ServiceTags: s.Tags,
-        Type: 'ttl',
-        Interval: '',
-        Timeout: '',
-        ExposedPort: 0,
-        Definition: {},
-        CreateIndex: c.CreateIndex,
-        ModifyIndex: c.ModifyIndex,
-      }));
+      .map((c) => this.checkEntry(state, c, s.Tags));
     return {
       Node: {
         ID: state.nodeId,
@@ -681,7 +766,7 @@ export class FakeConsul {
         CreateIndex: s.CreateIndex,
         ModifyIndex: s.ModifyIndex,
       },
-      Checks: [nodeCheck, ...checks],
+      Checks: [this.nodeCheck(state), ...checks],
     };
   }
 
@@ -808,8 +893,25 @@ export class FakeConsul {
         ModifyIndex: 0n,
       };
     });
-    const idx = state.bump(name);
-    if (previous && previous.Service !== name) state.bump(previous.Service);
+    // As Consul's ensureCheckTxn: a check left exactly as it was keeps its ModifyIndex and does not
+    // move the checks table; a new or changed one (status, name, notes, owner, tags) does.
+    const prevTags = previous?.Tags ?? [];
+    const sameTags = prevTags.length === tags.length && prevTags.every((t, i) => t === tags[i]);
+    const checkMoved = (c: Check) => {
+      const e = state.checks.get(c.CheckID);
+      return (
+        !e ||
+        !sameTags ||
+        e.Status !== c.Status ||
+        e.Name !== c.Name ||
+        e.Notes !== c.Notes ||
+        e.ServiceID !== c.ServiceID ||
+        e.ServiceName !== c.ServiceName
+      );
+    };
+    const moved = new Set(checks.filter(checkMoved).map((c) => c.CheckID));
+    const idx = state.bump(name, { services: true, checks: moved.size > 0 || (!!previous && !sameTags) });
+    if (previous && previous.Service !== name) state.bump(previous.Service, { services: true, checks: true });
     const svc: Service = {
       ID: id,
       Service: name,
@@ -827,7 +929,7 @@ export class FakeConsul {
     for (const c of checks) {
       clearTimeout(state.checks.get(c.CheckID)?.timer);
       c.CreateIndex = c.CreateIndex || idx;
-      c.ModifyIndex = idx;
+      c.ModifyIndex = moved.has(c.CheckID) ? idx : state.checks.get(c.CheckID)!.ModifyIndex;
       state.checks.set(c.CheckID, c);
       this.armTtl(state, c);
     }
@@ -847,7 +949,7 @@ export class FakeConsul {
       state.checks.delete(cid);
     }
     state.services.delete(s.ID);
-    state.bump(s.Service);
+    state.bump(s.Service, { services: true, checks: s.checks.length > 0 });
   }
 
   private updateTtl(checkId: string, status: Check['Status'], note: string, authz: Authorizer): void {
@@ -870,7 +972,7 @@ export class FakeConsul {
     if (status !== 'critical') c.criticalSince = undefined;
     c.Status = status;
     c.Output = output;
-    c.ModifyIndex = state.bump(c.ServiceName);
+    c.ModifyIndex = state.bump(c.ServiceName, { checks: true });
   }
 
   private armTtl(state: State, c: Check): void {

@@ -57,6 +57,17 @@ export interface HealthEntry {
   Checks?: { CheckID?: string; Status?: string }[] | null;
 }
 
+/** One entry of /v1/health/state/:state (the fields the registry-wide watch reads). */
+export interface CheckEntry {
+  Node?: string;
+  CheckID?: string;
+  Status?: string;
+  ServiceID?: string;
+  ServiceName?: string;
+  CreateIndex?: number;
+  ModifyIndex?: number;
+}
+
 export interface BlockingResult<T> {
   body: T;
   /** X-Consul-Index, or undefined when absent or not an integer. */
@@ -88,6 +99,17 @@ export interface ServiceRegistration {
 export function goDuration(ms: number): string {
   const n = Math.max(0, Math.round(ms));
   return n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`;
+}
+
+/** The blocking-query fields of a read: `index` and `wait` when index > 0, and `dc`. */
+function blockingExtra(q: { dc?: string; index?: bigint; waitMs?: number }): Record<string, unknown> {
+  const extra: Record<string, unknown> = {};
+  if (q.index !== undefined && q.index > 0n) {
+    extra.index = q.index.toString();
+    extra.wait = goDuration(q.waitMs ?? 300_000);
+  }
+  if (q.dc) extra.dc = q.dc;
+  return extra;
 }
 
 function safeBigInt(v: unknown): bigint | undefined {
@@ -184,19 +206,41 @@ export class ConsulClient {
     };
   }
 
-  /** GET /v1/catalog/services (name -> tags). */
-  async catalogServices(q: { dc?: string; timeoutMs: number }): Promise<BlockingResult<Record<string, string[]>>> {
-    const extra: Record<string, unknown> = {};
-    if (q.dc) extra.dc = q.dc;
+  /** GET /v1/catalog/services (name -> tags), blocking when index > 0. */
+  async catalogServices(
+    q: { dc?: string; timeoutMs: number; index?: bigint; waitMs?: number },
+    signal?: AbortSignal,
+  ): Promise<BlockingResult<Record<string, string[]>>> {
+    const extra = blockingExtra(q);
     const { body, headers } = await this.call<Record<string, string[]>>(
       'catalog.services',
       (o) => this.consul.catalog.service.list(o),
       extra,
-      undefined,
+      signal,
       q.timeoutMs,
     );
     return {
-      body: body && typeof body === 'object' ? body : {},
+      body: body && typeof body === 'object' && !Array.isArray(body) ? body : {},
+      index: safeBigInt(headers['x-consul-index']),
+      filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true',
+    };
+  }
+
+  /** GET /v1/health/state/any: every check of the datacenter, blocking when index > 0. */
+  async healthStateAny(
+    q: { dc?: string; timeoutMs: number; index: bigint; waitMs: number },
+    signal?: AbortSignal,
+  ): Promise<BlockingResult<CheckEntry[]>> {
+    const extra = blockingExtra(q);
+    const { body, headers } = await this.call<CheckEntry[]>(
+      'health.state any',
+      (o) => this.consul.health.state({ ...o, state: 'any' }),
+      { ...extra, state: 'any' },
+      signal,
+      q.timeoutMs,
+    );
+    return {
+      body: Array.isArray(body) ? body : [],
       index: safeBigInt(headers['x-consul-index']),
       filteredByAcls: headers['x-consul-results-filtered-by-acls'] === 'true',
     };

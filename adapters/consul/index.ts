@@ -15,7 +15,9 @@ import {
   validateOptions,
   type AdapterContext,
   type AdapterInstance,
+  type BadEntry,
   type CheckedSpec,
+  type Endpoint,
   type Health,
   type Logger,
   type OptionsSchema,
@@ -24,6 +26,7 @@ import {
 } from '../../core';
 import { delay, parseHostList, retryLoop, scalarText, Waker, secretFileError, trimSecret } from '../../core/kit';
 import { ConsulCallError, ConsulClient, goDuration, type HealthEntry, type ServiceRegistration } from './client';
+import { ConsulRegistryWatch } from './watch-all';
 
 export { ConsulCallError, ConsulClient } from './client';
 
@@ -55,6 +58,7 @@ export const consulCapabilities = {
   zones: true,
   metadata: true,
   listServices: true,
+  registryWatch: true,
 } as const;
 
 const META_KEY = /^[a-zA-Z0-9_-]{1,128}$/;
@@ -178,6 +182,60 @@ interface Shared {
   ctx: AdapterContext;
 }
 
+/** One health read of a service, mapped as every watch path maps it. */
+export interface HealthRead {
+  endpoints: Endpoint[];
+  bad: BadEntry[];
+  /** X-Consul-Index (0 when absent). */
+  index: bigint;
+  /** Nodes of the instances read (a node check change concerns these services). */
+  nodes: Set<string>;
+  /** The ACLs hid every instance: keep the last set, report this. */
+  denied?: AuthFailedError;
+  /** The ACLs hid some instances. */
+  filteredSome: boolean;
+}
+
+/**
+ * GET /v1/health/service/:service with the adapter's passing/tag/meta filters, blocking from
+ * `index` when > 0, mapped to endpoints. Shared by the per-service loop and the registry-wide
+ * watch, so both give the same snapshot for the same registry.
+ */
+async function readHealth(sh: Shared, service: string, index: bigint, signal: AbortSignal): Promise<HealthRead> {
+  const { client, o } = sh;
+  const r = await client.healthService(
+    {
+      service,
+      passing: !o['include-warning'],
+      index,
+      waitMs: o.wait,
+      dc: o.dc,
+      filter: sh.filter,
+      timeoutMs: index > 0n ? blockingTimeout(o.wait) : o.timeout,
+    },
+    signal,
+  );
+  const nodes = new Set<string>();
+  for (const e of r.body) if (typeof e?.Node?.Node === 'string') nodes.add(e.Node.Node);
+  const raws = r.body
+    .map((e) => entryToRaw(e, o['zone-key']))
+    .filter((x): x is { key: string; value: unknown } => x !== null);
+  const { endpoints, bad } = collectEndpoints(raws);
+  const out: HealthRead = { endpoints, bad, index: r.index ?? 0n, nodes, filteredSome: r.filteredByAcls };
+  if (r.filteredByAcls && r.body.length === 0) {
+    sh.tokens.invalidate(); // a rotated token file may be the fix: read it again
+    out.denied = new AuthFailedError(
+      `consul: the ACL token may not read "${service}" (results filtered by ACLs; needs service:read and node:read); keeping the last known endpoints`,
+    );
+  }
+  return out;
+}
+
+/** How long a blocking request may stay silent before it is abandoned: wait + wait/16 (Consul's jitter) + slack. */
+export function blockingTimeout(waitMs: number): number {
+  return waitMs + Math.ceil(waitMs / 16) + BLOCKING_GRACE_MS;
+}
+
 /**
  * One blocking-query loop per watched service (the core shares it between watchers):
  * GET /v1/health/service/:name?passing&index=I&wait=W. The index is a BigInt; when it goes
@@ -190,7 +248,6 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
   const { client, o, logger, ctx } = sh;
   const ac = new AbortController();
   const bucket = new TokenBucket(o.rate, o.burst, ctx.now);
-  const { filter } = sh;
   let index = 0n;
   let warnedFiltered = false;
 
@@ -203,20 +260,9 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
     for (let w = bucket.take(); w > 0 && !ac.signal.aborted; w = bucket.take()) await pause(w);
     if (ac.signal.aborted) return;
     const blocking = index > 0n;
-    const r = await client.healthService(
-      {
-        service,
-        passing: !o['include-warning'],
-        index,
-        waitMs: o.wait,
-        dc: o.dc,
-        filter,
-        timeoutMs: blocking ? o.wait + Math.ceil(o.wait / 16) + BLOCKING_GRACE_MS : o.timeout,
-      },
-      ac.signal,
-    );
+    const r = await readHealth(sh, service, index, ac.signal);
     if (ac.signal.aborted) return;
-    const got = r.index ?? 0n;
+    const got = r.index;
     if (blocking && got < index) {
       logger.info(
         { service, from: index.toString(), to: got.toString() },
@@ -227,28 +273,15 @@ function subscribe(sh: Shared, service: string, sink: SourceSink, wakers: Map<st
       // Consul's rule: an index below 1 would not block, so wait on 1 instead.
       index = got < 1n ? 1n : got;
     }
-    if (r.filteredByAcls) {
-      if (r.body.length === 0) {
-        sh.tokens.invalidate(); // a rotated token file may be the fix: read it again
-        sink.error(
-          new AuthFailedError(
-            `consul: the ACL token may not read "${service}" (results filtered by ACLs; needs service:read and node:read); keeping the last known endpoints`,
-          ),
-        );
-        return;
-      }
-      if (!warnedFiltered)
-        logger.warn(
-          { service },
-          'consul: some instances were filtered out by ACLs (X-Consul-Results-Filtered-By-ACLs); using the visible ones',
-        );
+    if (r.denied) return sink.error(r.denied);
+    if (r.filteredSome && !warnedFiltered) {
       warnedFiltered = true;
+      logger.warn(
+        { service },
+        'consul: some instances were filtered out by ACLs (X-Consul-Results-Filtered-By-ACLs); using the visible ones',
+      );
     }
-    const raws = r.body
-      .map((e) => entryToRaw(e, o['zone-key']))
-      .filter((x): x is { key: string; value: unknown } => x !== null);
-    const { endpoints, bad } = collectEndpoints(raws);
-    sink.update(endpoints, { revision: got.toString(), bad });
+    sink.update(r.endpoints, { revision: got.toString(), bad: r.bad });
   };
   const failed = (e: unknown): void => {
     const err = e as ConsulCallError;
@@ -493,6 +526,21 @@ function openConsul(o: ConsulOptions, ctx: ConsulRegistryContext): ConsulRegistr
     client,
     resolver,
     registrar: new ConsulRegistrar(sh),
+    watchAll: (sink) => {
+      const w = new ConsulRegistryWatch(
+        {
+          client,
+          o,
+          read: (service, signal) => readHealth(sh, service, 0n, signal),
+          blockingTimeout,
+          logger,
+          ctx: fullCtx,
+        },
+        sink,
+      );
+      w.start();
+      return () => w.stop();
+    },
     async listServices() {
       try {
         const r = await client.catalogServices({ dc: o.dc, timeoutMs: o.timeout });

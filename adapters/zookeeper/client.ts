@@ -10,7 +10,17 @@
  *     `state` (CM_CONNECTING / CM_CONNECTED) and `socket` to destroy a silent connection.
  *  3. The ConnectionManager state numbers CM_CLOSED / CM_CONNECTING / CM_CONNECTED.
  *  4. The watchdog's stall timer destroys `socket` to move a silent session to another server.
- * Two `as unknown as` remain, each commented: connectionManager() and Exception.create.
+ *  5. addWatch() (ZooKeeper >= 3.6 persistent recursive watches; the vendor has no call for it):
+ *     builds `jute.Request` from `node-zookeeper-client/lib/jute` (a deep require): a
+ *     `protocol.RequestHeader` whose own serialize() writes opcode 106 (addWatch) while its `type`
+ *     reads SET_WATCHES (101), so the vendor's reply switch in ConnectionManager.onSocketData takes
+ *     the body-less answer instead of dropping the socket; the payload is a
+ *     `protocol.CheckVersionRequest` (ustring path + int: the wire layout of ZooKeeper's
+ *     AddWatchRequest {path, mode}); sent with `connectionManager.queue(request, callback)`.
+ *  6. installEventTap(): wraps `connectionManager.watcherManager.emit(watcherEvent)` to see every
+ *     notification ({type, path}; a persistent watch's events match no one-shot watcher there)
+ *     and drops event types the vendor would throw on (PersistentWatchRemoved, 7).
+ * Three `as unknown as` remain, each commented: connectionManager(), Exception.create, and the jute module.
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -82,7 +92,21 @@ export function sessionHex(b: Buffer | undefined): string {
 interface VendorPacket {
   callback?: (e: unknown) => void;
 }
+interface VendorWatcherEvent {
+  type: number;
+  path: string;
+}
+interface VendorRecord {
+  [field: string]: unknown;
+  serialize(buffer: Buffer, offset: number): number;
+}
+interface VendorJute {
+  protocol: { RequestHeader: new () => VendorRecord; CheckVersionRequest: new () => VendorRecord };
+  Request: new (header: VendorRecord, payload: VendorRecord) => unknown;
+}
 interface VendorConnectionManager {
+  queue(request: unknown, callback: (err: unknown) => void): void;
+  watcherManager?: { emit(e: VendorWatcherEvent): void };
   state: number;
   connect(): void;
   onSocketClosed(...args: unknown[]): void;
@@ -97,6 +121,18 @@ interface VendorConnectionManager {
 function connectionManager(client: zookeeper.Client): Partial<VendorConnectionManager> | undefined {
   // Fence: connectionManager is private in the typings; this is the one cast for it.
   return (client as unknown as { connectionManager?: Partial<VendorConnectionManager> }).connectionManager;
+}
+
+/** ZooKeeper's addWatch opcode (3.6+), and the body-less opcode the vendor is told it is (fence item 5). */
+const OP_ADD_WATCH = 106;
+const OP_SET_WATCHES = 101;
+/** AddWatchMode.PERSISTENT_RECURSIVE. */
+export const PERSISTENT_RECURSIVE = 1;
+let juteModule: VendorJute | undefined;
+function jute(): VendorJute {
+  // Fence item 5: the vendor's jute module is internal (no typings); the one cast for it.
+  juteModule ??= require('node-zookeeper-client/lib/jute') as unknown as VendorJute;
+  return juteModule;
 }
 
 const CM_CLOSED = -2;
@@ -202,6 +238,7 @@ export class ZkSession extends EventEmitter {
       c.addAuthInfo('digest', Buffer.from(`${this.options.auth.username}:${this.options.auth.password}`));
     this.client = c;
     this.installWatchdog(c);
+    this.installEventTap(c);
     const current = () => gen === this.generation && !this.closed;
     c.on('connected', () => {
       if (!current()) return;
@@ -299,6 +336,45 @@ export class ZkSession extends EventEmitter {
   }
 
   /** Resolves when connected; rejects with REGISTRY_UNAVAILABLE after `timeoutMs`. */
+  /**
+   * Emits 'node-event' (type, path) for every watch notification of the current client: what a
+   * persistent watch delivers (fence item 6).
+   */
+  private installEventTap(c: zookeeper.Client): void {
+    const wm = connectionManager(c)?.watcherManager;
+    if (!wm || typeof wm.emit !== 'function') return;
+    const orig = wm.emit;
+    wm.emit = (e: VendorWatcherEvent) => {
+      if (this.client === c && !this.closed) this.emit('node-event', e.type, e.path);
+      // 1-4: created, deleted, data changed, children changed; the vendor throws on any other.
+      if (e.type >= 1 && e.type <= 4) orig.call(wm, e);
+    };
+  }
+
+  /**
+   * addWatch (ZooKeeper >= 3.6): a persistent watch on `path` (mode PERSISTENT_RECURSIVE: every
+   * node below it too) whose events arrive as 'node-event'. It lives as long as the connection:
+   * re-add it after each 'connected'. A server older than 3.6 answers UNIMPLEMENTED.
+   */
+  addWatch(path: string, mode = PERSISTENT_RECURSIVE): Promise<void> {
+    return this.run(`watching ${path} (addWatch)`, (c, cb) => {
+      const cm = connectionManager(c);
+      if (typeof cm?.queue !== 'function') throw new Error('node-zookeeper-client internals changed: no queue()');
+      const j = jute();
+      const header = new j.protocol.RequestHeader();
+      header.type = OP_SET_WATCHES;
+      header.serialize = function (this: VendorRecord, buf: Buffer, off: number) {
+        buf.writeInt32BE(this.xid as number, off);
+        buf.writeInt32BE(OP_ADD_WATCH, off + 4);
+        return 8;
+      };
+      const payload = new j.protocol.CheckVersionRequest();
+      payload.path = path;
+      payload.version = mode;
+      cm.queue(new j.Request(header, payload), (err) => cb(err));
+    });
+  }
+
   whenConnected(timeoutMs: number): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError(`${this.name} session`));
     this.start();

@@ -17,12 +17,15 @@ import {
   type BadEntry,
   type Capabilities,
   type CheckedSpec,
+  type Endpoint,
   type Logger,
   type SourceSink,
 } from '../../core';
 import { formatHost, parseHostList, readSecretFile, retry, retryLoop, Waker, type HostAddress } from '../../core/kit';
 import { ZkSession, digestId, sessionHex, toZkError, zkCode, type ZkAuth } from './client';
 import { decode, encode, type CuratorPayload, type Decoded, type ZkFormat } from './format';
+// watch-all.ts uses this module's helpers only inside its methods, so this cycle is safe.
+import { ZkRegistryWatch } from './watch-all';
 
 export { ZkSession } from './client';
 export type { CuratorPayload, ZkFormat } from './format';
@@ -143,6 +146,7 @@ export const zookeeperCapabilities: Capabilities = {
   zones: true,
   metadata: true,
   listServices: true,
+  registryWatch: true,
 };
 
 function validate(o: ZooKeeperOptions): void {
@@ -197,17 +201,56 @@ function aclsFor(
   };
 }
 
-const joinPath = (base: string, ...parts: string[]) => (base === '/' ? '' : base) + parts.map((p) => `/${p}`).join('');
+export const joinPath = (base: string, ...parts: string[]) =>
+  (base === '/' ? '' : base) + parts.map((p) => `/${p}`).join('');
 
 /** At most this many node reads in flight per service (keeps one reread of a huge parent bounded). */
-const READ_CONCURRENCY = 256;
+export const READ_CONCURRENCY = 256;
 
-interface NodeState {
+export interface NodeState {
   decoded: Decoded;
   mzxid: bigint;
 }
 
-const zxid = (b: Buffer | undefined): bigint => (b && b.length === 8 ? Buffer.from(b).readBigUInt64BE(0) : 0n);
+export const zxid = (b: Buffer | undefined): bigint => (b && b.length === 8 ? Buffer.from(b).readBigUInt64BE(0) : 0n);
+
+/** A service's set from its read nodes (per-service and registry-wide watches alike). */
+export function assembleNodes(
+  path: string,
+  nodes: ReadonlyMap<string, NodeState>,
+  pzxid: bigint,
+): { endpoints: Endpoint[]; bad: BadEntry[]; revision: string } {
+  const entries: { key: string; value: unknown }[] = [];
+  const bad: BadEntry[] = [];
+  let rev = pzxid;
+  for (const [name, st] of nodes) {
+    const key = joinPath(path, name);
+    if (st.mzxid > rev) rev = st.mzxid;
+    if (st.decoded.ok) entries.push({ key, value: st.decoded.value });
+    else bad.push({ key, reason: st.decoded.reason });
+  }
+  const c = collectEndpoints(entries);
+  return { endpoints: c.endpoints, bad: [...bad, ...c.bad], revision: rev.toString() };
+}
+
+/** One node read: decoded, or the reason it is bad; undefined when it is gone. */
+export async function readNode(
+  session: ZkSession,
+  format: ZkFormat,
+  path: string,
+  name: string,
+): Promise<NodeState | undefined> {
+  try {
+    const { data, stat } = await session.getData(joinPath(path, name));
+    return { decoded: decode(format, name, data), mzxid: zxid(stat?.mzxid) };
+  } catch (e) {
+    const code = zkCode(e);
+    if (code === ZK.NO_NODE) return undefined;
+    if (code === ZK.NO_AUTH)
+      return { decoded: { ok: false, reason: 'not readable with this identity (NO_AUTH)' }, mzxid: 0n };
+    throw e;
+  }
+}
 
 /**
  * One service's watch loop. ZooKeeper watches are one-shot: every read re-arms its watch, the list
@@ -400,17 +443,8 @@ export class ServiceWatch {
 
   private publish(): void {
     if (this.stopped) return;
-    const entries: { key: string; value: unknown }[] = [];
-    const bad: BadEntry[] = [];
-    let rev = this.pzxid;
-    for (const [name, st] of this.nodes) {
-      const key = joinPath(this.path, name);
-      if (st.mzxid > rev) rev = st.mzxid;
-      if (st.decoded.ok) entries.push({ key, value: st.decoded.value });
-      else bad.push({ key, reason: st.decoded.reason });
-    }
-    const c = collectEndpoints(entries);
-    this.sink.update(c.endpoints, { revision: rev.toString(), bad: [...bad, ...c.bad] });
+    const v = assembleNodes(this.path, this.nodes, this.pzxid);
+    this.sink.update(v.endpoints, { revision: v.revision, bad: v.bad });
   }
 }
 
@@ -716,6 +750,11 @@ function openZooKeeper(o: ZooKeeperOptions, ctx: Pick<AdapterContext, 'logger' |
     resolver,
     registrar,
     session,
+    watchAll: (sink) => {
+      const w = new ZkRegistryWatch(session, base, o.format, sink, logger, random);
+      w.start();
+      return () => w.stop();
+    },
     async listServices() {
       try {
         const { children } = await session.getChildren(base);
