@@ -18,9 +18,15 @@ async function collect(reader: TestReader): Promise<Map<string, MetricData>> {
 }
 
 describe('core: OpenTelemetry metrics', () => {
-  const reader = new TestReader();
-  const provider = new MeterProvider({ readers: [reader] });
-  before(() => metrics.setGlobalMeterProvider(provider));
+  // Made in before(), not when the file loads: Stryker runs this file many times in one process,
+  // and a reader shut down by a previous run would fail every later one (false kills).
+  let reader: TestReader;
+  let provider: MeterProvider;
+  before(() => {
+    reader = new TestReader();
+    provider = new MeterProvider({ readers: [reader] });
+    metrics.setGlobalMeterProvider(provider);
+  });
   after(async () => {
     metrics.disable();
     await provider.shutdown();
