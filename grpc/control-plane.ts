@@ -43,8 +43,8 @@ export interface FeedSource {
 /**
  * `catalog`: every service from discovery.catalog (one registry-wide stream when the adapter has
  * one); `service`: one resolver.watch() per asked service; `auto` (default): the catalog when the
- * adapter has a registry-wide watch (etcd, file, Kubernetes), else one watch per asked service
- * (the catalog of the others lists services every 5 s and watches each of them anyway).
+ * adapter has a registry-wide watch (etcd, file, Kubernetes, Consul, ZooKeeper), else one watch per
+ * asked service (the catalog of the others lists services every 5 s and watches each of them anyway).
  */
 export type FeedMode = 'auto' | 'catalog' | 'service';
 
