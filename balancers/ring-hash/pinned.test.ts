@@ -204,4 +204,26 @@ describe('ring_hash: pinned values', () => {
       assert.equal(picker.pick({ key: above }).endpoint, q, above);
     }
   });
+
+  it('points at adjacent positions (P and P + 1) are no tie: each keeps its place, whatever host:port orders first', () => {
+    // 10.8.69.32:9000 puts point 0 at 3469061584 and 10.8.14.117:9000 at 3469061585 (a search for
+    // neighbours). Listed second, the first lies one position below the second, closer than a
+    // position apart in the ring's encoding (span - 1), and has the larger host:port.
+    const a = ep('10.8.69.32', 9000);
+    const b = ep('10.8.14.117', 9000);
+    assert.equal(murmur3('10.8.69.32:9000_0'), 3469061584);
+    assert.equal(murmur3('10.8.14.117:9000_0'), 3469061585);
+    for (const order of [
+      [b, a],
+      [a, b],
+    ]) {
+      const picker = build(new RingHashBalancer({ minRingSize: 1 }), order);
+      assert.deepEqual(
+        Array.from(picker.ring, (v) => Math.floor(v / OWNER_SPAN)),
+        [3469061584, 3469061585],
+      );
+      assert.equal(picker.pick({ key: '10.8.69.32:9000_0' }).endpoint, a);
+      assert.equal(picker.pick({ key: '10.8.14.117:9000_0' }).endpoint, b);
+    }
+  });
 });
