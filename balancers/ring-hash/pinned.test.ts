@@ -129,6 +129,9 @@ describe('ring_hash: pinned values', () => {
     // Rebuilt with the duplicate first: the first occurrence (now index 0) owns the points.
     const again = build(new RingHashBalancer(), [dup, b, a]);
     assert.deepEqual(counts(again.ring, 3), [342, 342, 0]);
+    // The copy between the two: b (index 2) still gets its 342 points, the copy none.
+    const between = build(new RingHashBalancer(), [a, dup, b]);
+    assert.deepEqual(counts(between.ring, 3), [342, 0, 342]);
   });
 
   describe('a rebuild that merges into the previous ring equals the ring built from scratch', () => {
