@@ -77,6 +77,16 @@ function ensureRuntime(version) {
   return binDir(version);
 }
 
+/**
+ * What a failed line printed about its failures, so that the end of the output (all a CI log may
+ * keep) names them: mocha's "N failing" section, or else the last lines before the exit.
+ */
+function failures(out) {
+  const at = out.search(/^\s+\d+ failing\s*$/m);
+  const text = at >= 0 ? out.slice(at) : out.split('\n').slice(-40).join('\n');
+  return text.length > 6000 ? `${text.slice(0, 6000)}\n[... cut]` : text;
+}
+
 /** Runs npm test with `bin` first on PATH; echoes its output; resolves to its last summary line. */
 function runLine(label, bin, slow) {
   return new Promise((resolve) => {
@@ -91,18 +101,19 @@ function runLine(label, bin, slow) {
       env,
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    let tail = '';
+    let out = '';
     child.stdout.on('data', (b) => {
       process.stdout.write(b);
-      tail = (tail + b.toString('utf8')).slice(-4096);
+      out += b.toString('utf8');
+      if (out.length > 8 << 20) out = out.slice(-(4 << 20));
     });
     child.on('close', (code) => {
-      const all = [...tail.matchAll(/^(\d+) passed, (\d+) failed/gm)];
+      const all = [...out.matchAll(/^(\d+) passed, (\d+) failed/gm)];
       const m = all.at(-1);
       const passed = m ? Number(m[1]) : 0;
       // A run that exits non-zero with no failed test (a crash, a failed type check) counts as one failure.
       const failed = Math.max(m ? Number(m[2]) : 1, code === 0 ? 0 : 1);
-      resolve({ label, passed, failed, ok: failed === 0, secs: (Date.now() - started) / 1000 });
+      resolve({ label, passed, failed, ok: failed === 0, secs: (Date.now() - started) / 1000, why: failures(out) });
     });
   });
 }
@@ -122,6 +133,7 @@ async function main() {
   const newestLine = lines.reduce((a, b) => (cmpVersions(b.version, a.version) > 0 ? b : a));
   const results = [];
   for (const l of lines) results.push(await runLine(l.label, l.bin, l === newestLine ? undefined : 'skip'));
+  for (const r of results.filter((x) => !x.ok)) console.log(`\n=== failures on ${r.label} ===\n${r.why.trimEnd()}`);
   console.log('\n=== Node lines ===');
   for (const r of results)
     console.log(
