@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { MemberProcesses, type MemberControl } from './member-processes';
 import { freePort, spawnManaged, tempDir, waitFor } from './process';
-import { findZooKeeper, fourLetterWord, zooKeeperJavaArgs } from './zookeeper';
+import { findZooKeeper, fourLetterWord, writeZooCfg, zooKeeperJavaArgs } from './zookeeper';
 
 /**
  * A real ZooKeeper ensemble (QuorumPeerMain, N servers) on free loopback ports, for failover tests:
@@ -74,28 +74,21 @@ export async function startZooKeeperEnsemble(opts: StartZooKeeperEnsembleOptions
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(path.join(dataDir, 'myid'), `${i + 1}\n`);
     const cfg = path.join(s.dir, 'zoo.cfg');
-    writeFileSync(
-      cfg,
-      [
-        `tickTime=${tick}`,
+    writeZooCfg(cfg, {
+      tickTimeMs: tick,
+      dataDir,
+      clientPort: s.clientPort,
+      minSessionTimeoutMs: opts.minSessionTimeoutMs,
+      maxSessionTimeoutMs: opts.maxSessionTimeoutMs,
+      extra: [
         'initLimit=20',
         'syncLimit=5',
-        `dataDir=${dataDir}`,
-        `clientPort=${s.clientPort}`,
-        'clientPortAddress=127.0.0.1',
-        `minSessionTimeout=${opts.minSessionTimeoutMs ?? tick * 2}`,
-        `maxSessionTimeout=${opts.maxSessionTimeoutMs ?? 60_000}`,
-        '4lw.commands.whitelist=*',
-        'admin.enableServer=false',
-        'maxClientCnxns=0',
-        'forceSync=no',
         // Listen on the configured loopback address only (the default binds quorum ports on all).
         'quorumListenOnAllIPs=false',
         ...serverLines,
         ...(opts.extraConfig ?? []),
-        '',
-      ].join('\n'),
-    );
+      ],
+    });
     return cfg;
   });
 

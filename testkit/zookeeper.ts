@@ -148,6 +148,44 @@ async function joinAndClose(
   }
 }
 
+/** What a test zoo.cfg says; writeZooCfg() adds the settings every test server shares. */
+export interface ZooCfg {
+  tickTimeMs: number;
+  dataDir: string;
+  /** Served on 127.0.0.1 only. */
+  clientPort: number;
+  /** Bounds of the session timeouts the server grants (defaults: 2 ticks and 60 s). */
+  minSessionTimeoutMs?: number;
+  maxSessionTimeoutMs?: number;
+  /** Further `key=value` lines (an ensemble's quorum settings, a test's extraConfig). */
+  extra?: string[];
+}
+
+/**
+ * Writes the zoo.cfg of a test ZooKeeper (standalone or ensemble member): loopback client port,
+ * every 4lw allowed, no AdminServer, no connection cap, and no fsync (a test server: 2 shared cores
+ * are not spent waiting on disk).
+ */
+export function writeZooCfg(file: string, c: ZooCfg): void {
+  writeFileSync(
+    file,
+    [
+      `tickTime=${c.tickTimeMs}`,
+      `dataDir=${c.dataDir}`,
+      `clientPort=${c.clientPort}`,
+      'clientPortAddress=127.0.0.1',
+      `minSessionTimeout=${c.minSessionTimeoutMs ?? c.tickTimeMs * 2}`,
+      `maxSessionTimeout=${c.maxSessionTimeoutMs ?? 60_000}`,
+      '4lw.commands.whitelist=*',
+      'admin.enableServer=false',
+      'maxClientCnxns=0',
+      'forceSync=no',
+      ...(c.extra ?? []),
+      '',
+    ].join('\n'),
+  );
+}
+
 /** The JVM command line of a test ZooKeeper (small heap, fast start, no AdminServer, every 4lw allowed). */
 export function zooKeeperJavaArgs(
   install: ZooKeeperInstall,
@@ -180,24 +218,14 @@ export async function startZooKeeper(opts: StartZooKeeperOptions = {}): Promise<
   const port = await freePort();
   const tick = opts.tickTimeMs ?? 100;
   const cfgFile = path.join(tmp.dir, 'zoo.cfg');
-  writeFileSync(
-    cfgFile,
-    [
-      `tickTime=${tick}`,
-      `dataDir=${dataDir}`,
-      `clientPort=${port}`,
-      'clientPortAddress=127.0.0.1',
-      `minSessionTimeout=${opts.minSessionTimeoutMs ?? tick * 2}`,
-      `maxSessionTimeout=${opts.maxSessionTimeoutMs ?? 60_000}`,
-      '4lw.commands.whitelist=*',
-      'admin.enableServer=false',
-      'maxClientCnxns=0',
-      // A standalone test server: skip fsync so 2 shared cores are not spent waiting on disk.
-      'forceSync=no',
-      ...(opts.extraConfig ?? []),
-      '',
-    ].join('\n'),
-  );
+  writeZooCfg(cfgFile, {
+    tickTimeMs: tick,
+    dataDir,
+    clientPort: port,
+    minSessionTimeoutMs: opts.minSessionTimeoutMs,
+    maxSessionTimeoutMs: opts.maxSessionTimeoutMs,
+    extra: opts.extraConfig,
+  });
   const args = zooKeeperJavaArgs(
     install,
     cfgFile,

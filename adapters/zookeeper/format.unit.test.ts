@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { checkInstanceSpec } from '../../core/endpoint';
 import { decode, decodeCurator, decodeWayfinder, encode, encodeCurator, encodeWayfinder, type Decoded } from './format';
+import { assembleNodes, type NodeState } from './index';
 
 // ZooKeeper node layouts, document by document: what is written (wayfinder JSON, Curator's
 // ServiceInstance as Jackson writes it) and what each node's data decodes to, or why it is refused.
@@ -150,5 +151,99 @@ describe('ZooKeeper node formats (exact documents)', () => {
       ok: true,
       value: { id: 'i1', host: '127.0.0.1', port: 8080, metadata: { a: 'b' }, weight: 5, zone: 'z' },
     });
+  });
+});
+
+// Spring Cloud Zookeeper registers a Curator ServiceInstance whose payload is its ZookeeperInstance
+// (fields id, name, metadata: Map<String, String>), typed by Jackson's "@class".
+describe('ZooKeeper curator-payload=spring-cloud (Spring Cloud Zookeeper ZookeeperInstance)', () => {
+  const SPRING = 'org.springframework.cloud.zookeeper.discovery.ZookeeperInstance';
+
+  it('encodes the exact ServiceInstance<ZookeeperInstance> document; weight and zone as metadata strings', () => {
+    const s = spec({ weight: 2, zone: 'eu-1', metadata: { version: 'v2', lane: 'blue' } });
+    assert.equal(
+      encodeCurator(s, 1700, 'spring-cloud').toString(),
+      '{"name":"api","id":"i1","address":"127.0.0.1","port":8080,"sslPort":null,' +
+        `"payload":{"@class":"${SPRING}","id":"i1","name":"api",` +
+        '"metadata":{"version":"v2","lane":"blue","weight":"2","zone":"eu-1"}},' +
+        '"registrationTimeUTC":1700,"serviceType":"DYNAMIC","uriSpec":null,"enabled":true}',
+    );
+    // The default weight (1) and no zone are not written; the spec's metadata is not changed.
+    const plain = spec({ metadata: { a: 'b' } });
+    assert.deepEqual(JSON.parse(encode('curator', plain, 5, 'spring-cloud').toString()).payload, {
+      '@class': SPRING,
+      id: 'i1',
+      name: 'api',
+      metadata: { a: 'b' },
+    });
+    assert.deepEqual(plain.metadata, { a: 'b' });
+  });
+
+  it('decodes its own document back: endpoint from the instance, metadata from the ZookeeperInstance', () => {
+    const s = spec({ weight: 2, zone: 'eu-1', metadata: { version: 'v2' } });
+    assert.deepEqual(decode('curator', 'node', encode('curator', s, 1700, 'spring-cloud')), {
+      ok: true,
+      // weight and zone travel in Spring's metadata (it has no field for them) and are read back as metadata.
+      value: { id: 'i1', host: '127.0.0.1', port: 8080, metadata: { version: 'v2', weight: '2', zone: 'eu-1' } },
+    });
+  });
+
+  it('decodes a document as a Spring Cloud service writes it (uriSpec parts, payload id not the instance id)', () => {
+    const doc = {
+      name: 'orders',
+      id: '5c3e0a4e-9e8f-4b52-9d4d-1f0e6b2a7c10',
+      address: '127.0.0.1',
+      port: 8081,
+      sslPort: null,
+      payload: {
+        '@class': SPRING,
+        id: 'orders-1',
+        name: 'orders',
+        metadata: { instance_status: 'UP', zone: 'eu-1' },
+      },
+      registrationTimeUTC: 1700000000000,
+      serviceType: 'DYNAMIC',
+      uriSpec: {
+        parts: [
+          { value: 'scheme', variable: true },
+          { value: '://', variable: false },
+          { value: 'address', variable: true },
+          { value: ':', variable: false },
+          { value: 'port', variable: true },
+        ],
+      },
+    };
+    assert.deepEqual(decodeCurator('5c3e0a4e-9e8f-4b52-9d4d-1f0e6b2a7c10', buf(doc)), {
+      ok: true,
+      value: {
+        id: '5c3e0a4e-9e8f-4b52-9d4d-1f0e6b2a7c10',
+        host: '127.0.0.1',
+        port: 8081,
+        metadata: { instance_status: 'UP', zone: 'eu-1' },
+      },
+    });
+  });
+
+  it('a malformed Spring Cloud node is skipped and reported with its path; the others are served', () => {
+    const good = encode('curator', spec({ metadata: { version: 'v2' } }), 1700, 'spring-cloud');
+    const noPort = JSON.parse(encode('curator', spec({ id: 'i3', port: 8083 }), 1700, 'spring-cloud').toString());
+    noPort.port = null;
+    const nodes = new Map<string, NodeState>([
+      ['i1', { decoded: decode('curator', 'i1', good), mzxid: 7n }],
+      ['i2', { decoded: decode('curator', 'i2', good.subarray(0, good.length - 20)), mzxid: 8n }],
+      ['i3', { decoded: decode('curator', 'i3', buf(noPort)), mzxid: 9n }],
+    ]);
+    const v = assembleNodes('/services/api', nodes, 5n);
+    assert.deepEqual(
+      v.endpoints.map((e) => [e.id, e.host, e.port, e.metadata]),
+      [['i1', '127.0.0.1', 8080, { version: 'v2' }]],
+    );
+    assert.deepEqual(
+      v.bad.map((b) => b.key),
+      ['/services/api/i2', '/services/api/i3'],
+    );
+    assert.match(v.bad[0].reason, /^not valid JSON \(.+\)$/);
+    assert.equal(v.bad[1].reason, 'Curator ServiceInstance: "port" (or "sslPort") must be an integer in 1..65535');
+    assert.equal(v.revision, '9');
   });
 });

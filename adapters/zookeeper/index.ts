@@ -20,10 +20,12 @@ import {
   type Endpoint,
   type Logger,
   type SourceSink,
+  type WayfinderError,
 } from '../../core';
-import { formatHost, parseHostList, readSecretFile, retry, retryLoop, Waker, type HostAddress } from '../../core/kit';
+import { formatHost, parseHostList, readSecretFile, retry, type HostAddress } from '../../core/kit';
 import { ZkSession, digestId, sessionHex, toZkError, zkCode, type ZkAuth } from './client';
 import { decode, encode, type CuratorPayload, type Decoded, type ZkFormat } from './format';
+import { ZkPassLoop } from './pass-loop';
 // watch-all.ts uses this module's helpers only inside its methods, so this cycle is safe.
 import { ZkRegistryWatch } from './watch-all';
 
@@ -256,32 +258,33 @@ export async function readNode(
  * One service's watch loop. ZooKeeper watches are one-shot: every read re-arms its watch, the list
  * is re-read after each child event and everything is re-read after every reconnect (so a change
  * made while disconnected is never missed), and a new session (after expiry) re-arms from scratch.
- * Reads are serialised by `loop()`: events only mark work as dirty and kick the loop. What is kept
+ * Reads are serialised by the ZkPassLoop base: events only mark work as dirty and kick it. What is kept
  * per child (its state, its watcher) goes with the child, so churn does not grow it.
  * @internal exported for the bookkeeping test only
  */
-export class ServiceWatch {
+export class ServiceWatch extends ZkPassLoop {
   private readonly nodes = new Map<string, NodeState>();
   private readonly dataWatchers = new Map<string, (e: zookeeper.Event) => void>();
   private dirtyList = true;
   private rereadAll = true;
   private readonly dirtyData = new Set<string>();
-  /** The last round ended with nothing dirty (waiting for work, not in backoff). */
-  private idle = false;
-  private stopped = false;
   private pzxid = 0n;
-  private readonly stopCtl = new AbortController();
-  private readonly waker = new Waker();
   private readonly path: string;
 
   constructor(
-    private readonly session: ZkSession,
+    session: ZkSession,
     base: string,
-    private readonly service: string,
+    service: string,
     private readonly format: ZkFormat,
     private readonly sink: SourceSink,
-    private readonly random: () => number,
+    random: () => number,
   ) {
+    super(session, {
+      random,
+      report: (e) => sink.error(e),
+      disconnected: `zk: lost the connection to ZooKeeper; keeping the last known endpoints of "${service}"`,
+      expired: `zk: the ZooKeeper session expired; re-watching "${service}" on a new session`,
+    });
     this.path = joinPath(base, service);
   }
 
@@ -303,23 +306,15 @@ export class ServiceWatch {
     }
     return w;
   }
-  private readonly onConnected = () => {
+
+  protected invalidate(): void {
     this.dirtyList = true;
     this.rereadAll = true;
-    this.kick();
-  };
-  private readonly onDisconnected = () => {
-    this.sink.error(
-      new RegistryUnavailableError(
-        `zk: lost the connection to ZooKeeper; keeping the last known endpoints of "${this.service}"`,
-      ),
-    );
-  };
-  private readonly onExpired = () => {
-    this.sink.error(
-      new RegistryUnavailableError(`zk: the ZooKeeper session expired; re-watching "${this.service}" on a new session`),
-    );
-  };
+  }
+
+  protected failure(err: unknown): WayfinderError {
+    return toZkError(err, `watching ${this.path}`);
+  }
 
   /** @internal What is kept per child node (for the bookkeeping test). */
   tracked(): { nodes: number; dataWatchers: number } {
@@ -332,59 +327,11 @@ export class ServiceWatch {
     this.dataWatchers.delete(name);
   }
 
-  start(): void {
-    this.session.on('connected', this.onConnected);
-    this.session.on('disconnected', this.onDisconnected);
-    this.session.on('expired', this.onExpired);
-    this.session.start();
-    void this.loop();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.stopCtl.abort();
-    this.session.off('connected', this.onConnected);
-    this.session.off('disconnected', this.onDisconnected);
-    this.session.off('expired', this.onExpired);
-  }
-
-  /** Something changed (a watch fired, a reconnect): a loop waiting for work or in backoff runs now. */
-  private kick(): void {
-    if (!this.stopped) this.waker.wake();
-  }
-
-  private get dirty(): boolean {
+  protected get dirty(): boolean {
     return this.dirtyList || this.dirtyData.size > 0;
   }
 
-  /**
-   * Runs passes while anything is dirty, then waits for a kick. After a failure, retries with backoff
-   * while connected; disconnected, waits for 'connected' to kick it; a closed session waits for stop.
-   */
-  private loop(): Promise<void> {
-    return retryLoop({
-      signal: this.stopCtl.signal,
-      backoff: { baseMs: 100, maxMs: 5000, random: this.random },
-      run: async () => {
-        this.idle = false;
-        while (!this.stopped && this.dirty) await this.pass();
-        this.idle = true;
-        return Infinity;
-      },
-      onError: (err, next) => {
-        if (this.stopped || err instanceof ClosedError || this.session.isClosed) return Infinity;
-        this.dirtyList = true;
-        this.rereadAll = true;
-        this.sink.error(toZkError(err, `watching ${this.path}`));
-        // Disconnected: 'connected' kicks us. Connected (an op timed out, or an ACL refused): retry.
-        return this.session.isConnected ? next() : Infinity;
-      },
-      // Waiting for work: a kick that landed after the last dirty check is not lost.
-      sleep: (ms, signal) => (this.idle && this.dirty ? Promise.resolve() : this.waker.sleep(ms, signal)),
-    }).catch((err) => this.sink.error(toZkError(err, `watching ${this.path}`)));
-  }
-
-  private async pass(): Promise<void> {
+  protected async pass(): Promise<void> {
     if (this.dirtyList) {
       this.dirtyList = false;
       let children: string[];

@@ -1,16 +1,16 @@
 import * as zookeeper from 'node-zookeeper-client';
 import {
-  ClosedError,
   RegistryUnavailableError,
   type BadEntry,
   type Endpoint,
   type Logger,
   type RegistrySink,
+  type WayfinderError,
 } from '../../core';
-import { retryLoop, Waker } from '../../core/kit';
 import { toZkError, zkCode, type ZkSession } from './client';
 import type { ZkFormat } from './format';
 import { assembleNodes, joinPath, READ_CONCURRENCY, readNode, zxid, type NodeState } from './index';
+import { ZkPassLoop } from './pass-loop';
 
 const ZK = zookeeper.Exception;
 /** Services read at once during a full read (each reads its nodes READ_CONCURRENCY at a time at most). */
@@ -30,25 +30,27 @@ interface ServiceState {
  * everything is re-read (what changed while disconnected is never missed) and reset.
  * The watch is added before the reads it covers, so no change falls between read and watch.
  */
-export class ZkRegistryWatch {
+export class ZkRegistryWatch extends ZkPassLoop {
   private readonly services = new Map<string, ServiceState>();
   private readonly dirtyServices = new Set<string>();
   private readonly dirtyNodes = new Map<string, Set<string>>();
   private rereadAll = true;
-  private idle = false;
-  private stopped = false;
-  private readonly stopCtl = new AbortController();
-  private readonly waker = new Waker();
   private readonly prefix: string;
 
   constructor(
-    private readonly session: ZkSession,
+    session: ZkSession,
     private readonly base: string,
     private readonly format: ZkFormat,
     private readonly out: RegistrySink,
     private readonly logger: Logger,
-    private readonly random: () => number,
+    random: () => number,
   ) {
+    super(session, {
+      random,
+      report: (e) => out.error(e),
+      disconnected: 'zk: lost the connection to ZooKeeper; keeping the last known sets',
+      expired: 'zk: the ZooKeeper session expired; re-watching on a new session',
+    });
     this.prefix = joinPath(base) + '/';
   }
 
@@ -70,64 +72,38 @@ export class ZkRegistryWatch {
     } else return; // deeper nodes are no instances
     this.kick();
   };
-  private readonly onConnected = () => {
-    this.rereadAll = true;
-    this.kick();
-  };
-  private readonly onDisconnected = () =>
-    this.out.error(new RegistryUnavailableError('zk: lost the connection to ZooKeeper; keeping the last known sets'));
-  private readonly onExpired = () =>
-    this.out.error(new RegistryUnavailableError('zk: the ZooKeeper session expired; re-watching on a new session'));
 
-  start(): void {
+  override start(): void {
     this.session.on('node-event', this.onEvent);
-    this.session.on('connected', this.onConnected);
-    this.session.on('disconnected', this.onDisconnected);
-    this.session.on('expired', this.onExpired);
-    this.session.start();
-    void retryLoop({
-      signal: this.stopCtl.signal,
-      backoff: { baseMs: 100, maxMs: 5000, random: this.random },
-      run: async () => {
-        this.idle = false;
-        while (!this.stopped && this.dirty) await this.pass();
-        this.idle = true;
-        return Infinity;
-      },
-      onError: (err, next) => {
-        if (this.stopped || err instanceof ClosedError || this.session.isClosed) return Infinity;
-        this.rereadAll = true;
-        const e =
-          zkCode(err) === ZK.UNIMPLEMENTED
-            ? new RegistryUnavailableError(
-                `zk: the server refused addWatch (ZooKeeper older than 3.6); use watch=service for this registry`,
-              )
-            : toZkError(err, `watching ${this.base}`);
-        this.out.error(e);
-        return this.session.isConnected ? next() : Infinity;
-      },
-      sleep: (ms, signal) => (this.idle && this.dirty ? Promise.resolve() : this.waker.sleep(ms, signal)),
-    }).catch((err) => this.logger.error({ err: (err as Error).message }, 'zk: registry-wide watch loop crashed'));
+    super.start();
   }
 
-  stop(): void {
-    this.stopped = true;
-    this.stopCtl.abort();
+  override stop(): void {
+    super.stop();
     this.session.off('node-event', this.onEvent);
-    this.session.off('connected', this.onConnected);
-    this.session.off('disconnected', this.onDisconnected);
-    this.session.off('expired', this.onExpired);
   }
 
-  private kick(): void {
-    if (!this.stopped) this.waker.wake();
+  protected invalidate(): void {
+    this.rereadAll = true;
   }
 
-  private get dirty(): boolean {
+  protected failure(err: unknown): WayfinderError {
+    return zkCode(err) === ZK.UNIMPLEMENTED
+      ? new RegistryUnavailableError(
+          `zk: the server refused addWatch (ZooKeeper older than 3.6); use watch=service for this registry`,
+        )
+      : toZkError(err, `watching ${this.base}`);
+  }
+
+  protected override crashed(err: unknown): void {
+    this.logger.error({ err: (err as Error).message }, 'zk: registry-wide watch loop crashed');
+  }
+
+  protected get dirty(): boolean {
     return this.rereadAll || this.dirtyServices.size > 0 || this.dirtyNodes.size > 0;
   }
 
-  private async pass(): Promise<void> {
+  protected async pass(): Promise<void> {
     if (this.rereadAll) {
       this.dirtyServices.clear();
       this.dirtyNodes.clear();
