@@ -20,6 +20,7 @@ import {
   type Watch,
 } from '../../index';
 import { waitFor, withTimeout } from '../../testkit';
+import { ports, WatchedServices } from './support';
 
 /** The file registry's document, written atomically (rename) as another process would. */
 class RegistryFile {
@@ -40,12 +41,6 @@ class RegistryFile {
     renameSync(tmp, this.file);
   }
 }
-
-const ports = (s: Snapshot) =>
-  s.endpoints
-    .map((e) => e.port)
-    .sort((a, b) => a - b)
-    .join(',');
 
 describe('catalog and registry-wide watching (core/catalog.ts, file registry)', function () {
   this.timeout(30_000);
@@ -133,15 +128,8 @@ describe('catalog and registry-wide watching (core/catalog.ts, file registry)', 
     d = await Discovery.fromConfig(`file://${reg.file}`); // watch=auto (the default)
     const resolver = d.resolver as WatchResolver;
     assert.ok(resolver instanceof WatchResolver);
-    const seen = new Map<string, string[]>();
-    const watches = new Map<string, Watch>();
-    const watch = (s: string) => {
-      seen.set(s, []);
-      watches.set(
-        s,
-        resolver.watch(s, (snap) => seen.get(s)!.push(ports(snap))),
-      );
-    };
+    const ws = new WatchedServices(resolver);
+    const { seen } = ws;
     const expected = new Map<string, string[]>();
     for (let i = 0; i < N; i++) expected.set(`s${i}`, [String(10_000 + i)]);
     // The watched services that change: every write changes one, and waits until it is seen.
@@ -156,14 +144,14 @@ describe('catalog and registry-wide watching (core/catalog.ts, file registry)', 
       expected.get(s)!.push(want);
       await waitFor(`${s} = ${want}`, () => seen.get(s)!.at(-1) === want, { timeoutMs: 5000, intervalMs: 2 });
     };
-    for (const s of live) watch(s);
+    for (const s of live) ws.watch(s);
     await waitFor('first snapshots', () => live.every((s) => seen.get(s)!.length === 1));
     for (let k = 0; k < 5; k++) await change();
     assert.equal(resolver.watchSource, 'service');
 
     // Cross the threshold while changes keep coming: the resolver moves onto the registry stream.
     for (let i = live.length; i < N; i++) {
-      watch(`s${i}`);
+      ws.watch(`s${i}`);
       if (i % 8 === 0) await change();
     }
     assert.equal(resolver.watchSource, 'registry');
@@ -175,9 +163,7 @@ describe('catalog and registry-wide watching (core/catalog.ts, file registry)', 
 
     // Drop below half the threshold: back to one watch per service, still under changes.
     for (let i = N - 1; i >= live.length; i--) {
-      watches.get(`s${i}`)!.close();
-      watches.delete(`s${i}`);
-      seen.delete(`s${i}`);
+      ws.unwatch(`s${i}`);
       if (i % 8 === 0) await change();
     }
     assert.equal(resolver.watchSource, 'service');
@@ -185,7 +171,7 @@ describe('catalog and registry-wide watching (core/catalog.ts, file registry)', 
     await waitFor('every entry on its own watch', () => d!.status().services.every((s) => s.source === 'service'));
     for (let k = 0; k < 5; k++) await change();
     for (const s of live) assert.deepEqual(seen.get(s), expected.get(s), `${s}: every set exactly once, in order`);
-    for (const w of watches.values()) w.close();
+    ws.close();
   });
 
   it('watch=registry serves resolver.watch() from the registry stream from the first watch; watch=service never does', async () => {
@@ -262,18 +248,14 @@ describe('catalog and registry-wide watching (core/catalog.ts, file registry)', 
     const ep = (...ps: number[]) => ps.map((port) => ({ id: `h:${port}`, host: 'h', port, metadata: {} }));
     d = await Discovery.fromConfig('scripted://');
     const resolver = d.resolver as WatchResolver;
-    const seen = new Map<string, string[]>();
-    const ws: Watch[] = [];
-    for (let i = 0; i <= REGISTRY_WATCH_THRESHOLD; i++) {
-      const s = `s${i}`;
-      seen.set(s, []);
-      ws.push(resolver.watch(s, (snap) => seen.get(s)!.push(ports(snap))));
-    }
+    const ws = new WatchedServices(resolver);
+    const { seen } = ws;
+    for (let i = 0; i <= REGISTRY_WATCH_THRESHOLD; i++) ws.watch(`s${i}`);
     for (let i = 0; i <= REGISTRY_WATCH_THRESHOLD; i++) perService.get(`s${i}`)!.update(ep(1));
     await waitFor('first snapshots', () => [...seen.values()].every((v) => v.length === 1));
     // s0's own watch is ahead (2), the registry stream is behind (1): no switch, nothing delivered.
     perService.get('s0')!.update(ep(1, 2));
-    ws.push(resolver.watch('extra', () => {})); // crosses the threshold
+    ws.watch('extra'); // crosses the threshold
     assert.equal(resolver.watchSource, 'registry');
     const view = new Map<string, ReturnType<typeof ep>>();
     for (let i = 0; i <= REGISTRY_WATCH_THRESHOLD; i++) view.set(`s${i}`, ep(1));
@@ -290,7 +272,7 @@ describe('catalog and registry-wide watching (core/catalog.ts, file registry)', 
     await waitFor('s0 from the stream', () => seen.get('s0')!.length === 3);
     assert.deepEqual(seen.get('s0'), ['1', '1,2', '1,2,3']);
     assert.ok(serviceStops >= REGISTRY_WATCH_THRESHOLD + 1);
-    for (const w of ws) w.close();
+    ws.close();
   });
 
   describe('registry errors reach catalog watchers (onError / onRecover)', () => {

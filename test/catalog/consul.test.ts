@@ -1,25 +1,16 @@
 import { strict as assert } from 'node:assert';
 import { createConsulRegistry } from '../../adapters/consul';
-import {
-  Discovery,
-  FeedCatalog,
-  REGISTRY_WATCH_THRESHOLD,
-  RegistryFeed,
-  type CatalogChange,
-  type Endpoint,
-  type Snapshot,
-  type Watch,
-  type WatchResolver,
-} from '../../index';
+import { Discovery } from '../../index';
 import { startFakeConsul, waitFor, type FakeConsul } from '../../testkit';
-
-const ports = (s: Snapshot | undefined) =>
-  (s?.endpoints ?? [])
-    .map((e) => e.port)
-    .sort((a, b) => a - b)
-    .join(',');
-/** Everything a snapshot says about its endpoints, order-free, for comparing two paths. */
-const content = (eps: Endpoint[]) => JSON.stringify([...eps].sort((a, b) => (a.id < b.id ? -1 : 1)));
+import {
+  assertSameAsPerService,
+  assertSwitchUnderLiveWrites,
+  closeAfterEach,
+  feedCatalog,
+  fold,
+  ports,
+  recordCatalog,
+} from './support';
 
 async function put(c: FakeConsul, path: string, body?: unknown): Promise<void> {
   const send = () =>
@@ -40,35 +31,23 @@ const register = (c: FakeConsul, name: string, id: string, port: number, extra: 
   });
 const deregister = (c: FakeConsul, id: string) => put(c, `/v1/agent/service/deregister/${id}`);
 
-/** The catalog's current view, folded from its changes. */
-function fold(got: CatalogChange[]): Map<string, Snapshot> {
-  const m = new Map<string, Snapshot>();
-  for (const c of got)
-    if (c.initial) for (const [k, s] of c.snapshots) m.set(k, s);
-    else m.set(c.snapshot.service, c.snapshot);
-  return m;
-}
-
 describe('consul registry-wide watch (catalog/services + health/state blocking) and the catalog', function () {
   this.timeout(60_000);
   let consul: FakeConsul;
-  const toClose: { close(): unknown }[] = [];
+  const track = closeAfterEach();
 
   beforeEach(async () => {
     consul = await startFakeConsul();
   });
   afterEach(async () => {
-    for (const c of toClose.splice(0).reverse()) await c.close();
     await consul.close();
   });
 
   it('gives the complete first view, then each change as the per-service path sees it, on bounded requests', async () => {
     for (let i = 0; i < 40; i++)
       for (let j = 1; j <= 3; j++) await register(consul, `svc-${i}`, `svc-${i}-${j}`, 1000 * j + i);
-    const d = await Discovery.fromConfig(`consul://${consul.address}?wait=2s&watch=registry`);
-    toClose.push(d);
-    const got: CatalogChange[] = [];
-    toClose.push(d.catalog.watch((c) => got.push(c)));
+    const d = track(await Discovery.fromConfig(`consul://${consul.address}?wait=2s&watch=registry`));
+    const got = recordCatalog(d.catalog, track);
     await waitFor('first view', () => got.length >= 1);
     assert.ok(got[0].initial);
     assert.equal(got[0].snapshots.size, 41); // 40 + the agent's own "consul" service
@@ -112,87 +91,28 @@ describe('consul registry-wide watch (catalog/services + health/state blocking) 
     });
 
     // The same registry through per-service watches gives the same snapshots.
-    const d2 = await Discovery.fromConfig(`consul://${consul.address}?wait=2s&watch=service`);
-    toClose.push(d2);
-    const per = new Map<string, Snapshot>();
+    const d2 = track(await Discovery.fromConfig(`consul://${consul.address}?wait=2s&watch=service`));
     const view = fold(got);
-    for (const name of view.keys()) toClose.push(d2.resolver.watch(name, (s) => per.set(name, s)));
-    await waitFor('per-service first snapshots', () => per.size === view.size);
-    for (const [name, s] of view) assert.equal(content(per.get(name)!.endpoints), content(s.endpoints), name);
+    await assertSameAsPerService(view, d2.resolver, track);
     assert.equal(view.get('svc-9')!.endpoints.find((e) => e.port === 7009)?.metadata.v, '7009');
   });
 
   it('switches per-service <-> registry-wide while services change: no set repeated, none out of order, the last one seen', async () => {
-    const N = REGISTRY_WATCH_THRESHOLD + 8;
-    for (let i = 0; i < N; i++) await register(consul, `s${i}`, `s${i}-a`, 10_000 + i);
-    const d = await Discovery.fromConfig(`consul://${consul.address}?wait=5s&rate=50&burst=50`);
-    toClose.push(d);
-    const resolver = d.resolver as WatchResolver;
-    const seen = new Map<string, string[]>();
-    const watches = new Map<string, Watch>();
-    const watch = (s: string) => {
-      seen.set(s, []);
-      watches.set(
-        s,
-        resolver.watch(s, (snap) => seen.get(s)!.push(ports(snap))),
-      );
-    };
-    const live = ['s0', 's1', 's2', 's3'];
-    for (const s of live) watch(s);
-    const want = new Map(live.map((s, i) => [s, [10_000 + i]]));
-    let writing = true;
-    let n = 0;
-    const writer = (async () => {
-      while (writing) {
-        const s = live[n % live.length];
-        await register(consul, s, `${s}-w${n}`, 20_000 + n);
-        want.get(s)!.push(20_000 + n);
-        n++;
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    })();
-    const sources: string[] = [];
-    for (let round = 0; round < 2; round++) {
-      for (let i = live.length; i < N; i++) {
-        watch(`s${i}`);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-      sources.push(resolver.watchSource);
-      await waitFor('all on the stream', () => d.status().services.every((s) => s.source === 'registry'));
-      for (let i = N - 1; i >= live.length; i--) {
-        watches.get(`s${i}`)!.close();
-        watches.delete(`s${i}`);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-      sources.push(resolver.watchSource);
-      await waitFor('all on their own watches', () => d.status().services.every((s) => s.source === 'service'));
-    }
-    writing = false;
-    await writer;
-    assert.deepEqual(sources, ['registry', 'service', 'registry', 'service']);
-    assert.ok(n > 20, `the writer made ${n} changes`);
-    for (const s of live) {
-      const final = want
-        .get(s)!
-        .sort((a, b) => a - b)
-        .join(',');
-      await waitFor(`${s} final set`, () => seen.get(s)!.at(-1) === final);
-      const sizes = seen.get(s)!.map((x) => x.split(',').length);
-      for (let k = 1; k < sizes.length; k++)
-        assert.ok(sizes[k] > sizes[k - 1], `${s}: set ${k} (${sizes[k]}) after ${sizes[k - 1]}: repeated or older`);
-    }
-    for (const w of watches.values()) w.close();
+    await assertSwitchUnderLiveWrites(
+      {
+        put: (s, key, port) => register(consul, s, `${s}-${key}`, port),
+        open: () => Discovery.fromConfig(`consul://${consul.address}?wait=5s&rate=50&burst=50`),
+        writePauseMs: 5,
+      },
+      track,
+    );
   });
 
   it('keeps the last good set through an agent outage, and resyncs after a restart that lost its state', async () => {
     await register(consul, 'a', 'a-1', 1);
     await register(consul, 'b', 'b-1', 2);
     const r = createConsulRegistry({ hosts: [consul.address], wait: '2s', timeout: '1s' });
-    toClose.push({ close: () => r.close?.() });
-    const feed = new RegistryFeed('consul', r.watchAll!);
-    toClose.push(feed);
-    const got: CatalogChange[] = [];
-    toClose.push(new FeedCatalog(feed).watch((c) => got.push(c)));
+    const { feed, got } = feedCatalog('consul', r, track);
     await waitFor('first view', () => ports(fold(got).get('a')) === '1' && ports(fold(got).get('b')) === '2');
 
     await consul.stop();

@@ -1,8 +1,10 @@
 import { strict as assert } from 'node:assert';
 import { Discovery, type WatchResolver, type CatalogChange, type Snapshot, type Watch } from '../../index';
 import { startFakeKubeApi, waitFor, type FakeKubeApi } from '../../testkit';
+import { WatchedServices } from './support';
 
-const ports = (s: Snapshot) =>
+/** Pod addresses differ, the port is the same: a set as host:port, sorted. */
+const addresses = (s: Snapshot) =>
   s.endpoints
     .map((e) => `${e.host}:${e.port}`)
     .sort()
@@ -28,13 +30,10 @@ describe('Kubernetes registry-wide watch (one EndpointSlice watch per namespace)
     for (let i = 0; i < 40; i++) fake.setEndpoints('default', `svc-${i}`, [ep(i), ep(i + 100)]);
     fake.setEndpoints('other', 'elsewhere', [ep(999)]);
     d = await open();
-    const seen = new Map<string, string[]>();
+    const services = new WatchedServices(d.resolver, addresses);
+    const { seen } = services;
+    for (let i = 0; i < 40; i++) services.watch(`svc-${i}`);
     const ws: Watch[] = [];
-    for (let i = 0; i < 40; i++) {
-      const s = `svc-${i}`;
-      seen.set(s, []);
-      ws.push(d.resolver.watch(s, (snap) => seen.get(s)!.push(ports(snap))));
-    }
     // A target the namespace stream cannot serve (another namespace) keeps its own watch.
     const other: Snapshot[] = [];
     ws.push(d.resolver.watch('elsewhere.other', (s) => other.push(s)));
@@ -61,18 +60,15 @@ describe('Kubernetes registry-wide watch (one EndpointSlice watch per namespace)
       'other services saw no snapshot',
     );
     for (const w of ws) w.close();
+    services.close();
   });
 
   it('re-lists after 410 Expired and keeps every service (nothing lost, nothing repeated)', async () => {
     for (let i = 0; i < 5; i++) fake.setEndpoints('default', `svc-${i}`, [ep(i)]);
     d = await open('&watch=registry');
-    const seen = new Map<string, string[]>();
-    const ws: Watch[] = [];
-    for (let i = 0; i < 5; i++) {
-      const s = `svc-${i}`;
-      seen.set(s, []);
-      ws.push(d.resolver.watch(s, (snap) => seen.get(s)!.push(ports(snap))));
-    }
+    const services = new WatchedServices(d.resolver, addresses);
+    const { seen } = services;
+    for (let i = 0; i < 5; i++) services.watch(`svc-${i}`);
     await waitFor('first snapshots', () => [...seen.values()].every((v) => v.length === 1));
     await waitFor('watch open', () => fake.openWatches() === 1);
     // The stream misses the changes, history is forgotten, the stream is cut: the re-watch from
@@ -89,6 +85,6 @@ describe('Kubernetes registry-wide watch (one EndpointSlice watch per namespace)
     fake.upsertEndpoint('default', 'svc-4', ep(204));
     await waitFor('a change after the re-list', () => seen.get('svc-4')!.length === 2);
     for (const s of ['svc-0', 'svc-3']) assert.equal(seen.get(s)!.length, 1, `${s} repeated`);
-    for (const w of ws) w.close();
+    services.close();
   });
 });

@@ -1,36 +1,21 @@
 import { strict as assert } from 'node:assert';
 import * as zookeeper from 'node-zookeeper-client';
 import { createZooKeeperRegistry, ZkSession } from '../../adapters/zookeeper';
-import {
-  Discovery,
-  FeedCatalog,
-  REGISTRY_WATCH_THRESHOLD,
-  RegistryFeed,
-  type CatalogChange,
-  type Endpoint,
-  type Snapshot,
-  type Watch,
-  type WatchResolver,
-} from '../../index';
+import { Discovery } from '../../index';
 import { requireBinaryOrSkip, waitFor } from '../../testkit';
 import { findZooKeeper, startZooKeeper, type ZooKeeperServer } from '../../testkit/zookeeper';
+import {
+  assertSameAsPerService,
+  assertSwitchUnderLiveWrites,
+  closeAfterEach,
+  feedCatalog,
+  fold,
+  ports,
+  recordCatalog,
+} from './support';
 
-const ports = (s: Snapshot | undefined) =>
-  (s?.endpoints ?? [])
-    .map((e) => e.port)
-    .sort((a, b) => a - b)
-    .join(',');
-const content = (eps: Endpoint[]) => JSON.stringify([...eps].sort((a, b) => (a.id < b.id ? -1 : 1)));
 const OPEN = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))];
 const PERSISTENT = zookeeper.CreateMode.PERSISTENT;
-
-function fold(got: CatalogChange[]): Map<string, Snapshot> {
-  const m = new Map<string, Snapshot>();
-  for (const c of got)
-    if (c.initial) for (const [k, s] of c.snapshots) m.set(k, s);
-    else m.set(c.snapshot.service, c.snapshot);
-  return m;
-}
 
 describe('zookeeper registry-wide watch (one persistent recursive addWatch) and the catalog', function () {
   this.timeout(90_000);
@@ -38,7 +23,7 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
   let writer: ZkSession;
   let base: string;
   let serial = 0;
-  const toClose: { close(): unknown }[] = [];
+  const track = closeAfterEach();
 
   const put = async (service: string, id: string, port: number) => {
     const data = Buffer.from(JSON.stringify({ host: '127.0.0.1', port, metadata: { v: String(port) } }));
@@ -65,17 +50,12 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
   beforeEach(() => {
     base = `/wf-catalog-${process.pid}-${serial++}`;
   });
-  afterEach(async () => {
-    for (const c of toClose.splice(0).reverse()) await c.close();
-  });
 
   it('gives the complete first view, then each change as the per-service path sees it, on one watch', async () => {
     for (let i = 0; i < 40; i++) for (let j = 1; j <= 3; j++) await put(`svc-${i}`, `i${j}`, 1000 * j + i);
     await writer.create(`${base}/svc-3/bad`, Buffer.from('not json'), OPEN, PERSISTENT);
-    const d = await Discovery.fromConfig(zk.url(base, 'watch=registry'));
-    toClose.push(d);
-    const got: CatalogChange[] = [];
-    toClose.push(d.catalog.watch((c) => got.push(c)));
+    const d = track(await Discovery.fromConfig(zk.url(base, 'watch=registry')));
+    const got = recordCatalog(d.catalog, track);
     await waitFor('first view', () => got.length >= 1, { timeoutMs: 30_000 });
     assert.ok(got[0].initial);
     assert.equal(got[0].snapshots.size, 40);
@@ -99,92 +79,24 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
     assert.match(await zk.fourLetter('wchs'), /Total watches:1\b/);
 
     // The same registry through per-service watches gives the same snapshots.
-    const d2 = await Discovery.fromConfig(zk.url(base, 'watch=service'));
-    toClose.push(d2);
-    const per = new Map<string, Snapshot>();
+    const d2 = track(await Discovery.fromConfig(zk.url(base, 'watch=service')));
     const view = fold(got);
-    for (const name of view.keys()) toClose.push(d2.resolver.watch(name, (s) => per.set(name, s)));
-    await waitFor('per-service first snapshots', () => per.size === view.size, { timeoutMs: 30_000 });
-    for (const [name, s] of view) {
-      assert.equal(content(per.get(name)!.endpoints), content(s.endpoints), name);
-      assert.equal(per.get(name)!.error?.message, s.error?.message, name);
-    }
+    const per = await assertSameAsPerService(view, d2.resolver, track, { timeoutMs: 30_000 });
+    for (const [name, s] of view) assert.equal(per.get(name)!.error?.message, s.error?.message, name);
   });
 
   it('switches per-service <-> registry-wide while services change: no set repeated, none out of order, the last one seen', async () => {
-    const N = REGISTRY_WATCH_THRESHOLD + 8;
-    for (let i = 0; i < N; i++) await put(`s${i}`, 'a', 10_000 + i);
-    const d = await Discovery.fromConfig(zk.url(base));
-    toClose.push(d);
-    const resolver = d.resolver as WatchResolver;
-    const seen = new Map<string, string[]>();
-    const watches = new Map<string, Watch>();
-    const watch = (s: string) => {
-      seen.set(s, []);
-      watches.set(
-        s,
-        resolver.watch(s, (snap) => seen.get(s)!.push(ports(snap))),
-      );
-    };
-    const live = ['s0', 's1', 's2', 's3'];
-    for (const s of live) watch(s);
-    const want = new Map(live.map((s, i) => [s, [10_000 + i]]));
-    let writing = true;
-    let n = 0;
-    const writerLoop = (async () => {
-      while (writing) {
-        const s = live[n % live.length];
-        await put(s, `w${n}`, 20_000 + n);
-        want.get(s)!.push(20_000 + n);
-        n++;
-      }
-    })();
-    const sources: string[] = [];
-    for (let round = 0; round < 2; round++) {
-      for (let i = live.length; i < N; i++) {
-        watch(`s${i}`);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-      sources.push(resolver.watchSource);
-      await waitFor('all on the stream', () => d.status().services.every((s) => s.source === 'registry'), {
-        timeoutMs: 20_000,
-      });
-      for (let i = N - 1; i >= live.length; i--) {
-        watches.get(`s${i}`)!.close();
-        watches.delete(`s${i}`);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-      sources.push(resolver.watchSource);
-      await waitFor('all on their own watches', () => d.status().services.every((s) => s.source === 'service'), {
-        timeoutMs: 20_000,
-      });
-    }
-    writing = false;
-    await writerLoop;
-    assert.deepEqual(sources, ['registry', 'service', 'registry', 'service']);
-    assert.ok(n > 20, `the writer made ${n} changes`);
-    for (const s of live) {
-      const final = want
-        .get(s)!
-        .sort((a, b) => a - b)
-        .join(',');
-      await waitFor(`${s} final set`, () => seen.get(s)!.at(-1) === final);
-      const sizes = seen.get(s)!.map((x) => x.split(',').length);
-      for (let k = 1; k < sizes.length; k++)
-        assert.ok(sizes[k] > sizes[k - 1], `${s}: set ${k} (${sizes[k]}) after ${sizes[k - 1]}: repeated or older`);
-    }
-    for (const w of watches.values()) w.close();
+    await assertSwitchUnderLiveWrites(
+      { put, open: () => Discovery.fromConfig(zk.url(base)), switchTimeoutMs: 20_000 },
+      track,
+    );
   });
 
   it('keeps the last good set through a server restart and a session expiry, and re-reads what changed meanwhile', async () => {
     await put('a', 'i1', 1);
     await put('b', 'i1', 2);
     const r = createZooKeeperRegistry({ hosts: [zk.connectString], path: base, sessionTimeout: 4000 });
-    toClose.push({ close: () => r.close?.() });
-    const feed = new RegistryFeed('zk', r.watchAll!);
-    toClose.push(feed);
-    const got: CatalogChange[] = [];
-    toClose.push(new FeedCatalog(feed).watch((c) => got.push(c)));
+    const { feed, got } = feedCatalog('zk', r, track);
     await waitFor('first view', () => ports(fold(got).get('a')) === '1' && ports(fold(got).get('b')) === '2');
 
     await zk.stop();
