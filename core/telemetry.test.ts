@@ -1,36 +1,12 @@
 import assert from 'node:assert/strict';
-import { metrics } from '@opentelemetry/api';
-import { MeterProvider, MetricReader, type MetricData } from '@opentelemetry/sdk-metrics';
 import { createMemoryRegistry } from '../adapters/memory';
 import { P2cBalancer } from '../balancers/p2c';
 import { SnapshotRecorder, makeEndpoints, testBalancerContext, uniqueService } from '../testkit';
-
-class TestReader extends MetricReader {
-  protected async onForceFlush(): Promise<void> {}
-  protected async onShutdown(): Promise<void> {}
-}
-
-async function collect(reader: TestReader): Promise<Map<string, MetricData>> {
-  const { resourceMetrics } = await reader.collect();
-  const out = new Map<string, MetricData>();
-  for (const sm of resourceMetrics.scopeMetrics) for (const m of sm.metrics) out.set(m.descriptor.name, m);
-  return out;
-}
+import { captureGlobalMetrics } from './fixtures/metrics';
 
 describe('core: OpenTelemetry metrics', () => {
-  // Made in before(), not when the file loads: Stryker runs this file many times in one process,
-  // and a reader shut down by a previous run would fail every later one (false kills).
-  let reader: TestReader;
-  let provider: MeterProvider;
-  before(() => {
-    reader = new TestReader();
-    provider = new MeterProvider({ readers: [reader] });
-    metrics.setGlobalMeterProvider(provider);
-  });
-  after(async () => {
-    metrics.disable();
-    await provider.shutdown();
-  });
+  // A fresh provider and reader per run (see captureGlobalMetrics).
+  const otel = captureGlobalMetrics();
 
   it('reports endpoints per service, snapshot updates and registry errors through the global meter', async () => {
     const reg = createMemoryRegistry();
@@ -42,11 +18,10 @@ describe('core: OpenTelemetry metrics', () => {
     await r.until((s) => s.endpoints.length === 2, 1000);
     reg.store.put(svc, 'bad', { host: 7 });
     await r.until((s) => s.error?.code === 'BAD_ENTRY', 1000);
-    const m = await collect(reader);
-    const gauge = m.get('wayfinder.resolver.endpoints')!.dataPoints.find((p) => p.attributes.service === svc)!;
+    const gauge = (await otel.points('wayfinder.resolver.endpoints')).find((p) => p.attributes.service === svc)!;
     assert.equal(gauge.value, 2);
     assert.equal(gauge.attributes.registry, 'memory');
-    const updates = m.get('wayfinder.resolver.updates')!.dataPoints.find((p) => p.attributes.service === svc)!;
+    const updates = (await otel.points('wayfinder.resolver.updates')).find((p) => p.attributes.service === svc)!;
     assert.ok((updates.value as number) >= 2, `updates ${updates.value}`);
     w.close();
     await reg.registrar!.close();
@@ -62,10 +37,9 @@ describe('core: OpenTelemetry metrics', () => {
       const p = picker.pick();
       if (p.endpoint) p.done({ ok: true, latencyMs: p.endpoint.port === 9100 ? 5 : 50 });
     }
-    const m = await collect(reader);
-    const points = m
-      .get('wayfinder.latency.ewma')!
-      .dataPoints.filter((p) => String(p.attributes.endpoint).startsWith('10.9.9.9:'));
+    const points = (await otel.points('wayfinder.latency.ewma')).filter((p) =>
+      String(p.attributes.endpoint).startsWith('10.9.9.9:'),
+    );
     const by = Object.fromEntries(points.map((p) => [p.attributes.endpoint, p.value as number]));
     assert.ok(by['10.9.9.9:9100'] > 0 && by['10.9.9.9:9100'] <= 5.001, JSON.stringify(by));
     assert.ok(by['10.9.9.9:9101'] >= 40, JSON.stringify(by));

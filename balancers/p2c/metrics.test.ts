@@ -1,45 +1,23 @@
 import assert from 'node:assert/strict';
-import { metrics } from '@opentelemetry/api';
-import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import type { Endpoint } from '../../core';
+import { captureGlobalMetrics } from '../../core/fixtures/metrics';
 import { testBalancerContext } from '../../testkit';
 import { P2cBalancer } from '.';
 
 // The wayfinder.latency.ewma gauge of p2c_ewma, value by value: each measured endpoint's estimate
 // decayed to the read time, nothing for unmeasured endpoints, nothing from least-request p2c.
 
-class TestReader extends MetricReader {
-  protected async onForceFlush(): Promise<void> {}
-  protected async onShutdown(): Promise<void> {}
-}
-
 const eps = (host: string): Endpoint[] => [0, 1, 2].map((i) => ({ id: `e${i}`, host, port: 9200 + i, metadata: {} }));
 
 describe('p2c latency gauge (exact values)', () => {
-  // A fresh provider and reader per run: Stryker runs the file many times in one process, and a
-  // reader shut down by an earlier run would fail every later one for no reason of the code.
-  let reader: TestReader;
-  let provider: MeterProvider;
-  before(() => {
-    reader = new TestReader();
-    provider = new MeterProvider({ readers: [reader] });
-    metrics.setGlobalMeterProvider(provider);
-  });
-  after(async () => {
-    metrics.disable();
-    await provider.shutdown();
-  });
+  // A fresh provider and reader per run (see captureGlobalMetrics).
+  const otel = captureGlobalMetrics();
 
   /** The gauge's points for endpoints of `host`, as endpoint -> ms. */
   async function gauge(host: string): Promise<Record<string, number>> {
-    const { resourceMetrics } = await reader.collect();
     const out: Record<string, number> = {};
-    for (const sm of resourceMetrics.scopeMetrics)
-      for (const m of sm.metrics)
-        if (m.descriptor.name === 'wayfinder.latency.ewma')
-          for (const p of m.dataPoints)
-            if (String(p.attributes.endpoint).startsWith(`${host}:`))
-              out[String(p.attributes.endpoint)] = p.value as number;
+    for (const p of await otel.points('wayfinder.latency.ewma'))
+      if (String(p.attributes.endpoint).startsWith(`${host}:`)) out[String(p.attributes.endpoint)] = p.value as number;
     return out;
   }
 
