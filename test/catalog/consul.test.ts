@@ -2,15 +2,7 @@ import { strict as assert } from 'node:assert';
 import { createConsulRegistry } from '../../adapters/consul';
 import { Discovery } from '../../index';
 import { startFakeConsul, waitFor, type FakeConsul } from '../../testkit';
-import {
-  assertSameAsPerService,
-  assertSwitchUnderLiveWrites,
-  closeAfterEach,
-  feedCatalog,
-  fold,
-  ports,
-  recordCatalog,
-} from './support';
+import { assertLiveSwitch, assertOutageKeepsLastSet, assertSameAsPerService, fold, ports, testScope } from './support';
 
 async function put(c: FakeConsul, path: string, body?: unknown): Promise<void> {
   const send = () =>
@@ -34,7 +26,7 @@ const deregister = (c: FakeConsul, id: string) => put(c, `/v1/agent/service/dere
 describe('consul registry-wide watch (catalog/services + health/state blocking) and the catalog', function () {
   this.timeout(60_000);
   let consul: FakeConsul;
-  const track = closeAfterEach();
+  const scope = testScope();
 
   beforeEach(async () => {
     consul = await startFakeConsul();
@@ -46,8 +38,8 @@ describe('consul registry-wide watch (catalog/services + health/state blocking) 
   it('gives the complete first view, then each change as the per-service path sees it, on bounded requests', async () => {
     for (let i = 0; i < 40; i++)
       for (let j = 1; j <= 3; j++) await register(consul, `svc-${i}`, `svc-${i}-${j}`, 1000 * j + i);
-    const d = track(await Discovery.fromConfig(`consul://${consul.address}?wait=2s&watch=registry`));
-    const got = recordCatalog(d.catalog, track);
+    const d = scope.track(await Discovery.fromConfig(`consul://${consul.address}?wait=2s&watch=registry`));
+    const got = scope.catalog(d.catalog);
     await waitFor('first view', () => got.length >= 1);
     assert.ok(got[0].initial);
     assert.equal(got[0].snapshots.size, 41); // 40 + the agent's own "consul" service
@@ -91,20 +83,20 @@ describe('consul registry-wide watch (catalog/services + health/state blocking) 
     });
 
     // The same registry through per-service watches gives the same snapshots.
-    const d2 = track(await Discovery.fromConfig(`consul://${consul.address}?wait=2s&watch=service`));
+    const d2 = scope.track(await Discovery.fromConfig(`consul://${consul.address}?wait=2s&watch=service`));
     const view = fold(got);
-    await assertSameAsPerService(view, d2.resolver, track);
+    await assertSameAsPerService(view, d2.resolver, scope);
     assert.equal(view.get('svc-9')!.endpoints.find((e) => e.port === 7009)?.metadata.v, '7009');
   });
 
   it('switches per-service <-> registry-wide while services change: no set repeated, none out of order, the last one seen', async () => {
-    await assertSwitchUnderLiveWrites(
+    await assertLiveSwitch(
       {
         put: (s, key, port) => register(consul, s, `${s}-${key}`, port),
         open: () => Discovery.fromConfig(`consul://${consul.address}?wait=5s&rate=50&burst=50`),
         writePauseMs: 5,
       },
-      track,
+      scope,
     );
   });
 
@@ -112,13 +104,8 @@ describe('consul registry-wide watch (catalog/services + health/state blocking) 
     await register(consul, 'a', 'a-1', 1);
     await register(consul, 'b', 'b-1', 2);
     const r = createConsulRegistry({ hosts: [consul.address], wait: '2s', timeout: '1s' });
-    const { feed, got } = feedCatalog('consul', r, track);
-    await waitFor('first view', () => ports(fold(got).get('a')) === '1' && ports(fold(got).get('b')) === '2');
-
-    await consul.stop();
-    await waitFor('the outage reported', () => feed.lastError?.code === 'REGISTRY_UNAVAILABLE', { timeoutMs: 10_000 });
-    assert.equal(ports(feed.get('a')), '1');
-    assert.equal(ports(feed.get('b')), '2');
+    const { feed, got } = scope.feed('consul', r);
+    await assertOutageKeepsLastSet(feed, got, () => consul.stop());
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(ports(fold(got).get('a')), '1', 'nothing dropped during the outage');
 

@@ -3,7 +3,7 @@ import { Etcd3 } from 'etcd3';
 import { createEtcdRegistry } from '../../adapters/etcd';
 import { Discovery, type CatalogChange, type Snapshot } from '../../index';
 import { findEtcd, findEtcdctl, requireBinaryOrSkip, startEtcd, waitFor, type EtcdServer } from '../../testkit';
-import { assertSwitchUnderLiveWrites, closeAfterEach, feedCatalog, fold, ports, recordCatalog } from './support';
+import { assertLiveSwitch, fold, ports, testScope } from './support';
 
 const value = (port: number) => JSON.stringify({ host: '127.0.0.1', port });
 
@@ -13,7 +13,7 @@ describe('etcd registry-wide watch (one prefix watch) and the catalog', function
   let kv: Etcd3;
   let serial = 0;
   let prefix: string;
-  const track = closeAfterEach();
+  const scope = testScope();
 
   before(async function () {
     this.timeout(60_000);
@@ -36,8 +36,8 @@ describe('etcd registry-wide watch (one prefix watch) and the catalog', function
     for (let i = 0; i < 40; i++)
       for (let j = 0; j < 3; j++) await kv.put(`${prefix}/svc-${i}/i${j}`).value(value(1000 * (j + 1) + i));
     await kv.put(`${prefix}/not-an-instance`).value('x'); // no service part: ignored
-    const d = track(await Discovery.fromConfig(`etcd://${etcd.address}?prefix=${prefix}`));
-    const got = recordCatalog(d.catalog, track);
+    const d = scope.track(await Discovery.fromConfig(`etcd://${etcd.address}?prefix=${prefix}`));
+    const got = scope.catalog(d.catalog);
     await waitFor('first view', () => got.length >= 1);
     assert.ok(got[0].initial);
     assert.equal(got[0].snapshots.size, 40);
@@ -55,7 +55,7 @@ describe('etcd registry-wide watch (one prefix watch) and the catalog', function
   });
 
   it('switches per-service <-> registry-wide while services change: no set repeated, none out of order, the last one seen', async () => {
-    await assertSwitchUnderLiveWrites(
+    await assertLiveSwitch(
       {
         put: async (s, key, port) => await kv.put(`${prefix}/${s}/${key}`).value(value(port)),
         open: () => Discovery.fromConfig(`etcd://${etcd.address}?prefix=${prefix}`),
@@ -68,7 +68,7 @@ describe('etcd registry-wide watch (one prefix watch) and the catalog', function
             .join(',');
         },
       },
-      track,
+      scope,
     );
   });
 
@@ -88,7 +88,7 @@ describe('etcd registry-wide watch (one prefix watch) and the catalog', function
         etcd.etcdctl(['compaction', String(rev)]);
       },
     });
-    const { got } = feedCatalog('etcd', r, track);
+    const { got } = scope.feed('etcd', r);
     const view = () => fold(got);
     await waitFor(
       'the set after the compacted gap',
@@ -104,11 +104,11 @@ describe('etcd registry-wide watch (one prefix watch) and the catalog', function
   it('tells catalog watchers of a registry outage (last view kept) and of the recovery', async () => {
     await kv.put(`${prefix}/a/1`).value(value(1));
     await kv.put(`${prefix}/b/1`).value(value(2));
-    const d = track(await Discovery.fromConfig(`etcd://${etcd.address}?prefix=${prefix}&request-timeout=1s`));
+    const d = scope.track(await Discovery.fromConfig(`etcd://${etcd.address}?prefix=${prefix}&request-timeout=1s`));
     const events: string[] = [];
     const errors: Error[] = [];
     const got: CatalogChange[] = [];
-    track(
+    scope.track(
       d.catalog.watch((c) => (got.push(c), events.push(c.initial ? 'initial' : `change ${c.snapshot.service}`)), {
         onError: (err) => (errors.push(err), events.push('error')),
         onRecover: () => events.push('recovered'),
@@ -129,7 +129,7 @@ describe('etcd registry-wide watch (one prefix watch) and the catalog', function
     assert.equal((errors[0] as { code?: string }).code, 'REGISTRY_UNAVAILABLE');
     // A watcher joining during the outage gets the last view, then the error.
     const late: string[] = [];
-    track(
+    scope.track(
       d.catalog.watch((c) => late.push(c.initial ? `initial ${c.snapshots.size}` : 'change'), {
         onError: () => late.push('error'),
         onRecover: () => late.push('recovered'),

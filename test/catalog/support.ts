@@ -28,39 +28,40 @@ export const ports = (s: Snapshot | undefined): string =>
 export const content = (eps: Endpoint[]): string => JSON.stringify([...eps].sort((a, b) => (a.id < b.id ? -1 : 1)));
 
 type Closable = { close(): unknown };
-export type Track = <T extends Closable>(x: T) => T;
+
+/** What a test opens (registries, discoveries, feeds, watches), closed last first after it. */
+export interface TestScope {
+  /** Closes `x` after the test. */
+  track<T extends Closable>(x: T): T;
+  /** Every change a catalog watcher is given, in order. */
+  catalog(catalog: Pick<Catalog, 'watch'>): CatalogChange[];
+  /** A catalog straight over an adapter's registry-wide watch (no Discovery around it), recording every change. */
+  feed(name: string, registry: AdapterInstance): { feed: RegistryFeed; got: CatalogChange[] };
+}
 
 /**
- * What a test opens, closed last first after each test. Call inside describe(), before the hooks
- * that stop the registry server (mocha runs a suite's afterEach hooks in the order they were added).
+ * A TestScope for each test of the enclosing describe(). Call it before the hooks that stop the
+ * registry server: mocha runs a suite's afterEach hooks in the order they were added.
  */
-export function closeAfterEach(): Track {
+export function testScope(): TestScope {
   const open: Closable[] = [];
   afterEach(async () => {
     for (const c of open.splice(0).reverse()) await c.close();
   });
-  return (x) => (open.push(x), x);
-}
-
-/** Every change a catalog watcher is given, in order; the watch is closed after the test. */
-export function recordCatalog(catalog: Pick<Catalog, 'watch'>, track: Track): CatalogChange[] {
-  const got: CatalogChange[] = [];
-  track(catalog.watch((c) => got.push(c)));
-  return got;
-}
-
-/**
- * A catalog straight over an adapter's registry-wide watch (no Discovery around it), recording
- * every change; the adapter, the feed and the watch are closed after the test.
- */
-export function feedCatalog(
-  name: string,
-  registry: AdapterInstance,
-  track: Track,
-): { feed: RegistryFeed; got: CatalogChange[] } {
-  track({ close: () => registry.close?.() });
-  const feed = track(new RegistryFeed(name, registry.watchAll!));
-  return { feed, got: recordCatalog(new FeedCatalog(feed), track) };
+  const scope: TestScope = {
+    track: (x) => (open.push(x), x),
+    catalog(catalog) {
+      const got: CatalogChange[] = [];
+      scope.track(catalog.watch((c) => got.push(c)));
+      return got;
+    },
+    feed(name, registry) {
+      scope.track({ close: () => registry.close?.() });
+      const feed = scope.track(new RegistryFeed(name, registry.watchAll!));
+      return { feed, got: scope.catalog(new FeedCatalog(feed)) };
+    },
+  };
+  return scope;
 }
 
 /**
@@ -83,14 +84,30 @@ export function fold(got: CatalogChange[], opts: { dropEmpty?: boolean } = {}): 
 export async function assertSameAsPerService(
   view: Map<string, Snapshot>,
   resolver: Resolver,
-  track: Track,
+  scope: TestScope,
   opts: { timeoutMs?: number } = {},
 ): Promise<Map<string, Snapshot>> {
   const per = new Map<string, Snapshot>();
-  for (const name of view.keys()) track(resolver.watch(name, (s) => per.set(name, s)));
+  for (const name of view.keys()) scope.track(resolver.watch(name, (s) => per.set(name, s)));
   await waitFor('per-service first snapshots', () => per.size === view.size, opts);
   for (const [name, s] of view) assert.equal(content(per.get(name)!.endpoints), content(s.endpoints), name);
   return per;
+}
+
+/**
+ * A feed whose first view holds a = [1] and b = [2] loses its server (`stop`): the outage is
+ * reported (REGISTRY_UNAVAILABLE) and the feed keeps the last good sets.
+ */
+export async function assertOutageKeepsLastSet(
+  feed: RegistryFeed,
+  got: CatalogChange[],
+  stop: () => Promise<unknown>,
+): Promise<void> {
+  await waitFor('first view', () => ports(fold(got).get('a')) === '1' && ports(fold(got).get('b')) === '2');
+  await stop();
+  await waitFor('the outage reported', () => feed.lastError?.code === 'REGISTRY_UNAVAILABLE', { timeoutMs: 10_000 });
+  assert.equal(ports(feed.get('a')), '1');
+  assert.equal(ports(feed.get('b')), '2');
 }
 
 /** resolver.watch() per service, each recording the sets it is given (as `format` writes them). */
@@ -120,7 +137,7 @@ export class WatchedServices {
   }
 }
 
-/** What assertSwitchUnderLiveWrites() needs of a registry. */
+/** What assertLiveSwitch() (the switch under live writes) needs of a registry. */
 export interface LiveSwitchRegistry {
   /** Writes instance `key` of `service` with `port` (a new key adds an endpoint). */
   put(service: string, key: string, port: number): Promise<unknown>;
@@ -141,10 +158,10 @@ export interface LiveSwitchRegistry {
  * to one watch per service), twice. Each live service must end on its final set having been given
  * no set repeated and none older than one before it (every write adds an endpoint, so the sets grow).
  */
-export async function assertSwitchUnderLiveWrites(reg: LiveSwitchRegistry, track: Track): Promise<void> {
+export async function assertLiveSwitch(reg: LiveSwitchRegistry, scope: TestScope): Promise<void> {
   const N = REGISTRY_WATCH_THRESHOLD + 8;
   for (let i = 0; i < N; i++) await reg.put(`s${i}`, 'a', 10_000 + i);
-  const d = track(await reg.open());
+  const d = scope.track(await reg.open());
   const resolver = d.resolver as WatchResolver;
   const ws = new WatchedServices(resolver);
   const live = ['s0', 's1', 's2', 's3'];

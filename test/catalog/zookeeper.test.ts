@@ -4,15 +4,7 @@ import { createZooKeeperRegistry, ZkSession } from '../../adapters/zookeeper';
 import { Discovery } from '../../index';
 import { requireBinaryOrSkip, waitFor } from '../../testkit';
 import { findZooKeeper, startZooKeeper, type ZooKeeperServer } from '../../testkit/zookeeper';
-import {
-  assertSameAsPerService,
-  assertSwitchUnderLiveWrites,
-  closeAfterEach,
-  feedCatalog,
-  fold,
-  ports,
-  recordCatalog,
-} from './support';
+import { assertLiveSwitch, assertOutageKeepsLastSet, assertSameAsPerService, fold, ports, testScope } from './support';
 
 const OPEN = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))];
 const PERSISTENT = zookeeper.CreateMode.PERSISTENT;
@@ -23,7 +15,7 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
   let writer: ZkSession;
   let base: string;
   let serial = 0;
-  const track = closeAfterEach();
+  const scope = testScope();
 
   const put = async (service: string, id: string, port: number) => {
     const data = Buffer.from(JSON.stringify({ host: '127.0.0.1', port, metadata: { v: String(port) } }));
@@ -54,8 +46,8 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
   it('gives the complete first view, then each change as the per-service path sees it, on one watch', async () => {
     for (let i = 0; i < 40; i++) for (let j = 1; j <= 3; j++) await put(`svc-${i}`, `i${j}`, 1000 * j + i);
     await writer.create(`${base}/svc-3/bad`, Buffer.from('not json'), OPEN, PERSISTENT);
-    const d = track(await Discovery.fromConfig(zk.url(base, 'watch=registry')));
-    const got = recordCatalog(d.catalog, track);
+    const d = scope.track(await Discovery.fromConfig(zk.url(base, 'watch=registry')));
+    const got = scope.catalog(d.catalog);
     await waitFor('first view', () => got.length >= 1, { timeoutMs: 30_000 });
     assert.ok(got[0].initial);
     assert.equal(got[0].snapshots.size, 40);
@@ -79,30 +71,22 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
     assert.match(await zk.fourLetter('wchs'), /Total watches:1\b/);
 
     // The same registry through per-service watches gives the same snapshots.
-    const d2 = track(await Discovery.fromConfig(zk.url(base, 'watch=service')));
+    const d2 = scope.track(await Discovery.fromConfig(zk.url(base, 'watch=service')));
     const view = fold(got);
-    const per = await assertSameAsPerService(view, d2.resolver, track, { timeoutMs: 30_000 });
+    const per = await assertSameAsPerService(view, d2.resolver, scope, { timeoutMs: 30_000 });
     for (const [name, s] of view) assert.equal(per.get(name)!.error?.message, s.error?.message, name);
   });
 
   it('switches per-service <-> registry-wide while services change: no set repeated, none out of order, the last one seen', async () => {
-    await assertSwitchUnderLiveWrites(
-      { put, open: () => Discovery.fromConfig(zk.url(base)), switchTimeoutMs: 20_000 },
-      track,
-    );
+    await assertLiveSwitch({ put, open: () => Discovery.fromConfig(zk.url(base)), switchTimeoutMs: 20_000 }, scope);
   });
 
   it('keeps the last good set through a server restart and a session expiry, and re-reads what changed meanwhile', async () => {
     await put('a', 'i1', 1);
     await put('b', 'i1', 2);
     const r = createZooKeeperRegistry({ hosts: [zk.connectString], path: base, sessionTimeout: 4000 });
-    const { feed, got } = feedCatalog('zk', r, track);
-    await waitFor('first view', () => ports(fold(got).get('a')) === '1' && ports(fold(got).get('b')) === '2');
-
-    await zk.stop();
-    await waitFor('the outage reported', () => feed.lastError?.code === 'REGISTRY_UNAVAILABLE', { timeoutMs: 10_000 });
-    assert.equal(ports(feed.get('a')), '1');
-    assert.equal(ports(feed.get('b')), '2');
+    const { feed, got } = scope.feed('zk', r);
+    await assertOutageKeepsLastSet(feed, got, () => zk.stop());
     await zk.restart(); // starts it again on the same port and data
     await put('c', 'i1', 3);
     await waitFor('a change after the restart', () => ports(fold(got).get('c')) === '3', { timeoutMs: 30_000 });
