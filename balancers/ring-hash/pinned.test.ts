@@ -230,3 +230,39 @@ describe('ring_hash: pinned values', () => {
     }
   });
 });
+
+describe('ring_hash: pinned three-way tie', () => {
+  it('three points at one position: the smallest host:port wins in every order, the points around keep their places', () => {
+    // 10.16.214.23:9000, 10.31.37.34:9000 and 10.127.46.122:9000 all put point 0 at 2259363468 (a
+    // search over 2^23 hosts for a triple); "10.127.46.122:9000" is the smallest of the three strings.
+    // 10.2.0.16:80 puts its point before them, 10.0.0.1:80 after: four equal weights, one point each.
+    const [p, q, r] = [ep('10.16.214.23', 9000), ep('10.31.37.34', 9000), ep('10.127.46.122', 9000)];
+    for (const e of [p, q, r]) assert.equal(murmur3(`${e.host}:${e.port}_0`), 2259363468);
+    const before = ep('10.2.0.16', 80);
+    const after = ep('10.0.0.1', 80);
+    assert.equal(murmur3('10.2.0.16:80_0'), 37806034);
+    assert.equal(murmur3('10.0.0.1:80_0'), 2968670888);
+    const orders = [
+      [p, q, r],
+      [p, r, q],
+      [q, p, r],
+      [q, r, p],
+      [r, p, q],
+      [r, q, p],
+    ];
+    for (const order of orders) {
+      for (const set of [order, [before, ...order, after], [after, ...order, before]]) {
+        const picker = build(new RingHashBalancer({ minRingSize: 1 }), set);
+        const label = set.map((e) => e.host).join(' ');
+        const positions = Array.from(picker.ring, (v) => Math.floor(v / OWNER_SPAN));
+        const tie = [2259363468, 2259363468, 2259363468];
+        assert.deepEqual(positions, set.length === 3 ? tie : [37806034, ...tie, 2968670888], label);
+        assert.equal(picker.pick({ key: '10.16.214.23:9000_0' }).endpoint, r, label);
+        if (set.length > 3) {
+          assert.equal(picker.pick({ key: '10.2.0.16:80_0' }).endpoint, before, label);
+          assert.equal(picker.pick({ key: '10.0.0.1:80_0' }).endpoint, after, label);
+        }
+      }
+    }
+  });
+});
