@@ -266,3 +266,35 @@ describe('ring_hash: pinned three-way tie', () => {
     }
   });
 });
+
+describe('ring_hash: pinned Pick reuse across builds', () => {
+  it('a rebuild hands out the same Pick object for an unchanged Endpoint object, a new one for a replaced object', () => {
+    const eps = makeEndpoints(4);
+    const b = new RingHashBalancer();
+    const first = build(b, eps);
+    // Draws 0 and 0.9999 pick the first and the last endpoint keyless (equal weights).
+    const again = build(b, eps, drawing(0));
+    assert.equal(again.pick(), build(b, eps, drawing(0)).pick());
+    for (let k = 0; k < 20; k++) assert.equal(again.pick({ key: `u${k}` }), first.pick({ key: `u${k}` }), `u${k}`);
+    // ep-0 replaced by an equal but new object: a new Pick for it, the others kept.
+    const replaced = [{ ...eps[0] }, ...eps.slice(1)];
+    const p0 = build(b, replaced, drawing(0)).pick();
+    assert.equal(p0.endpoint, replaced[0]);
+    assert.notEqual(p0, again.pick());
+    assert.equal(build(b, replaced, drawing(0.9999)).pick(), build(b, eps, drawing(0.9999)).pick());
+  });
+
+  it('a host:port listed twice: the first occurrence keeps its Pick across builds, the copy gets its own', () => {
+    const a = ep('10.3.0.1', 80);
+    const c = ep('10.3.0.2', 80);
+    const dup = ep('10.3.0.1', 80, undefined, 'dup');
+    const b = new RingHashBalancer();
+    // Three equal weights: draw 0 picks index 0 (a), 0.9999 index 2 (the copy).
+    const a1 = build(b, [a, c, dup], drawing(0)).pick();
+    const d1 = build(b, [a, c, dup], drawing(0.9999)).pick();
+    const a2 = build(b, [a, c, dup], drawing(0)).pick();
+    assert.equal(a1.endpoint, a);
+    assert.equal(d1.endpoint, dup);
+    assert.equal(a2, a1);
+  });
+});
