@@ -128,11 +128,13 @@ export function buildServerList(endpoints: readonly Endpoint[], opts: ServerList
   if (rate === 0 || base.length === 0) return base;
   // Repeat the list k times, the smallest k (with at least MIN_DROP_GRANULARITY entries) whose
   // drop count expresses the rate within half a percent, else the closest k within the bound.
+  // k = 1 is always taken, whatever its length: a list that passes the bound once with its drops
+  // is sent once with all of them (not with a single drop, which would shed nearly nothing).
   let best = { k: 1, drops: 1, err: Infinity };
-  for (let k = 1; base.length * k <= MAX_LIST_LENGTH; k++) {
+  for (let k = 1; ; k++) {
     const b = base.length * k;
     const drops = Math.max(1, Math.round((rate * b) / (1 - rate)));
-    if (b + drops > MAX_LIST_LENGTH) break;
+    if (k > 1 && b + drops > MAX_LIST_LENGTH) break;
     const err = Math.abs(drops / (b + drops) - rate);
     if (err < best.err) best = { k, drops, err };
     if (b >= MIN_DROP_GRANULARITY && best.err < 0.005) break;

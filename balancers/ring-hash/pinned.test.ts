@@ -230,3 +230,71 @@ describe('ring_hash: pinned values', () => {
     }
   });
 });
+
+describe('ring_hash: pinned three-way tie', () => {
+  it('three points at one position: the smallest host:port wins in every order, the points around keep their places', () => {
+    // 10.16.214.23:9000, 10.31.37.34:9000 and 10.127.46.122:9000 all put point 0 at 2259363468 (a
+    // search over 2^23 hosts for a triple); "10.127.46.122:9000" is the smallest of the three strings.
+    // 10.2.0.16:80 puts its point before them, 10.0.0.1:80 after: four equal weights, one point each.
+    const [p, q, r] = [ep('10.16.214.23', 9000), ep('10.31.37.34', 9000), ep('10.127.46.122', 9000)];
+    for (const e of [p, q, r]) assert.equal(murmur3(`${e.host}:${e.port}_0`), 2259363468);
+    const before = ep('10.2.0.16', 80);
+    const after = ep('10.0.0.1', 80);
+    assert.equal(murmur3('10.2.0.16:80_0'), 37806034);
+    assert.equal(murmur3('10.0.0.1:80_0'), 2968670888);
+    const orders = [
+      [p, q, r],
+      [p, r, q],
+      [q, p, r],
+      [q, r, p],
+      [r, p, q],
+      [r, q, p],
+    ];
+    for (const order of orders) {
+      for (const set of [order, [before, ...order, after], [after, ...order, before]]) {
+        const picker = build(new RingHashBalancer({ minRingSize: 1 }), set);
+        const label = set.map((e) => e.host).join(' ');
+        const positions = Array.from(picker.ring, (v) => Math.floor(v / OWNER_SPAN));
+        const tie = [2259363468, 2259363468, 2259363468];
+        assert.deepEqual(positions, set.length === 3 ? tie : [37806034, ...tie, 2968670888], label);
+        assert.equal(picker.pick({ key: '10.16.214.23:9000_0' }).endpoint, r, label);
+        if (set.length > 3) {
+          assert.equal(picker.pick({ key: '10.2.0.16:80_0' }).endpoint, before, label);
+          assert.equal(picker.pick({ key: '10.0.0.1:80_0' }).endpoint, after, label);
+        }
+      }
+    }
+  });
+});
+
+describe('ring_hash: pinned Pick reuse across builds', () => {
+  it('a rebuild hands out the same Pick object for an unchanged Endpoint object, a new one for a replaced object', () => {
+    const eps = makeEndpoints(4);
+    const b = new RingHashBalancer();
+    const first = build(b, eps);
+    // Draws 0 and 0.9999 pick the first and the last endpoint keyless (equal weights).
+    const again = build(b, eps, drawing(0));
+    assert.equal(again.pick(), build(b, eps, drawing(0)).pick());
+    for (let k = 0; k < 20; k++) assert.equal(again.pick({ key: `u${k}` }), first.pick({ key: `u${k}` }), `u${k}`);
+    // ep-0 replaced by an equal but new object: a new Pick for it, the others kept.
+    const replaced = [{ ...eps[0] }, ...eps.slice(1)];
+    const p0 = build(b, replaced, drawing(0)).pick();
+    assert.equal(p0.endpoint, replaced[0]);
+    assert.notEqual(p0, again.pick());
+    assert.equal(build(b, replaced, drawing(0.9999)).pick(), build(b, eps, drawing(0.9999)).pick());
+  });
+
+  it('a host:port listed twice: the first occurrence keeps its Pick across builds, the copy gets its own', () => {
+    const a = ep('10.3.0.1', 80);
+    const c = ep('10.3.0.2', 80);
+    const dup = ep('10.3.0.1', 80, undefined, 'dup');
+    const b = new RingHashBalancer();
+    // Three equal weights: draw 0 picks index 0 (a), 0.9999 index 2 (the copy).
+    const a1 = build(b, [a, c, dup], drawing(0)).pick();
+    const d1 = build(b, [a, c, dup], drawing(0.9999)).pick();
+    const a2 = build(b, [a, c, dup], drawing(0)).pick();
+    assert.equal(a1.endpoint, a);
+    assert.equal(d1.endpoint, dup);
+    assert.equal(a2, a1);
+  });
+});
