@@ -1,16 +1,6 @@
 import assert from 'node:assert/strict';
-import type { Endpoint } from '../../core';
 import { buildServerList, lbTokenFor, LoadReportAggregator, multiplicities } from './index';
-
-const ep = (port: number, extra: Partial<Endpoint> = {}): Endpoint => ({
-  id: `10.0.0.1:${port}`,
-  host: '10.0.0.1',
-  port,
-  metadata: {},
-  ...extra,
-});
-const names = (l: ReturnType<typeof buildServerList>) =>
-  l.map((e) => (e.drop ? `drop:${e.token}` : String(e.endpoint.port)));
+import { ep, names } from './fixtures';
 
 describe('grpclb server lists (balancers/grpclb)', () => {
   it('lists each endpoint once, sorted by host:port, with its token, unless expanding', () => {

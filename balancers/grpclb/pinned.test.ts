@@ -2,20 +2,12 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { Endpoint } from '../../core';
 import { buildServerList, lbTokenFor, LoadReportAggregator, multiplicities, type LoadReport } from './index';
+import { ep, names } from './fixtures';
 
 // Pins the list building of the grpclb balancer (issue 22, mutation testing). Every expected value
 // below is derived from the rule the test names, in the comment beside it.
 
-const ep = (port: number, extra: Partial<Endpoint> = {}): Endpoint => ({
-  id: `10.0.0.1:${port}`,
-  host: '10.0.0.1',
-  port,
-  metadata: {},
-  ...extra,
-});
 const eps = (n: number): Endpoint[] => Array.from({ length: n }, (_, i) => ep(1000 + i));
-const names = (l: ReturnType<typeof buildServerList>) =>
-  l.map((e) => (e.drop ? `drop:${e.token}` : String(e.endpoint.port)));
 const dropCount = (l: ReturnType<typeof buildServerList>) => l.filter((e) => e.drop).length;
 const report = (r: Partial<LoadReport>): LoadReport => ({
   callsStarted: 0,
