@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { createFileRegistry, type FileRegistry } from '../adapters/file';
 import { fileStore } from '../adapters/file/store';
 import type { Snapshot } from '../core';
-import { tempDir } from '../testkit';
+import { SnapshotRecorder, tempDir } from '../testkit';
 import { median, percentile, table } from './stats';
 
 function arg(name: string, def: number): number {
@@ -44,37 +44,11 @@ const row = (what: string, xs: number[]) => [
   f(Math.max(...xs)),
 ];
 
-/** Resolves with the time a snapshot matching `pred` arrives (now, if the last one already does). */
-class Waiter {
-  last?: Snapshot;
-  /** The snapshot that resolved the last until(). */
-  matched?: Snapshot;
-  private w?: { pred: (s: Snapshot) => boolean; resolve: (t: number) => void };
-  readonly on = (s: Snapshot) => {
-    this.last = s;
-    if (this.w?.pred(s)) {
-      const w = this.w;
-      this.w = undefined;
-      this.matched = s;
-      w.resolve(performance.now());
-    }
-  };
-  until(pred: (s: Snapshot) => boolean, timeoutMs = 10_000): Promise<number> {
-    if (this.last && pred(this.last)) {
-      this.matched = this.last;
-      return Promise.resolve(performance.now());
-    }
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no matching snapshot within ${timeoutMs} ms`)), timeoutMs);
-      this.w = {
-        pred,
-        resolve: (x) => {
-          clearTimeout(t);
-          resolve(x);
-        },
-      };
-    });
-  }
+/** Waits for a snapshot matching `pred`; resolves with it and the time it arrived. */
+async function timed(rec: SnapshotRecorder, pred: (s: Snapshot) => boolean): Promise<{ s: Snapshot; at: number }> {
+  let at = 0;
+  const s = await rec.until((x) => pred(x) && (at = performance.now()) > 0, 10_000);
+  return { s, at };
 }
 
 interface Propagation {
@@ -105,22 +79,22 @@ async function propagation(watch: boolean, changes: number): Promise<Propagation
   const bare = fsWatch(dir.dir, { persistent: false }, (_e, name) => {
     if (name === 'registry.json') events.push(performance.now());
   });
-  const w = new Waiter();
-  const sub = reader.resolver.watch(svc, w.on);
+  const w = new SnapshotRecorder();
+  const sub = reader.resolver.watch(svc, w.onSnapshot);
   const out: Propagation = { fromRename: [], fromCall: [], bare: [], polls: 0, events: 0 };
   try {
-    await w.until((s) => s.endpoints.length === 10);
+    await timed(w, (s) => s.endpoints.length === 10);
     const s0 = reader.watchStats();
     let handle: { deregister(): Promise<void> } | undefined;
     for (let i = 0; i < changes; i++) {
       const add = i % 2 === 0;
       const port = 20000 + i;
-      const seen = w.until((s) => (add ? s.endpoints.some((e) => e.port === port) : s.endpoints.length === 10));
+      const seen = timed(w, (s) => (add ? s.endpoints.some((e) => e.port === port) : s.endpoints.length === 10));
       const t0 = performance.now();
       if (add) handle = await writer.registrar.register({ service: svc, host: '127.0.0.1', port });
       else await handle!.deregister();
-      const tSeen = await seen;
-      const rev = w.matched!.revision!;
+      const { s, at: tSeen } = await seen;
+      const rev = s.revision!;
       const at = visible.get(rev);
       if (at === undefined) throw new Error(`no write recorded for revision ${rev}`);
       out.fromRename.push(tSeen - at);
@@ -166,11 +140,11 @@ async function idle(services: number, seconds: number): Promise<Idle> {
   try {
     for (let i = 0; i < Math.max(services, 1); i++)
       await writer.registrar.register({ service: `idle-${i}`, host: '127.0.0.1', port: 23000 + i });
-    const waits: Promise<number>[] = [];
+    const waits: Promise<unknown>[] = [];
     for (let i = 0; i < services; i++) {
-      const w = new Waiter();
-      closers.push(reader.resolver.watch(`idle-${i}`, w.on).close);
-      waits.push(w.until((s) => s.endpoints.length === 1));
+      const w = new SnapshotRecorder();
+      closers.push(reader.resolver.watch(`idle-${i}`, w.onSnapshot).close);
+      waits.push(timed(w, (s) => s.endpoints.length === 1));
     }
     await Promise.all(waits);
     await sleep(200); // let the last fs.watch events of the setup writes drain
