@@ -347,8 +347,11 @@ export interface FileRegistry extends AdapterInstance {
   listServices(): Promise<string[]>;
   /** The validated options in force (durations in ms). */
   options: Readonly<ResolvedOptions>;
-  /** Counters of the resolver's file watcher: poll ticks and full reads of the file. */
-  watchStats(): { polls: number; reads: number };
+  /**
+   * Counters of the resolver's file watcher, a diagnostic for tests and benchmarks: poll ticks,
+   * full reads of the file, and fs.watch notifications received (always 0 with `watch: false`).
+   */
+  watchStats(): { polls: number; reads: number; events: number };
 }
 
 /**
@@ -380,7 +383,7 @@ function openFile(o: FileOptions, context: FileContextIn): FileRegistry {
   const watcher = new FileWatcher(opts.path, { pollMs: opts.poll, fsWatch: opts.watch, logger, now: ctx.now });
   return {
     resolver: createResolver(opts, ctx, watcher),
-    watchStats: () => ({ polls: watcher.polls, reads: watcher.reads }),
+    watchStats: () => ({ polls: watcher.polls, reads: watcher.reads, events: watcher.events }),
     watchAll: fileWatchAll(watcher, opts.ttl),
     registrar: new FileRegistrar(store, opts, ctx, () => watcher.refresh()),
     options: opts,

@@ -77,6 +77,8 @@ export class FileWatcher {
   reads = 0;
   /** Number of poll ticks (for measurements). */
   polls = 0;
+  /** Number of fs.watch notifications received, on the directory or an ancestor (for measurements). */
+  events = 0;
 
   constructor(
     readonly file: string,
@@ -126,6 +128,7 @@ export class FileWatcher {
     if (dirIdentity(this.dir) === undefined) return this.armOnAncestor();
     try {
       const w = fsWatch(this.dir, { persistent: false }, (_event, name) => {
+        this.events++;
         if (name === path.basename(this.dir) && !this.dirIsWatched()) {
           // The directory itself went away: this watch is dead; the poll re-arms on its successor.
           if (this.fsw === w) this.fsw = undefined;
@@ -162,6 +165,7 @@ export class FileWatcher {
     while (dirIdentity(anc) === undefined && path.dirname(anc) !== anc) anc = path.dirname(anc);
     try {
       const w = fsWatch(anc, { persistent: false }, () => {
+        this.events++;
         if (this.fsw !== w) return;
         this.fsw = undefined;
         w.close();
