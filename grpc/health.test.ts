@@ -198,9 +198,11 @@ describe('grpc health checking (gRFC A17)', function () {
 
     const tFlip = performance.now();
     own.setStatus('echo', 'NOT_SERVING');
-    const bAt = b.arrivals.length;
-    await waitFor('300 more calls on b', () => b.arrivals.length > bAt + 300, { intervalMs: 5 });
-    assert.equal(after(a, tFlip + 100), 0);
+    // Pushed on the watch stream: no call on a from 1 s after the flip, checked while b takes 300 calls.
+    await waitFor('300 calls on b more than 1 s after NOT_SERVING', () => after(b, tFlip + 1000) > 300, {
+      intervalMs: 5,
+    });
+    assert.equal(after(a, tFlip + 1000), 0);
     assert.deepEqual(st.failures, []);
   });
 

@@ -138,7 +138,8 @@ describe('testkit: faultProxy', () => {
     await roundTrip(c, '4');
     assert.ok(c.received().endsWith('1234'), `order kept: ${c.received()}`);
     proxy.latency(0);
-    assert.ok((await roundTrip(c, 'quick')) < base + 100);
+    // Without the latency a round trip no longer carries 2 x 150 ms (slack for a loaded machine).
+    assert.ok((await roundTrip(c, 'quick')) < base + 250);
   });
 
   it('cut(ms): resets open connections, refuses new ones for ms, then heals by itself', async () => {
