@@ -24,8 +24,11 @@ interface ServiceState {
 /**
  * The ZooKeeper registry-wide watch: ONE persistent recursive watch (ZooKeeper >= 3.6 addWatch) on
  * the base path instead of a child watch per service and a data watch per instance. Its events
- * name the node: `<base>/<service>` created or deleted re-reads that service; an instance node
- * created, changed or deleted re-reads that one node. The watch lives as long as the connection,
+ * name the node: `<base>/<service>` created or deleted re-reads that service (as does any event
+ * under a service not known yet); for a known service an instance node created or changed costs
+ * one read of that node, one deleted costs none (it is dropped), and a pass over created/deleted
+ * nodes reads the service node's stat once for its pzxid (the revision): O(1) reads per change,
+ * whatever the service's size. The watch lives as long as the connection,
  * so after every 'connected' (a reconnect, a new session after expiry) it is added again and
  * everything is re-read (what changed while disconnected is never missed) and reset.
  * The watch is added before the reads it covers, so no change falls between read and watch.
@@ -33,7 +36,11 @@ interface ServiceState {
 export class ZkRegistryWatch extends ZkPassLoop {
   private readonly services = new Map<string, ServiceState>();
   private readonly dirtyServices = new Set<string>();
-  private readonly dirtyNodes = new Map<string, Set<string>>();
+  /**
+   * Per service: its instance nodes with events since they were last read, each with the last
+   * event's type (NODE_CREATED standing for "created, then changed").
+   */
+  private readonly dirtyNodes = new Map<string, Map<string, number>>();
   private rereadAll = true;
   private readonly prefix: string;
 
@@ -64,11 +71,16 @@ export class ZkRegistryWatch extends ZkPassLoop {
     const parts = path.slice(this.prefix.length).split('/');
     if (parts.length === 1) this.dirtyServices.add(parts[0]);
     else if (parts.length === 2) {
-      let set = this.dirtyNodes.get(parts[0]);
-      if (!set) this.dirtyNodes.set(parts[0], (set = new Set()));
-      set.add(parts[1]);
-      // A node created or deleted also moves the service's pzxid (its revision): re-list it.
-      if (type !== zookeeper.Event.NODE_DATA_CHANGED) this.dirtyServices.add(parts[0]);
+      let nodes = this.dirtyNodes.get(parts[0]);
+      if (!nodes) this.dirtyNodes.set(parts[0], (nodes = new Map()));
+      // Events come in zxid order: the last one says whether the node is gone. A data change after
+      // a creation keeps the mark of a child change (it moved the service's pzxid).
+      const prev = nodes.get(parts[1]);
+      const childChange = prev !== undefined && prev !== zookeeper.Event.NODE_DATA_CHANGED;
+      nodes.set(
+        parts[1],
+        type === zookeeper.Event.NODE_DATA_CHANGED && childChange ? zookeeper.Event.NODE_CREATED : type,
+      );
     } else return; // deeper nodes are no instances
     this.kick();
   };
@@ -150,21 +162,19 @@ export class ZkRegistryWatch extends ZkPassLoop {
       else this.services.delete(s);
       touched.add(s);
     }
-    for (const [s, names] of [...this.dirtyNodes]) {
-      this.dirtyNodes.delete(s);
+    for (const s of [...this.dirtyNodes.keys()]) {
+      if (this.dirtyServices.has(s)) continue; // marked for a whole read meanwhile: that covers it
       const st = this.services.get(s);
       if (!st) {
+        this.dirtyNodes.delete(s);
         this.dirtyServices.add(s); // not known yet: read it whole
         continue;
       }
-      for (const name of names) {
-        const n = await readNode(this.session, this.format, joinPath(this.base, s), name);
-        if (n) st.nodes.set(name, n);
-        else st.nodes.delete(name);
-      }
-      touched.add(s);
+      if (await this.readNodes(s, st)) touched.add(s);
+      else this.dirtyServices.add(s); // its node is gone (or going): read it whole
     }
     for (const s of touched) {
+      if (this.dirtyServices.has(s)) continue; // published by the whole read that follows
       const st = this.services.get(s);
       if (!st) {
         this.out.update(s, []);
@@ -173,6 +183,41 @@ export class ZkRegistryWatch extends ZkPassLoop {
       const v = assembleNodes(joinPath(this.base, s), st.nodes, st.pzxid);
       this.out.update(s, v.endpoints, { revision: v.revision, bad: v.bad });
     }
+  }
+
+  /**
+   * Applies a known service's node events: O(1) reads per event. Its names are taken (and their
+   * marks cleared) BEFORE the service's stat is read, so each child change taken is at or below the
+   * pzxid read; a later one stays marked and the next pass applies it (with a newer pzxid). Nodes
+   * whose last event is a deletion are dropped unread; the others are read (created, changed, or
+   * created again after a deletion). False when the service's node is gone.
+   */
+  private async readNodes(service: string, st: ServiceState): Promise<boolean> {
+    const marked = this.dirtyNodes.get(service)!;
+    this.dirtyNodes.delete(service);
+    const path = joinPath(this.base, service);
+    const toRead: string[] = [];
+    let childChanged = false;
+    for (const [name, type] of marked) {
+      if (type !== zookeeper.Event.NODE_DATA_CHANGED) childChanged = true;
+      if (type !== zookeeper.Event.NODE_DELETED) toRead.push(name);
+    }
+    if (childChanged) {
+      // A node created or deleted moved the service's pzxid (part of its revision): one stat read.
+      const stat = await this.session.exists(path);
+      if (!stat) return false;
+      st.pzxid = zxid(stat.pzxid);
+    }
+    for (const [name, type] of marked) if (type === zookeeper.Event.NODE_DELETED) st.nodes.delete(name);
+    const worker = async () => {
+      for (let name = toRead.pop(); name !== undefined && !this.stopped; name = toRead.pop()) {
+        const n = await readNode(this.session, this.format, path, name);
+        if (n) st.nodes.set(name, n);
+        else st.nodes.delete(name);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, toRead.length) }, worker));
+    return true;
   }
 
   /** Lists a service and reads its nodes (READ_CONCURRENCY at a time); undefined when it is gone. */

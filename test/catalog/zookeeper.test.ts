@@ -77,6 +77,106 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
     for (const [name, s] of view) assert.equal(per.get(name)!.error?.message, s.error?.message, name);
   });
 
+  /** Counts the reads `session` makes from now on (a spy on the real session: every call still goes to ZooKeeper). */
+  const countReads = (session: ZkSession) => {
+    const n = { getChildren: 0, getData: 0, exists: 0 };
+    for (const m of ['getChildren', 'getData', 'exists'] as const) {
+      const orig = session[m].bind(session) as (...a: unknown[]) => Promise<unknown>;
+      (session as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+        n[m]++;
+        return orig(...a);
+      };
+    }
+    return {
+      counts: n,
+      total: () => n.getChildren + n.getData + n.exists,
+      reset: () => Object.assign(n, { getChildren: 0, getData: 0, exists: 0 }),
+    };
+  };
+
+  it('reads O(1) nodes, not the whole service, when one instance of a large service is added or removed', async () => {
+    const N = 200;
+    await Promise.all(Array.from({ length: N }, (_, i) => put('big', `i${i}`, 10_000 + i)));
+    await put('small', 'i1', 1);
+    const r = createZooKeeperRegistry({ hosts: [zk.connectString], path: base });
+    const reads = countReads(r.session);
+    const { got } = scope.feed('zk', r);
+    await waitFor('first view', () => fold(got).get('big')?.endpoints.length === N, { timeoutMs: 30_000 });
+    assert.ok(reads.counts.getData >= N, 'the first view read every node');
+
+    reads.reset();
+    await put('big', 'added', 9999);
+    await waitFor('the added instance', () => fold(got).get('big')?.endpoints.length === N + 1, { timeoutMs: 10_000 });
+    await put('big', 'i1', 20_001); // data changed
+    await waitFor('the changed instance', () => ports(fold(got).get('big')).includes('20001'), { timeoutMs: 10_000 });
+    // Removed last: the deletion's zxid (the service's pzxid) is then the revision.
+    await del('big', 'i0');
+    await waitFor('the removed instance', () => fold(got).get('big')?.endpoints.length === N, { timeoutMs: 10_000 });
+    // One stat read per created/deleted pass, one data read per created/changed node: 4 (N + 1 before).
+    assert.ok(reads.total() <= 6, `reads for 3 changes in a service of ${N}: ${JSON.stringify(reads.counts)}`);
+    assert.equal(reads.counts.getChildren, 0, 'no service re-listed');
+    assert.equal(
+      fold(got)
+        .get('big')!
+        .endpoints.some((e) => e.port === 10_000),
+      false,
+    );
+
+    // Same endpoints and the same revision as the per-service path.
+    const d2 = scope.track(await Discovery.fromConfig(zk.url(base, 'watch=service')));
+    const view = fold(got);
+    const per = await assertSameAsPerService(view, d2.resolver, scope, { timeoutMs: 30_000 });
+    for (const [name, s] of view) {
+      assert.ok(s.revision, `a revision for ${name}`);
+      assert.equal(per.get(name)!.revision, s.revision, `revision of ${name}`);
+    }
+  });
+
+  it('ends a burst of churn (create/delete/create of one id, adds, removals, changes) with the per-service sets and revisions', async () => {
+    for (let i = 0; i < 30; i++) await put('churn', `i${i}`, 100 + i);
+    const r = createZooKeeperRegistry({ hosts: [zk.connectString], path: base });
+    const { got } = scope.feed('zk', r);
+    await waitFor('first view', () => fold(got).get('churn')?.endpoints.length === 30, { timeoutMs: 30_000 });
+
+    const expect = new Map<string, number>(Array.from({ length: 30 }, (_, i) => [`i${i}`, 100 + i]));
+    const ops: Promise<unknown>[] = [];
+    // The same id created, deleted and created again back to back (and one left deleted).
+    for (const id of ['flip', 'flop']) {
+      ops.push(put('churn', id, 500).then(() => del('churn', id)));
+    }
+    await Promise.all(ops.splice(0));
+    await put('churn', 'flip', 501);
+    expect.set('flip', 501);
+    for (let i = 0; i < 10; i++) {
+      ops.push(del('churn', `i${i}`)); // removed
+      expect.delete(`i${i}`);
+      ops.push(put('churn', `i${10 + i}`, 1000 + i)); // changed
+      expect.set(`i${10 + i}`, 1000 + i);
+      ops.push(put('churn', `n${i}`, 2000 + i)); // added
+      expect.set(`n${i}`, 2000 + i);
+    }
+    ops.push(put('other', 'i1', 7)); // a new service meanwhile
+    await Promise.all(ops);
+    await del('churn', 'i29'); // removed last: its zxid (the pzxid) is the revision both paths must give
+    expect.delete('i29');
+    const want = [...expect.values()].sort((a, b) => a - b).join(',');
+    await waitFor(
+      'the burst applied',
+      () => ports(fold(got).get('churn')) === want && ports(fold(got).get('other')) === '7',
+      {
+        timeoutMs: 20_000,
+      },
+    );
+
+    const d2 = scope.track(await Discovery.fromConfig(zk.url(base, 'watch=service')));
+    const view = fold(got);
+    const per = await assertSameAsPerService(view, d2.resolver, scope, { timeoutMs: 30_000 });
+    for (const [name, s] of view) {
+      assert.ok(s.revision, `a revision for ${name}`);
+      assert.equal(per.get(name)!.revision, s.revision, `revision of ${name}`);
+    }
+  });
+
   it('switches per-service <-> registry-wide while services change: no set repeated, none out of order, the last one seen', async () => {
     await assertLiveSwitch({ put, open: () => Discovery.fromConfig(zk.url(base)), switchTimeoutMs: 20_000 }, scope);
   });
