@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as zookeeper from 'node-zookeeper-client';
 import { createZooKeeperRegistry, ZkSession } from '../../adapters/zookeeper';
-import { Discovery } from '../../index';
+import { Discovery, type CatalogChange } from '../../index';
 import { requireBinaryOrSkip, waitFor } from '../../testkit';
 import { findZooKeeper, startZooKeeper, type ZooKeeperServer } from '../../testkit/zookeeper';
 import { assertLiveSwitch, assertOutageKeepsLastSet, assertSameAsPerService, fold, ports, testScope } from './support';
@@ -94,6 +94,17 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
     };
   };
 
+  /** The catalog's view gives the same endpoints and the same revisions as per-service watches of the registry. */
+  const assertSameRevisionsAsPerService = async (got: CatalogChange[]) => {
+    const d2 = scope.track(await Discovery.fromConfig(zk.url(base, 'watch=service')));
+    const view = fold(got);
+    const per = await assertSameAsPerService(view, d2.resolver, scope, { timeoutMs: 30_000 });
+    for (const [name, s] of view) {
+      assert.ok(s.revision, `a revision for ${name}`);
+      assert.equal(per.get(name)!.revision, s.revision, `revision of ${name}`);
+    }
+  };
+
   it('reads O(1) nodes, not the whole service, when one instance of a large service is added or removed', async () => {
     const N = 200;
     await Promise.all(Array.from({ length: N }, (_, i) => put('big', `i${i}`, 10_000 + i)));
@@ -122,14 +133,7 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
       false,
     );
 
-    // Same endpoints and the same revision as the per-service path.
-    const d2 = scope.track(await Discovery.fromConfig(zk.url(base, 'watch=service')));
-    const view = fold(got);
-    const per = await assertSameAsPerService(view, d2.resolver, scope, { timeoutMs: 30_000 });
-    for (const [name, s] of view) {
-      assert.ok(s.revision, `a revision for ${name}`);
-      assert.equal(per.get(name)!.revision, s.revision, `revision of ${name}`);
-    }
+    await assertSameRevisionsAsPerService(got);
   });
 
   it('ends a burst of churn (create/delete/create of one id, adds, removals, changes) with the per-service sets and revisions', async () => {
@@ -168,13 +172,7 @@ describe('zookeeper registry-wide watch (one persistent recursive addWatch) and 
       },
     );
 
-    const d2 = scope.track(await Discovery.fromConfig(zk.url(base, 'watch=service')));
-    const view = fold(got);
-    const per = await assertSameAsPerService(view, d2.resolver, scope, { timeoutMs: 30_000 });
-    for (const [name, s] of view) {
-      assert.ok(s.revision, `a revision for ${name}`);
-      assert.equal(per.get(name)!.revision, s.revision, `revision of ${name}`);
-    }
+    await assertSameRevisionsAsPerService(got);
   });
 
   it('switches per-service <-> registry-wide while services change: no set repeated, none out of order, the last one seen', async () => {
