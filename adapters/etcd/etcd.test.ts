@@ -233,15 +233,20 @@ describe('etcd adapter', function () {
     });
 
     it('holds one etcd watch per service however many watchers share it', async () => {
+      // Its own etcd: the watcher count is server-wide, and other tests' watches on the shared
+      // server may still be cancelling while this one counts.
+      const own = await startEtcd();
+      toClose.push({ close: () => own.close() });
       const metric = async () => {
-        const res = await fetch(`${etcd.url}/metrics`);
+        const res = await fetch(`${own.url}/metrics`);
         const m = /^etcd_debugging_mvcc_watcher_total (\d+)/m.exec(await res.text());
         assert.ok(m, 'etcd exposes no watcher metric');
         return Number(m[1]);
       };
-      const r = registry();
+      const r = registry({ hosts: [own.address] });
       const svc = uniqueService();
       const before = await metric();
+      assert.equal(before, 0, 'a fresh etcd has no watcher');
       const recs = Array.from({ length: 5 }, () => new SnapshotRecorder());
       const ws = recs.map((rec) => r.resolver.watch(svc, rec.onSnapshot));
       await Promise.all(recs.map((rec) => rec.until(() => true, 3000)));
